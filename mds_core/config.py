@@ -1,0 +1,309 @@
+"""Typed configuration for training, evaluation and inference.
+
+Every configuration is a tree of dataclasses. :func:`config_from_dict` builds one from plain
+data (a YAML/JSON file, or the dict saved inside a checkpoint) and rejects unknown keys and
+wrong types with the dotted path of the offending entry, so a typo in a config file is an
+error rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the offending entry."""
+
+
+EncoderName = Literal["resnet18", "resnet50"]
+PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
+MaskRegulariser = Literal["depth_ordering", "smoothness"]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (paper section 3.4). K=1 is the Monodepth2-style baseline."""
+
+    height: int = 192
+    width: int = 640
+    depth_encoder: EncoderName = "resnet50"
+    pose_mask_encoder: PoseMaskBackbone = "resnet50"
+    num_components: int = 5
+    mask_regulariser: MaskRegulariser = "depth_ordering"
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    num_scales: int = 4
+    pose_scale: float = 0.01
+    detach_depth_input: bool = False
+
+    def validate(self) -> None:
+        if self.height <= 0 or self.width <= 0 or self.height % 32 or self.width % 32:
+            raise ConfigError(
+                f"model.height and model.width must be positive multiples of 32 "
+                f"(ResNet strides), got {self.width}x{self.height}"
+            )
+        if not 1 <= self.num_components <= 64:
+            raise ConfigError(f"model.num_components must be in 1..64, got {self.num_components}")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ConfigError(
+                f"need 0 < model.min_depth < model.max_depth, got {self.min_depth}, {self.max_depth}"
+            )
+        if not 1 <= self.num_scales <= 4:
+            raise ConfigError(f"model.num_scales must be in 1..4, got {self.num_scales}")
+
+
+@dataclass
+class PretrainedConfig:
+    """Optional local weight files in torchvision's state-dict format (never downloaded)."""
+
+    depth_encoder: str | None = None
+    pose_mask_encoder: str | None = None
+
+
+@dataclass
+class LossConfig:
+    """Monodepth2's self-supervised losses (paper eqs. 8-9, shared/notes/method.md)."""
+
+    ssim_weight: float = 0.85
+    smoothness_weight: float = 1e-3
+    mask_smoothness_weight: float = 1e-3
+    automask: bool = True
+    min_reprojection: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.ssim_weight <= 1.0:
+            raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
+        for name in ("smoothness_weight", "mask_smoothness_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class AugmentationConfig:
+    """Monodepth2 augmentation: each applied with probability 0.5, same draw for all frames."""
+
+    enabled: bool = True
+    colour_jitter_probability: float = 0.5
+    flip_probability: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Where training frames come from.
+
+    ``format="folder"``: the sequence-folder format (README); ``root`` holds sequences.
+    ``format="kitti"``: KITTI raw; ``split`` is a Zhou/Eigen split file (``train_files.txt``).
+    """
+
+    format: Literal["folder", "kitti"] = "folder"
+    root: str = ""
+    split: str | None = None
+    val_split: str | None = None
+    source_offsets: list[int] = field(default_factory=lambda: [-1, 1])
+    static_threshold: float = 0.0
+    num_workers: int = 0
+    image_extension: str = ".png"
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+    def validate(self) -> None:
+        if not self.source_offsets or 0 in self.source_offsets:
+            raise ConfigError(
+                f"data.source_offsets must be non-empty and must not contain 0, got {self.source_offsets}"
+            )
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    """Adam with the paper's schedule: lr 1e-4, x0.1 for the last ``lr_decay_epochs`` epochs."""
+
+    learning_rate: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    batch_size: int = 12
+    epochs: int = 20
+    lr_decay_epochs: int = 5
+    lr_decay_factor: float = 0.1
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        if self.learning_rate <= 0:
+            raise ConfigError(f"optim.learning_rate must be > 0, got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise ConfigError(f"optim.batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"optim.epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.lr_decay_epochs <= self.epochs:
+            raise ConfigError(
+                f"optim.lr_decay_epochs must be in 0..epochs ({self.epochs}), got {self.lr_decay_epochs}"
+            )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"optim.max_steps must be >= 1 or null, got {self.max_steps}")
+
+
+@dataclass
+class LoggingConfig:
+    """TensorBoard scalars every ``scalar_every`` steps, image panels every ``image_every``."""
+
+    scalar_every: int = 50
+    image_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved inside every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    output_dir: str = "runs/mds"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.loss.validate()
+        self.data.validate()
+        self.optim.validate()
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, path)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value)]
+    if _is_dataclass_type(tp):
+        return config_from_dict(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp}")
+
+
+def config_from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from nested plain data, rejecting unknown keys and bad types."""
+    where = path or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    kwargs = {
+        name: _convert(value, hints[name], f"{path}.{name}" if path else name)
+        for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested data (JSON/YAML-safe) for a dataclass config."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ignore[assignment]
+    """Load a YAML or JSON config file; missing keys keep their defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist or is not a file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as error:  # noqa: BLE001 - any parse error is reported the same way
+        raise ConfigError(f"config file {path} could not be parsed: {error}") from error
+    if data is None:
+        data = {}
+    config = config_from_dict(cls, data)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate."""
+    import yaml
+
+    data = config_to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.split(".")
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a config section")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
+        node[keys[-1]] = yaml.safe_load(raw)
+    updated = config_from_dict(type(config), data)
+    validate = getattr(updated, "validate", None)
+    if validate is not None:
+        validate()
+    return updated

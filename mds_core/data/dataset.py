@@ -1,0 +1,147 @@
+"""Self-supervised training samples (target + source frames) from frame sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mds_core.config import AugmentationConfig
+from mds_core.data.augmentation import AugmentationDraw, colour_jitter, flip_horizontally
+from mds_core.data.sample import Sample
+from mds_core.data.sequence_folder import FrameSequence
+
+
+@dataclass(frozen=True)
+class TargetFrame:
+    """Index of a target frame: ``sequences[sequence][frame]``."""
+
+    sequence: int
+    frame: int
+
+
+def valid_targets(sequences: list[FrameSequence], source_offsets: list[int]) -> list[TargetFrame]:
+    """Every frame whose source frames all exist in its sequence."""
+    lo, hi = min(min(source_offsets), 0), max(max(source_offsets), 0)
+    return [
+        TargetFrame(s, f)
+        for s, seq in enumerate(sequences)
+        for f in range(-lo, len(seq) - hi)
+    ]
+
+
+def _small_gray(image: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (64, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def remove_static_frames(
+    sequences: list[FrameSequence],
+    targets: list[TargetFrame],
+    source_offsets: list[int],
+    threshold: float,
+) -> tuple[list[TargetFrame], int]:
+    """Drop targets whose image barely changes w.r.t. any source frame.
+
+    The change is the mean absolute difference of 64x32 grey thumbnails in [0, 1]; a target is
+    static when that difference to some source is below ``threshold`` (the camera stood still,
+    so the frame pair carries no parallax). Returns ``(kept, number_dropped)``.
+    """
+    if threshold <= 0:
+        return targets, 0
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def thumb(s: int, f: int) -> np.ndarray:
+        if (s, f) not in cache:
+            cache[(s, f)] = _small_gray(sequences[s].image(f))
+        return cache[(s, f)]
+
+    kept = [
+        t for t in targets
+        if min(float(np.abs(thumb(t.sequence, t.frame) - thumb(t.sequence, t.frame + o)).mean())
+               for o in source_offsets) >= threshold
+    ]
+    return kept, len(targets) - len(kept)
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+class TripletDataset(Dataset):
+    """Target frame + source frames, resized to the model resolution with K scaled to match.
+
+    Augmentation is deterministic: sample ``i`` of epoch ``e`` always draws from
+    ``numpy.random.default_rng((seed, e, i))``, whichever worker loads it, so that a resumed
+    run sees exactly the same data as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        sequences: list[FrameSequence],
+        targets: list[TargetFrame],
+        source_offsets: list[int],
+        height: int,
+        width: int,
+        augmentation: AugmentationConfig | None = None,
+        load_ground_truth: bool = False,
+        seed: int = 0,
+    ):
+        self.sequences = sequences
+        self.targets = targets
+        self.source_offsets = list(source_offsets)
+        self.height = height
+        self.width = width
+        self.augmentation = augmentation
+        self.load_ground_truth = load_ground_truth
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _resized(self, sequence: FrameSequence, index: int) -> np.ndarray:
+        image = sequence.image(index)
+        if image.shape[:2] != (self.height, self.width):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return image
+
+    def __getitem__(self, i: int) -> Sample:
+        target = self.targets[i]
+        sequence = self.sequences[target.sequence]
+        indices = [target.frame] + [target.frame + o for o in self.source_offsets]
+        images = torch.stack([_to_tensor(self._resized(sequence, j)) for j in indices])
+
+        matrix, (native_w, native_h) = sequence.intrinsics()
+        intrinsics = torch.as_tensor(matrix, dtype=torch.float32).clone()
+        intrinsics[0] *= self.width / native_w
+        intrinsics[1] *= self.height / native_h
+
+        network_images = images
+        if self.augmentation is not None and self.augmentation.enabled:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            draw = AugmentationDraw.sample(self.augmentation, rng)
+            if draw.flip:
+                images, intrinsics = flip_horizontally(images, intrinsics)
+            network_images = colour_jitter(images, draw)
+
+        depth = motion = None
+        if self.load_ground_truth:
+            gt_depth = sequence.depth(target.frame)
+            gt_motion = sequence.motion(target.frame)
+            depth = None if gt_depth is None else torch.from_numpy(gt_depth)[None]
+            motion = None if gt_motion is None else torch.from_numpy(gt_motion)[None]
+        return Sample(
+            images=images,
+            network_images=network_images,
+            intrinsics=intrinsics,
+            depth=depth,
+            motion=motion,
+            name=f"{sequence.name}/{sequence.frame_id(target.frame)}",
+        )

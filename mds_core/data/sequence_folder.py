@@ -1,0 +1,142 @@
+"""The generic sequence-folder format for custom data.
+
+::
+
+    ROOT/<sequence>/images/NNNNNN.png|jpg     frames in temporal order
+    ROOT/<sequence>/calib.json                {"K": [[fx,0,cx],[0,fy,cy],[0,0,1]], "width": W, "height": H}
+    ROOT/<sequence>/depth/NNNNNN.npy          optional GT depth, float32 metres, 0 = none
+    ROOT/<sequence>/motion/NNNNNN.png         optional uint8 labels: 0 static background,
+                                              1 moving object, 2 static movable object, 255 unlabelled
+
+``K`` is in pixel units of images of size ``width`` x ``height``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+class DataError(ValueError):
+    """A data set on disk is missing or malformed; the message says which file and why."""
+
+
+class FrameSequence(Protocol):
+    """A temporally ordered sequence of frames from one camera."""
+
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def frame_id(self, index: int) -> str: ...
+
+    def image(self, index: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB at the native resolution."""
+
+    def intrinsics(self) -> tuple[np.ndarray, tuple[int, int]]:
+        """``(K (3x3, pixels), (width, height))`` of the native images."""
+
+    def depth(self, index: int) -> np.ndarray | None:
+        """Optional ``(H, W)`` float32 ground-truth depth in metres (0 = none)."""
+
+    def motion(self, index: int) -> np.ndarray | None:
+        """Optional ``(H, W)`` uint8 motion labels."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB, with a clear error when unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"cannot read image {path} (missing, truncated or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_calibration(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """Parse ``calib.json``; returns ``(K, (width, height))``."""
+    if not path.is_file():
+        raise DataError(f"missing calibration file {path}")
+    try:
+        data = json.loads(path.read_text())
+        matrix = np.asarray(data["K"], dtype=np.float64)
+        size = (int(data["width"]), int(data["height"]))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise DataError(
+            f"{path}: expected {{\"K\": [[fx,0,cx],[0,fy,cy],[0,0,1]], \"width\": W, \"height\": H}} ({error})"
+        ) from error
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+        raise DataError(f"{path}: K must be a finite 3x3 matrix, got {data['K']!r}")
+    if matrix[0, 0] <= 0 or matrix[1, 1] <= 0 or size[0] <= 0 or size[1] <= 0:
+        raise DataError(f"{path}: focal lengths and image size must be positive")
+    return matrix, size
+
+
+class SequenceFolder:
+    """One ``ROOT/<sequence>`` directory of the sequence-folder format."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        image_dir = self.path / "images"
+        if not image_dir.is_dir():
+            raise DataError(f"{self.path}: no images/ directory")
+        self._images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self._images:
+            raise DataError(f"{image_dir}: no .png/.jpg images")
+        self._calibration = read_calibration(self.path / "calib.json")
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def frame_id(self, index: int) -> str:
+        return self._images[index].stem
+
+    def image(self, index: int) -> np.ndarray:
+        return read_rgb(self._images[index])
+
+    def intrinsics(self) -> tuple[np.ndarray, tuple[int, int]]:
+        return self._calibration
+
+    def depth(self, index: int) -> np.ndarray | None:
+        path = self.path / "depth" / f"{self.frame_id(index)}.npy"
+        if not path.is_file():
+            return None
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read depth {path}: {error}") from error
+        if depth.ndim != 2:
+            raise DataError(f"{path}: depth must be a 2-D array, got shape {depth.shape}")
+        return depth.astype(np.float32, copy=False)
+
+    def motion(self, index: int) -> np.ndarray | None:
+        path = self.path / "motion" / f"{self.frame_id(index)}.png"
+        if not path.is_file():
+            return None
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if labels is None or labels.ndim != 2:
+            raise DataError(f"cannot read motion labels {path} as a single-channel image")
+        return labels.astype(np.uint8, copy=False)
+
+
+def find_sequences(root: str | Path) -> list[SequenceFolder]:
+    """All sequences under ``root`` (or ``root`` itself if it is a sequence)."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"data root {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data root {root} is not a directory")
+    if (root / "images").is_dir():
+        return [SequenceFolder(root)]
+    candidates = sorted(p for p in root.iterdir() if (p / "images").is_dir())
+    if not candidates:
+        raise DataError(
+            f"{root} holds no sequences: expected ROOT/<sequence>/images/*.png and "
+            f"ROOT/<sequence>/calib.json (see README, 'Data formats')"
+        )
+    return [SequenceFolder(p) for p in candidates]

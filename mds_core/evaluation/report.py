@@ -1,0 +1,154 @@
+"""Evaluation reports: JSON (machine readable) and Markdown (for humans) renderings.
+
+The JSON holds plain numbers only: NumPy scalars and arrays become floats and lists, NaN and
+infinities become ``null``, paths become strings and dataclasses become objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mds_core.evaluation.metrics import DepthEvaluation, DepthMetrics
+from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
+
+#: Markdown row label -> region key (``None`` = overall, per-image mean).
+_ROWS: tuple[tuple[str, str | None], ...] = (
+    ("overall", None),
+    ("moving", "moving"),
+    ("static movable", "static_movable"),
+    ("static background", "static_background"),
+)
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively convert ``value`` to JSON-serialisable plain Python (NaN/inf -> ``None``)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _scaling(depth: DepthEvaluation) -> str:
+    settings = depth.settings
+    if settings.fixed_scale is not None:
+        return f"fixed x{settings.fixed_scale:g}"
+    return "per-image median" if settings.median_scaling else "none"
+
+
+@dataclass
+class EvaluationReport:
+    """Depth results, optional motion segmentation results, and free-form metadata
+    (checkpoint, data set, settings, ...)."""
+
+    depth: DepthEvaluation
+    motion: MotionSegmentationResult | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self, include_curve: bool = True) -> dict[str, Any]:
+        """A JSON-safe dict. ``include_curve`` keeps the precision/recall/F1 arrays."""
+        depth = json_safe(self.depth)
+        result: dict[str, Any] = {"metadata": json_safe(self.metadata), "depth": depth}
+        if self.motion is not None:
+            motion = json_safe(self.motion)
+            if not include_curve:
+                for key in ("thresholds", "precision", "recall", "f1"):
+                    motion.pop(key)
+            result["motion_segmentation"] = motion
+        else:
+            result["motion_segmentation"] = None
+        return result
+
+    def to_markdown(self) -> str:
+        """A Markdown summary: the depth table (overall = per-image mean; regions pooled), the
+        scale statistics and the motion segmentation numbers."""
+        d = self.depth
+        lines: list[str] = []
+        if self.metadata:
+            lines += ["## Evaluation", ""]
+            for key, value in self.metadata.items():
+                lines.append(f"- **{key}**: {json.dumps(json_safe(value))}")
+            lines.append("")
+        lines += [
+            "### Depth",
+            "",
+            "| region | abs_rel | sq_rel | rmse | rmse_log | a1 | a2 | a3 | pixels | images |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label, key in _ROWS:
+            metrics: DepthMetrics | None
+            if key is None:
+                metrics, pixels, images = d.overall, d.num_valid_pixels, d.num_images
+            else:
+                metrics = d.regions.get(key)
+                pixels, images = d.region_pixels.get(key, 0), d.region_images.get(key, 0)
+            values = [_fmt(getattr(metrics, n) if metrics else None) for n in DepthMetrics.names()]
+            lines.append(f"| {label} | " + " | ".join(values) + f" | {pixels} | {images} |")
+        lines += [
+            "",
+            "Overall: mean over images. Regions: pooled over all pixels of the region "
+            f"({d.num_labelled_images} images with motion labels).",
+            "",
+            f"Scale factors: median {_fmt(d.scale.median)}, mean {_fmt(d.scale.mean)}, "
+            f"std {_fmt(d.scale.std)}, std/median {_fmt(d.scale.std_normalised)} "
+            f"over {d.scale.count} images; {d.num_skipped} images without valid ground truth skipped.",
+            "",
+            f"Settings: valid {d.settings.min_depth:g} < gt < {d.settings.max_depth:g} m, "
+            f"Eigen crop {'on' if d.settings.eigen_crop else 'off'}, scaling: {_scaling(d)}.",
+        ]
+        m = self.motion
+        if m is not None:
+            lines += [
+                "",
+                "### Motion segmentation",
+                "",
+                "| best F1 | best threshold | AP | precision@0.5 | recall@0.5 | F1@0.5 | IoU@0.5 "
+                "| moving px | static px | images |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+                f"| {_fmt(m.best_f1)} | {_fmt(m.best_threshold)} | {_fmt(m.average_precision)} "
+                f"| {_fmt(m.precision_at_05)} | {_fmt(m.recall_at_05)} | {_fmt(m.f1_at_05)} "
+                f"| {_fmt(m.iou_at_05)} | {m.num_positive} | {m.num_negative} | {m.num_images} |",
+            ]
+            if not m.has_positives:
+                lines += ["", "No moving pixels in the labels: recall, F1 and AP are undefined."]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path_json: str | Path, markdown: bool = True) -> Path:
+        """Write the JSON to ``path_json`` (and, with ``markdown``, the Markdown beside it with
+        suffix ``.md``); creates parent directories; returns the JSON path."""
+        path = Path(path_json)
+        if markdown and path.suffix == ".md":
+            raise ValueError(f"{path}: the JSON path must not end in .md (the Markdown goes there)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json_dict(), indent=2, allow_nan=False) + "\n")
+        if markdown:
+            path.with_suffix(".md").write_text(self.to_markdown())
+        return path

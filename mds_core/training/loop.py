@@ -1,0 +1,267 @@
+"""The training loop: build -> (resume) -> epochs of steps -> atomic checkpoints.
+
+Kept as small functions around a :class:`TrainingState` rather than one trainer class:
+``build_model`` / ``build_training_state`` make things, ``train_step`` does one optimisation
+step, ``checkpoint_of`` snapshots the state, and ``train`` strings them together.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mds_core.config import TrainConfig
+from mds_core.data.factory import build_dataset
+from mds_core.data.sample import Batch, collate_samples
+from mds_core.device import resolve_device
+from mds_core.losses import LossOutput, SelfSupervisedObjective
+from mds_core.model import ModelOutput, MonoDepthSeg
+from mds_core.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    load_model_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from mds_core.training.distributed import DistributedContext
+from mds_core.training.monitor import TrainingMonitor, training_panel
+from mds_core.training.sampler import EpochBatches
+from mds_core.training.schedule import build_optimizer, build_scheduler
+from mds_core.visualization import save_png
+
+LOG = logging.getLogger("mds")
+
+
+@dataclass
+class Precision:
+    """Autocast settings: bf16 (or fp16 with loss scaling) on CUDA when AMP is on, else fp32."""
+
+    dtype: torch.dtype | None
+    device_type: str
+
+    @classmethod
+    def choose(cls, device: torch.device, amp: bool) -> "Precision":
+        if amp and device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return cls(dtype, "cuda")
+        return cls(None, device.type)
+
+    @property
+    def needs_scaler(self) -> bool:
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+
+@dataclass
+class TrainingState:
+    config: TrainConfig
+    model: MonoDepthSeg
+    network: nn.Module  # the model, wrapped in DDP when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    precision: Precision
+    device: torch.device
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path | None
+    steps: int
+    losses: list[float] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(config: TrainConfig) -> MonoDepthSeg:
+    """The model, with encoders initialised from local pretrained files when configured."""
+    model = MonoDepthSeg(config.model)
+    if config.pretrained.depth_encoder:
+        model.depth_net.encoder.load_pretrained(config.pretrained.depth_encoder)
+    if config.pretrained.pose_mask_encoder:
+        model.pose_mask_net.encoder.load_pretrained(config.pretrained.pose_mask_encoder)
+    return model
+
+
+def build_training_state(config: TrainConfig, device: torch.device, context: DistributedContext) -> TrainingState:
+    model = build_model(config).to(device)
+    network: nn.Module = model
+    if context.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        network = DistributedDataParallel(model, device_ids=ids)
+    optimizer = build_optimizer(model.parameters(), config.optim)
+    precision = Precision.choose(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
+    return TrainingState(config, model, network, optimizer, build_scheduler(optimizer, config.optim),
+                         scaler, precision, device)
+
+
+def restore_training_state(state: TrainingState, checkpoint: Checkpoint, source: str) -> None:
+    load_model_state(state.model, checkpoint.model, state.config.model, checkpoint.config.model, source)
+    if checkpoint.optimizer is None or checkpoint.scheduler is None:
+        raise CheckpointError(f"{source} holds weights only (no optimiser state): use --init-from to fine-tune")
+    state.optimizer.load_state_dict(checkpoint.optimizer)
+    state.scheduler.load_state_dict(checkpoint.scheduler)
+    if state.scaler is not None and checkpoint.scaler:
+        state.scaler.load_state_dict(checkpoint.scaler)
+    state.step, state.epoch, state.batch_in_epoch = checkpoint.step, checkpoint.epoch, checkpoint.batch_in_epoch
+    restore_rng_state(checkpoint.rng)
+
+
+def checkpoint_of(state: TrainingState, metrics: dict[str, float] | None = None) -> Checkpoint:
+    return Checkpoint(
+        config=state.config,
+        model={k: v.detach().cpu() for k, v in state.model.state_dict().items()},
+        step=state.step,
+        epoch=state.epoch,
+        batch_in_epoch=state.batch_in_epoch,
+        optimizer=state.optimizer.state_dict(),
+        scheduler=state.scheduler.state_dict(),
+        scaler=state.scaler.state_dict() if state.scaler is not None else None,
+        rng=capture_rng_state(),
+        metrics=metrics or {},
+    )
+
+
+def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: Batch) -> tuple[LossOutput, ModelOutput]:
+    """One optimisation step. Networks run under autocast; the warp and losses in fp32."""
+    state.network.train()
+    with state.precision.autocast():
+        output = state.network(batch.network_images, state.config.data.source_offsets)
+    loss = objective(batch, output)
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.scaler is not None:
+        state.scaler.scale(loss.total).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        loss.total.backward()
+        state.optimizer.step()
+    return loss, output
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    periodic = sorted(directory.glob("step_*.pt"))
+    for old in periodic[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None) -> TrainResult:
+    """Train MonoDepthSeg; returns the last checkpoint written and this process's step losses.
+
+    ``resume`` continues a run exactly (weights, optimiser, schedule, position, RNG);
+    ``init_from`` starts a new run from a checkpoint's weights only.
+    """
+    config.validate()
+    context = DistributedContext.from_environment()
+    device = context.device_for(resolve_device(config.device))
+    context.initialise(device)
+    try:
+        return _train(config, context, device, resume, init_from)
+    finally:
+        context.shutdown()
+
+
+def _train(config: TrainConfig, context: DistributedContext, device: torch.device,
+           resume: str | Path | None, init_from: str | Path | None) -> TrainResult:
+    seed_everything(config.seed + context.rank)
+    output_dir = Path(config.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
+    batches = EpochBatches(len(dataset), config.optim.batch_size, config.seed, context.rank, context.world_size)
+    state = build_training_state(config, device, context)
+    if init_from is not None:
+        source = load_checkpoint(init_from)
+        load_model_state(state.model, source.model, config.model, source.config.model, str(init_from))
+    if resume is not None:
+        restore_training_state(state, load_checkpoint(resume), str(resume))
+        if context.rank:
+            # every rank restored rank 0's RNG; keep their streams distinct as in a fresh run
+            torch.manual_seed(config.seed + context.rank + state.step)
+        LOG.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch, state.batch_in_epoch)
+
+    objective = SelfSupervisedObjective(config.loss, config.model)
+    monitor = TrainingMonitor(output_dir / "tensorboard", config.logging.tensorboard and context.is_main)
+    total_steps = config.optim.epochs * batches.batches_per_epoch
+    if config.optim.max_steps is not None:
+        total_steps = min(total_steps, config.optim.max_steps)
+    losses: list[float] = []
+    last_path: Path | None = None
+    loader_generator = torch.Generator()  # keeps DataLoader from consuming the global RNG
+    if context.is_main:
+        LOG.info("training on %s: %d samples, %d steps/epoch, %d steps, device %s, precision %s",
+                 config.data.root, len(dataset), batches.batches_per_epoch, total_steps, device,
+                 state.precision.dtype or torch.float32)
+
+    def save(path: Path) -> Path:
+        return save_checkpoint(path, checkpoint_of(state, {"loss": losses[-1] if losses else float("nan")}))
+
+    try:
+        while state.step < total_steps and state.epoch < config.optim.epochs:
+            dataset.set_epoch(state.epoch)
+            loader = DataLoader(
+                dataset,
+                batch_sampler=batches.epoch(state.epoch, state.batch_in_epoch),
+                collate_fn=collate_samples,
+                num_workers=config.data.num_workers,
+                pin_memory=device.type == "cuda",
+                generator=loader_generator,
+            )
+            progress = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
+                            initial=state.batch_in_epoch, total=batches.batches_per_epoch,
+                            disable=not (context.is_main and config.logging.progress), dynamic_ncols=True)
+            for batch in progress:
+                batch = batch.to(device, non_blocking=True)
+                loss, output = train_step(state, objective, batch)
+                state.step += 1
+                state.batch_in_epoch += 1
+                losses.append(float(loss.total.detach()))
+                progress.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{state.optimizer.param_groups[0]['lr']:.1e}")
+                if context.is_main:
+                    if state.step % config.logging.scalar_every == 0 or state.step == 1:
+                        monitor.scalars({**loss.scalars(), "lr": state.optimizer.param_groups[0]["lr"]}, state.step)
+                    if state.step % config.logging.image_every == 0 or state.step == 1:
+                        image = training_panel(batch, output, loss)
+                        monitor.image("panel", image, state.step)
+                        (output_dir / "panels").mkdir(parents=True, exist_ok=True)
+                        save_png(output_dir / "panels" / f"step_{state.step:07d}.png", image)
+                    if state.step % config.logging.checkpoint_every == 0:
+                        save(checkpoint_dir / f"step_{state.step:07d}.pt")
+                        _prune_checkpoints(checkpoint_dir, config.logging.keep_checkpoints)
+                if state.step >= total_steps:
+                    break
+            progress.close()
+            if state.batch_in_epoch >= batches.batches_per_epoch:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                state.scheduler.step()
+        if context.is_main:
+            last_path = save(checkpoint_dir / "last.pt")
+            LOG.info("wrote %s (step %d)", last_path, state.step)
+        context.barrier()
+    finally:
+        monitor.close()
+    return TrainResult(checkpoint=last_path, steps=state.step, losses=losses)

@@ -1,0 +1,21 @@
+"""The paper's learning-rate schedule: constant, then x0.1 for the last epochs (1e-4 -> 1e-5)."""
+
+from __future__ import annotations
+
+import torch
+
+from mds_core.config import OptimConfig
+
+
+def learning_rate_factor(epoch: int, config: OptimConfig) -> float:
+    decay_from = config.epochs - config.lr_decay_epochs
+    return config.lr_decay_factor if epoch >= decay_from and config.lr_decay_epochs > 0 else 1.0
+
+
+def build_optimizer(parameters, config: OptimConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(parameters, lr=config.learning_rate, betas=tuple(config.betas), eps=config.eps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped once per epoch."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, config))

@@ -1,0 +1,93 @@
+"""Pictures people would rather see than read: depth, decompositions and panels (uint8 RGB)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_GOLDEN = 0.618033988749895
+
+
+def component_colours(num_components: int) -> np.ndarray:
+    """``(K, 3)`` uint8 distinct colours (golden-ratio hues); the same for every frame."""
+    colours = []
+    for i in range(num_components):
+        hue = int(((i * _GOLDEN) % 1.0) * 179)
+        hsv = np.uint8([[[hue, 200, 255]]])
+        colours.append(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    return np.stack(colours).astype(np.uint8)
+
+
+def colourise_depth(depth: np.ndarray, max_percentile: float = 95.0) -> np.ndarray:
+    """Depth ``(H, W)`` -> ``(H, W, 3)`` uint8 RGB; near is bright (magma on normalised disparity)."""
+    valid = np.isfinite(depth) & (depth > 0)
+    disparity = np.zeros_like(depth, dtype=np.float32)
+    disparity[valid] = 1.0 / depth[valid]
+    top = np.percentile(disparity[valid], max_percentile) if valid.any() else 1.0
+    normalised = np.clip(disparity / max(top, 1e-8), 0.0, 1.0)
+    coloured = cv2.applyColorMap((normalised * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    coloured[~valid] = 0
+    return coloured
+
+
+def colourise_masks(masks: np.ndarray) -> np.ndarray:
+    """Soft masks ``(K, H, W)`` -> ``(H, W, 3)``: each component's colour weighted by its probability."""
+    colours = component_colours(masks.shape[0]).astype(np.float32)
+    image = np.einsum("khw,kc->hwc", masks.astype(np.float32), colours)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def colourise_labels(labels: np.ndarray, num_components: int) -> np.ndarray:
+    """Argmax labels ``(H, W)`` -> ``(H, W, 3)`` with :func:`component_colours`."""
+    return component_colours(num_components)[labels]
+
+
+def colourise_motion_labels(labels: np.ndarray) -> np.ndarray:
+    """Ground-truth motion labels: background grey, moving red, static movable blue, unlabelled black."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[0] = (90, 90, 90)
+    palette[1] = (230, 40, 40)
+    palette[2] = (40, 90, 230)
+    return palette[labels]
+
+
+def overlay(image: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colourised map over an RGB image."""
+    return cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)
+
+
+def to_uint8_image(image: np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` or ``(H, W, 3)`` float in [0, 1] -> ``(H, W, 3)`` uint8."""
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
+        image = image.transpose(1, 2, 0)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def panel(tiles: list[np.ndarray], columns: int | None = None, labels: list[str] | None = None) -> np.ndarray:
+    """Tile equally sized ``(H, W, 3)`` uint8 images into a grid, optionally captioned."""
+    if not tiles:
+        raise ValueError("panel needs at least one tile")
+    height, width = tiles[0].shape[:2]
+    tiles = [t if t.shape[:2] == (height, width) else cv2.resize(t, (width, height)) for t in tiles]
+    if labels:
+        tiles = [_caption(t, text) for t, text in zip(tiles, labels)]
+    columns = columns or len(tiles)
+    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    blank = np.zeros_like(tiles[0])
+    rows = [row + [blank] * (columns - len(row)) for row in rows]
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+
+
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    tile = tile.copy()
+    scale = max(0.3, tile.shape[0] / 320.0)
+    cv2.putText(tile, text, (4, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, text, (4, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def save_png(path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image as PNG."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")

@@ -1,0 +1,55 @@
+"""mds: self-supervised monocular depth and scene decomposition (MonoDepthSeg) for ROS 2.
+
+One package, installable with pip (``pip install -e .[ros,dev]``) and buildable by colcon as
+an ament_python package on a ROS 2 Jazzy install.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mds"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Self-supervised monocular depth and scene decomposition (MonoDepthSeg) for ROS 2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mds_core", "mds_core.*", "mds_ros", "mds_ros.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "numpy>=1.24",
+        "opencv-python>=4.8",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "tensorboard>=2.14",
+        "rosbags>=0.10",
+        "setuptools",
+    ],
+    extras_require={
+        "ros": [
+            "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-geometry-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-diagnostic-msgs",
+        ],
+        "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "mds = mds_core.cli:main",
+        ],
+    },
+    zip_safe=False,
+)

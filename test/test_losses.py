@@ -1,0 +1,75 @@
+"""Monodepth2's SSIM, photometric error, auto-masking and smoothness."""
+
+import torch
+
+from conftest import textured_image
+from mds_core.losses import (
+    disparity_smoothness,
+    edge_aware_smoothness,
+    minimum_reprojection,
+    photometric_error,
+    ssim,
+    ssim_dissimilarity,
+)
+
+
+def test_ssim_of_identical_images_is_one_and_the_loss_zero():
+    x = textured_image(16, 16)
+    assert torch.allclose(ssim(x, x), torch.ones_like(x), atol=1e-4)
+    assert torch.allclose(ssim_dissimilarity(x, x), torch.zeros_like(x), atol=1e-4)
+
+
+def test_ssim_term_rewards_similarity_not_dissimilarity():
+    x = textured_image(16, 16, seed=1)
+    close = (x + 0.02).clamp(0, 1)
+    far = 1.0 - x
+    assert ssim_dissimilarity(x, close).mean() < ssim_dissimilarity(x, far).mean()
+    assert torch.all(ssim_dissimilarity(x, far) <= 1.0)
+
+
+def test_ssim_matches_hand_computation_on_a_constant_patch_pair():
+    # constant images a, b: sigma = 0, SSIM = (2ab + C1) / (a^2 + b^2 + C1)
+    a, b = 0.2, 0.6
+    value = ssim(torch.full((1, 1, 5, 5), a), torch.full((1, 1, 5, 5), b))
+    c1 = 0.01**2
+    assert torch.allclose(value, torch.tensor((2 * a * b + c1) / (a * a + b * b + c1)), atol=1e-4)
+
+
+def test_photometric_error_weights_ssim_and_l1():
+    a = torch.full((1, 3, 5, 5), 0.2)
+    b = torch.full((1, 3, 5, 5), 0.6)
+    c1 = 0.01**2
+    dssim = (1 - (2 * 0.2 * 0.6 + c1) / (0.04 + 0.36 + c1)) / 2
+    expected = 0.85 * dssim + 0.15 * 0.4
+    assert torch.allclose(photometric_error(a, b), torch.tensor(expected), atol=1e-4)
+    assert photometric_error(a, b).shape == (1, 1, 5, 5)
+
+
+def test_minimum_over_sources_and_automask():
+    reprojection = torch.tensor([0.5, 0.2]).view(1, 2, 1, 1)
+    identity = torch.tensor([0.1, 0.9]).view(1, 2, 1, 1)
+    plain = minimum_reprojection(reprojection, None)
+    assert torch.allclose(plain.per_pixel, torch.tensor(0.2))
+    masked = minimum_reprojection(reprojection, identity)
+    assert torch.allclose(masked.per_pixel, torch.tensor(0.1), atol=1e-4)  # identity wins
+    assert masked.automask.item() == 0.0
+    kept = minimum_reprojection(torch.tensor([0.05, 0.2]).view(1, 2, 1, 1), identity)
+    assert kept.automask.item() == 1.0
+    averaged = minimum_reprojection(reprojection, None, use_minimum=False)
+    assert torch.allclose(averaged.per_pixel, torch.tensor(0.35))
+
+
+def test_edge_aware_smoothness_by_hand():
+    values = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(1, 1, 2, 2)
+    image = torch.zeros(1, 3, 2, 2)
+    # dx = |0-1| in both rows (weight exp(0) = 1) -> mean 1; dy = 0
+    assert torch.allclose(edge_aware_smoothness(values, image), torch.tensor(1.0))
+    edge = torch.zeros(1, 3, 2, 2)
+    edge[..., 1] = 1.0  # an image edge where the values jump: weight exp(-1)
+    assert torch.allclose(edge_aware_smoothness(values, edge), torch.tensor(torch.e ** -1))
+
+
+def test_disparity_smoothness_is_scale_invariant():
+    disparity = torch.rand(1, 1, 8, 8) + 0.1
+    image = textured_image(8, 8)
+    assert torch.allclose(disparity_smoothness(disparity, image), disparity_smoothness(disparity * 7, image), atol=1e-5)
