@@ -148,7 +148,8 @@ class OptimConfig:
             raise ConfigError(f"optim.epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.lr_decay_epochs <= self.epochs:
             raise ConfigError(
-                f"optim.lr_decay_epochs must be in 0..epochs ({self.epochs}), got {self.lr_decay_epochs}"
+                f"optim.lr_decay_epochs must be in 0..epochs ({self.epochs}), got {self.lr_decay_epochs} "
+                f"(set both when shortening a run, e.g. optim.epochs=4 optim.lr_decay_epochs=1)"
             )
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"optim.max_steps must be >= 1 or null, got {self.max_steps}")

@@ -46,8 +46,10 @@ class Renderer:
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
         v, u = np.meshgrid(np.arange(self.height, dtype=np.float64), np.arange(self.width, dtype=np.float64), indexing="ij")
         self.rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], axis=-1)  # (H, W, 3)
-        self.rays_flat = self.rays.reshape(-1, 3)
-        self.ray_norm = np.linalg.norm(self.rays_flat, axis=1)
+        self.rays_soa = np.ascontiguousarray(self.rays.reshape(-1, 3).T)  # (3, H*W)
+        self.rays_x, self.rays_y = self.rays[..., 0].copy(), self.rays[..., 1].copy()
+        self.rays_x_flat, self.rays_y_flat = self.rays_x.reshape(-1), self.rays_y.reshape(-1)
+        self.ray_norm32 = np.linalg.norm(self.rays_soa, axis=0).astype(np.float32)
         self.pixel_angle = 1.0 / np.sqrt(fx * fy)
         self.objects = list(scene.objects)
         st = scene.static
@@ -112,134 +114,205 @@ class Renderer:
         keep &= (u1 > u0) & (v1 > v0) & (zmin < self.config.max_depth)
         return keep, u0, u1, v0, v1, zmin
 
-    def cast(self, r_wc: np.ndarray, origin: np.ndarray, rot: np.ndarray, cen: np.ndarray):
-        """Nearest hit per pixel.
+    def _box_tables(self, rot: np.ndarray, cen: np.ndarray, r_wc: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Per box: camera->box rotation ``A`` (9), slab bounds relative to the camera (6).
 
-        Returns ``(depth, hit, local, axis, dirs_world)``: ``depth`` (H*W,) ray parameter
-        (= optical-axis depth, ``max_depth`` where none), ``hit`` (H*W,) int: -1 nothing,
-        0 ground, ``k + 1`` box ``k``; box-local hit points ``local`` (H*W, 3); the face
-        normal's axis and sign as ``axis`` (H*W,) int8 in {0..2} and ``sign`` (H*W,) +-1.
+        For a camera ray ``r`` (z = 1) the box-frame direction is ``A r`` and the ray enters
+        slab ``i`` between ``t = lo_i / (A r)_i`` and ``hi_i / (A r)_i``.
+        """
+        a = np.einsum("nji,jk->nik", rot, r_wc)  # R_box^T R_wc
+        o_l = np.einsum("nji,nj->ni", rot, origin - cen)  # R_box^T (o - c)
+        return np.concatenate([a.reshape(-1, 9), -self.half - o_l, self.half - o_l, o_l], axis=1)
+
+    def cast(self, r_wc: np.ndarray, origin: np.ndarray, rot: np.ndarray, cen: np.ndarray) -> dict[str, np.ndarray]:
+        """Nearest hit per pixel (flattened, row-major).
+
+        Returns a dict with ``depth`` (ray parameter = optical-axis depth, ``max_depth``
+        where nothing is hit), ``hit`` (int32: -1 nothing, 0 ground, ``k + 1`` box ``k``),
+        ``local`` (3, H*W) box-frame hit points, ``axis`` (int8, the hit face's normal axis),
+        ``sign`` (int8, +-1, its direction) and ``dirs`` (3, H*W) world ray directions.
         """
         h, w = self.height, self.width
-        dirs_w = self.rays_flat @ r_wc.T
-        depth = np.full(h * w, self.config.max_depth, dtype=np.float64)
-        hit = np.full(h * w, -1, dtype=np.int32)
-        dz = dirs_w[:, 2]
+        n = h * w
+        dirs = r_wc @ self.rays_soa
+        depth = np.full(n, self.config.max_depth, dtype=np.float64)
+        hit = np.full(n, -1, dtype=np.int32)
+        dz = dirs[2]
         with np.errstate(divide="ignore", invalid="ignore"):
             t_ground = np.where(dz < -1e-12, -origin[2] / dz, np.inf)
         ground = t_ground < depth
         depth[ground] = t_ground[ground]
         hit[ground] = 0
-        local = np.zeros((h * w, 3), dtype=np.float64)
-        axis = np.zeros(h * w, dtype=np.int8)
-        sign = np.ones(h * w, dtype=np.int8)
-        depth2, hit2 = depth.reshape(h, w), hit.reshape(h, w)
-        local2, axis2, sign2 = local.reshape(h, w, 3), axis.reshape(h, w), sign.reshape(h, w)
+        local = np.zeros((3, n), dtype=np.float64)
+        axis = np.zeros(n, dtype=np.int8)
+        sign = np.ones(n, dtype=np.int8)
+        out = {"depth": depth, "hit": hit, "local": local, "axis": axis, "sign": sign, "dirs": dirs}
+        if len(rot) == 0:
+            return out
 
         keep, u0, u1, v0, v1, zmin = self._screen_rects(rot, cen, r_wc, origin)
-        order = np.flatnonzero(keep)
-        order = order[np.argsort(zmin[order], kind="stable")]
-        rays_x, rays_y = self.rays[..., 0], self.rays[..., 1]
-        for k in order:
+        boxes = np.flatnonzero(keep)
+        if boxes.size == 0:
+            return out
+        table = self._box_tables(rot, cen, r_wc, origin)
+        area = (u1 - u0) * (v1 - v0)
+        big = boxes[area[boxes] > max(64, n // 24)]
+        big = big[np.argsort(zmin[big], kind="stable")]
+        small = boxes[area[boxes] <= max(64, n // 24)]
+
+        # Large screen rectangles (near boxes): one at a time, front to back, in 2D views.
+        depth2, hit2 = depth.reshape(h, w), hit.reshape(h, w)
+        local2, axis2, sign2 = local.reshape(3, h, w), axis.reshape(h, w), sign.reshape(h, w)
+        for k in big:
             a0, a1, b0, b1 = v0[k], v1[k], u0[k], u1[k]
             dview = depth2[a0:a1, b0:b1]
             if zmin[k] >= dview.max():
                 continue  # entirely behind what is already there
-            rx, ry = rays_x[a0:a1, b0:b1], rays_y[a0:a1, b0:b1]
-            r_box_t = rot[k].T
-            A = r_box_t @ r_wc  # camera -> box rotation
-            o_l = r_box_t @ (origin - cen[k])
-            half = self.half[k]
-            d_l, lo, t_near, t_far = [], [], None, None
-            with np.errstate(divide="ignore", invalid="ignore"):
-                for i in range(3):
-                    d = A[i, 0] * rx + A[i, 1] * ry + A[i, 2]
-                    inv = 1.0 / d
-                    ta = (-half[i] - o_l[i]) * inv
-                    tb = (half[i] - o_l[i]) * inv
-                    lo_i = np.minimum(ta, tb)
-                    hi_i = np.maximum(ta, tb)
-                    t_near = lo_i if t_near is None else np.maximum(t_near, lo_i)
-                    t_far = hi_i if t_far is None else np.minimum(t_far, hi_i)
-                    d_l.append(d)
-                    lo.append(lo_i)
-                mask = (t_near <= t_far) & (t_near > NEAR) & (t_near < dview)
-            if not mask.any():
+            res = self._slab(table[k], self.rays_x[a0:a1, b0:b1], self.rays_y[a0:a1, b0:b1], dview)
+            if res is None:
                 continue
-            t_hit = t_near[mask]
+            mask, t_hit, ax, sg, loc = res
             dview[mask] = t_hit
             hit2[a0:a1, b0:b1][mask] = k + 1
-            ax = np.where(lo[0][mask] == t_hit, 0, np.where(lo[1][mask] == t_hit, 1, 2)).astype(np.int8)
-            d_sel = np.stack([d_l[0][mask], d_l[1][mask], d_l[2][mask]], axis=1)
-            local2[a0:a1, b0:b1][mask] = o_l + t_hit[:, None] * d_sel
+            local2[:, a0:a1, b0:b1][:, mask] = loc
             axis2[a0:a1, b0:b1][mask] = ax
-            sign2[a0:a1, b0:b1][mask] = np.where(np.take_along_axis(d_sel, ax[:, None].astype(np.int64), 1)[:, 0] > 0, -1, 1)
-        return depth, hit, local, axis, sign, dirs_w
+            sign2[a0:a1, b0:b1][mask] = sg
+
+        # Small rectangles: all (pixel, box) pairs at once, resolved with a z-buffer minimum.
+        if small.size:
+            ar = area[small]
+            pair_box = np.repeat(small, ar)
+            offset = np.arange(pair_box.size) - np.repeat(np.cumsum(ar) - ar, ar)
+            width = (u1 - u0)[pair_box]
+            pix = (v0[pair_box] + offset // width) * w + u0[pair_box] + offset % width
+            front = depth[pix] > zmin[pair_box]  # early depth test against what is drawn
+            pix, pair_box = pix[front], pair_box[front]
+            if pix.size:
+                params = table[pair_box]
+                res = self._slab(params.T, self.rays_x_flat[pix], self.rays_y_flat[pix], depth[pix])
+                if res is not None:
+                    mask, t_hit, ax, sg, loc = res
+                    pix, pair_box = pix[mask], pair_box[mask]
+                    np.minimum.at(depth, pix, t_hit)
+                    win = t_hit == depth[pix]
+                    pw = pix[win]
+                    hit[pw] = pair_box[win] + 1
+                    local[:, pw] = loc[:, win]
+                    axis[pw] = ax[win]
+                    sign[pw] = sg[win]
+        return out
+
+    @staticmethod
+    def _slab(params: np.ndarray, rx: np.ndarray, ry: np.ndarray, current: np.ndarray):
+        """Ray-box slab test for camera rays ``(rx, ry, 1)`` against one box or per-ray boxes.
+
+        ``params`` is a row of :meth:`_box_tables` (or its transpose for per-ray boxes).
+        Returns ``(mask, t, axis, sign, local)`` for rays whose entry point lies in front of
+        the camera and nearer than ``current``, or ``None`` when there is none.
+        """
+        t_near = t_far = None
+        dirs, lows = [], []
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for i in range(3):
+                d = params[3 * i] * rx + params[3 * i + 1] * ry + params[3 * i + 2]
+                inv = 1.0 / d
+                ta = params[9 + i] * inv
+                tb = params[12 + i] * inv
+                lo = np.minimum(ta, tb)
+                hi = np.maximum(ta, tb)
+                t_near = lo if t_near is None else np.maximum(t_near, lo)
+                t_far = hi if t_far is None else np.minimum(t_far, hi)
+                dirs.append(d)
+                lows.append(lo)
+            mask = (t_near <= t_far) & (t_near > NEAR) & (t_near < current)
+        if not mask.any():
+            return None
+        t_hit = t_near[mask]
+        ax = np.where(lows[0][mask] == t_hit, 0, np.where(lows[1][mask] == t_hit, 1, 2)).astype(np.int8)
+        d_sel = [d[mask] for d in dirs]
+        o_l = [params[15 + i] if np.ndim(params[15 + i]) == 0 else params[15 + i][mask] for i in range(3)]
+        loc = np.stack([o_l[i] + t_hit * d_sel[i] for i in range(3)])
+        d_ax = np.where(ax == 0, d_sel[0], np.where(ax == 1, d_sel[1], d_sel[2]))
+        sg = np.where(d_ax > 0, -1, 1).astype(np.int8)
+        return mask, t_hit, ax, sg, loc
 
     # ------------------------------------------------------------------ shading
-    def _shade(self, depth, hit, local, axis, sign, dirs_w, origin, rot, s_camera) -> np.ndarray:
+    def _shade(self, geo: dict[str, np.ndarray], origin: np.ndarray, rot: np.ndarray, s_camera: float) -> np.ndarray:
+        depth, hit, dirs = geo["depth"], geo["hit"], geo["dirs"]
         n = hit.shape[0]
         color = np.empty((n, 3), dtype=np.float32)
         light = np.ones(n, dtype=np.float32)
-        pa = self.pixel_angle
-        dist = depth * self.ray_norm
+        pa = np.float32(self.pixel_angle)
 
-        sky = hit < 0
-        if sky.any():
-            color[sky] = textures.sky_color(dirs_w[sky], pa)
+        sky = np.flatnonzero(hit < 0)
+        if sky.size:
+            color[sky] = textures.sky_color(dirs[:, sky].T, float(pa))
 
         ground = np.flatnonzero(hit == 0)
         if ground.size:
-            dg = dirs_w[ground]
-            p = origin[:2] + depth[ground, None] * dg[:, :2]
+            dx, dy, dz = dirs[0, ground], dirs[1, ground], dirs[2, ground]
+            t = depth[ground]
+            px = origin[0] + t * dx
+            py = origin[1] + t * dy
             road = self.scene.road
             c_cam = road.position(np.array(s_camera))
             th = float(road.heading(np.array(s_camera)))
-            s_init = s_camera + (p[:, 0] - c_cam[0]) * np.cos(th) + (p[:, 1] - c_cam[1]) * np.sin(th)
-            s, d = road.project(p, s_init)
-            cos_inc = np.maximum(np.abs(dg[:, 2]) / self.ray_norm[ground], 0.02)
-            f_lat = dist[ground] * pa
+            s_init = s_camera + (px - c_cam[0]) * np.cos(th) + (py - c_cam[1]) * np.sin(th)
+            s, d = road.project(np.stack([px, py], axis=1), s_init)
+            rn = self.ray_norm32[ground]
+            t32 = t.astype(np.float32)
+            cos_inc = np.maximum(np.abs(dz.astype(np.float32)) / rn, np.float32(0.02))
+            f_lat = t32 * rn * pa
             f_lon = f_lat / cos_inc
-            # Footprint along s and along d: the viewing direction's ground projection vs the road.
-            g = dg[:, :2] / np.maximum(np.linalg.norm(dg[:, :2], axis=1, keepdims=True), 1e-12)
+            # Footprint along s and along d: the view direction's ground projection vs the road.
             heading = road.heading_fast(s)
-            along = np.abs(g[:, 0] * np.cos(heading) + g[:, 1] * np.sin(heading))
-            across = np.sqrt(np.maximum(1.0 - along**2, 0.0))
-            f_s = np.hypot(f_lon * along, f_lat * across).astype(np.float32)
-            f_d = np.hypot(f_lon * across, f_lat * along).astype(np.float32)
-            f_iso = np.sqrt(f_lat * f_lon).astype(np.float32)
-            color[ground] = textures.ground_color(p[:, 0], p[:, 1], s, d, f_iso, f_s, f_d)
+            gx, gy = dx.astype(np.float32), dy.astype(np.float32)
+            gnorm = np.maximum(np.sqrt(gx * gx + gy * gy), np.float32(1e-12))
+            along = np.minimum(np.abs(gx * np.cos(heading, dtype=np.float32) + gy * np.sin(heading, dtype=np.float32)) / gnorm, 1.0)
+            across = np.sqrt(1.0 - along * along)
+            f_s = np.sqrt((f_lon * along) ** 2 + (f_lat * across) ** 2)
+            f_d = np.sqrt((f_lon * across) ** 2 + (f_lat * along) ** 2)
+            f_iso = np.sqrt(f_lat * f_lon)
+            color[ground] = textures.ground_color(px, py, s, d, f_iso, f_s, f_d)
             light[ground] = AMBIENT + DIFFUSE * LIGHT[2]
 
         boxes = np.flatnonzero(hit > 0)
         if boxes.size:
             k = hit[boxes] - 1
-            ax = axis[boxes].astype(np.int64)
-            sg = sign[boxes].astype(np.float64)
-            normal_w = rot[k, :, ax] * sg[:, None]  # column `ax` of world_from_box
-            cos_inc = np.maximum(np.abs(np.sum(normal_w * dirs_w[boxes], axis=1)) / self.ray_norm[boxes], 0.05)
-            foot = (dist[boxes] * pa / np.sqrt(cos_inc)).astype(np.float32)
-            light[boxes] = AMBIENT + DIFFUSE * np.maximum(normal_w @ LIGHT, 0.0)
-            loc = local[boxes]
-            half = self.half[k]
+            ax = geo["axis"][boxes].astype(np.int64)
+            sg = geo["sign"][boxes]
+            face = 2 * ax + (sg > 0)
+            normals = np.concatenate([rot, -rot], axis=2)[:, :, [3, 0, 4, 1, 5, 2]]  # (N, 3, 6): -x, +x, -y, ...
+            normal_w = normals[k, :, face]  # (n, 3)
+            face_light = AMBIENT + DIFFUSE * np.maximum(np.einsum("nif,i->nf", normals, LIGHT), 0.0)
+            light[boxes] = face_light[k, face]
+            d_box = dirs[:, boxes]
+            cos_inc = np.abs(normal_w[:, 0] * d_box[0] + normal_w[:, 1] * d_box[1] + normal_w[:, 2] * d_box[2])
+            cos_inc = np.maximum(cos_inc.astype(np.float32) / self.ray_norm32[boxes], np.float32(0.05))
+            foot = depth[boxes].astype(np.float32) * self.ray_norm32[boxes] * pa / np.sqrt(cos_inc)
+            loc = geo["local"][:, boxes]
             mat = self.material[k]
             for material in (MATERIAL_BUILDING, MATERIAL_POLE, MATERIAL_CAR):
                 m = np.flatnonzero(mat == material)
                 if m.size == 0:
                     continue
                 idx = boxes[m]
-                km, axm, lm, fm = k[m], ax[m], loc[m], foot[m]
+                km, axm, fm = k[m], ax[m], foot[m]
+                lx, ly, lz = loc[0, m], loc[1, m], loc[2, m]
+                half = self.half[km]
                 if material == MATERIAL_CAR:
-                    color[idx] = textures.car_color(lm, axm, half[m], self.color[km], self.seed[km], fm)
+                    local_m = np.stack([lx, ly, lz], axis=1)
+                    color[idx] = textures.car_color(local_m, axm, sg[m], half, self.color[km], self.seed[km], fm)
                     continue
-                u = np.where(axm == 0, lm[:, 1], lm[:, 0])
-                z = np.where(axm == 2, lm[:, 1], lm[:, 2] + half[m, 2])
+                u = np.where(axm == 0, ly, lx)
+                z = np.where(axm == 2, ly, lz + half[:, 2])
                 face_seed = self.seed[km] * 4 + axm
                 if material == MATERIAL_BUILDING:
                     color[idx] = textures.facade_color(u, z, self.color[km], face_seed, self.periods[km], axm != 2, fm)
                 else:
                     color[idx] = textures.pole_color(u, z, self.color[km], face_seed, fm)
-        return color * light[:, None]
+        color *= light[:, None]
+        return color
 
     # ------------------------------------------------------------------ frames
     def render(self, index: int) -> SynthFrame:
@@ -249,9 +322,10 @@ class Renderer:
         cam = self.scene.camera_pose(t)
         r_wc, origin = cam[:3, :3], cam[:3, 3]
         rot, cen, poses = self._box_poses(t)
-        depth, hit, local, axis, sign, dirs_w = self.cast(r_wc, origin, rot, cen)
+        geo = self.cast(r_wc, origin, rot, cen)
+        depth, hit = geo["depth"], geo["hit"]
         s_camera = float(self.scene.camera_station(t))
-        color = self._shade(depth, hit, local, axis, sign, dirs_w, origin, rot, s_camera)
+        color = self._shade(geo, origin, rot, s_camera)
         if cfg.sensor_noise > 0:
             rng = np.random.default_rng([int(cfg.seed), int(index), 1])
             color = color + rng.normal(0.0, cfg.sensor_noise, color.shape).astype(np.float32)

@@ -17,7 +17,7 @@ _TABLE_MASK = (1 << _TABLE_BITS) - 1
 _TABLE = np.random.default_rng(0x7E47).random((1 << (2 * _TABLE_BITS))).astype(np.float32)
 
 
-def _seed_offsets(seed: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+def seed_offsets(seed: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
     """Integer lattice offsets derived from a seed (so different seeds see different noise)."""
     seed = np.asarray(seed, dtype=np.int64)
     with np.errstate(over="ignore"):
@@ -28,17 +28,16 @@ def _seed_offsets(seed: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
     return h & _TABLE_MASK, (h >> 8) & _TABLE_MASK
 
 
-def value_noise(u: np.ndarray, v: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
+def value_noise(u: np.ndarray, v: np.ndarray, offset_u: np.ndarray | int, offset_v: np.ndarray | int) -> np.ndarray:
     """2D value noise with unit lattice spacing, smoothstep-interpolated, in ``[0, 1]``.
 
-    Lattice values come from a fixed random table with period 256 cells; ``seed`` (scalar or
-    per sample) shifts the lattice, so every surface gets its own pattern.
+    Lattice values come from a fixed random table with period 256 cells; the integer
+    lattice offsets (from :func:`seed_offsets`, scalar or per sample) select the pattern.
     """
     fu = np.floor(u)
     fv = np.floor(v)
-    ou, ov = _seed_offsets(seed)
-    iu = fu.astype(np.int64) + ou
-    iv = fv.astype(np.int64) + ov
+    iu = fu.astype(np.int64) + offset_u
+    iv = fv.astype(np.int64) + offset_v
     a = (u - fu).astype(np.float32)
     b = (v - fv).astype(np.float32)
     a = a * a * (3.0 - 2.0 * a)
@@ -69,13 +68,14 @@ def fbm(
 
     Octave ``k`` has lattice cell ``base_cell / 2**k`` (metres); its weight ramps from 0 at
     ``cell = 1.5 f`` to 1 at ``cell = 3 f`` (a cheap mip-map). The value is a function of
-    the surface coordinates and the footprint only, so static surfaces look the same from
-    nearby viewpoints.
+    the surface coordinates, the seed and the footprint only, so static surfaces look the
+    same from nearby viewpoints.
     """
     total = np.zeros(u.shape, dtype=np.float32)
     norm = sum(gain**k for k in range(octaves))
     inv_foot = np.float32(1.0 / 1.5) / np.maximum(footprint, 1e-6).astype(np.float32)
-    seed = np.asarray(seed)
+    off_u, off_v = seed_offsets(seed)
+    per_sample = np.ndim(off_u) > 0
     for k in range(octaves):
         cell = base_cell / (2.0**k)
         amp = np.float32(gain**k * 2.0 / norm)
@@ -83,13 +83,14 @@ def fbm(
         idx = np.flatnonzero(weight)
         if idx.size == 0:
             break
-        seed_k = seed + 7919 * k
+        ou, ov = off_u + 97 * k, off_v + 31 * k
         if idx.size < 0.6 * u.size:  # evaluate the fine octaves only where they are visible
-            s_k = seed_k[idx] if seed_k.ndim else seed_k
-            n = value_noise(u[idx] / cell + 17.31 * k, v[idx] / cell - 9.17 * k, s_k)
+            if per_sample:
+                ou, ov = ou[idx], ov[idx]
+            n = value_noise(u[idx] * (1.0 / cell), v[idx] * (1.0 / cell), ou, ov)
             total[idx] += amp * weight[idx] * (n - np.float32(0.5))
         else:
-            n = value_noise(u / cell + 17.31 * k, v / cell - 9.17 * k, seed_k)
+            n = value_noise(u * (1.0 / cell), v * (1.0 / cell), ou, ov)
             total += amp * weight * (n - np.float32(0.5))
     return total
 
@@ -101,15 +102,19 @@ def box_coverage(x: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray, 
     return np.clip(overlap / footprint, 0.0, 1.0).astype(np.float32)
 
 
+def _square_wave_integral(x: np.ndarray, period: float | np.ndarray, on: float | np.ndarray) -> np.ndarray:
+    """``integral_0^x [(t mod period) < on] dt``."""
+    q = np.floor(x / period)
+    return q * on + np.minimum(x - q * period, on)
+
+
 def periodic_coverage(x: np.ndarray, period: float | np.ndarray, on: float | np.ndarray, footprint: np.ndarray) -> np.ndarray:
-    """Box-filtered indicator of ``(x mod period) < on``; tends to ``on/period`` when blurred."""
+    """Box-filtered indicator of ``(x mod period) < on`` (exact for any footprint)."""
     footprint = np.maximum(footprint, 1e-6)
-    xm = np.mod(x, period)
-    cov = box_coverage(xm, 0.0, on, footprint)
-    cov += box_coverage(xm, period, period + on, footprint)
-    cov += box_coverage(xm, -period, -period + on, footprint)
-    duty = np.float32(1.0) * np.asarray(on / period, dtype=np.float32)
-    return np.where(footprint > period, duty, np.clip(cov, 0.0, 1.0)).astype(np.float32)
+    half = 0.5 * footprint
+    hi = _square_wave_integral(x + half, period, on)
+    lo = _square_wave_integral(x - half, period, on)
+    return np.clip((hi - lo) / footprint, 0.0, 1.0).astype(np.float32)
 
 
 def smooth_edge(x: np.ndarray, edge: float, footprint: np.ndarray) -> np.ndarray:
@@ -130,6 +135,9 @@ SIDEWALK = np.array([0.62, 0.60, 0.56], dtype=np.float32)
 VERGE = np.array([0.32, 0.42, 0.22], dtype=np.float32)
 GLASS = np.array([0.16, 0.20, 0.27], dtype=np.float32)
 TYRE = np.array([0.08, 0.08, 0.09], dtype=np.float32)
+LAMP_REAR = np.array([0.85, 0.08, 0.06], dtype=np.float32)
+LAMP_FRONT = np.array([0.95, 0.92, 0.75], dtype=np.float32)
+PLATE = np.array([0.92, 0.90, 0.60], dtype=np.float32)
 SKY_HORIZON = np.array([0.80, 0.85, 0.92], dtype=np.float32)
 SKY_ZENITH = np.array([0.32, 0.52, 0.85], dtype=np.float32)
 CLOUD = np.array([0.95, 0.95, 0.97], dtype=np.float32)
@@ -214,21 +222,22 @@ def pole_color(u: np.ndarray, z: np.ndarray, base: np.ndarray, seed: np.ndarray,
 def car_color(
     local: np.ndarray,
     axis: np.ndarray,
+    sign: np.ndarray,
     half: np.ndarray,
     base: np.ndarray,
     seed: np.ndarray,
     footprint: np.ndarray,
 ) -> np.ndarray:
-    """Car body: noisy paint, a glass band around the upper part, dark bottom strip.
+    """Car body: noisy paint, a glass band with pillars, lights and a plate, dark bottom strip.
 
-    ``local`` are object-frame hit points (x fwd, y left, z up, origin at box centre),
-    ``axis`` the index of the face normal's axis.
+    ``local`` are object-frame hit points (x fwd, y left, z up, origin at the box centre),
+    ``axis``/``sign`` the face normal's axis and direction (``axis == 0, sign < 0``: rear).
     """
     x, y, z = local[:, 0], local[:, 1], local[:, 2]
     u = np.where(axis == 0, y, x)
     v = np.where(axis == 2, y, z)
-    noise = fbm(u + 3.1 * axis, v, seed + axis, footprint, base_cell=0.5, octaves=3)
-    paint = base * (1.0 + 0.9 * noise)[:, None]
+    noise = fbm(u + 3.1 * axis, v + 1.7 * sign, seed + axis, footprint, base_cell=0.4, octaves=4)
+    paint = base * (1.0 + 1.1 * noise)[:, None]
     zrel = z + half[:, 2]  # height above the ground
     height = 2.0 * half[:, 2]
     side = axis != 2
@@ -236,8 +245,20 @@ def car_color(
     # Pillars break the side windows into panes.
     pillars = periodic_coverage(u + 0.3, 1.3, 0.18, footprint) * (axis == 1)
     glass_band = glass_band * (1.0 - pillars)
+    color = lerp(paint, GLASS * (1.0 + 0.8 * noise)[:, None], glass_band)
+    # Lights near the corners of the front/rear faces, a licence plate in the middle.
+    ends = axis == 0
+    if np.any(ends):
+        e = np.flatnonzero(ends)
+        ye, ze, fe, he = y[e], zrel[e], footprint[e], height[e]
+        width = half[e, 1]
+        band = box_coverage(ze, 0.45 * he, 0.58 * he, fe)
+        corner = box_coverage(np.abs(ye), width - 0.38, width - 0.06, fe)
+        lamp = np.where((sign[e] < 0)[:, None], LAMP_REAR, LAMP_FRONT)
+        color[e] = lerp(color[e], lamp, band * corner)
+        plate = box_coverage(ye, -0.26, 0.26, fe) * box_coverage(ze, 0.3 * he, 0.42 * he, fe)
+        color[e] = lerp(color[e], np.broadcast_to(PLATE, (len(e), 3)), plate)
     bottom = (1.0 - smooth_edge(zrel, 0.35, footprint)) * side
-    color = lerp(paint, GLASS * (1.0 + 0.6 * noise)[:, None], glass_band)
     return lerp(color, TYRE, bottom)
 
 

@@ -88,6 +88,7 @@ class TrainResult:
     checkpoint: Path | None
     steps: int
     losses: list[float] = field(default_factory=list)
+    parameter_checksum: float = 0.0  # sum of all weights: equal on every DDP rank when in sync
 
 
 def seed_everything(seed: int) -> None:
@@ -264,4 +265,5 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         context.barrier()
     finally:
         monitor.close()
-    return TrainResult(checkpoint=last_path, steps=state.step, losses=losses)
+    checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))
+    return TrainResult(checkpoint=last_path, steps=state.step, losses=losses, parameter_checksum=checksum)

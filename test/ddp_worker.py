@@ -1,0 +1,13 @@
+"""Run under ``torchrun --nproc_per_node 2``: trains a tiny model with gloo DDP and prints a checksum."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mds_core.training.loop import train  # noqa: E402
+from synthetic import tiny_config  # noqa: E402
+
+data_root, output = Path(sys.argv[1]), Path(sys.argv[2])
+result = train(tiny_config(data_root, output, epochs=2, lr_decay_epochs=1))
+print(f"RANK {os.environ['RANK']} STEPS {result.steps} CHECKSUM {result.parameter_checksum!r}", flush=True)
