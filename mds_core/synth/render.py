@@ -246,11 +246,11 @@ class Renderer:
 
         sky = np.flatnonzero(hit < 0)
         if sky.size:
-            color[sky] = textures.sky_color(dirs[:, sky].T, float(pa))
+            color[sky] = textures.sky_color(np.take(dirs, sky, axis=1).T, float(pa))
 
         ground = np.flatnonzero(hit == 0)
         if ground.size:
-            dx, dy, dz = dirs[0, ground], dirs[1, ground], dirs[2, ground]
+            dx, dy, dz = np.take(dirs[0], ground), np.take(dirs[1], ground), np.take(dirs[2], ground)
             t = depth[ground]
             px = origin[0] + t * dx
             py = origin[1] + t * dy
@@ -258,17 +258,16 @@ class Renderer:
             c_cam = road.position(np.array(s_camera))
             th = float(road.heading(np.array(s_camera)))
             s_init = s_camera + (px - c_cam[0]) * np.cos(th) + (py - c_cam[1]) * np.sin(th)
-            s, d = road.project(np.stack([px, py], axis=1), s_init)
+            s, d, ct, st = road.project_with_tangent(np.stack([px, py], axis=1), s_init)
             rn = self.ray_norm32[ground]
             t32 = t.astype(np.float32)
             cos_inc = np.maximum(np.abs(dz.astype(np.float32)) / rn, np.float32(0.02))
             f_lat = t32 * rn * pa
             f_lon = f_lat / cos_inc
             # Footprint along s and along d: the view direction's ground projection vs the road.
-            heading = road.heading_fast(s)
             gx, gy = dx.astype(np.float32), dy.astype(np.float32)
             gnorm = np.maximum(np.sqrt(gx * gx + gy * gy), np.float32(1e-12))
-            along = np.minimum(np.abs(gx * np.cos(heading, dtype=np.float32) + gy * np.sin(heading, dtype=np.float32)) / gnorm, 1.0)
+            along = np.minimum(np.abs(gx * ct.astype(np.float32) + gy * st.astype(np.float32)) / gnorm, 1.0)
             across = np.sqrt(1.0 - along * along)
             f_s = np.sqrt((f_lon * along) ** 2 + (f_lat * across) ** 2)
             f_d = np.sqrt((f_lon * across) ** 2 + (f_lat * along) ** 2)
@@ -279,18 +278,22 @@ class Renderer:
         boxes = np.flatnonzero(hit > 0)
         if boxes.size:
             k = hit[boxes] - 1
-            ax = geo["axis"][boxes].astype(np.int64)
+            ax = geo["axis"][boxes]
             sg = geo["sign"][boxes]
-            face = 2 * ax + (sg > 0)
-            normals = np.concatenate([rot, -rot], axis=2)[:, :, [3, 0, 4, 1, 5, 2]]  # (N, 3, 6): -x, +x, -y, ...
-            normal_w = normals[k, :, face]  # (n, 3)
-            face_light = AMBIENT + DIFFUSE * np.maximum(np.einsum("nif,i->nf", normals, LIGHT), 0.0)
-            light[boxes] = face_light[k, face]
-            d_box = dirs[:, boxes]
-            cos_inc = np.abs(normal_w[:, 0] * d_box[0] + normal_w[:, 1] * d_box[1] + normal_w[:, 2] * d_box[2])
-            cos_inc = np.maximum(cos_inc.astype(np.float32) / self.ray_norm32[boxes], np.float32(0.05))
-            foot = depth[boxes].astype(np.float32) * self.ray_norm32[boxes] * pa / np.sqrt(cos_inc)
-            loc = geo["local"][:, boxes]
+            face = k * 6 + 2 * ax + (sg > 0)  # faces ordered -x, +x, -y, +y, -z, +z per box
+            normals = np.concatenate([rot, -rot], axis=2)[:, :, [3, 0, 4, 1, 5, 2]]  # (N, 3, 6)
+            normals = normals.transpose(0, 2, 1).reshape(-1, 3)  # (N * 6, 3)
+            face_light = (AMBIENT + DIFFUSE * np.maximum(normals @ LIGHT, 0.0)).astype(np.float32)
+            light[boxes] = face_light[face]
+            cos_inc = np.abs(
+                np.take(normals[:, 0], face) * np.take(dirs[0], boxes)
+                + np.take(normals[:, 1], face) * np.take(dirs[1], boxes)
+                + np.take(normals[:, 2], face) * np.take(dirs[2], boxes)
+            )
+            rn = self.ray_norm32[boxes]
+            cos_inc = np.maximum(cos_inc.astype(np.float32) / rn, np.float32(0.05))
+            foot = depth[boxes].astype(np.float32) * rn * pa / np.sqrt(cos_inc)
+            local = geo["local"]
             mat = self.material[k]
             for material in (MATERIAL_BUILDING, MATERIAL_POLE, MATERIAL_CAR):
                 m = np.flatnonzero(mat == material)
@@ -298,19 +301,22 @@ class Renderer:
                     continue
                 idx = boxes[m]
                 km, axm, fm = k[m], ax[m], foot[m]
-                lx, ly, lz = loc[0, m], loc[1, m], loc[2, m]
-                half = self.half[km]
+                lx, ly, lz = np.take(local[0], idx), np.take(local[1], idx), np.take(local[2], idx)
+                half = np.take(self.half, km, axis=0)
+                base = np.take(self.color, km, axis=0)
+                seed = np.take(self.seed, km)
                 if material == MATERIAL_CAR:
                     local_m = np.stack([lx, ly, lz], axis=1)
-                    color[idx] = textures.car_color(local_m, axm, sg[m], half, self.color[km], self.seed[km], fm)
+                    color[idx] = textures.car_color(local_m, axm, sg[m], half, base, seed, fm)
                     continue
                 u = np.where(axm == 0, ly, lx)
                 z = np.where(axm == 2, ly, lz + half[:, 2])
-                face_seed = self.seed[km] * 4 + axm
+                face_seed = seed * 4 + axm
                 if material == MATERIAL_BUILDING:
-                    color[idx] = textures.facade_color(u, z, self.color[km], face_seed, self.periods[km], axm != 2, fm)
+                    periods = np.take(self.periods, km, axis=0)
+                    color[idx] = textures.facade_color(u, z, base, face_seed, periods, axm != 2, fm)
                 else:
-                    color[idx] = textures.pole_color(u, z, self.color[km], face_seed, fm)
+                    color[idx] = textures.pole_color(u, z, base, face_seed, fm)
         color *= light[:, None]
         return color
 

@@ -117,6 +117,8 @@ class Road:
         self.x_grid = cx - x0
         self.y_grid = cy - y0
         self.heading_grid = theta
+        self.cos_grid = np.cos(theta)
+        self.sin_grid = np.sin(theta)
         self.curvature_grid = self.curvature(self.s_grid)
 
     def heading_fast(self, s: np.ndarray) -> np.ndarray:
@@ -150,30 +152,62 @@ class Road:
         normal = np.stack([-np.sin(theta), np.cos(theta)], axis=-1)
         return self.position(s) + np.asarray(d, dtype=np.float64)[..., None] * normal, theta
 
-    def project(self, xy: np.ndarray, s_init: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """Road coordinates ``(s, d)`` of world points ``xy`` ``(N, 2)`` by Newton's method.
+    def sample(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, y, cos theta, sin theta, kappa)`` at stations ``s`` (linear interpolation)."""
+        pos = np.clip((s - self.s_min) * (1.0 / self.STEP), 0.0, len(self.s_grid) - 1.000001)
+        i = pos.astype(np.int64)
+        f = pos - i
+        out = []
+        for table in (self.x_grid, self.y_grid, self.cos_grid, self.sin_grid, self.curvature_grid):
+            a = table[i]
+            out.append(a + f * (table[i + 1] - a))
+        return out[0], out[1], out[2], out[3], out[4]
 
-        Solves ``(p - c(s)) . t(s) = 0`` starting at ``s_init``; exact near the road, and
-        approximate for points farther from the centreline than the radius of curvature.
-        """
-        s = np.clip(s_init, self.s_min, self.s_max)
-        px, py = xy[:, 0], xy[:, 1]
+    def _newton(self, px: np.ndarray, py: np.ndarray, s: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+        """Newton steps on ``(p - c(s)) . t(s) = 0``; returns ``s`` and the last residual."""
+        along = np.full(s.shape, np.inf)
         for _ in range(iterations):
-            cx = np.interp(s, self.s_grid, self.x_grid)
-            cy = np.interp(s, self.s_grid, self.y_grid)
-            theta = self.heading_fast(s)
-            ct, st = np.cos(theta), np.sin(theta)
+            cx, cy, ct, st, kappa = self.sample(s)
             rx, ry = px - cx, py - cy
             along = rx * ct + ry * st
-            lateral = -rx * st + ry * ct
-            kappa = np.interp(s, self.s_grid, self.curvature_grid)
+            lateral = ry * ct - rx * st
             denom = np.maximum(1.0 - kappa * lateral, 0.3)
-            s = np.clip(s + along / denom, self.s_min, self.s_max)
-        cx = np.interp(s, self.s_grid, self.x_grid)
-        cy = np.interp(s, self.s_grid, self.y_grid)
-        theta = self.heading_fast(s)
-        d = -(px - cx) * np.sin(theta) + (py - cy) * np.cos(theta)
+            s = np.clip(s + np.clip(along / denom, -60.0, 60.0), self.s_min, self.s_max)
+        return s, along
+
+    def project(self, xy: np.ndarray, s_init: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """Road coordinates ``(s, d)`` of world points ``xy`` ``(N, 2)`` (see :meth:`project_with_tangent`)."""
+        s, d, _, _ = self.project_with_tangent(xy, s_init, iterations)
         return s, d
+
+    def project_with_tangent(
+        self, xy: np.ndarray, s_init: np.ndarray, iterations: int = 3
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(s, d, cos theta(s), sin theta(s))`` of world points ``xy`` ``(N, 2)``.
+
+        ``(s, d)`` are the road coordinates of the nearest centreline point.
+
+        Newton's method on ``(p - c(s)) . t(s) = 0`` from ``s_init``; points where it has not
+        converged (residual > 1 mm) are re-initialised by a coarse search over the whole
+        road and refined again, so the result is (to < 1 mm) independent of ``s_init`` and
+        the road texture does not depend on the viewpoint.
+        """
+        px, py = xy[:, 0], xy[:, 1]
+        s, along = self._newton(px, py, np.clip(s_init, self.s_min, self.s_max), iterations)
+        bad = np.flatnonzero(~(np.abs(along) < 1e-3))
+        if bad.size:
+            coarse = self.s_grid[:: int(round(2.0 / self.STEP))]
+            cx = np.interp(coarse, self.s_grid, self.x_grid)
+            cy = np.interp(coarse, self.s_grid, self.y_grid)
+            best = np.empty(bad.size)
+            for chunk in range(0, bad.size, 2048):
+                sl = slice(chunk, chunk + 2048)
+                dist = (px[bad[sl], None] - cx) ** 2 + (py[bad[sl], None] - cy) ** 2
+                best[sl] = coarse[np.argmin(dist, axis=1)]
+            s[bad], _ = self._newton(px[bad], py[bad], best, iterations + 3)
+        cx, cy, ct, st, _ = self.sample(s)
+        d = (py - cy) * ct - (px - cx) * st
+        return s, d, ct, st
 
 
 class SpeedProfile:

@@ -25,7 +25,7 @@ def seed_offsets(seed: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         h ^= h >> 15
         h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
         h ^= h >> 12
-    return h & _TABLE_MASK, (h >> 8) & _TABLE_MASK
+    return (h & _TABLE_MASK).astype(np.int32), ((h >> 8) & _TABLE_MASK).astype(np.int32)
 
 
 def value_noise(u: np.ndarray, v: np.ndarray, offset_u: np.ndarray | int, offset_v: np.ndarray | int) -> np.ndarray:
@@ -36,8 +36,8 @@ def value_noise(u: np.ndarray, v: np.ndarray, offset_u: np.ndarray | int, offset
     """
     fu = np.floor(u)
     fv = np.floor(v)
-    iu = fu.astype(np.int64) + offset_u
-    iv = fv.astype(np.int64) + offset_v
+    iu = fu.astype(np.int32) + offset_u
+    iv = fv.astype(np.int32) + offset_v
     a = (u - fu).astype(np.float32)
     b = (v - fv).astype(np.float32)
     a = a * a * (3.0 - 2.0 * a)
