@@ -47,3 +47,12 @@ def test_overrides():
         apply_overrides(TrainConfig(), ["optim.nope=1"])
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides(TrainConfig(), ["optim.max_steps"])
+
+
+def test_shipped_config_files_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "config").glob("train_*.yaml"))
+    assert files
+    for path in files:
+        load_config(path)

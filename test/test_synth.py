@@ -221,8 +221,8 @@ def _warp_previous(prev: SynthFrame, cur: SynthFrame, object_motion: bool) -> tu
 
 def test_ground_truth_warp_is_photometrically_consistent(kitti_frames: list[SynthFrame]) -> None:
     """Warping t-1 into t with GT depth and GT camera + object motion reproduces frame t."""
-    stats: dict[str, list[float]] = {"static": [], "static_id": [], "moving": [], "moving_cam": []}
-    counts = {"static": 0, "moving": 0}
+    stats: dict[str, list[float]] = {"static": [], "static_id": [], "moving": [], "moving_cam": [], "parked": [], "parked_id": []}
+    counts = {"static": 0, "moving": 0, "parked": 0}
     for prev, cur in zip(kitti_frames, kitti_frames[1:]):
         target = cur.image.astype(np.float64) / 255.0
         warped, z, depth_prev = _warp_previous(prev, cur, object_motion=True)
@@ -235,6 +235,12 @@ def test_ground_truth_warp_is_photometrically_consistent(kitti_frames: list[Synt
         err_cam = np.abs(warped_cam - target).mean(-1)
         static = valid & (cur.motion == MOTION_STATIC)
         moving = valid & (cur.motion == MOTION_MOVING)
+        parked = valid & (cur.motion == MOTION_PARKED)
+        # Parked cars are static in the world: the camera-only warp is the GT warp for them.
+        np.testing.assert_allclose(warped[parked], warped_cam[parked], atol=1e-6)
+        stats["parked"].append(err[parked].sum())
+        stats["parked_id"].append(identity[parked].sum())
+        counts["parked"] += int(parked.sum())
         stats["static"].append(err[static].sum())
         stats["static_id"].append(identity[static].sum())
         stats["moving"].append(err[moving].sum())
@@ -243,13 +249,19 @@ def test_ground_truth_warp_is_photometrically_consistent(kitti_frames: list[Synt
         counts["moving"] += int(moving.sum())
         # Most of the image is covered by the check.
         assert static.sum() > 0.4 * (cur.motion == MOTION_STATIC).sum()
-    assert counts["moving"] > 500
+    assert counts["moving"] > 500 and counts["parked"] > 500
     static_err = sum(stats["static"]) / counts["static"]
     static_id = sum(stats["static_id"]) / counts["static"]
     moving_err = sum(stats["moving"]) / counts["moving"]
     moving_cam = sum(stats["moving_cam"]) / counts["moving"]
-    print(f"static {static_err:.4f} (identity {static_id:.4f}); moving {moving_err:.4f} (camera-only {moving_cam:.4f})")
+    parked_err = sum(stats["parked"]) / counts["parked"]
+    parked_id = sum(stats["parked_id"]) / counts["parked"]
+    print(
+        f"static {static_err:.4f} (identity {static_id:.4f}); moving {moving_err:.4f} "
+        f"(camera-only {moving_cam:.4f}); parked {parked_err:.4f} (identity {parked_id:.4f})"
+    )
     assert static_err < 0.03 and static_err < 0.3 * static_id
+    assert parked_err < 0.03 and parked_err < 0.3 * parked_id
     assert moving_err < 0.03 and moving_err < 0.3 * moving_cam
 
 

@@ -64,6 +64,8 @@ class SynthConfig:
         """Raise ``ValueError`` for parameters the generator cannot honour."""
         if self.width < 2 or self.height < 2:
             raise ValueError(f"image size must be at least 2x2, got {self.width}x{self.height}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.num_frames < 0:
             raise ValueError(f"num_frames must be >= 0, got {self.num_frames}")
         if not self.fps > 0:

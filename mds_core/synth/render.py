@@ -3,8 +3,10 @@
 Rays go through pixel centres (integer ``u, v``): ``r = K^-1 [u, v, 1]``, kept with
 ``z = 1`` so the ray parameter of a hit *is* its depth along the optical axis. The nearest
 hit among the ground plane ``Z = 0`` and all oriented boxes (slab test in the box frame)
-wins; boxes are culled against the view frustum (with near-plane clipping), restricted to
-their screen rectangle and processed front to back with an early depth test.
+wins; boxes are culled against the view frustum (with near-plane clipping) and restricted
+to their screen rectangle. Boxes with large rectangles are cast one at a time, front to
+back, with an early depth test; all small ones together as (pixel, box) pairs resolved
+with a z-buffer minimum.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ class Renderer:
         self.motion_lut = np.concatenate([[MOTION_STATIC], np.full(self.n_static, MOTION_STATIC), motion, [MOTION_STATIC]]).astype(np.uint8)
         self.instance_lut = np.concatenate([[0], self.object_id, [0]]).astype(np.int32)
         self.corner_local = _CORNER_SIGNS[None] * self.half[:, None, :]  # (N, 8, 3)
-        self.rng_seed = int(cfg.seed)
 
     # ------------------------------------------------------------------ geometry
     def _box_poses(self, t: float) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:

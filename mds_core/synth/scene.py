@@ -121,10 +121,6 @@ class Road:
         self.sin_grid = np.sin(theta)
         self.curvature_grid = self.curvature(self.s_grid)
 
-    def heading_fast(self, s: np.ndarray) -> np.ndarray:
-        """``theta(s)`` linearly interpolated from the 0.1 m table (error < 1e-6 rad)."""
-        return np.interp(s, self.s_grid, self.heading_grid)
-
     def _omega(self) -> np.ndarray:
         return 2.0 * np.pi / self.wavelengths
 
@@ -323,7 +319,9 @@ class Scene:
         self.horizon = max(duration, 6.0)
         self.s_camera_start = 0.0
         s_end = float(self.speed_profile.distance(self.horizon)) + 20.0
-        self.road = Road(rng, config.max_curvature, s_min=-200.0, s_max=s_end + 600.0)
+        # Long enough for every object's whole trajectory (faster cars start behind the
+        # camera, oncoming ones far ahead) plus the view distance.
+        self.road = Road(rng, config.max_curvature, s_min=-200.0 - 25.0 * self.horizon, s_max=s_end + 600.0 + 15.0 * self.horizon)
         self.pitch_amp = np.deg2rad(config.camera_pitch_deg)
         self.roll_amp = np.deg2rad(config.camera_roll_deg)
         self.attitude_periods = rng.uniform(2.0, 5.0, 2)
