@@ -175,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as error:
         print(f"mds {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except SystemExit as error:  # subcommands may stop with a message (e.g. synth)
+        if isinstance(error.code, str):
+            message = error.code.split("error: ", 1)[-1]
+            print(f"mds {args.command}: error: {message}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print(f"mds {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -75,6 +75,9 @@ def test_user_errors_are_one_clear_line(trained, tmp_path):
         (["eval", "--checkpoint", tmp_path / "nope.pt", "--data", data], "does not exist"),
         (["infer", "--checkpoint", checkpoint, "--input", tmp_path, "--output", tmp_path / "o"], "no images/ directory"),
     ]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    cases.append((["synth", blocker / "sub", "--frames", "3", "--no-progress"], "not a directory"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00" * 100)
     cases.append((["eval", "--checkpoint", corrupt, "--data", data], "corrupt"))
