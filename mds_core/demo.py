@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from mds_core.config import ModelConfig, TrainConfig
+from mds_core.data.sequence_folder import SequenceFolder
 from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
 from mds_core.inference import Predictor
 from mds_core.synth import SynthConfig, write_sequence_folder
@@ -101,9 +103,7 @@ def run_demo(settings: DemoSettings) -> str:
     return summary
 
 
-def _montage(predictor: Predictor, sequence_dir: Path, frames: tuple[int, ...] = (3, 7, 11)) -> object:
-    from mds_core.data.sequence_folder import SequenceFolder
-
+def _montage(predictor: Predictor, sequence_dir: Path, frames: tuple[int, ...] = (3, 7, 11)) -> np.ndarray:
     sequence = SequenceFolder(sequence_dir)
     intrinsics, _ = sequence.intrinsics()
     rows = []

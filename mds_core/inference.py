@@ -20,6 +20,7 @@ from torch import Tensor
 
 from mds_core.config import ModelConfig
 from mds_core.device import resolve_device
+from mds_core.geometry import scale_intrinsics
 from mds_core.model import MonoDepthSeg
 from mds_core.networks import disparity_to_depth
 from mds_core.training.checkpoint import load_checkpoint, load_model_state
@@ -68,10 +69,8 @@ def background_component(masks: Tensor) -> int:
 
 def scale_intrinsics_to(intrinsics: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
     """Scale K from images of ``from_size`` (w, h) to ``to_size`` (w, h)."""
-    scaled = np.array(intrinsics, dtype=np.float64, copy=True)
-    scaled[0] *= to_size[0] / from_size[0]
-    scaled[1] *= to_size[1] / from_size[1]
-    return scaled
+    matrix = torch.as_tensor(np.asarray(intrinsics, dtype=np.float64))
+    return scale_intrinsics(matrix, to_size[0] / from_size[0], to_size[1] / from_size[1]).numpy()
 
 
 class Predictor:

@@ -10,9 +10,14 @@ import torch
 from torch.utils.data import Dataset
 
 from mds_core.config import AugmentationConfig
-from mds_core.data.augmentation import AugmentationDraw, colour_jitter, flip_horizontally
+from mds_core.data.augmentation import (
+    AugmentationDraw,
+    colour_jitter,
+    flip_horizontally,
+)
 from mds_core.data.sample import Sample
 from mds_core.data.sequence_folder import FrameSequence
+from mds_core.geometry import scale_intrinsics
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,8 @@ class TripletDataset(Dataset):
         images = torch.stack([_to_tensor(self._resized(sequence, j)) for j in indices])
 
         matrix, (native_w, native_h) = sequence.intrinsics()
-        intrinsics = torch.as_tensor(matrix, dtype=torch.float32).clone()
-        intrinsics[0] *= self.width / native_w
-        intrinsics[1] *= self.height / native_h
+        intrinsics = scale_intrinsics(torch.as_tensor(matrix, dtype=torch.float32),
+                                      self.width / native_w, self.height / native_h)
 
         network_images = images
         if self.augmentation is not None and self.augmentation.enabled:

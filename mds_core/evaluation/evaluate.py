@@ -12,7 +12,6 @@ The first frame of a sequence (no previous frame) is scored for depth only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
