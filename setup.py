@@ -49,6 +49,12 @@ setup(
     entry_points={
         "console_scripts": [
             "mds = mds_core.cli:main",
+            "mds_node = mds_ros.perception_node:main",
+            "mds_replay = mds_ros.replay:main",
+            "mds_launch = mds_ros.runner:main",
+        ],
+        "mds.commands": [
+            "ros = mds_ros.cli:register",
         ],
     },
     zip_safe=False,

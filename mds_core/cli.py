@@ -1,4 +1,4 @@
-"""The ``mds`` command line: train, eval, infer, synth, benchmark, demo.
+"""The ``mds`` command line: train, eval, infer, synth, benchmark, demo, accuracy.
 
 Every subcommand reports a bad path, bag, checkpoint or config as one clear line on stderr and
 exits with status 2; it never shows a traceback for a user error.
@@ -156,13 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
-    try:
-        from mds_core.synth.cli import register as register_synth
-    except ImportError:  # pragma: no cover - the generator is part of the package
-        register_synth = None
-    if register_synth is not None:
-        register_synth(sub)
+    from mds_core.accuracy import register as register_accuracy
+    from mds_core.synth.cli import register as register_synth
+
+    register_synth(sub)
+    register_accuracy(sub)
+    _register_plugins(sub)
     return parser
+
+
+def _register_plugins(sub) -> None:
+    """Subcommands of other installed parts (``mds.commands`` entry points: the ROS demo and benchmark
+    live in ``mds_ros``, which ``mds_core`` must not import)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="mds.commands"):
+        try:
+            register = entry.load()
+        except ImportError as error:  # e.g. mds_ros without rclpy: its commands are simply absent
+            logging.getLogger("mds").debug("mds.commands %s not available: %s", entry.name, error)
+            continue
+        register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,23 +76,41 @@ def scale_intrinsics_to(intrinsics: np.ndarray, from_size: tuple[int, int], to_s
 class Predictor:
     """Depth and scene decomposition from a trained MonoDepthSeg checkpoint."""
 
-    def __init__(self, model: MonoDepthSeg, device: torch.device | str = "cpu"):
+    def __init__(self, model: MonoDepthSeg, device: torch.device | str = "cpu",
+                 size: tuple[int, int] | None = None):
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
+        self._size = self._checked_size(size) if size else (self.config.width, self.config.height)
+        self.checkpoint_step: int | None = None
+
+    @staticmethod
+    def _checked_size(size: tuple[int, int]) -> tuple[int, int]:
+        width, height = (int(v) for v in size)
+        if width <= 0 or height <= 0 or width % 32 or height % 32:
+            raise ValueError(f"input size {width}x{height}: width and height must be positive multiples of 32")
+        return width, height
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str = "auto",
+                        size: tuple[int, int] | None = None) -> "Predictor":
+        """Load a checkpoint (safely: tensors and plain data only).
+
+        ``size`` (w, h) runs the fully convolutional networks at another resolution than the
+        one they were trained at (multiples of 32); by default the training resolution.
+        """
         checkpoint = load_checkpoint(path)
         model = MonoDepthSeg(checkpoint.config.model)
         load_model_state(model, checkpoint.model, checkpoint.config.model, checkpoint.config.model, str(path))
         LOG.info("loaded %s (step %d)", path, checkpoint.step)
-        return cls(model, device)
+        predictor = cls(model, device, size)
+        predictor.checkpoint_step = checkpoint.step
+        return predictor
 
     @property
     def size(self) -> tuple[int, int]:
         """Model input size ``(width, height)``."""
-        return self.config.width, self.config.height
+        return self._size
 
     @property
     def num_components(self) -> int:

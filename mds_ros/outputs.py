@@ -1,0 +1,131 @@
+"""The perception node's output topics, and the messages built from one :class:`StreamOutput`.
+
+Every message carries the input image's header (stamp and frame_id). An output is computed only
+while it is enabled and someone subscribes to it, so an unwatched point cloud costs nothing.
+
+=========================  ===================================  ==================================
+topic (node-private)       type                                 content
+=========================  ===================================  ==================================
+``~/depth/image``          sensor_msgs/Image ``32FC1``           depth along the optical axis,
+                                                                NaN where invalid (REP 118)
+``~/depth/camera_info``    sensor_msgs/CameraInfo               intrinsics at the depth image size
+``~/labels``               sensor_msgs/Image ``mono8``           argmax component per pixel
+``~/overlay``              sensor_msgs/Image ``rgb8``            decomposition colours over the image
+``~/masks``                sensor_msgs/Image ``32FC<K>``         channel k = soft mask of component k
+``~/motions``              geometry_msgs/PoseArray              pose k = motion of component k,
+                                                                previous -> current camera frame
+``~/points``               sensor_msgs/PointCloud2              organised x, y, z, rgb
+=========================  ===================================  ==================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import PoseArray, TransformStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from mds_core.streaming import StreamOutput
+from mds_core.visualization import colourise_masks, overlay
+from mds_ros.conversions import (
+    float_image_msg,
+    mono8_msg,
+    point_cloud_msg,
+    pose_array_msg,
+    rgb8_msg,
+    scaled_camera_info,
+)
+from mds_ros.parameters import PerceptionParameters
+
+
+@dataclass
+class OutputFrame:
+    """What the publishers need of one processed frame."""
+
+    header: object  # std_msgs/Header of the input image
+    image: np.ndarray  # (H, W, 3) uint8 RGB input image
+    camera_info: CameraInfo | None  # the paired input camera info (None with intrinsics from parameters)
+    result: StreamOutput
+
+
+def depth_in_output_units(depth: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
+    """Network depth -> published depth: scaled (``depth_scale_mode``), NaN where not positive finite."""
+    scale = settings.depth_scale if settings.depth_scale_mode == "fixed" else 1.0
+    out = depth.astype(np.float32) * np.float32(scale)
+    out[~(np.isfinite(out) & (out > 0))] = np.nan
+    return out
+
+
+class OutputPublishers:
+    def __init__(self, node: Node, reliability: str):
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.depth = node.create_publisher(Image, "~/depth/image", qos)
+        self.depth_info = node.create_publisher(CameraInfo, "~/depth/camera_info", qos)
+        self.labels = node.create_publisher(Image, "~/labels", qos)
+        self.overlay = node.create_publisher(Image, "~/overlay", qos)
+        self.masks = node.create_publisher(Image, "~/masks", qos)
+        self.motions = node.create_publisher(PoseArray, "~/motions", qos)
+        self.points = node.create_publisher(PointCloud2, "~/points", qos)
+        self._tf = None
+        self._node = node
+
+    @staticmethod
+    def _wanted(enabled: bool, *publishers) -> bool:
+        return enabled and any(p.get_subscription_count() > 0 for p in publishers)
+
+    def publish(self, frame: OutputFrame, settings: PerceptionParameters) -> None:
+        prediction, header = frame.result.prediction, frame.header
+        want_points = self._wanted(settings.publish_point_cloud, self.points)
+        want_depth = self._wanted(settings.publish_depth, self.depth, self.depth_info)
+        depth = depth_in_output_units(prediction.depth, settings) if want_depth or want_points else None
+        if want_depth:
+            size = (depth.shape[1], depth.shape[0])
+            self.depth.publish(float_image_msg(depth, header))
+            self.depth_info.publish(scaled_camera_info(frame.camera_info, prediction.intrinsics, header, size))
+        if prediction.masks is None:
+            return  # first frame after a reset: depth only
+        if self._wanted(settings.publish_labels, self.labels):
+            self.labels.publish(mono8_msg(prediction.labels, header))
+        if self._wanted(settings.publish_masks, self.masks):
+            self.masks.publish(float_image_msg(prediction.masks.astype(np.float32), header))
+        if self._wanted(settings.publish_motions, self.motions):
+            self.motions.publish(pose_array_msg(prediction.transforms, header))
+        want_overlay = self._wanted(settings.publish_overlay, self.overlay)
+        if want_overlay or want_points:
+            height, width = prediction.depth.shape
+            small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
+            coloured = overlay(small, colourise_masks(prediction.masks), settings.overlay_alpha)
+            if want_overlay:
+                self.overlay.publish(rgb8_msg(coloured, header))
+            if want_points:
+                self.points.publish(point_cloud_msg(depth, prediction.intrinsics, coloured, header))
+        if settings.publish_tf:
+            self._broadcast_tf(prediction.transforms, header)
+
+    def _broadcast_tf(self, transforms: np.ndarray, header) -> None:
+        """``<frame_id>/mds_component_<k>``: where component k's motion moves the camera-frame origin."""
+        if self._tf is None:
+            try:
+                from tf2_ros import TransformBroadcaster
+            except ImportError:
+                self._node.get_logger().warning("publish_tf is set but tf2_ros is not importable: no TF frames",
+                                                once=True)
+                return
+            self._tf = TransformBroadcaster(self._node)
+        poses = pose_array_msg(transforms, header).poses
+        messages = []
+        for k, pose in enumerate(poses):
+            message = TransformStamped()
+            message.header = header
+            message.child_frame_id = f"{header.frame_id}/mds_component_{k}"
+            message.transform.translation.x = pose.position.x
+            message.transform.translation.y = pose.position.y
+            message.transform.translation.z = pose.position.z
+            message.transform.rotation = pose.orientation
+            messages.append(message)
+        self._tf.sendTransform(messages)

@@ -1,0 +1,128 @@
+"""The perception node's parameters: one typed dataclass, declared with descriptions and ranges.
+
+Every field of :class:`PerceptionParameters` becomes a ROS parameter of the same name. Its
+metadata (:func:`param`) gives the description, the allowed range or choices and whether the
+value may change while the node runs. :func:`validate` is the single place that says why a
+value is refused; the node calls it for the values given at start-up (the node then refuses to
+start) and for every later ``set_parameters`` request (the request is refused, the node keeps
+its old value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def param(default: Any, description: str, *, choices: tuple[str, ...] = (), low: float | None = None,
+          high: float | None = None, dynamic: bool = False) -> Any:
+    """A dataclass field carrying the ROS parameter's descriptor data."""
+    meta = {"description": description, "choices": choices, "low": low, "high": high, "dynamic": dynamic}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class PerceptionParameters:
+    checkpoint: str = param("", "path of the trained model (.pt, written by `mds train` or `mds demo`); required")
+    device: str = param("auto", "auto, cpu, cuda or cuda:N; an unavailable GPU falls back to cpu with a warning")
+    width: int = param(0, "network input width in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
+    height: int = param(0, "network input height in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
+    num_components: int = param(0, "K, the number of motion components; 0 = the checkpoint's (it cannot be changed)",
+                                low=0, high=64)
+    image_topic: str = param("image", "input image topic (relative names follow the node namespace)")
+    camera_info_topic: str = param("camera_info", "camera info topic paired with the image")
+    input_transport: str = param("raw", "raw: sensor_msgs/Image on image_topic; compressed: "
+                                 "sensor_msgs/CompressedImage on image_topic + '/compressed'",
+                                 choices=("raw", "compressed"))
+    camera_info_source: str = param("topic", "topic: pair every image with camera_info; parameters: use "
+                                    "`intrinsics` and do not subscribe to camera_info",
+                                    choices=("topic", "parameters"))
+    intrinsics: list[float] = param([0.0], "fx, fy, cx, cy in pixels of the input image "
+                                    "(with camera_info_source=parameters)")
+    pairing_tolerance: float = param(0.0, "seconds an image stamp may differ from its camera_info stamp",
+                                     low=0.0, high=1.0)
+    pairing_queue_size: int = param(10, "unpaired images/camera infos kept while waiting for a partner",
+                                    low=1, high=1000)
+    max_input_pixels: int = param(4096 * 4096, "larger input images are refused as malformed", low=1,
+                                  high=1 << 28)
+    max_frame_gap: float = param(0.5, "seconds; a larger gap to the previous frame resets it (0 = never)",
+                                 low=0.0, high=3600.0, dynamic=True)
+    publisher_reliability: str = param("reliable", "QoS reliability of the outputs (RViz subscribes reliable)",
+                                       choices=("reliable", "best_effort"))
+    publish_depth: bool = param(True, "publish ~/depth/image (32FC1) and ~/depth/camera_info", dynamic=True)
+    publish_labels: bool = param(True, "publish ~/labels (mono8 argmax component)", dynamic=True)
+    publish_overlay: bool = param(True, "publish ~/overlay (rgb8 decomposition over the image)", dynamic=True)
+    publish_masks: bool = param(True, "publish ~/masks (one 32FC<K> image, channel k = soft mask k)", dynamic=True)
+    publish_motions: bool = param(True, "publish ~/motions (PoseArray: component motions, previous -> current)",
+                                  dynamic=True)
+    publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured by component)",
+                                      dynamic=True)
+    publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",
+                             dynamic=True)
+    depth_scale_mode: str = param("none", "none: network units; fixed: multiply by depth_scale (see README)",
+                                  choices=("none", "fixed"), dynamic=True)
+    depth_scale: float = param(1.0, "metres per network depth unit (depth_scale_mode=fixed)", low=1e-6, high=1e6,
+                               dynamic=True)
+    overlay_alpha: float = param(0.5, "opacity of the decomposition in ~/overlay", low=0.0, high=1.0, dynamic=True)
+    diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def spec(cls, name: str) -> dict[str, Any]:
+        return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+
+def validate_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None."""
+    spec = PerceptionParameters.spec(name)
+    default = getattr(PerceptionParameters(), name)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f"{name} must be true or false, got {value!r}"
+        return None
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        if not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
+            return f"{name} must be a {type(default).__name__}, got {value!r}"
+        if not math.isfinite(value):
+            return f"{name} must be finite, got {value!r}"
+        if spec["low"] is not None and value < spec["low"]:
+            return f"{name} must be >= {spec['low']:g}, got {value!r}"
+        if spec["high"] is not None and value > spec["high"]:
+            return f"{name} must be <= {spec['high']:g}, got {value!r}"
+    if spec["choices"] and value not in spec["choices"]:
+        return f"{name} must be one of {', '.join(spec['choices'])}, got {value!r}"
+    if name == "device":
+        base = str(value).split(":", 1)
+        if base[0] not in DEVICE_CHOICES or (len(base) == 2 and (base[0] != "cuda" or not base[1].isdigit())):
+            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    if name in ("width", "height") and value % 32:
+        return f"{name} must be 0 or a multiple of 32, got {value}"
+    if name in ("image_topic", "camera_info_topic") and not str(value).strip():
+        return f"{name} must not be empty"
+    return None
+
+
+def validate(parameters: PerceptionParameters) -> list[str]:
+    """Every reason why ``parameters`` cannot start a node (empty when they can)."""
+    problems = [p for p in (validate_value(n, getattr(parameters, n)) for n in PerceptionParameters.names()) if p]
+    if not parameters.checkpoint:
+        problems.append("checkpoint is not set: train a model first (`bash scripts/demo.sh` writes "
+                        "outputs/ros_demo/model/checkpoints/last.pt, `mds train` writes your own) and pass "
+                        "-p checkpoint:=PATH")
+    if (parameters.width == 0) != (parameters.height == 0):
+        problems.append("set both width and height, or neither (0 = the checkpoint's size)")
+    if parameters.camera_info_source == "parameters":
+        values = parameters.intrinsics
+        if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+            problems.append(f"intrinsics must be [fx, fy, cx, cy] with fx, fy > 0 when camera_info_source is "
+                            f"parameters, got {values}")
+    return problems

@@ -1,0 +1,267 @@
+"""``mds_node``: depth and scene decomposition of a camera stream.
+
+A thin adapter: message -> RGB array (:mod:`mds_ros.conversions`) -> :class:`FrameStream`
+around the core :class:`~mds_core.inference.Predictor` -> output messages
+(:mod:`mds_ros.outputs`). Subscription callbacks only pair images with camera infos and leave
+the newest pair in a one-frame mailbox; a worker thread takes it from there, so when inference
+is slower than the camera older frames are dropped (and counted), never queued.
+
+Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camera/image_raw``
+(or ``python -m mds_ros.perception_node`` without a ROS install).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from mds_core.inference import Predictor
+from mds_core.streaming import FrameStream, StreamSettings
+from mds_core.training.checkpoint import CheckpointError
+from mds_ros.conversions import ImageConversionError, camera_matrix, compressed_to_rgb, image_to_rgb
+from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
+from mds_ros.outputs import OutputFrame, OutputPublishers
+from mds_ros.pairing import StampPairing, message_filters_pairing, stamp_nanoseconds
+from mds_ros.parameters import PerceptionParameters, validate, validate_value
+from diagnostic_msgs.msg import DiagnosticArray
+
+NODE_NAME = "mds_perception"
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with these parameters or this checkpoint; the message says why."""
+
+
+@dataclass
+class PendingFrame:
+    image: Any  # sensor_msgs/Image or CompressedImage
+    info: CameraInfo | None
+    received: float  # time.perf_counter() when it arrived
+
+
+class LatestFrameSlot:
+    """A mailbox of one: ``put`` replaces an unprocessed frame (returns True when it did)."""
+
+    def __init__(self):
+        self._item: PendingFrame | None = None
+        self._ready = threading.Condition()
+
+    def put(self, item: PendingFrame) -> bool:
+        with self._ready:
+            replaced = self._item is not None
+            self._item = item
+            self._ready.notify()
+        return replaced
+
+    def take(self, timeout: float) -> PendingFrame | None:
+        with self._ready:
+            if self._item is None:
+                self._ready.wait(timeout)
+            item, self._item = self._item, None
+        return item
+
+
+def _descriptor(name: str) -> ParameterDescriptor:
+    spec = PerceptionParameters.spec(name)
+    default = getattr(PerceptionParameters(), name)
+    descriptor = ParameterDescriptor(description=spec["description"], read_only=not spec["dynamic"])
+    if spec["choices"]:
+        descriptor.additional_constraints = "one of: " + ", ".join(spec["choices"])
+    if spec["low"] is not None and isinstance(default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec["low"]),
+                                                              to_value=float(spec["high"]))]
+    elif spec["low"] is not None and isinstance(default, int) and not isinstance(default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec["low"]), to_value=int(spec["high"]))]
+    return descriptor
+
+
+class PerceptionNode(Node):
+    def __init__(self, **node_kwargs: Any):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.settings = self._declare_parameters()
+        self.stream = FrameStream(self._load_predictor(), StreamSettings(self.settings.max_frame_gap))
+        predictor = self.stream.predictor
+        self.statistics = NodeStatistics()
+        self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
+        self._slot = LatestFrameSlot()
+        self._subscribe()
+        self.diagnostics = DiagnosticsReporter(self.statistics, str(predictor.device), {
+            "device": str(predictor.device),
+            "model": f"{self.settings.checkpoint} (step {predictor.checkpoint_step})",
+            "input_size": "{}x{}".format(*predictor.size),
+            "components": str(predictor.num_components),
+        })
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {self.settings.checkpoint} on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
+            f"K={predictor.num_components}, image {self._image_topic} ({self.settings.input_transport}), intrinsics "
+            f"from {self.settings.camera_info_source}")
+
+    # -- start-up ---------------------------------------------------------------------------
+    def _declare_parameters(self) -> PerceptionParameters:
+        defaults = PerceptionParameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for name in PerceptionParameters.names():
+            try:
+                self.declare_parameter(name, getattr(defaults, name), _descriptor(name))
+            except Exception as error:  # rclpy raises several types for bad values; all mean "refused"
+                raise StartupError(f"parameter {name}: {error}") from error
+        settings = PerceptionParameters(**{n: self.get_parameter(n).value for n in PerceptionParameters.names()})
+        problems = validate(settings)
+        if problems:
+            raise StartupError("invalid parameters: " + "; ".join(problems))
+        return settings
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        reasons = [validate_value(p.name, p.value) for p in parameters if p.name in PerceptionParameters.names()]
+        reasons = [r for r in reasons if r]
+        if reasons:
+            return SetParametersResult(successful=False, reason="; ".join(reasons))
+        if hasattr(self, "settings"):  # a change while running (read-only ones are refused by rclpy)
+            for p in parameters:
+                if p.name in PerceptionParameters.names():
+                    setattr(self.settings, p.name, p.value)
+            self.stream.settings.max_frame_gap = self.settings.max_frame_gap
+        return SetParametersResult(successful=True)
+
+    def _load_predictor(self) -> Predictor:
+        s = self.settings
+        try:
+            predictor = Predictor.from_checkpoint(s.checkpoint, device=s.device,
+                                                  size=(s.width, s.height) if s.width else None)
+        except (CheckpointError, FileNotFoundError, ValueError) as error:
+            raise StartupError(f"cannot load checkpoint {s.checkpoint!r}: {error}") from error
+        if s.device.startswith("cuda") and predictor.device.type != "cuda":
+            self.get_logger().warning(f"device {s.device} requested but CUDA is not available: running on cpu")
+        if s.num_components and s.num_components != predictor.num_components:
+            raise StartupError(f"num_components={s.num_components} but the checkpoint has "
+                               f"K={predictor.num_components} (K is fixed by training; use 0)")
+        return predictor
+
+    def _subscribe(self) -> None:
+        s = self.settings
+        compressed = s.input_transport == "compressed"
+        image_type = CompressedImage if compressed else Image
+        self._image_topic = s.image_topic.rstrip("/") + ("/compressed" if compressed else "")
+        if s.camera_info_source == "parameters":
+            self.create_subscription(image_type, self._image_topic, lambda m: self._on_frame(m, None),
+                                     qos_profile_sensor_data)
+            return
+        synchroniser = message_filters_pairing(self, image_type, self._image_topic, CameraInfo,
+                                               s.camera_info_topic, qos_profile_sensor_data, self._on_frame,
+                                               s.pairing_tolerance, s.pairing_queue_size)
+        if synchroniser is not None:
+            self._synchroniser = synchroniser
+            return
+        pairing = StampPairing(self._on_frame, s.pairing_tolerance, s.pairing_queue_size)
+        self.create_subscription(image_type, self._image_topic, pairing.add_image, qos_profile_sensor_data)
+        self.create_subscription(CameraInfo, s.camera_info_topic, pairing.add_info, qos_profile_sensor_data)
+
+    # -- streaming --------------------------------------------------------------------------
+    def _on_frame(self, image: Any, info: CameraInfo | None) -> None:
+        self.statistics.input_rate.tick()
+        self.statistics.count(frames_received=1)
+        if self._slot.put(PendingFrame(image, info, time.perf_counter())):
+            self.statistics.count(frames_dropped=1)
+
+    def _work(self) -> None:
+        while self._running:
+            frame = self._slot.take(timeout=0.1)
+            if frame is not None:
+                self._process(frame)
+
+    def _convert(self, frame: PendingFrame) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(frame.image, CompressedImage):
+            rgb = compressed_to_rgb(frame.image)
+        else:
+            rgb = image_to_rgb(frame.image, max_pixels=self.settings.max_input_pixels)
+        height, width = rgb.shape[:2]
+        if frame.info is None:
+            fx, fy, cx, cy = self.settings.intrinsics
+            return rgb, np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        intrinsics = camera_matrix(frame.info)
+        if (frame.info.width, frame.info.height) != (width, height):
+            raise ImageConversionError(f"camera_info is for {frame.info.width}x{frame.info.height} but the image "
+                                       f"is {width}x{height}")
+        return rgb, intrinsics
+
+    def _process(self, frame: PendingFrame) -> None:
+        started = time.perf_counter()
+        try:
+            rgb, intrinsics = self._convert(frame)
+        except ImageConversionError as error:
+            self._problem(f"dropped a malformed frame: {error}", malformed_messages=1)
+            return
+        converted = time.perf_counter()
+        try:
+            result = self.stream.push(rgb, intrinsics, stamp_nanoseconds(frame.image) * 1e-9)
+            inferred = time.perf_counter()
+            self.outputs.publish(OutputFrame(frame.image.header, rgb, frame.info, result), self.settings)
+        except Exception as error:  # keep the stream alive whatever one frame does
+            self._problem(f"frame failed: {type(error).__name__}: {error}", failed_frames=1)
+            return
+        published = time.perf_counter()
+        if result.reset is not None:
+            self.statistics.count(resets=1)
+            if result.gap is not None:
+                self.get_logger().info(f"previous frame reset: {result.reset.value} (gap {result.gap:.3f} s)")
+        self.statistics.count(frames_processed=1)
+        self.statistics.output_rate.tick()
+        self.statistics.latency.add(conversion=converted - started, network=inferred - converted,
+                                    publish=published - inferred, total=published - frame.received)
+
+    def _problem(self, text: str, **counter: int) -> None:
+        self.statistics.count(**counter)
+        with self.statistics.lock:
+            self.statistics.last_problem = text
+        self.get_logger().warning(text, throttle_duration_sec=5.0)
+
+    def _publish_diagnostics(self) -> None:
+        self._diagnostics_pub.publish(self.diagnostics.array(self.get_clock().now().to_msg()))
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._worker.join(timeout=5.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+    except StartupError as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""A perception node in its own process, a bag replayed into it, and its outputs recorded here.
+
+Used by ``mds ros-demo`` and ``mds ros-benchmark``: the node and ``mds_replay`` run as separate
+processes started from the launch file's node list (:mod:`mds_ros.runner`); this process holds
+a recorder node. Discovery is awaited by polling with a timeout, never by a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+
+from mds_ros.launch_spec import NodeSpec, ReplayLaunch
+from mds_ros.recorder import TopicRecorder
+from mds_ros.runner import ProcessGroup
+
+NODE = "/mds_perception"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeSession:
+    """``with NodeSession(specs, topics, log_dir) as session: session.replay(bag, ...)``."""
+
+    def __init__(self, perception: list[NodeSpec], topics: dict[str, type], log_dir: Path,
+                 input_topic: str = "/camera/image_raw", startup_timeout: float = 120.0):
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # talk to this machine only
+        self.env = dict(os.environ)
+        self.log_dir = log_dir
+        self.input_topic = input_topic
+        self.startup_timeout = startup_timeout
+        self.perception = ProcessGroup(perception, env=self.env, log_dir=log_dir)
+        self._topics = topics
+        self.context = Context()
+
+    def __enter__(self) -> "NodeSession":
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("mds_session_recorder", context=self.context)
+        self.recorder = TopicRecorder(self.node, self._topics)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        try:
+            self.perception.start()
+            wait_until(lambda: not self.node_alive() or (self.node.count_publishers(f"{NODE}/depth/image") > 0
+                                                         and self.node.count_subscribers(self.input_topic) > 0),
+                       self.startup_timeout, "the perception node to start")
+            if not self.node_alive():
+                raise RuntimeError(f"the perception node exited; see {self.log_dir / 'mds_perception.log'}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def node_alive(self) -> bool:
+        return self.perception.finished_required() is None
+
+    @property
+    def node_pid(self) -> int:
+        return self.perception.processes["mds_perception"].pid
+
+    def replay(self, bag: Path, frames: int, duration: float, rate: float = 1.0,
+               on_poll: Callable[[], None] | None = None) -> float:
+        """Play ``bag`` (``frames`` images over ``duration`` s of bag time) and wait until the node's
+        outputs have stopped arriving; returns the wall time from replay start to the last output."""
+        started = time.monotonic()
+        replay = ProcessGroup(ReplayLaunch(bag=str(bag), rate=rate).nodes(), env=self.env, log_dir=self.log_dir)
+        depth_topic = f"{NODE}/depth/image"
+        last = [-1, time.monotonic()]
+
+        def poll(done: Callable[[], bool]) -> Callable[[], bool]:
+            def check() -> bool:
+                if on_poll is not None:
+                    on_poll()
+                return done()
+            return check
+
+        def quiet() -> bool:
+            count = self.recorder.count(depth_topic)
+            if count != last[0]:
+                last[:] = [count, time.monotonic()]
+            return count >= frames or time.monotonic() - last[1] > 3.0
+
+        with replay:
+            process = replay.processes["mds_replay"]
+            wait_until(poll(lambda: process.poll() is not None), 60 + 3 * duration / max(rate, 1e-3),
+                       "the replay to finish", interval=0.25)
+            if process.returncode != 0:
+                raise RuntimeError(f"mds_replay failed; see {self.log_dir / 'mds_replay.log'}")
+        wait_until(poll(quiet), 120, "the node's last outputs", interval=0.25)
+        wall = last[1] - started
+        wait_until(lambda: self.recorder.count("/diagnostics") > 0, 10, "diagnostics")
+        return wall
+
+    def __exit__(self, *exc) -> None:
+        self.perception.stop()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)

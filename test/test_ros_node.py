@@ -1,0 +1,300 @@
+"""The perception node as a separate process over Fast DDS: outputs, agreement with the Predictor,
+parameters, resets and malformed input. The node is started from the launch file's node list
+(:class:`mds_ros.launch_spec.PerceptionLaunch`), as ``mds_launch`` and the demo start it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+
+from mds_core.benchmark import write_untrained_checkpoint  # noqa: E402
+from mds_core.config import ModelConfig  # noqa: E402
+from mds_core.inference import Predictor  # noqa: E402
+from mds_core.synth import SynthConfig, write_rosbag  # noqa: E402
+from mds_ros.conversions import camera_matrix, image_to_rgb  # noqa: E402
+from mds_ros.launch_spec import PerceptionLaunch  # noqa: E402
+from ros_support import Probe, RosProcess, ros_environment, wait_until  # noqa: E402
+
+NODE = "/mds_perception"
+OUTPUTS = {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
+           f"{NODE}/overlay": Image, f"{NODE}/masks": Image, f"{NODE}/motions": PoseArray,
+           f"{NODE}/points": PointCloud2}
+MODEL_W, MODEL_H, K = 96, 64, 3
+CAMERA_W, CAMERA_H = 144, 96
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "untrained.pt"
+    return write_untrained_checkpoint(path, ModelConfig(width=MODEL_W, height=MODEL_H, depth_encoder="resnet18",
+                                                        pose_mask_encoder="resnet18", num_components=K))
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bags") / "drive"
+    return write_rosbag(path, SynthConfig(width=CAMERA_W, height=CAMERA_H, num_frames=FRAMES, fps=10.0, seed=3))
+
+
+def node_process(checkpoint: Path, env: dict, log: Path, **parameters) -> RosProcess:
+    spec = PerceptionLaunch(checkpoint=str(checkpoint), device="cpu").nodes()[0]
+    spec.parameters.update(parameters)
+    return RosProcess(spec.command(sys.executable), env=env, log_path=log)
+
+
+def stamp_ns(message) -> int:
+    return message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+
+
+def float_image(message: Image) -> np.ndarray:
+    channels = 1 if message.encoding == "32FC1" else int(message.encoding[4:])
+    data = np.frombuffer(bytes(message.data), dtype=np.float32)
+    return data.reshape(message.height, message.width, channels).squeeze(-1) if channels == 1 else \
+        data.reshape(message.height, message.width, channels)
+
+
+def diagnostics_values(probe: Probe) -> dict[str, str]:
+    status = probe.messages("/diagnostics")[-1].status[0]
+    return {kv.key: kv.value for kv in status.values}
+
+
+def wait_for_diagnostics(probe: Probe, key: str, predicate, timeout: float = 20.0) -> dict[str, str]:
+    return wait_until(lambda: probe.messages("/diagnostics") and predicate(diagnostics_values(probe).get(key))
+                      and diagnostics_values(probe), timeout,
+                      message=f"diagnostics {key} never satisfied the test")
+
+
+def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag, tmp_path):
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
+        for topic, message_type in OUTPUTS.items():
+            probe.subscribe(topic, message_type)
+        probe.subscribe("/camera/image_raw", Image)
+        probe.subscribe("/camera/camera_info", CameraInfo)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
+        for topic in OUTPUTS:
+            probe.wait_for_publishers(topic, 1, timeout=30)
+        with RosProcess("mds_ros.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.5"], env=env,
+                        log_path=tmp_path / "replay.log") as replay:
+            assert replay.wait(60) == 0, replay.log()
+        depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
+        probe.wait_for_messages(f"{NODE}/points", FRAMES - 1, timeout=30)
+        values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))
+        assert node.running, node.log()
+
+    inputs = probe.messages("/camera/image_raw")
+    stamps = [stamp_ns(m) for m in inputs]
+    assert len(inputs) == FRAMES and values["frames_dropped"] == "0" and values["malformed_messages"] == "0"
+    # every frame: depth + camera info; every frame but the first: the decomposition outputs
+    for topic, expected in [(f"{NODE}/depth/image", FRAMES), (f"{NODE}/depth/camera_info", FRAMES)] + [
+            (t, FRAMES - 1) for t in OUTPUTS if not t.startswith(f"{NODE}/depth")]:
+        messages = probe.messages(topic)
+        assert len(messages) == expected, topic
+        assert [stamp_ns(m) for m in messages] == stamps[FRAMES - expected:], topic
+        assert {m.header.frame_id for m in messages} == {inputs[0].header.frame_id}, topic
+    for topic, encoding in [("depth/image", "32FC1"), ("labels", "mono8"), ("overlay", "rgb8"),
+                            ("masks", f"32FC{K}")]:
+        message = probe.messages(f"{NODE}/{topic}")[-1]
+        assert (message.encoding, message.width, message.height) == (encoding, MODEL_W, MODEL_H), topic
+    info = probe.messages(f"{NODE}/depth/camera_info")[-1]
+    k_in = camera_matrix(probe.messages("/camera/camera_info")[-1])
+    assert (info.width, info.height) == (MODEL_W, MODEL_H)
+    assert info.k[0] == pytest.approx(k_in[0, 0] * MODEL_W / CAMERA_W)
+    assert info.k[5] == pytest.approx(k_in[1, 2] * MODEL_H / CAMERA_H)
+    assert len(probe.messages(f"{NODE}/motions")[-1].poses) == K
+    cloud = probe.messages(f"{NODE}/points")[-1]
+    assert (cloud.width, cloud.height, cloud.point_step) == (MODEL_W, MODEL_H, 16)
+
+    # the node's depth and masks equal the Predictor's on the same frames
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    images = [image_to_rgb(m) for m in inputs]
+    for index in (0, 3, FRAMES - 1):
+        expected = predictor.predict(images[index], k_in, images[index - 1] if index else None)
+        np.testing.assert_allclose(float_image(depth_msgs[index]), expected.depth, rtol=1e-4, atol=1e-5)
+        if index:
+            masks = float_image(probe.messages(f"{NODE}/masks")[index - 1])
+            np.testing.assert_allclose(masks.transpose(2, 0, 1), expected.masks, atol=1e-5)
+
+
+def frame(stamp: float, rgb: np.ndarray, fx: float = 100.0) -> tuple[Image, CameraInfo]:
+    image, info = Image(), CameraInfo()
+    for message in (image, info):
+        message.header.stamp.sec = int(stamp)
+        message.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
+        message.header.frame_id = "cam"
+    image.height, image.width = rgb.shape[:2]
+    image.encoding, image.step, image.data = "rgb8", rgb.shape[1] * 3, rgb.tobytes()
+    info.height, info.width = rgb.shape[:2]
+    info.k = [fx, 0.0, rgb.shape[1] / 2, 0.0, fx, rgb.shape[0] / 2, 0.0, 0.0, 1.0]
+    return image, info
+
+
+def _arrived(probe: Probe, timeout: float) -> bool:
+    try:
+        probe.wait_for_messages(f"{NODE}/depth/image", 1, timeout=timeout)
+        return True
+    except AssertionError:
+        return False
+
+
+def set_parameter(probe: Probe, name: str, value: ParameterValue):
+    client = probe.node.create_client(SetParameters, f"{NODE}/set_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
+    wait_until(future.done, 20, message="set_parameters did not answer")
+    return future.result().results[0]
+
+
+def test_resets_malformed_input_and_runtime_parameters(checkpoint, tmp_path):
+    env = ros_environment()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
+    with node_process(checkpoint, env, tmp_path / "node.log", max_frame_gap=1.0,
+                                           diagnostics_period=0.1) as node, Probe(env) as probe:
+        probe.subscribe(f"{NODE}/depth/image", Image)
+        probe.subscribe(f"{NODE}/labels", Image)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        images = probe.publisher("/camera/image_raw", Image)
+        infos = probe.publisher("/camera/camera_info", CameraInfo)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
+        probe.wait_for_subscribers("/camera/camera_info", 1, timeout=60)
+        probe.wait_for_publishers(f"{NODE}/labels", 1, timeout=30)
+        wait_until(lambda: images.get_subscription_count() and infos.get_subscription_count()
+                   and probe.node.count_publishers(f"{NODE}/depth/image"), 30)
+
+        def send(image: Image, info: CameraInfo, outputs: int) -> None:
+            infos.publish(info)
+            images.publish(image)
+            probe.wait_for_messages(f"{NODE}/depth/image", outputs, timeout=30)
+
+        # warm-up: the first messages after matching can be lost in discovery; repeat until one is processed
+        def warmed_up() -> bool:
+            infos.publish(frame(1.0, rgb)[1])
+            images.publish(frame(1.0, rgb)[0])
+            return _arrived(probe, 0.5)
+        wait_until(warmed_up, 30, interval=0.0, message="no output for the warm-up frame")
+        n0 = len(probe.messages(f"{NODE}/depth/image"))
+        r0 = int(wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(n0))["resets"])
+
+        # 10.0 (gap from 1.0: reset), 10.1 (pair), 9.5 (time went backwards: reset), 9.6 (pair), 12.0 (gap 2.4 s)
+        for offset, stamp in enumerate((10.0, 10.1, 9.5, 9.6, 12.0), start=1):
+            send(*frame(stamp, rgb), n0 + offset)
+        labels = [stamp_ns(m) for m in probe.messages(f"{NODE}/labels") if stamp_ns(m) > 5_000_000_000]
+        assert labels == [10_100_000_000, 9_600_000_000]
+        wait_for_diagnostics(probe, "resets", lambda v: v == str(r0 + 3))
+
+        # malformed messages of every kind, then valid frames keep flowing
+        bad = []
+        for mutate in (lambda i, c: setattr(i, "encoding", "32FC7"),
+                       lambda i, c: setattr(i, "step", 5),
+                       lambda i, c: setattr(i, "data", b""),
+                       lambda i, c: setattr(i, "data", bytes(i.data)[:-10]),
+                       lambda i, c: (setattr(i, "width", 100000), setattr(i, "height", 100000),
+                                     setattr(i, "step", 300000)),
+                       lambda i, c: setattr(c, "k", [0.0] * 9),
+                       lambda i, c: setattr(c, "k", [float("nan")] * 9)):
+            image, info = frame(13.0 + 0.05 * len(bad), rgb)
+            mutate(image, info)
+            bad.append((image, info))
+        for count, (image, info) in enumerate(bad, start=1):  # one at a time: a burst would be dropped
+            infos.publish(info)
+            images.publish(image)
+            values = wait_for_diagnostics(probe, "malformed_messages", lambda v, n=count: v == str(n))
+        assert values["frames_processed"] == str(n0 + 5)
+        send(*frame(14.0, rgb), n0 + 6)
+        send(*frame(14.1, rgb), n0 + 7)
+        assert node.running, node.log()
+        assert stamp_ns(probe.messages(f"{NODE}/labels")[-1]) == 14_100_000_000
+
+        # parameters at run time: invalid values are refused with a reason, valid ones applied
+        result = set_parameter(probe, "depth_scale", ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                    double_value=-2.0))
+        assert not result.successful and "depth_scale" in result.reason
+        result = set_parameter(probe, "depth_scale_mode", ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                                         string_value="metric"))
+        assert not result.successful and "one of" in result.reason
+        result = set_parameter(probe, "checkpoint", ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                                   string_value="/nonexistent.pt"))
+        assert not result.successful
+        for name, value in (("depth_scale", ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=2.0)),
+                            ("depth_scale_mode", ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                                string_value="fixed"))):
+            assert set_parameter(probe, name, value).successful
+        before = float_image(probe.messages(f"{NODE}/depth/image")[-1])
+        send(*frame(14.2, rgb), n0 + 8)
+        after = float_image(probe.messages(f"{NODE}/depth/image")[-1])
+        np.testing.assert_allclose(after, 2.0 * before, rtol=1e-3)
+        assert node.running, node.log()
+
+
+def test_compressed_input_with_intrinsics_from_parameters(checkpoint, tmp_path):
+    import cv2
+
+    env = ros_environment()
+    rgb = np.random.default_rng(1).integers(0, 255, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
+    with node_process(checkpoint, env, tmp_path / "node.log", input_transport="compressed",
+                      camera_info_source="parameters", intrinsics=[120.0, 110.0, 72.0, 48.0]) as node, \
+            Probe(env) as probe:
+        probe.subscribe(f"{NODE}/depth/camera_info", CameraInfo)
+        probe.subscribe(f"{NODE}/overlay", Image)
+        images = probe.publisher("/camera/image_raw/compressed", CompressedImage)
+        probe.wait_for_subscribers("/camera/image_raw/compressed", 1, timeout=60)
+        probe.wait_for_publishers(f"{NODE}/overlay", 1, timeout=30)
+        wait_until(lambda: images.get_subscription_count(), 30)
+        stamps = iter(range(200, 1000))  # 0.1 s apart (the first messages may be lost in discovery: keep sending)
+
+        def two_overlays() -> bool:
+            message = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes())
+            seconds, tenths = divmod(next(stamps), 10)
+            message.header.stamp.sec, message.header.stamp.nanosec = seconds, tenths * 100_000_000
+            message.header.frame_id = "cam"
+            images.publish(message)
+            return len(probe.messages(f"{NODE}/overlay")) >= 2
+        wait_until(two_overlays, 60, interval=0.2, message="no overlay from compressed input")
+        info = probe.messages(f"{NODE}/depth/camera_info")[-1]
+        assert info.k[0] == pytest.approx(120.0 * MODEL_W / CAMERA_W)
+        assert info.k[2] == pytest.approx(72.0 * MODEL_W / CAMERA_W)
+        assert node.running, node.log()
+
+
+@pytest.mark.parametrize("parameters, reason", [
+    ({"width": 100}, "multiple of 32"),
+    ({"device": "gpu"}, "device must be"),
+    ({"num_components": 7}, "K=3"),
+    ({"camera_info_source": "parameters"}, "intrinsics must be"),
+    ({"depth_scale": -1.0}, "depth_scale"),
+])
+def test_invalid_parameters_refuse_to_start(checkpoint, tmp_path, parameters, reason):
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log", **parameters) as node:
+        assert node.wait(120) == 2
+        assert reason in node.log()
+
+
+def test_unreadable_checkpoint_refuses_to_start(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    for path, reason in ((tmp_path / "missing.pt", "cannot load checkpoint"), (broken, "cannot load checkpoint")):
+        with node_process(path, ros_environment(), tmp_path / f"{path.stem}.log") as node:
+            assert node.wait(120) == 2
+            assert reason in node.log() and str(path) in node.log()
+
+
+def test_no_checkpoint_says_how_to_get_one(tmp_path):
+    spec = PerceptionLaunch().nodes()[0]
+    with RosProcess(spec.command(sys.executable), env=ros_environment(), log_path=tmp_path / "node.log") as node:
+        assert node.wait(120) == 2
+        assert "checkpoint is not set" in node.log() and "scripts/demo.sh" in node.log()
