@@ -202,7 +202,8 @@ def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
 
     Raises:
         ImageConversionError: unknown encoding, zero size or more than ``max_pixels`` pixels,
-            ``step`` smaller than a row, data shorter than ``step * height`` (or much longer).
+            ``step`` smaller than a row, data shorter than ``step * height`` or more than one
+            row (``step`` bytes) longer; trailing bytes within that slack are ignored.
     """
     width, height, encoding = int(msg.width), int(msg.height), str(msg.encoding)
     _check_size(width, height, max_pixels, f"{encoding or 'image with empty encoding'}")

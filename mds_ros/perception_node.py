@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -34,7 +35,6 @@ from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
 from mds_ros.outputs import OutputFrame, OutputPublishers
 from mds_ros.pairing import StampPairing, message_filters_pairing, stamp_nanoseconds
 from mds_ros.parameters import PerceptionParameters, validate, validate_value
-from diagnostic_msgs.msg import DiagnosticArray
 
 NODE_NAME = "mds_perception"
 
@@ -187,7 +187,7 @@ class PerceptionNode(Node):
 
     def _convert(self, frame: PendingFrame) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(frame.image, CompressedImage):
-            rgb = compressed_to_rgb(frame.image)
+            rgb = compressed_to_rgb(frame.image, max_pixels=self.settings.max_input_pixels)
         else:
             rgb = image_to_rgb(frame.image, max_pixels=self.settings.max_input_pixels)
         height, width = rgb.shape[:2]

@@ -332,16 +332,14 @@ def _deserialize(raw: bytes, output: _Output, index: int) -> Any:
         ) from error
 
 
-def _wait_for_acks(outputs: Sequence[_Output], options: ReplayOptions, interrupted: bool) -> None:
+def _wait_for_acks(publishers: Sequence[Any], timeout: float) -> None:
+    """Give reliable subscribers up to ``timeout`` s in all to acknowledge everything published."""
     from rclpy.duration import Duration
 
-    if options.qos != "reliable":
-        return
-    timeout = min(options.ack_timeout, 1.0) if interrupted else options.ack_timeout
     deadline = time.monotonic() + timeout
-    for output in outputs:
+    for publisher in publishers:
         left = max(0.0, deadline - time.monotonic())
-        output.publisher.wait_for_all_acked(Duration(nanoseconds=int(left * NS_PER_S)))
+        publisher.wait_for_all_acked(Duration(nanoseconds=int(left * NS_PER_S)))
 
 
 def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | None = None) -> ReplaySummary:
@@ -376,7 +374,9 @@ def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | 
             _wait_for_subscribers(unique, options.wait_for_subscribers, options.wait_timeout, stop)
         counts = {o.topic: 0 for o in unique}
         summary = _play(reader, connections, outputs, options, clock, stop, counts)
-        _wait_for_acks(unique, options, summary.interrupted)
+        reliable = [o.publisher for o in unique] if options.qos == "reliable" else []
+        timeout = min(options.ack_timeout, 1.0) if summary.interrupted else options.ack_timeout
+        _wait_for_acks(reliable + ([clock] if clock is not None else []), timeout)
         return summary
     except (ReplayError, ValueError):
         raise

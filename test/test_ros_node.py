@@ -87,7 +87,7 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
         probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
         for topic in OUTPUTS:
             probe.wait_for_publishers(topic, 1, timeout=30)
-        with RosProcess("mds_ros.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.5"], env=env,
+        with RosProcess("mds_ros.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
                         log_path=tmp_path / "replay.log") as replay:
             assert replay.wait(60) == 0, replay.log()
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
