@@ -2,7 +2,7 @@
 
 Key names are stable (the benchmark and the tests read them): ``input_rate_hz``,
 ``output_rate_hz``, ``frames_received``, ``frames_processed``, ``frames_dropped``,
-``malformed_messages``, ``resets``, ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
+``malformed_messages``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``, ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
 for the stages ``conversion``, ``network``, ``publish`` and ``total``, ``device``, ``model``.
 """
 
@@ -26,6 +26,8 @@ class NodeStatistics:
     malformed_messages: int = 0
     failed_frames: int = 0
     resets: int = 0
+    checkpoints_swapped: int = 0
+    checkpoints_refused: int = 0
     last_problem: str = ""
     input_rate: RateMeter = field(default_factory=RateMeter)
     output_rate: RateMeter = field(default_factory=RateMeter)
@@ -61,6 +63,8 @@ class DiagnosticsReporter:
                 "malformed_messages": str(s.malformed_messages),
                 "failed_frames": str(s.failed_frames),
                 "resets": str(s.resets),
+                "checkpoints_swapped": str(s.checkpoints_swapped),
+                "checkpoints_refused": str(s.checkpoints_refused),
                 "last_problem": s.last_problem,
             }
         for stage, (median, p99) in s.latency.summary().items():

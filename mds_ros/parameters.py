@@ -71,6 +71,9 @@ class PerceptionParameters:
                                dynamic=True)
     overlay_alpha: float = param(0.5, "opacity of the decomposition in ~/overlay", low=0.0, high=1.0, dynamic=True)
     diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
+    checkpoint_poll_period: float = param(1.0, "seconds between checks whether the checkpoint file changed; a "
+                                          "new file is loaded and swapped in between frames (0 = never)",
+                                          low=0.0, high=3600.0)
 
     @classmethod
     def names(cls) -> list[str]:

@@ -12,6 +12,7 @@ Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camer
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -72,6 +73,28 @@ class LatestFrameSlot:
         return item
 
 
+class CheckpointWatcher:
+    """Which version (mtime, size) of the checkpoint file is loaded or was refused, and whether a
+    load is under way; only a version not seen before is loaded, once."""
+
+    def __init__(self, path: str, signature: tuple[int, int] | None):
+        self.path = path
+        self._seen = signature
+        self._loading = False
+        self._lock = threading.Lock()
+
+    def should_load(self, signature: tuple[int, int]) -> bool:
+        with self._lock:
+            if self._loading or signature == self._seen:
+                return False
+            self._loading = True
+            return True
+
+    def finished(self, signature: tuple[int, int]) -> None:
+        with self._lock:
+            self._seen, self._loading = signature, False
+
+
 def _descriptor(name: str) -> ParameterDescriptor:
     spec = PerceptionParameters.spec(name)
     default = getattr(PerceptionParameters(), name)
@@ -104,6 +127,9 @@ class PerceptionNode(Node):
         })
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        self._swap = CheckpointWatcher(self.settings.checkpoint, self._file_signature())
+        if self.settings.checkpoint_poll_period > 0:
+            self.create_timer(self.settings.checkpoint_poll_period, self._check_checkpoint)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
         self._worker.start()
@@ -230,6 +256,41 @@ class PerceptionNode(Node):
         with self.statistics.lock:
             self.statistics.last_problem = text
         self.get_logger().warning(text, throttle_duration_sec=5.0)
+
+    # -- weights hot swap --------------------------------------------------------------------
+    def _file_signature(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.settings.checkpoint)
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
+    def _check_checkpoint(self) -> None:
+        """A changed checkpoint file is loaded in the background and swapped in between frames;
+        a broken or incompatible one is refused and the current weights stay."""
+        signature = self._file_signature()
+        if signature is None or not self._swap.should_load(signature):
+            return
+        threading.Thread(target=self._load_new_weights, args=(signature,), name="mds_swap", daemon=True).start()
+
+    def _load_new_weights(self, signature: tuple[int, int]) -> None:
+        current = self.stream.predictor
+        try:
+            predictor = Predictor.from_checkpoint(self.settings.checkpoint, device=str(current.device),
+                                                  size=current.size)
+            if predictor.num_components != current.num_components:
+                raise CheckpointError(f"it has K={predictor.num_components}, the running model "
+                                      f"K={current.num_components}")
+        except (CheckpointError, OSError, ValueError, RuntimeError) as error:
+            self._swap.finished(signature)
+            self._problem(f"refused the new checkpoint {self.settings.checkpoint} ({error}); keeping the weights "
+                          f"of step {current.checkpoint_step}", checkpoints_refused=1)
+            return
+        self.stream.swap_predictor(predictor)
+        self._swap.finished(signature)
+        self.statistics.count(checkpoints_swapped=1)
+        self.diagnostics.static_values["model"] = f"{self.settings.checkpoint} (step {predictor.checkpoint_step})"
+        self.get_logger().info(f"swapped in new weights: {self.settings.checkpoint} step {predictor.checkpoint_step}")
 
     def _publish_diagnostics(self) -> None:
         self._diagnostics_pub.publish(self.diagnostics.array(self.get_clock().now().to_msg()))

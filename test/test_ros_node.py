@@ -298,3 +298,55 @@ def test_no_checkpoint_says_how_to_get_one(tmp_path):
     with RosProcess(spec.command(sys.executable), env=ros_environment(), log_path=tmp_path / "node.log") as node:
         assert node.wait(120) == 2
         assert "checkpoint is not set" in node.log() and "scripts/demo.sh" in node.log()
+
+
+def test_new_checkpoint_is_swapped_in_and_a_corrupt_one_refused(checkpoint, tmp_path):
+    """Weights change between frames while the stream keeps flowing; a broken file changes nothing."""
+    import shutil
+    import threading
+
+    model = tmp_path / "live.pt"
+    shutil.copy(checkpoint, model)
+    env = ros_environment()
+    rgb = np.random.default_rng(2).integers(0, 255, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
+    period = 0.25
+    with node_process(model, env, tmp_path / "node.log", checkpoint_poll_period=0.2, diagnostics_period=0.2) as node, \
+            Probe(env) as probe:
+        probe.subscribe(f"{NODE}/depth/image", Image)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        images = probe.publisher("/camera/image_raw", Image)
+        infos = probe.publisher("/camera/camera_info", CameraInfo)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
+        probe.wait_for_subscribers("/camera/camera_info", 1, timeout=60)
+        stop = threading.Event()
+
+        def camera() -> None:  # a steady 4 Hz stream of the same picture
+            index = 0
+            while not stop.wait(period):
+                image, info = frame(100.0 + index * period, rgb)
+                infos.publish(info)
+                images.publish(image)
+                index += 1
+        thread = threading.Thread(target=camera, daemon=True)
+        thread.start()
+        try:
+            before = float_image(probe.wait_for_messages(f"{NODE}/depth/image", 3, timeout=60)[-1])
+            write_untrained_checkpoint(model, ModelConfig(width=MODEL_W, height=MODEL_H, depth_encoder="resnet18",
+                                                          pose_mask_encoder="resnet18", num_components=K), seed=7)
+            wait_for_diagnostics(probe, "checkpoints_swapped", lambda v: v == "1", timeout=60)
+            swapped_at = len(probe.messages(f"{NODE}/depth/image"))
+            after = float_image(probe.wait_for_messages(f"{NODE}/depth/image", swapped_at + 2, timeout=30)[-1])
+            assert not np.allclose(before, after, rtol=1e-3), "the outputs did not change with the new weights"
+
+            model.write_bytes(b"this is not a checkpoint")
+            wait_for_diagnostics(probe, "checkpoints_refused", lambda v: v == "1", timeout=60)
+            refused_at = len(probe.messages(f"{NODE}/depth/image"))
+            still = float_image(probe.wait_for_messages(f"{NODE}/depth/image", refused_at + 2, timeout=30)[-1])
+            np.testing.assert_allclose(still, after, rtol=1e-5)
+        finally:
+            stop.set()
+            thread.join()
+        assert node.running, node.log()
+    stamps = np.array([stamp_ns(m) for m in probe.messages(f"{NODE}/depth/image")]) * 1e-9
+    gaps = np.diff(stamps[1:])  # after the first output (discovery may lose the first frames)
+    assert gaps.max() <= 2 * period + 1e-6, f"the stream stalled: largest gap between outputs {gaps.max():.2f} s"
