@@ -12,7 +12,6 @@ the method is (see README, "Accuracy").
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from mds_core.config import ModelConfig, TrainConfig
 from mds_core.data.sequence_folder import SequenceFolder
 from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
 from mds_core.inference import Predictor
-from mds_core.synth import SynthConfig, write_sequence_folder
+from mds_core.synth import write_train_heldout
 from mds_core.training.loop import train
 from mds_core.visualization import (
     colourise_depth,
@@ -50,16 +49,11 @@ class DemoSettings:
 
 def run_demo(settings: DemoSettings) -> str:
     out = settings.output
-    data, heldout = out / "data" / "train", out / "data" / "heldout"
-    for directory in (data, heldout):
-        if directory.exists():
-            shutil.rmtree(directory)
     started = time.perf_counter()
-    for i in range(settings.train_sequences):
-        write_sequence_folder(data, f"train_{i:02d}", SynthConfig(
-            width=settings.width, height=settings.height, num_frames=settings.frames, seed=settings.seed + i))
-    write_sequence_folder(heldout, "heldout_00", SynthConfig(
-        width=settings.width, height=settings.height, num_frames=settings.frames // 2, seed=settings.seed + 1000))
+    split = write_train_heldout(out / "data", width=settings.width, height=settings.height,
+                                train_sequences=settings.train_sequences, train_frames=settings.frames,
+                                heldout_sequences=1, heldout_frames=settings.frames // 2, seed=settings.seed)
+    data, heldout = split.train, split.heldout
 
     config = TrainConfig()
     config.model = ModelConfig(height=settings.height, width=settings.width, depth_encoder="resnet18",

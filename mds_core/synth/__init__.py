@@ -7,6 +7,7 @@ Public API:
   instance labels, camera/object poses, intrinsics, timestamp).
 * :func:`write_sequence_folder` - the project's sequence-folder format.
 * :func:`write_rosbag` - a rosbag2 (MCAP or sqlite3) with Image + CameraInfo (+ GT depth).
+* :func:`write_train_heldout` - training and held-out sequence folders with disjoint seeds.
 
 World frame: Z up, road plane Z = 0, X along the road at its start (see
 :mod:`mds_core.synth.scene`); camera frame: OpenCV (x right, y down, z forward).
@@ -22,6 +23,7 @@ from mds_core.synth.frame import (
 )
 from mds_core.synth.scene import Scene
 from mds_core.synth.sequence import generate_sequence
+from mds_core.synth.splits import TrainHeldoutSplit, write_train_heldout
 from mds_core.synth.writers import write_rosbag, write_sequence_folder
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "Scene",
     "SynthConfig",
     "SynthFrame",
+    "TrainHeldoutSplit",
     "generate_sequence",
     "write_rosbag",
     "write_sequence_folder",
+    "write_train_heldout",
 ]
