@@ -52,6 +52,8 @@ setup(
             "mds_node = mds_ros.perception_node:main",
             "mds_replay = mds_ros.replay:main",
             "mds_launch = mds_ros.runner:main",
+            "mds_trainer = mds_ros.training_node:main",
+            "mds_online = mds_ros.training_node:main_online",
         ],
         "mds.commands": [
             "ros = mds_ros.cli:register",

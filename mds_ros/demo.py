@@ -111,24 +111,26 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) 
     depths = recorder.messages(f"{NODE}/depth/image")
     labels = {_stamp(m): m for m in recorder.messages(f"{NODE}/labels")}
     overlays = {_stamp(m): m for m in recorder.messages(f"{NODE}/overlay")}
-    errors, rows = [], []
+    diagnostics = recorder.messages("/diagnostics")[-1].status[0]
+    values = {kv.key: kv.value for kv in diagnostics.values}
+    errors, complete = [], []
     for depth_msg in depths:
         stamp = _stamp(depth_msg)
-        depth = _image(depth_msg)
         if stamp in gts:
+            depth = _image(depth_msg)
             gt = cv2.resize(_image(gts[stamp]), (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_NEAREST)
             errors.append(median_scaled_abs_rel(depth, gt))
-            if stamp in overlays and stamp in labels and stamp in images and len(rows) < 15 and len(errors) % 10 == 5:
-                size = (depth.shape[1], depth.shape[0])
-                label_map = _image(labels[stamp])
-                rows += [cv2.resize(_image(images[stamp]), size, interpolation=cv2.INTER_AREA), colourise_depth(gt),
-                         colourise_depth(depth), _image(overlays[stamp]),
-                         colourise_labels(label_map, int(label_map.max()) + 1)]
+            if stamp in overlays and stamp in labels and stamp in images:
+                complete.append((depth, gt, stamp))
+    rows = []
+    for depth, gt, stamp in complete[len(complete) // 6::max(1, len(complete) // 3)][:3]:  # up to 3, spread out
+        size = (depth.shape[1], depth.shape[0])
+        label_map = _image(labels[stamp])
+        rows += [cv2.resize(_image(images[stamp]), size, interpolation=cv2.INTER_AREA), colourise_depth(gt),
+                 colourise_depth(depth), _image(overlays[stamp]), colourise_labels(label_map, int(values['components']))]
     if rows:
         names = ["image", "GT depth", "depth (node)", "overlay (node)", "labels (node)"]
         save_png(settings.output / "ros_demo.png", panel(rows, columns=5, labels=names * (len(rows) // 5)))
-    diagnostics = recorder.messages("/diagnostics")[-1].status[0]
-    values = {kv.key: kv.value for kv in diagnostics.values}
     counts = {topic.rsplit(NODE, 1)[-1] or topic: recorder.count(topic) for topic in output_topics()}
     latency = " | ".join(f"{stage} {values.get(f'latency_{stage}_median_ms', '-')} / "
                          f"{values.get(f'latency_{stage}_p99_ms', '-')}"

@@ -2,7 +2,8 @@
 
 Key names are stable (the benchmark and the tests read them): ``input_rate_hz``,
 ``output_rate_hz``, ``frames_received``, ``frames_processed``, ``frames_dropped``,
-``malformed_messages``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``, ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
+``malformed_messages``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``,
+``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
 for the stages ``conversion``, ``network``, ``publish`` and ``total``, ``device``, ``model``.
 """
 

@@ -77,6 +77,11 @@ class PerceptionLaunch:
     checkpoint: str = ""
     device: str = "auto"
     rviz: bool = False
+    online: bool = False  # also adapt the model on the stream (mds_trainer) and hot-swap its weights
+    online_output: str = ""  # default: online.pt beside the checkpoint
+
+    def online_checkpoint(self) -> str:
+        return self.online_output or str(Path(self.checkpoint).with_name("online.pt"))
 
     def nodes(self) -> list[NodeSpec]:
         namespace = "/" + self.camera_namespace.strip("/") if self.camera_namespace.strip("/") else ""
@@ -90,6 +95,13 @@ class PerceptionLaunch:
         specs = [NodeSpec(executable="mds_node", name="mds_perception", module="mds_ros.perception_node",
                           parameter_files=[self.params_file or str(share_path("config/mds_node.yaml"))],
                           parameters=parameters)]
+        if self.online:
+            specs[0].parameters["watch_checkpoint"] = self.online_checkpoint()
+            trainer = {k: v for k, v in parameters.items()}
+            trainer["output_checkpoint"] = self.online_checkpoint()
+            specs.append(NodeSpec(executable="mds_trainer", name="mds_trainer", module="mds_ros.training_node",
+                                  parameter_files=[str(share_path("config/mds_trainer.yaml"))],
+                                  parameters=trainer))
         if self.rviz:
             specs.append(NodeSpec(executable="rviz2", name="rviz2", package="rviz2", required=False,
                                   arguments=["-d", str(share_path("config/mds.rviz"))]))

@@ -18,6 +18,10 @@ from typing import Any
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+class StartupError(RuntimeError):
+    """A node cannot start with these parameters or this checkpoint; the message says why."""
+
+
 def param(default: Any, description: str, *, choices: tuple[str, ...] = (), low: float | None = None,
           high: float | None = None, dynamic: bool = False) -> Any:
     """A dataclass field carrying the ROS parameter's descriptor data."""
@@ -28,13 +32,29 @@ def param(default: Any, description: str, *, choices: tuple[str, ...] = (), low:
 
 
 @dataclass
-class PerceptionParameters:
+class NodeParameters:
+    """Base of the nodes' parameter sets: names, specs and per-value validation."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def spec(cls, name: str) -> dict[str, Any]:
+        return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+    @classmethod
+    def validate_value(cls, name: str, value: Any) -> str | None:
+        """Why ``value`` is not acceptable for parameter ``name``, or None."""
+        return _validate_value(cls, name, value)
+
+
+@dataclass
+class CameraInputParameters(NodeParameters):
+    """How a node receives the camera: topics, transport, intrinsics, pairing, size limits."""
+
     checkpoint: str = param("", "path of the trained model (.pt, written by `mds train` or `mds demo`); required")
     device: str = param("auto", "auto, cpu, cuda or cuda:N; an unavailable GPU falls back to cpu with a warning")
-    width: int = param(0, "network input width in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
-    height: int = param(0, "network input height in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
-    num_components: int = param(0, "K, the number of motion components; 0 = the checkpoint's (it cannot be changed)",
-                                low=0, high=64)
     image_topic: str = param("image", "input image topic (relative names follow the node namespace)")
     camera_info_topic: str = param("camera_info", "camera info topic paired with the image")
     input_transport: str = param("raw", "raw: sensor_msgs/Image on image_topic; compressed: "
@@ -51,6 +71,14 @@ class PerceptionParameters:
                                     low=1, high=1000)
     max_input_pixels: int = param(4096 * 4096, "larger input images are refused as malformed", low=1,
                                   high=1 << 28)
+
+
+@dataclass
+class PerceptionParameters(CameraInputParameters):
+    width: int = param(0, "network input width in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
+    height: int = param(0, "network input height in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
+    num_components: int = param(0, "K, the number of motion components; 0 = the checkpoint's (it cannot be changed)",
+                                low=0, high=64)
     max_frame_gap: float = param(0.5, "seconds; a larger gap to the previous frame resets it (0 = never)",
                                  low=0.0, high=3600.0, dynamic=True)
     publisher_reliability: str = param("reliable", "QoS reliability of the outputs (RViz subscribes reliable)",
@@ -71,23 +99,35 @@ class PerceptionParameters:
                                dynamic=True)
     overlay_alpha: float = param(0.5, "opacity of the decomposition in ~/overlay", low=0.0, high=1.0, dynamic=True)
     diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
-    checkpoint_poll_period: float = param(1.0, "seconds between checks whether the checkpoint file changed; a "
-                                          "new file is loaded and swapped in between frames (0 = never)",
+    checkpoint_poll_period: float = param(1.0, "seconds between checks whether the watched checkpoint file "
+                                          "changed; a new file is loaded and swapped in between frames (0 = never)",
                                           low=0.0, high=3600.0)
+    watch_checkpoint: str = param("", "checkpoint file to watch for new weights (online training writes it); "
+                                  "empty = the checkpoint file itself")
 
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
 
-    @classmethod
-    def spec(cls, name: str) -> dict[str, Any]:
-        return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+@dataclass
+class OnlineTrainingParameters(CameraInputParameters):
+    output_checkpoint: str = param("", "where the adapted weights are written (atomically); required; point the "
+                                   "perception node's watch_checkpoint here")
+    buffer_frames: int = param(300, "recent frames kept for training (at the model resolution)", low=3, high=100000)
+    batch_size: int = param(4, "triplets per training step", low=1, high=256)
+    checkpoint_every: int = param(20, "training steps between checkpoints", low=1, high=1000000)
+    max_frame_gap: float = param(0.5, "seconds; frames further apart never form a triplet", low=1e-3, high=3600.0)
+    min_triplets: int = param(4, "training waits until the buffer holds this many triplets", low=1, high=100000)
+    learning_rate: float = param(0.0, "Adam learning rate; 0 = the checkpoint's", low=0.0, high=1.0)
+    max_steps: int = param(0, "stop training after this many steps (0 = never)", low=0, high=1 << 40)
+    status_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
 
 
 def validate_value(name: str, value: Any) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name``, or None."""
-    spec = PerceptionParameters.spec(name)
-    default = getattr(PerceptionParameters(), name)
+    """Why ``value`` is not acceptable for perception parameter ``name``, or None."""
+    return _validate_value(PerceptionParameters, name, value)
+
+
+def _validate_value(cls: type, name: str, value: Any) -> str | None:
+    spec = cls.spec(name)
+    default = getattr(cls(), name)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             return f"{name} must be true or false, got {value!r}"
@@ -114,14 +154,17 @@ def validate_value(name: str, value: Any) -> str | None:
     return None
 
 
-def validate(parameters: PerceptionParameters) -> list[str]:
+def validate(parameters: CameraInputParameters) -> list[str]:
     """Every reason why ``parameters`` cannot start a node (empty when they can)."""
-    problems = [p for p in (validate_value(n, getattr(parameters, n)) for n in PerceptionParameters.names()) if p]
+    cls = type(parameters)
+    problems = [p for p in (cls.validate_value(n, getattr(parameters, n)) for n in cls.names()) if p]
     if not parameters.checkpoint:
         problems.append("checkpoint is not set: train a model first (`bash scripts/demo.sh` writes "
                         "outputs/ros_demo/model/checkpoints/last.pt, `mds train` writes your own) and pass "
                         "-p checkpoint:=PATH")
-    if (parameters.width == 0) != (parameters.height == 0):
+    if isinstance(parameters, OnlineTrainingParameters) and not parameters.output_checkpoint:
+        problems.append("output_checkpoint is not set: the adapted weights need a file to go to")
+    if isinstance(parameters, PerceptionParameters) and (parameters.width == 0) != (parameters.height == 0):
         problems.append("set both width and height, or neither (0 = the checkpoint's size)")
     if parameters.camera_info_source == "parameters":
         values = parameters.intrinsics
@@ -129,3 +172,44 @@ def validate(parameters: PerceptionParameters) -> list[str]:
             problems.append(f"intrinsics must be [fx, fy, cx, cy] with fx, fy > 0 when camera_info_source is "
                             f"parameters, got {values}")
     return problems
+
+
+def descriptor(cls: type, name: str):
+    """The ``rcl_interfaces/ParameterDescriptor`` of field ``name``: description, range, read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    spec = cls.spec(name)
+    default = getattr(cls(), name)
+    result = ParameterDescriptor(description=spec["description"], read_only=not spec["dynamic"])
+    if spec["choices"]:
+        result.additional_constraints = "one of: " + ", ".join(spec["choices"])
+    if spec["low"] is not None and isinstance(default, float):
+        result.floating_point_range = [FloatingPointRange(from_value=float(spec["low"]), to_value=float(spec["high"]))]
+    elif spec["low"] is not None and isinstance(default, int) and not isinstance(default, bool):
+        result.integer_range = [IntegerRange(from_value=int(spec["low"]), to_value=int(spec["high"]))]
+    return result
+
+
+def declare_parameters(node: Any, cls: type) -> Any:
+    """Declare every field of ``cls`` on ``node`` and return the validated values.
+
+    Raises:
+        StartupError: with every reason when a value is refused.
+    """
+    for name in cls.names():
+        try:
+            node.declare_parameter(name, getattr(cls(), name), descriptor(cls, name))
+        except Exception as error:  # rclpy raises several types for bad values; all mean "refused"
+            raise StartupError(f"parameter {name}: {error}") from error
+    values = cls(**{name: node.get_parameter(name).value for name in cls.names()})
+    problems = validate(values)
+    if problems:
+        raise StartupError("invalid parameters: " + "; ".join(problems))
+    return values
+
+
+def refusal(cls: type, parameters: list) -> str | None:
+    """Why a ``set_parameters`` request must be refused, or None (for on-set callbacks)."""
+    reasons = [cls.validate_value(p.name, p.value) for p in parameters if p.name in cls.names()]
+    reasons = [r for r in reasons if r]
+    return "; ".join(reasons) if reasons else None

@@ -19,29 +19,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo
 
 from mds_core.inference import Predictor
 from mds_core.streaming import FrameStream, StreamSettings
 from mds_core.training.checkpoint import CheckpointError
-from mds_ros.conversions import ImageConversionError, camera_matrix, compressed_to_rgb, image_to_rgb
+from mds_ros.camera_input import decode_frame, subscribe_camera
+from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
 from mds_ros.outputs import OutputFrame, OutputPublishers
-from mds_ros.pairing import StampPairing, message_filters_pairing, stamp_nanoseconds
-from mds_ros.parameters import PerceptionParameters, validate, validate_value
+from mds_ros.pairing import stamp_nanoseconds
+from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal
+from mds_ros.spin import spin_nodes
 
 NODE_NAME = "mds_perception"
-
-
-class StartupError(RuntimeError):
-    """The node cannot start with these parameters or this checkpoint; the message says why."""
 
 
 @dataclass
@@ -95,20 +89,6 @@ class CheckpointWatcher:
             self._seen, self._loading = signature, False
 
 
-def _descriptor(name: str) -> ParameterDescriptor:
-    spec = PerceptionParameters.spec(name)
-    default = getattr(PerceptionParameters(), name)
-    descriptor = ParameterDescriptor(description=spec["description"], read_only=not spec["dynamic"])
-    if spec["choices"]:
-        descriptor.additional_constraints = "one of: " + ", ".join(spec["choices"])
-    if spec["low"] is not None and isinstance(default, float):
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec["low"]),
-                                                              to_value=float(spec["high"]))]
-    elif spec["low"] is not None and isinstance(default, int) and not isinstance(default, bool):
-        descriptor.integer_range = [IntegerRange(from_value=int(spec["low"]), to_value=int(spec["high"]))]
-    return descriptor
-
-
 class PerceptionNode(Node):
     def __init__(self, **node_kwargs: Any):
         super().__init__(NODE_NAME, **node_kwargs)
@@ -118,7 +98,7 @@ class PerceptionNode(Node):
         self.statistics = NodeStatistics()
         self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
         self._slot = LatestFrameSlot()
-        self._subscribe()
+        self._image_topic = subscribe_camera(self, self.settings, self._on_frame)
         self.diagnostics = DiagnosticsReporter(self.statistics, str(predictor.device), {
             "device": str(predictor.device),
             "model": f"{self.settings.checkpoint} (step {predictor.checkpoint_step})",
@@ -127,7 +107,8 @@ class PerceptionNode(Node):
         })
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
-        self._swap = CheckpointWatcher(self.settings.checkpoint, self._file_signature())
+        watched = self._watched_path()
+        self._swap = CheckpointWatcher(watched, self._file_signature() if watched == self.settings.checkpoint else None)
         if self.settings.checkpoint_poll_period > 0:
             self.create_timer(self.settings.checkpoint_poll_period, self._check_checkpoint)
         self._running = True
@@ -140,24 +121,13 @@ class PerceptionNode(Node):
 
     # -- start-up ---------------------------------------------------------------------------
     def _declare_parameters(self) -> PerceptionParameters:
-        defaults = PerceptionParameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        for name in PerceptionParameters.names():
-            try:
-                self.declare_parameter(name, getattr(defaults, name), _descriptor(name))
-            except Exception as error:  # rclpy raises several types for bad values; all mean "refused"
-                raise StartupError(f"parameter {name}: {error}") from error
-        settings = PerceptionParameters(**{n: self.get_parameter(n).value for n in PerceptionParameters.names()})
-        problems = validate(settings)
-        if problems:
-            raise StartupError("invalid parameters: " + "; ".join(problems))
-        return settings
+        return declare_parameters(self, PerceptionParameters)
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
-        reasons = [validate_value(p.name, p.value) for p in parameters if p.name in PerceptionParameters.names()]
-        reasons = [r for r in reasons if r]
-        if reasons:
-            return SetParametersResult(successful=False, reason="; ".join(reasons))
+        reason = refusal(PerceptionParameters, parameters)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         if hasattr(self, "settings"):  # a change while running (read-only ones are refused by rclpy)
             for p in parameters:
                 if p.name in PerceptionParameters.names():
@@ -179,25 +149,6 @@ class PerceptionNode(Node):
                                f"K={predictor.num_components} (K is fixed by training; use 0)")
         return predictor
 
-    def _subscribe(self) -> None:
-        s = self.settings
-        compressed = s.input_transport == "compressed"
-        image_type = CompressedImage if compressed else Image
-        self._image_topic = s.image_topic.rstrip("/") + ("/compressed" if compressed else "")
-        if s.camera_info_source == "parameters":
-            self.create_subscription(image_type, self._image_topic, lambda m: self._on_frame(m, None),
-                                     qos_profile_sensor_data)
-            return
-        synchroniser = message_filters_pairing(self, image_type, self._image_topic, CameraInfo,
-                                               s.camera_info_topic, qos_profile_sensor_data, self._on_frame,
-                                               s.pairing_tolerance, s.pairing_queue_size)
-        if synchroniser is not None:
-            self._synchroniser = synchroniser
-            return
-        pairing = StampPairing(self._on_frame, s.pairing_tolerance, s.pairing_queue_size)
-        self.create_subscription(image_type, self._image_topic, pairing.add_image, qos_profile_sensor_data)
-        self.create_subscription(CameraInfo, s.camera_info_topic, pairing.add_info, qos_profile_sensor_data)
-
     # -- streaming --------------------------------------------------------------------------
     def _on_frame(self, image: Any, info: CameraInfo | None) -> None:
         self.statistics.input_rate.tick()
@@ -211,25 +162,10 @@ class PerceptionNode(Node):
             if frame is not None:
                 self._process(frame)
 
-    def _convert(self, frame: PendingFrame) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(frame.image, CompressedImage):
-            rgb = compressed_to_rgb(frame.image, max_pixels=self.settings.max_input_pixels)
-        else:
-            rgb = image_to_rgb(frame.image, max_pixels=self.settings.max_input_pixels)
-        height, width = rgb.shape[:2]
-        if frame.info is None:
-            fx, fy, cx, cy = self.settings.intrinsics
-            return rgb, np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        intrinsics = camera_matrix(frame.info)
-        if (frame.info.width, frame.info.height) != (width, height):
-            raise ImageConversionError(f"camera_info is for {frame.info.width}x{frame.info.height} but the image "
-                                       f"is {width}x{height}")
-        return rgb, intrinsics
-
     def _process(self, frame: PendingFrame) -> None:
         started = time.perf_counter()
         try:
-            rgb, intrinsics = self._convert(frame)
+            rgb, intrinsics = decode_frame(frame.image, frame.info, self.settings)
         except ImageConversionError as error:
             self._problem(f"dropped a malformed frame: {error}", malformed_messages=1)
             return
@@ -258,9 +194,12 @@ class PerceptionNode(Node):
         self.get_logger().warning(text, throttle_duration_sec=5.0)
 
     # -- weights hot swap --------------------------------------------------------------------
+    def _watched_path(self) -> str:
+        return self.settings.watch_checkpoint or self.settings.checkpoint
+
     def _file_signature(self) -> tuple[int, int] | None:
         try:
-            status = os.stat(self.settings.checkpoint)
+            status = os.stat(self._watched_path())
         except OSError:
             return None
         return status.st_mtime_ns, status.st_size
@@ -276,21 +215,20 @@ class PerceptionNode(Node):
     def _load_new_weights(self, signature: tuple[int, int]) -> None:
         current = self.stream.predictor
         try:
-            predictor = Predictor.from_checkpoint(self.settings.checkpoint, device=str(current.device),
-                                                  size=current.size)
+            predictor = Predictor.from_checkpoint(self._swap.path, device=str(current.device), size=current.size)
             if predictor.num_components != current.num_components:
                 raise CheckpointError(f"it has K={predictor.num_components}, the running model "
                                       f"K={current.num_components}")
         except (CheckpointError, OSError, ValueError, RuntimeError) as error:
             self._swap.finished(signature)
-            self._problem(f"refused the new checkpoint {self.settings.checkpoint} ({error}); keeping the weights "
+            self._problem(f"refused the new checkpoint {self._swap.path} ({error}); keeping the weights "
                           f"of step {current.checkpoint_step}", checkpoints_refused=1)
             return
         self.stream.swap_predictor(predictor)
         self._swap.finished(signature)
         self.statistics.count(checkpoints_swapped=1)
-        self.diagnostics.static_values["model"] = f"{self.settings.checkpoint} (step {predictor.checkpoint_step})"
-        self.get_logger().info(f"swapped in new weights: {self.settings.checkpoint} step {predictor.checkpoint_step}")
+        self.diagnostics.static_values["model"] = f"{self._swap.path} (step {predictor.checkpoint_step})"
+        self.get_logger().info(f"swapped in new weights: {self._swap.path} step {predictor.checkpoint_step}")
 
     def _publish_diagnostics(self) -> None:
         self._diagnostics_pub.publish(self.diagnostics.array(self.get_clock().now().to_msg()))
@@ -301,27 +239,7 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-    except StartupError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_nodes([PerceptionNode], args)
 
 
 if __name__ == "__main__":

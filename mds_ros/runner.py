@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=defaults.checkpoint)
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--rviz", action="store_true", help="also start rviz2 with config/mds.rviz (if installed)")
+    parser.add_argument("--online", action="store_true", help="also adapt the model on the stream (mds_trainer) "
+                        "and hot-swap the adapted weights into the node")
+    parser.add_argument("--online-output", default="", help="adapted weights (default: online.pt beside --checkpoint)")
     parser.add_argument("--bag", help="replay this rosbag2 into the node (mds_replay.launch.py)")
     parser.add_argument("--rate", type=float, default=replay.rate)
     parser.add_argument("--loop", type=int, default=replay.loop)
@@ -99,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
     specs = PerceptionLaunch(camera_namespace=args.camera_namespace, image_topic=args.image_topic,
                              camera_info_topic=args.camera_info_topic, params_file=args.params_file,
-                             checkpoint=args.checkpoint, device=args.device, rviz=args.rviz).nodes()
+                             checkpoint=args.checkpoint, device=args.device, rviz=args.rviz,
+                             online=args.online, online_output=args.online_output).nodes()
     if args.bag:
         for spec in ReplayLaunch(bag=args.bag, rate=args.rate, loop=args.loop, clock=args.clock).nodes():
             spec.required = False  # the node keeps running after the bag ends, as with ros2 launch
@@ -107,11 +111,16 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
     return specs
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.bag and not Path(args.bag).exists():
         print(f"mds_launch: error: bag {args.bag} does not exist", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too, as ros2 launch does
     group = ProcessGroup(specs_from_args(args), env=dict(os.environ)).start()
     try:
         while (ended := group.finished_required()) is None:

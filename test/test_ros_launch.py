@@ -96,7 +96,7 @@ def test_runner_starts_the_launch_nodes_and_stops_them_on_ctrl_c(checkpoint, tmp
                                            "--rate", "0.5"], env=env, log_path=tmp_path / "runner.log") as runner:
             probe.wait_for_messages(f"{NODE}/depth/image", 3, timeout=90)
             assert runner.running
-            code = runner.stop()
+            code = runner.stop(sigint_timeout=60)  # the runner stops its children first
         assert code == 0, runner.log()
         assert probe.node.count_publishers(f"{NODE}/depth/image") == 0 or _eventually_gone(probe)
 

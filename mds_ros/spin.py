@@ -1,0 +1,42 @@
+"""Run one or more of the package's nodes in this process until Ctrl-C, with clean start-up errors."""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from mds_ros.parameters import StartupError
+
+
+def spin_nodes(factories: list, args: list[str] | None = None) -> int:
+    """Start the nodes made by ``factories`` in one process and spin them until Ctrl-C."""
+    rclpy.init(args=args)
+    nodes = []
+    try:
+        for factory in factories:
+            nodes.append(factory())
+    except StartupError as error:
+        rclpy.logging.get_logger("mds").fatal(str(error))
+        print(f"mds: error: {error}", file=sys.stderr)
+        for node in nodes:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            node.shutdown()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,132 @@
+"""``mds_trainer``: self-supervised adaptation on the live camera stream, in the background.
+
+Subscribes to the same camera topics as the perception node (:mod:`mds_ros.camera_input`),
+keeps a bounded buffer of recent frames and trains :class:`~mds_core.training.online.OnlineTrainer`
+in a background thread, starting from ``checkpoint`` and writing ``output_checkpoint``
+atomically every ``checkpoint_every`` steps. The perception node swaps those weights in when its
+``watch_checkpoint`` points at that file. Status goes to ``/diagnostics``.
+
+Two processes::
+
+    mds_node --ros-args -p checkpoint:=model.pt -p watch_checkpoint:=online.pt
+    mds_trainer --ros-args -p checkpoint:=model.pt -p output_checkpoint:=online.pt
+
+or one process (one GPU, both models in one interpreter): ``mds_online`` with the parameters of
+both (``--ros-args --params-file config/mds_online.yaml``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from mds_core.training.checkpoint import CheckpointError
+from mds_core.training.online import OnlineSettings, OnlineTrainer
+from mds_ros.camera_input import decode_frame, subscribe_camera
+from mds_ros.conversions import ImageConversionError
+from mds_ros.pairing import stamp_nanoseconds
+from mds_ros.parameters import OnlineTrainingParameters, StartupError, declare_parameters
+from mds_ros.spin import spin_nodes
+
+NODE_NAME = "mds_trainer"
+
+
+class TrainingNode(Node):
+    def __init__(self, **node_kwargs: Any):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.settings: OnlineTrainingParameters = declare_parameters(self, OnlineTrainingParameters)
+        s = self.settings
+        try:
+            self.trainer = OnlineTrainer(s.checkpoint, s.output_checkpoint, OnlineSettings(
+                buffer_frames=s.buffer_frames, batch_size=s.batch_size, checkpoint_every=s.checkpoint_every,
+                max_gap=s.max_frame_gap, min_targets=s.min_triplets,
+                learning_rate=s.learning_rate or None), device=s.device)
+        except (CheckpointError, FileNotFoundError, ValueError) as error:
+            raise StartupError(f"cannot start training from {s.checkpoint!r}: {error}") from error
+        self.malformed = 0
+        self.failures = 0
+        self.last_problem = ""
+        self._image_topic = subscribe_camera(self, s, self._on_frame)
+        self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(s.status_period, self._publish_status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._train, name="mds_online_training", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"training from {s.checkpoint} on {self.trainer.device}, camera {self._image_topic}, "
+                               f"writing {s.output_checkpoint} every {s.checkpoint_every} steps")
+
+    def _on_frame(self, image: Any, info: Any) -> None:
+        try:
+            rgb, intrinsics = decode_frame(image, info, self.settings)
+        except ImageConversionError as error:
+            self.malformed += 1
+            self.last_problem = f"dropped a malformed frame: {error}"
+            self.get_logger().warning(self.last_problem, throttle_duration_sec=5.0)
+            return
+        self.trainer.buffer.add(rgb, intrinsics, stamp_nanoseconds(image) * 1e-9)
+
+    def _train(self) -> None:
+        limit = self.settings.max_steps
+        while not self._stop.is_set() and (limit == 0 or self.trainer.status.steps < limit):
+            try:
+                if self.trainer.step() is None:
+                    self._stop.wait(0.1)
+            except Exception as error:  # a failing step must not take the node (or the stream) down
+                self.failures += 1
+                self.last_problem = f"training step failed: {type(error).__name__}: {error}"
+                self.get_logger().error(self.last_problem, throttle_duration_sec=5.0)
+                self._stop.wait(1.0)
+        if limit and self.trainer.status.steps >= limit and self.trainer.status.steps % self.settings.checkpoint_every:
+            self.trainer.save()
+
+    def _publish_status(self) -> None:
+        status = self.trainer.status
+        snapshot = self.trainer.buffer.snapshot()
+        step_times = list(status.step_seconds)
+        values = {
+            "steps": str(status.steps),
+            "loss": "-" if status.last_loss is None else f"{status.last_loss:.5f}",
+            "step_median_ms": f"{np.median(step_times) * 1e3:.1f}" if step_times else "-",
+            "frames_buffered": str(len(snapshot)),
+            "frames_received": str(self.trainer.buffer.added),
+            "triplets": str(len(snapshot.targets(self.settings.max_frame_gap,
+                                                 self.trainer.state.config.data.source_offsets))),
+            "checkpoints_written": str(status.checkpoints_written),
+            "malformed_messages": str(self.malformed),
+            "failed_steps": str(self.failures),
+            "last_problem": self.last_problem,
+            "device": str(self.trainer.device),
+            "output": self.settings.output_checkpoint,
+        }
+        level = DiagnosticStatus.ERROR if self.failures and not status.steps else DiagnosticStatus.OK
+        message = "training" if status.steps else "waiting for enough frames"
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [DiagnosticStatus(level=level, name="mds_trainer: online adaptation", message=message,
+                                         hardware_id=str(self.trainer.device),
+                                         values=[KeyValue(key=k, value=v) for k, v in values.items()])]
+        self._status.publish(array)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_nodes([TrainingNode], args)
+
+
+def main_online(args: list[str] | None = None) -> int:
+    """``mds_online``: the perception node and the training node in one process."""
+    from mds_ros.perception_node import PerceptionNode
+
+    return spin_nodes([PerceptionNode, TrainingNode], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Online adaptation: the training node learns on a live stream and the perception node, in another
+process, swaps the new weights in between frames (observed as changed outputs on the topic)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from mds_core.benchmark import write_untrained_checkpoint  # noqa: E402
+from mds_core.config import ModelConfig  # noqa: E402
+from mds_core.inference import Predictor  # noqa: E402
+from mds_core.synth import SynthConfig, generate_sequence  # noqa: E402
+from mds_core.training.online import FrameBuffer, OnlineSettings, OnlineTrainer  # noqa: E402
+from mds_ros.launch_spec import PerceptionLaunch  # noqa: E402
+from ros_support import Probe, RosProcess, ros_environment, wait_until  # noqa: E402
+
+NODE = "/mds_perception"
+W, H = 96, 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "start.pt", ModelConfig(
+        width=W, height=H, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=2))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    config = SynthConfig(width=W, height=H, num_frames=12, seed=11)
+    return [frame.image for frame in generate_sequence(config)], config
+
+
+def test_online_trainer_learns_on_buffered_frames_and_writes_atomic_checkpoints(checkpoint, frames, tmp_path):
+    images, config = frames
+    trainer = OnlineTrainer(checkpoint, tmp_path / "online.pt", OnlineSettings(batch_size=2, checkpoint_every=5),
+                            device="cpu")
+    assert trainer.step() is None  # nothing buffered yet: no triplets
+    for index, image in enumerate(images):
+        trainer.buffer.add(image, config.intrinsics(), 10.0 + 0.1 * index)
+    losses = [trainer.step() for _ in range(15)]
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+    assert trainer.status.checkpoints_written == 3 and Predictor.from_checkpoint(tmp_path / "online.pt").checkpoint_step
+
+
+def test_frame_buffer_triplets_respect_gaps_and_time_going_backwards():
+    buffer = FrameBuffer(capacity=6, size=(W, H))
+    image, k = np.zeros((H, W, 3), np.uint8), np.eye(3)
+    for stamp in (1.0, 1.1, 1.2, 3.0, 3.1, 3.2):  # the gap of 1.8 s makes no triplet
+        buffer.add(image, k, stamp)
+    assert [t.frame for t in buffer.snapshot().targets(0.5, [-1, 1])] == [1, 4]  # 1.1 and 3.1
+    buffer.add(image, k, 3.3)  # the capacity drops 1.0, so 1.1 lost its previous frame
+    assert [t.frame for t in buffer.snapshot().targets(0.5, [-1, 1])] == [3, 4]  # 3.1 and 3.2
+    buffer.add(image, k, 0.5)  # time went backwards: the old frames are forgotten
+    assert len(buffer) == 1
+
+
+def test_online_training_node_weights_are_swapped_into_the_running_perception_node(checkpoint, frames, tmp_path):
+    images, config = frames
+    start = tmp_path / "start.pt"
+    shutil.copy(checkpoint, start)
+    online = tmp_path / "online.pt"
+    perception, trainer = PerceptionLaunch(checkpoint=str(start), device="cpu", online=True,
+                                           online_output=str(online)).nodes()
+    perception.parameters.update(checkpoint_poll_period=0.2, diagnostics_period=0.2)
+    trainer.parameters.update(batch_size=2, checkpoint_every=3, min_triplets=2, max_steps=3, status_period=0.2)
+    env = ros_environment()
+    period = 0.25
+    k = config.intrinsics()
+    with RosProcess(perception.command(sys.executable), env=env, log_path=tmp_path / "node.log") as node, \
+            RosProcess(trainer.command(sys.executable), env=env, log_path=tmp_path / "trainer.log") as training, \
+            Probe(env) as probe:
+        probe.subscribe(f"{NODE}/depth/image", Image)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        image_pub = probe.publisher("/camera/image_raw", Image)
+        info_pub = probe.publisher("/camera/camera_info", CameraInfo)
+        probe.wait_for_subscribers("/camera/image_raw", 2, timeout=90)  # the perception and the training node
+        probe.wait_for_subscribers("/camera/camera_info", 2, timeout=90)
+        stop, sent = threading.Event(), []
+
+        def camera() -> None:
+            index = 0
+            while not stop.wait(period):
+                stamp = 100.0 + index * period
+                image, info = Image(), CameraInfo()
+                for message in (image, info):
+                    message.header.stamp.sec, message.header.stamp.nanosec = int(stamp), int(stamp % 1 * 1e9)
+                    message.header.frame_id = "cam"
+                    message.height, message.width = H, W
+                picture = images[index % len(images)]
+                image.encoding, image.step, image.data = "rgb8", W * 3, picture.tobytes()
+                info.k = k.flatten().tolist()
+                sent.append((int(stamp * 1e9), picture))
+                info_pub.publish(info)
+                image_pub.publish(image)
+                index += 1
+        thread = threading.Thread(target=camera, daemon=True)
+        thread.start()
+
+        def status(name: str) -> dict[str, str]:
+            for message in reversed(probe.messages("/diagnostics")):
+                if message.status and message.status[0].name.startswith(name):
+                    return {kv.key: kv.value for kv in message.status[0].values}
+            return {}
+        try:
+            wait_until(lambda: status("mds_trainer").get("checkpoints_written") == "1", 180,
+                       message="the training node wrote no checkpoint")
+            wait_until(lambda: status("mds_perception").get("checkpoints_swapped") == "1", 60,
+                       message="the perception node did not swap the new weights in")
+            swapped_at = len(probe.messages(f"{NODE}/depth/image"))
+            probe.wait_for_messages(f"{NODE}/depth/image", swapped_at + 3, timeout=60)
+        finally:
+            stop.set()
+            thread.join()
+        assert node.running and training.running, node.log() + training.log()
+
+    initial = Predictor.from_checkpoint(start, device="cpu")
+    adapted = Predictor.from_checkpoint(online, device="cpu")
+    pictures = dict(sent)
+    outputs = probe.messages(f"{NODE}/depth/image")
+    stamp = outputs[-1].header.stamp.sec * 1_000_000_000 + outputs[-1].header.stamp.nanosec
+    published = np.frombuffer(bytes(outputs[-1].data), np.float32).reshape(H, W)
+    np.testing.assert_allclose(published, adapted.predict(pictures[stamp], k).depth, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(published, initial.predict(pictures[stamp], k).depth, rtol=1e-3)
+    stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in outputs])
+    gaps = np.diff(stamps[1:])
+    assert gaps.max() <= 2 * period + 1e-6, f"the stream stalled: largest gap between outputs {gaps.max():.2f} s"
