@@ -29,6 +29,16 @@ class NodeBenchmark:
     fps: float = 10.0
     device: str = "auto"
     output: Path = Path("outputs/ros_benchmark")
+    online: bool = False  # also run the online training node (mds_trainer) on the same stream
+
+
+def latest_status(recorder, prefix: str) -> dict[str, str]:
+    """The key/values of the newest /diagnostics status whose name starts with ``prefix``."""
+    for message in reversed(recorder.messages("/diagnostics")):
+        for status in message.status:
+            if status.name.startswith(prefix):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
 
 
 def resident_mib(pid: int) -> float | None:
@@ -64,7 +74,8 @@ def run_node_benchmark(spec: NodeBenchmark) -> str:
             shutil.rmtree(bag, ignore_errors=True)
             raise
     memory: list[float] = []
-    specs = PerceptionLaunch(checkpoint=checkpoint, device=spec.device).nodes()
+    specs = PerceptionLaunch(checkpoint=checkpoint, device=spec.device, online=spec.online,
+                             online_output=str(spec.output / "online.pt")).nodes()
     with NodeSession(specs, output_topics(), spec.output / "logs") as session:
         pid = session.node_pid
 
@@ -75,7 +86,8 @@ def run_node_benchmark(spec: NodeBenchmark) -> str:
         sample()
         wall = session.replay(bag, spec.frames, synth.duration, on_poll=sample)
         sample()
-        values = {kv.key: kv.value for kv in session.recorder.messages("/diagnostics")[-1].status[0].values}
+        values = latest_status(session.recorder, "mds_perception")
+        training = latest_status(session.recorder, "mds_trainer")
         outputs = session.recorder.count("/mds_perception/depth/image")
     rows = [("stage", "median ms", "p99 ms")]
     for stage in ("conversion", "network", "publish", "total"):
@@ -97,4 +109,8 @@ def run_node_benchmark(spec: NodeBenchmark) -> str:
         f"node resident memory: start {memory[0]:.0f} MiB, peak {max(memory):.0f} MiB, end {memory[-1]:.0f} MiB "
         f"({len(memory)} samples)" if memory else "node resident memory: not measured",
         "(total = from arrival of the image to the last output published; includes waiting in the mailbox)",
+        *([f"online training in a second process: {training.get('steps')} steps of batch "
+           f"{training.get('batch', '4')} ({training.get('step_median_ms')} ms median), "
+           f"{training.get('checkpoints_written')} checkpoints written, {values.get('checkpoints_swapped')} "
+           f"swapped into the node"] if spec.online else []),
     ])

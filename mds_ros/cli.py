@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="camera rate of the replayed stream")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default="outputs/ros_benchmark")
+    p.add_argument("--online", action="store_true", help="also run the online training node on the stream")
     p.set_defaults(func=cmd_ros_benchmark)
 
 
@@ -54,6 +55,6 @@ def cmd_ros_benchmark(args: argparse.Namespace) -> int:
     spec = NodeBenchmark(checkpoint=args.checkpoint, width=args.width, height=args.height,
                          components=args.components, camera_width=args.camera_width,
                          camera_height=args.camera_height, frames=args.frames, fps=args.fps, device=args.device,
-                         output=Path(args.output))
+                         output=Path(args.output), online=args.online)
     print(run_node_benchmark(spec))
     return 0

@@ -52,7 +52,8 @@ class NodeSession:
         self.recorder = TopicRecorder(self.node, self._topics)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
         try:
             self.perception.start()
             wait_until(lambda: not self.node_alive() or (self.node.count_publishers(f"{NODE}/depth/image") > 0
@@ -108,5 +109,6 @@ class NodeSession:
     def __exit__(self, *exc) -> None:
         self.perception.stop()
         self.executor.shutdown()
+        self._spin.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

@@ -90,6 +90,7 @@ class TrainingNode(Node):
         step_times = list(status.step_seconds)
         values = {
             "steps": str(status.steps),
+            "batch": str(self.settings.batch_size),
             "loss": "-" if status.last_loss is None else f"{status.last_loss:.5f}",
             "step_median_ms": f"{np.median(step_times) * 1e3:.1f}" if step_times else "-",
             "frames_buffered": str(len(snapshot)),

@@ -133,3 +133,24 @@ def test_online_training_node_weights_are_swapped_into_the_running_perception_no
     stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in outputs])
     gaps = np.diff(stamps[1:])
     assert gaps.max() <= 2 * period + 1e-6, f"the stream stalled: largest gap between outputs {gaps.max():.2f} s"
+
+
+def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):
+    from mds_ros.launch_spec import share_path
+
+    env = ros_environment()
+    online = tmp_path / "online.pt"
+    command = [sys.executable, "-m", "mds_ros.training_node_online", "--ros-args",
+               "--params-file", str(share_path("config/mds_node.yaml")),
+               "--params-file", str(share_path("config/mds_trainer.yaml")),
+               "-p", f"checkpoint:={checkpoint}", "-p", f"watch_checkpoint:={online}",
+               "-p", f"output_checkpoint:={online}", "-p", "device:=cpu", "-p", "diagnostics_period:=0.2",
+               "-p", "status_period:=0.2"]
+    with RosProcess(command, env=env, log_path=tmp_path / "online.log") as process, Probe(env) as probe:
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        names = lambda: {m.status[0].name.split(":")[0] for m in probe.messages("/diagnostics") if m.status}  # noqa
+        wait_until(lambda: names() >= {"mds_perception", "mds_trainer"}, 90,
+                   message="both nodes should report on /diagnostics from the one process")
+        probe.wait_for_subscribers("/camera/image_raw", 2, timeout=30)
+        assert process.running
+        assert process.stop(sigint_timeout=60) == 0, process.log()
