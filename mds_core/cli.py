@@ -1,4 +1,4 @@
-"""The ``mds`` command line: train, eval, infer, synth, benchmark, demo, accuracy.
+"""The ``mds`` command line: train, eval, infer, synth, bag-info, benchmark, demo, accuracy.
 
 Every subcommand reports a bad path, bag, checkpoint or config as one clear line on stderr and
 exits with status 2; it never shows a traceback for a user error.
@@ -7,6 +7,7 @@ exits with status 2; it never shows a traceback for a user error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +29,14 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set or [])
     if args.data:
         overrides.append(f"data.root={args.data}")
+    if args.bag:
+        overrides += ["data.format=rosbag", f"data.bag.paths={json.dumps([str(p) for p in args.bag])}"]
+    if args.image_topic:
+        overrides.append(f"data.bag.image_topic={json.dumps(args.image_topic)}")
+    if args.camera_info_topic:
+        overrides.append(f"data.bag.camera_info_topic={json.dumps(args.camera_info_topic)}")
+    if args.intrinsics:
+        overrides.append(f"data.bag.intrinsics={json.dumps(args.intrinsics)}")
     if args.output:
         overrides.append(f"output_dir={args.output}")
     if args.device:
@@ -101,11 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train on sequence folders or KITTI raw",
+    p = sub.add_parser("train", help="train on sequence folders, KITTI raw or rosbag2 bags",
                        description="Train MonoDepthSeg. Settings come from --config (YAML/JSON, see "
                                    "config/train_*.yaml) and --set section.key=value overrides.")
     p.add_argument("--config", help="YAML or JSON training config")
-    p.add_argument("--data", help="data root (overrides data.root)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="data root (overrides data.root)")
+    source.add_argument("--bag", nargs="+", metavar="PATH",
+                        help="train on rosbag2 bags (directories, .mcap or .db3): sets data.format=rosbag "
+                             "and data.bag.paths")
+    p.add_argument("--image-topic", help="bag image topic (data.bag.image_topic; default: the bag's one image stream)")
+    p.add_argument("--camera-info-topic", help="bag CameraInfo topic (data.bag.camera_info_topic; default: found)")
+    p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+                   help="intrinsics in pixels of the bag's images, instead of its CameraInfo (data.bag.intrinsics)")
     p.add_argument("--output", help="output directory (overrides output_dir)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, e.g. optim.max_steps=100")
@@ -157,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from mds_core.accuracy import register as register_accuracy
+    from mds_core.data.rosbag.info import register as register_bag_info
     from mds_core.synth.cli import register as register_synth
 
     register_synth(sub)
+    register_bag_info(sub)
     register_accuracy(sub)
     _register_plugins(sub)
     return parser

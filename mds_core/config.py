@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -100,14 +101,64 @@ class AugmentationConfig:
 
 
 @dataclass
+class BagConfig:
+    """rosbag2 input (``data.format: rosbag``; README, "Training from rosbags").
+
+    ``paths``: bag directories or ``.mcap`` / ``.db3`` files. ``image_topic`` and
+    ``camera_info_topic``: empty = found in the bag. ``intrinsics``: ``[fx, fy, cx, cy]`` in pixels
+    of the bag's images, used instead of any CameraInfo (images are then taken as they are).
+    ``max_gap``: seconds; kept frames further apart than this start a new sequence.
+    ``target_rate``: Hz; frames are skipped down to at most this rate (0 = every frame).
+    ``stationary_threshold``: a frame whose 64x32 grey thumbnail differs from the last kept
+    frame's by less than this (mean absolute difference in [0, 1]) is dropped as stationary
+    (0 = off). ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial /
+    equidistant distortion. ``cache_memory_mb``: decoded frames (at the model resolution) kept
+    in RAM; frames beyond go to a file in ``cache_dir`` (empty = the system's temporary
+    directory), deleted when the process ends.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    image_topic: str = ""
+    camera_info_topic: str = ""
+    intrinsics: list[float] | None = None
+    max_gap: float = 0.5
+    target_rate: float = 0.0
+    stationary_threshold: float = 0.01
+    undistort: bool = True
+    cache_memory_mb: int = 2048
+    cache_dir: str = ""
+
+    def validate(self) -> None:
+        if self.intrinsics is not None:
+            if len(self.intrinsics) != 4 or not all(math.isfinite(v) for v in self.intrinsics):
+                raise ConfigError(f"data.bag.intrinsics must be 4 finite numbers [fx, fy, cx, cy], got {self.intrinsics}")
+            if self.intrinsics[0] <= 0 or self.intrinsics[1] <= 0:
+                raise ConfigError(f"data.bag.intrinsics: fx and fy must be > 0, got {self.intrinsics}")
+        if not self.max_gap > 0:
+            raise ConfigError(f"data.bag.max_gap must be > 0 seconds, got {self.max_gap}")
+        if self.target_rate < 0:
+            raise ConfigError(f"data.bag.target_rate must be >= 0 Hz (0 = every frame), got {self.target_rate}")
+        if self.target_rate > 0 and self.max_gap <= 1.0 / self.target_rate:
+            raise ConfigError(
+                f"data.bag.max_gap ({self.max_gap} s) must exceed the frame interval 1/target_rate "
+                f"({1.0 / self.target_rate:.3g} s), or every frame would start a new sequence"
+            )
+        if not 0.0 <= self.stationary_threshold < 1.0:
+            raise ConfigError(f"data.bag.stationary_threshold must be in [0, 1), got {self.stationary_threshold}")
+        if self.cache_memory_mb < 0:
+            raise ConfigError(f"data.bag.cache_memory_mb must be >= 0, got {self.cache_memory_mb}")
+
+
+@dataclass
 class DataConfig:
     """Where training frames come from.
 
     ``format="folder"``: the sequence-folder format (README); ``root`` holds sequences.
     ``format="kitti"``: KITTI raw; ``split`` is a Zhou/Eigen split file (``train_files.txt``).
+    ``format="rosbag"``: rosbag2 bags, set in ``bag`` (``root`` is not used).
     """
 
-    format: Literal["folder", "kitti"] = "folder"
+    format: Literal["folder", "kitti", "rosbag"] = "folder"
     root: str = ""
     split: str | None = None
     val_split: str | None = None
@@ -116,6 +167,7 @@ class DataConfig:
     num_workers: int = 0
     image_extension: str = ".png"
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
 
     def validate(self) -> None:
         if not self.source_offsets or 0 in self.source_offsets:
@@ -124,6 +176,13 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        self.bag.validate()
+
+    def describe(self) -> str:
+        """Where the frames come from, for log lines."""
+        if self.format == "rosbag":
+            return ", ".join(self.bag.paths) or "(no bags)"
+        return self.root
 
 
 @dataclass

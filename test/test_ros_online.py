@@ -132,7 +132,7 @@ def test_online_training_node_weights_are_swapped_into_the_running_perception_no
     assert not np.allclose(published, initial.predict(pictures[stamp], k).depth, rtol=1e-3)
     stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in outputs])
     gaps = np.diff(stamps[1:])
-    assert gaps.max() <= 2 * period + 1e-6, f"the stream stalled: largest gap between outputs {gaps.max():.2f} s"
+    assert gaps.max() <= 1.5 * period, f"the stream stalled: largest gap between outputs {gaps.max():.2f} s"
 
 
 def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):

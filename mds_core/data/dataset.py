@@ -38,9 +38,15 @@ def valid_targets(sequences: list[FrameSequence], source_offsets: list[int]) -> 
     ]
 
 
-def _small_gray(image: np.ndarray) -> np.ndarray:
+def change_thumbnail(image: np.ndarray) -> np.ndarray:
+    """The 64x32 grey thumbnail in [0, 1] that static-frame detection compares."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return cv2.resize(gray, (64, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def thumbnail_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two :func:`change_thumbnail` results (0 = identical)."""
+    return float(np.abs(a - b).mean())
 
 
 def remove_static_frames(
@@ -61,12 +67,12 @@ def remove_static_frames(
 
     def thumb(s: int, f: int) -> np.ndarray:
         if (s, f) not in cache:
-            cache[(s, f)] = _small_gray(sequences[s].image(f))
+            cache[(s, f)] = change_thumbnail(sequences[s].image(f))
         return cache[(s, f)]
 
     kept = [
         t for t in targets
-        if min(float(np.abs(thumb(t.sequence, t.frame) - thumb(t.sequence, t.frame + o)).mean())
+        if min(thumbnail_change(thumb(t.sequence, t.frame), thumb(t.sequence, t.frame + o))
                for o in source_offsets) >= threshold
     ]
     return kept, len(targets) - len(kept)

@@ -17,10 +17,15 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
 
     ``split`` overrides ``data.split`` (e.g. a test split file for KITTI evaluation).
     """
-    if not data.root:
-        raise DataError("no data root given (data.root / --data)")
     split = split if split is not None else data.split
-    if data.format == "kitti":
+    if data.format == "rosbag":
+        from mds_core.data.rosbag import load_bag_sequences
+
+        sequences, _, _ = load_bag_sequences(data.bag, model.height, model.width, data.source_offsets)
+        targets = valid_targets(sequences, data.source_offsets)
+    elif not data.root:
+        raise DataError("no data root given (data.root / --data)")
+    elif data.format == "kitti":
         from mds_core.data.kitti import kitti_sequences_and_targets
 
         sequences, targets = kitti_sequences_and_targets(data.root, split, data.source_offsets)
@@ -29,14 +34,14 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
         targets = valid_targets(sequences, data.source_offsets)
     if not targets:
         raise DataError(
-            f"{data.root}: no frame has all its source frames {data.source_offsets} "
+            f"{data.describe()}: no frame has all its source frames {data.source_offsets} "
             f"(sequences are too short)"
         )
     if training and data.static_threshold > 0:
         targets, dropped = remove_static_frames(sequences, targets, data.source_offsets, data.static_threshold)
         LOG.info("static-frame removal dropped %d of %d targets", dropped, dropped + len(targets))
         if not targets:
-            raise DataError(f"every frame in {data.root} was removed as static (data.static_threshold)")
+            raise DataError(f"every frame in {data.describe()} was removed as static (data.static_threshold)")
     return TripletDataset(
         sequences,
         targets,

@@ -4,7 +4,8 @@ Usage (through the project's CLI, or standalone ``python -m mds_core.synth.cli``
 
     synth OUTPUT [--format folder|bag] [--storage mcap|sqlite3] [--sequences N]
                  [--frames F] [--width W] [--height H] [--fps HZ] [--seed S] [--name PREFIX]
-                 [--image-topic T] [--info-topic T] [--depth-topic T] [--frame-id ID]
+                 [--image-format raw|jpeg|png] [--image-topic T] [--info-topic T]
+                 [--depth-topic T] [--frame-id ID]
 
 Sequence ``i`` is named ``PREFIX_iii`` and uses seed ``S + i``; with ``--format folder`` it
 is written to ``OUTPUT/PREFIX_iii/`` (images, depth, motion, instances, calib.json,
@@ -41,7 +42,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="synth", help="sequence name prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace existing sequence folders")
-    parser.add_argument("--image-topic", default="/camera/image_raw")
+    parser.add_argument("--image-format", choices=("raw", "jpeg", "png"), default="raw",
+                        help="bag images as sensor_msgs/Image rgb8 (raw) or CompressedImage")
+    parser.add_argument("--image-topic", default=None,
+                        help="default /camera/image_raw, or /camera/image_raw/compressed for jpeg/png")
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--depth-topic", default=None, help="also write GT depth (32FC1) on this topic")
     parser.add_argument("--frame-id", default="camera_optical_frame")
@@ -108,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                     frame_id=args.frame_id,
                     depth_topic=args.depth_topic,
                     on_frame=on_frame,
+                    image_format=args.image_format,
                 )
     except (FileExistsError, NotADirectoryError, PermissionError, ValueError) as exc:
         raise _fail(str(exc)) from exc

@@ -186,6 +186,28 @@ def depth_message(typestore: Any, frame: SynthFrame, frame_id: str) -> Any:
     )
 
 
+def compressed_image_message(typestore: Any, frame: SynthFrame, frame_id: str,
+                             image_format: Literal["jpeg", "png"] = "jpeg", jpeg_quality: int = 95) -> Any:
+    """``sensor_msgs/msg/CompressedImage`` of a frame, as ``image_transport``'s compressed plugin
+    writes it: format ``"rgb8; jpeg compressed bgr8"`` (or ``png``)."""
+    header_cls = typestore.types["std_msgs/msg/Header"]
+    compressed_cls = typestore.types["sensor_msgs/msg/CompressedImage"]
+    bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+    if image_format == "jpeg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    elif image_format == "png":
+        ok, data = cv2.imencode(".png", bgr)
+    else:
+        raise ValueError(f"image_format must be 'jpeg' or 'png', got {image_format!r}")
+    if not ok:
+        raise ValueError(f"could not encode frame {frame.index} as {image_format}")
+    return compressed_cls(
+        header=header_cls(stamp=_stamp(typestore, frame.timestamp_ns), frame_id=frame_id),
+        format=f"rgb8; {image_format} compressed bgr8",
+        data=np.ascontiguousarray(data, dtype=np.uint8).reshape(-1),
+    )
+
+
 def camera_info_message(typestore: Any, frame: SynthFrame, frame_id: str) -> Any:
     """``sensor_msgs/msg/CameraInfo``: plumb_bob with zero distortion, ``P = [K | 0]``."""
     header_cls = typestore.types["std_msgs/msg/Header"]
@@ -214,20 +236,25 @@ def write_rosbag(
     config: SynthConfig,
     *,
     storage: Literal["mcap", "sqlite3"] = "mcap",
-    image_topic: str = "/camera/image_raw",
+    image_topic: str | None = None,
     info_topic: str = "/camera/camera_info",
     frame_id: str = "camera_optical_frame",
     depth_topic: str | None = None,
     on_frame: FrameCallback | None = None,
+    image_format: Literal["raw", "jpeg", "png"] = "raw",
+    frames: Iterable[SynthFrame] | None = None,
 ) -> Path:
     """Generate a sequence and write it as a rosbag2 directory at ``path`` (must not exist).
 
-    Per frame: ``sensor_msgs/msg/Image`` (rgb8) on ``image_topic``,
+    Per frame: ``sensor_msgs/msg/Image`` (rgb8) on ``image_topic`` (default
+    ``/camera/image_raw``) or, with ``image_format`` ``"jpeg"``/``"png"``,
+    ``sensor_msgs/msg/CompressedImage`` (default topic ``/camera/image_raw/compressed``);
     ``sensor_msgs/msg/CameraInfo`` on ``info_topic`` and, if ``depth_topic`` is given, the
     GT depth as a 32FC1 Image. Header stamps and bag log times are the frame timestamps
     (``config.start_time_ns + i / fps``). Message types are those of ROS 2 Jazzy (rosbags
     typestore); the bag is format version 9 and stores the config as custom data
-    ``mds_synth_config`` (JSON).
+    ``mds_synth_config`` (JSON). ``frames`` replaces the generated sequence (e.g. frames of it
+    repeated or reordered, for tests); their timestamps are used as they are.
 
     Returns:
         ``path``.
@@ -246,26 +273,35 @@ def write_rosbag(
             if not parent.is_dir():
                 raise NotADirectoryError(f"cannot create bag {path}: {parent} is not a directory")
             break
+    if image_format not in ("raw", "jpeg", "png"):
+        raise ValueError(f"image_format must be 'raw', 'jpeg' or 'png', got {image_format!r}")
+    if image_topic is None:
+        image_topic = "/camera/image_raw" if image_format == "raw" else "/camera/image_raw/compressed"
     topics = [image_topic, info_topic] + ([depth_topic] if depth_topic else [])
     if len(set(topics)) != len(topics):
         raise ValueError(f"topics must be distinct, got {topics}")
     path.parent.mkdir(parents=True, exist_ok=True)
 
     typestore = get_typestore(Stores.ROS2_JAZZY)
-    image_type = "sensor_msgs/msg/Image"
+    depth_type = "sensor_msgs/msg/Image"
+    image_type = "sensor_msgs/msg/Image" if image_format == "raw" else "sensor_msgs/msg/CompressedImage"
     info_type = "sensor_msgs/msg/CameraInfo"
     writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=plugins[storage])
     writer.set_custom_data("mds_synth_config", json.dumps(config.to_dict()))
     with writer:
         image_conn = writer.add_connection(image_topic, image_type, typestore=typestore)
         info_conn = writer.add_connection(info_topic, info_type, typestore=typestore)
-        depth_conn = writer.add_connection(depth_topic, image_type, typestore=typestore) if depth_topic else None
-        for frame in generate_sequence(config):
+        depth_conn = writer.add_connection(depth_topic, depth_type, typestore=typestore) if depth_topic else None
+        for frame in (generate_sequence(config) if frames is None else frames):
             ts = int(frame.timestamp_ns)
-            writer.write(image_conn, ts, typestore.serialize_cdr(image_message(typestore, frame, frame_id), image_type))
+            if image_format == "raw":
+                image = image_message(typestore, frame, frame_id)
+            else:
+                image = compressed_image_message(typestore, frame, frame_id, image_format)
+            writer.write(image_conn, ts, typestore.serialize_cdr(image, image_type))
             writer.write(info_conn, ts, typestore.serialize_cdr(camera_info_message(typestore, frame, frame_id), info_type))
             if depth_conn is not None:
-                writer.write(depth_conn, ts, typestore.serialize_cdr(depth_message(typestore, frame, frame_id), image_type))
+                writer.write(depth_conn, ts, typestore.serialize_cdr(depth_message(typestore, frame, frame_id), depth_type))
             if on_frame is not None:
                 on_frame(frame)
     return path

@@ -214,7 +214,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     loader_generator = torch.Generator()  # keeps DataLoader from consuming the global RNG
     if context.is_main:
         LOG.info("training on %s: %d samples, %d steps/epoch, %d steps, device %s, precision %s",
-                 config.data.root, len(dataset), batches.batches_per_epoch, total_steps, device,
+                 config.data.describe(), len(dataset), batches.batches_per_epoch, total_steps, device,
                  state.precision.dtype or torch.float32)
 
     def save(path: Path) -> Path:

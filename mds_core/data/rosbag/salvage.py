@@ -1,0 +1,339 @@
+"""Reading what is left of a damaged rosbag2 storage file (truncated or partly corrupt).
+
+``rosbags`` refuses a truncated MCAP file (its footer and index are at the end) and a
+truncated sqlite3 file (the database header promises pages that are gone). These scanners read
+such files from the front and keep every message that is intact:
+
+* MCAP: records are walked in file order from the magic bytes: schemas, channels, messages
+  and chunks (uncompressed, zstd or lz4; a chunk whose checksum or decompression fails is
+  skipped whole). The scan stops at the first record that runs past the end of the file; an
+  uncompressed chunk cut off by the end still yields its complete messages.
+* sqlite3: the database is opened through a read-only virtual file system that shows only the
+  whole pages present and fixes the page count in the header; messages are read in ``id``
+  order, and when a damaged page stops the scan, the following ids are probed one by one.
+
+Every problem is appended to a list of one-line notes for the caller to report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK, _OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
+_MAX_PROBES = 1_000_000
+_VFS_NUMBERS = itertools.count()
+
+
+@dataclass(frozen=True)
+class SalvagedMessage:
+    topic: str
+    msgtype: str
+    log_time: int
+    data: bytes
+
+
+def decompress(data: bytes, compression: str) -> bytes:
+    """``data`` decompressed with an MCAP compression name: ``""``, ``"zstd"`` or ``"lz4"``."""
+    if compression == "":
+        return data
+    if compression == "zstd":
+        try:
+            from compression import zstd  # type: ignore[import-not-found]  # Python >= 3.14
+        except ImportError:
+            from backports import zstd  # a dependency of rosbags
+        return zstd.decompress(data)
+    if compression == "lz4":
+        import lz4.frame  # a dependency of rosbags
+
+        return lz4.frame.decompress(data)
+    raise ValueError(f"unsupported chunk compression {compression!r}")
+
+
+class _Cursor:
+    """Little-endian fields from a bytes-like record body."""
+
+    def __init__(self, data: bytes | memoryview):
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def take(self, size: int) -> memoryview:
+        if self.pos + size > len(self.data):
+            raise ValueError("record shorter than its fields")
+        out = self.data[self.pos: self.pos + size]
+        self.pos += size
+        return out
+
+    def u16(self) -> int:
+        return struct.unpack("<H", self.take(2))[0]
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def string(self) -> str:
+        return bytes(self.take(self.u32())).decode("utf-8", errors="replace")
+
+    def rest(self) -> bytes:
+        out = bytes(self.data[self.pos:])
+        self.pos = len(self.data)
+        return out
+
+
+class McapSalvage:
+    """Walk an MCAP file's records from the front (module docstring)."""
+
+    def __init__(self, path: Path, notes: list[str]):
+        self.path = Path(path)
+        self.notes = notes
+        self.schemas: dict[int, str] = {}
+        self.channels: dict[int, tuple[str, str]] = {}  # id -> (topic, msgtype)
+        self.message_counts: dict[str, int] = {}
+
+    def _note(self, text: str) -> None:
+        self.notes.append(f"{self.path.name}: {text}")
+
+    def _record(self, op: int, body: bytes | memoryview, topics: set[str] | None) -> Iterator[SalvagedMessage]:
+        """Handle one record (top level or inside a chunk); yields a message record's message."""
+        cursor = _Cursor(body)
+        if op == _OP_SCHEMA:
+            schema_id = cursor.u16()
+            self.schemas[schema_id] = cursor.string()
+        elif op == _OP_CHANNEL:
+            channel_id, schema_id = cursor.u16(), cursor.u16()
+            topic = cursor.string()
+            self.channels[channel_id] = (topic, self.schemas.get(schema_id, ""))
+        elif op == _OP_MESSAGE:
+            channel_id = cursor.u16()
+            cursor.take(4)  # sequence
+            log_time = cursor.u64()
+            cursor.take(8)  # publish time
+            channel = self.channels.get(channel_id)
+            if channel is None:
+                self.message_counts["<unknown channel>"] = self.message_counts.get("<unknown channel>", 0) + 1
+                return
+            self.message_counts[channel[0]] = self.message_counts.get(channel[0], 0) + 1
+            if topics is not None and channel[0] in topics:
+                yield SalvagedMessage(channel[0], channel[1], log_time, cursor.rest())
+
+    def _chunk(self, body: bytes, complete: bool, offset: int, topics: set[str] | None) -> Iterator[SalvagedMessage]:
+        cursor = _Cursor(body)
+        cursor.take(16)  # message start / end time
+        uncompressed_size, crc = cursor.u64(), cursor.u32()
+        compression = cursor.string()
+        records_size = cursor.u64()
+        records = cursor.rest()
+        if not complete and compression != "":
+            self._note(f"a {compression} chunk at byte {offset} is cut off by the end of the file; its messages are lost")
+            return
+        if complete:
+            try:
+                records = decompress(records[:records_size], compression)
+            except Exception as error:  # noqa: BLE001 - any codec error loses exactly this chunk
+                self._note(f"chunk at byte {offset} could not be decompressed ({error}); skipped")
+                return
+            if len(records) != uncompressed_size or (crc and zlib.crc32(records) != crc):
+                self._note(f"chunk at byte {offset} failed its checksum; skipped")
+                return
+        inner = _Cursor(records)
+        found = 0
+        while inner.pos + 9 <= len(inner.data):
+            op = inner.data[inner.pos]
+            inner.pos += 1
+            length = inner.u64()
+            if inner.pos + length > len(inner.data):
+                if complete:
+                    self._note(f"chunk at byte {offset} holds a malformed record; rest of the chunk skipped")
+                break
+            try:
+                for message in self._record(op, inner.take(length), topics):
+                    found += 1
+                    yield message
+            except ValueError:
+                self._note(f"malformed record in the chunk at byte {offset}; skipped")
+        if not complete:
+            self._note(f"the chunk at byte {offset} is cut off by the end of the file (truncated); "
+                       f"its {found} complete message(s) on the topics read were kept")
+
+    def scan(self, topics: set[str] | None = None) -> Iterator[SalvagedMessage]:
+        """Messages of ``topics`` in file order (``None``: yield nothing, only count per topic)."""
+        self.message_counts.clear()
+        size = self.path.stat().st_size
+        with self.path.open("rb") as handle:
+            if handle.read(8) != MCAP_MAGIC:
+                raise ValueError(f"{self.path} is not an MCAP file (bad magic bytes)")
+            while True:
+                offset = handle.tell()
+                head = handle.read(9)
+                if len(head) < 9:
+                    self._note(f"file ends at byte {size} without the MCAP end records: truncated")
+                    return
+                op, length = head[0], struct.unpack("<Q", head[1:])[0]
+                if op in (_OP_DATA_END, _OP_FOOTER):
+                    return
+                remaining = size - handle.tell()
+                if op not in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK):
+                    if length > remaining:
+                        self._note(f"record at byte {offset} runs past the end of the file ({size} bytes): truncated")
+                        return
+                    handle.seek(length, 1)
+                    continue
+                body = handle.read(min(length, remaining))
+                complete = len(body) == length
+                try:
+                    if op == _OP_CHUNK:
+                        yield from self._chunk(body, complete, offset, topics)
+                    elif complete:
+                        yield from self._record(op, body, topics)
+                except ValueError:
+                    self._note(f"malformed record at byte {offset}; skipped")
+                if not complete:
+                    if op != _OP_CHUNK:
+                        self._note(f"record at byte {offset} runs past the end of the file ({size} bytes): truncated")
+                    return
+
+
+# ----------------------------------------------------------------------------------- sqlite3
+def _open_whole_pages(path: Path):
+    """An apsw connection to ``path`` that sees only whole pages, with a matching page count."""
+    import apsw
+
+    header = path.open("rb").read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise ValueError(f"{path} is not an sqlite3 database")
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    usable = path.stat().st_size // page_size * page_size
+    patched_count = struct.pack(">I", usable // page_size)
+
+    class WholePagesFile(apsw.VFSFile):
+        def __init__(self, *_args: object) -> None:  # noqa: D107 - no base file: reads go to our handle
+            self.handle = path.open("rb")
+
+        def xRead(self, amount: int, offset: int) -> bytes:  # noqa: N802 - apsw API
+            amount = max(0, min(amount, usable - offset))
+            self.handle.seek(offset)
+            data = bytearray(self.handle.read(amount))
+            if offset < 32 and offset + len(data) > 28:  # the "database size in pages" field
+                for i in range(4):
+                    if 0 <= 28 + i - offset < len(data):
+                        data[28 + i - offset] = patched_count[i]
+            return bytes(data)
+
+        def xFileSize(self) -> int:  # noqa: N802
+            return usable
+
+        def xClose(self) -> None:  # noqa: N802
+            self.handle.close()
+
+        def xDeviceCharacteristics(self) -> int:  # noqa: N802
+            return 0
+
+        def xSectorSize(self) -> int:  # noqa: N802
+            return 0
+
+        def xFileControl(self, op: int, ptr: int) -> bool:  # noqa: N802
+            return False
+
+        def xLock(self, level: int) -> None:  # noqa: N802
+            return None
+
+        def xUnlock(self, level: int) -> None:  # noqa: N802
+            return None
+
+        def xCheckReservedLock(self) -> bool:  # noqa: N802
+            return False
+
+    name = f"mds-salvage-{next(_VFS_NUMBERS)}"
+
+    class WholePagesVFS(apsw.VFS):
+        def __init__(self) -> None:  # noqa: D107
+            super().__init__(name, "")
+
+        def xOpen(self, filename, flags):  # noqa: N802
+            return WholePagesFile()
+
+    vfs = WholePagesVFS()
+    connection = apsw.Connection(f"file:{path}?immutable=1", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+                                 vfs=name)
+    return connection, vfs
+
+
+class SqliteSalvage:
+    """Read the intact messages of a damaged rosbag2 sqlite3 file (module docstring)."""
+
+    def __init__(self, path: Path, notes: list[str]):
+        self.path = Path(path)
+        self.notes = notes
+        self.connection, self._vfs = _open_whole_pages(self.path)
+        try:
+            rows = self.connection.execute("SELECT id, name, type FROM topics ORDER BY id").fetchall()
+        except Exception as error:  # noqa: BLE001 - apsw raises its own error classes
+            raise ValueError(f"{self.path}: the topics table is unreadable ({error})") from error
+        self.topics: dict[int, tuple[str, str]] = {int(i): (str(n), str(t)) for i, n, t in rows}
+
+    def _note(self, text: str) -> None:
+        self.notes.append(f"{self.path.name}: {text}")
+
+    def _max_id(self, declared: int | None) -> int | None:
+        try:
+            row = self.connection.execute("SELECT max(id) FROM messages").fetchone()
+            if row and row[0] is not None:
+                return int(row[0])
+        except Exception:  # noqa: BLE001 - damaged: fall back to the declared count
+            pass
+        return declared
+
+    def scan(self, topics: set[str], declared_count: int | None = None) -> Iterator[SalvagedMessage]:
+        """Messages of ``topics`` in ``id`` order; damaged ranges are noted and skipped."""
+        wanted = {tid: info for tid, info in self.topics.items() if info[0] in topics}
+        if not wanted:
+            return
+        last = 0
+        max_id: int | None = -1
+        lost = 0
+        while True:
+            try:
+                cursor = self.connection.execute(
+                    "SELECT id, topic_id, timestamp, data FROM messages WHERE id > ? ORDER BY id", (last,))
+                for row_id, topic_id, timestamp, data in cursor:
+                    last = int(row_id)
+                    if topic_id in wanted:
+                        topic, msgtype = wanted[topic_id]
+                        yield SalvagedMessage(topic, msgtype, int(timestamp), bytes(data))
+                break
+            except Exception as error:  # noqa: BLE001 - damaged page: probe the ids after it
+                if max_id == -1:
+                    max_id = self._max_id(declared_count)
+                if max_id is None:
+                    self._note(f"reading stopped after message id {last} ({error}); the number of messages after it is unknown")
+                    break
+                resumed = False
+                probe = last + 1
+                while probe <= max_id and probe - last <= _MAX_PROBES:
+                    try:
+                        row = self.connection.execute("SELECT id FROM messages WHERE id = ?", (probe,)).fetchone()
+                    except Exception:  # noqa: BLE001
+                        row = None
+                    if row is not None:
+                        resumed = True
+                        break
+                    probe += 1
+                lost += probe - last - 1
+                self._note(f"messages {last + 1}..{probe - 1} are unreadable ({error})")
+                if not resumed:
+                    break
+                last = probe - 1
+        if lost:
+            self._note(f"{lost} message(s) lost in damaged pages")
+
+    def close(self) -> None:
+        self.connection.close()
+        self._vfs.unregister()
