@@ -1,21 +1,19 @@
 """ROS message <-> numpy conversions with strict validation (the project's own ``cv_bridge``).
 
 Input images (``sensor_msgs/Image``, ``sensor_msgs/CompressedImage``) become ``(H, W, 3)``
-``uint8`` RGB arrays; malformed messages raise :class:`ImageConversionError` (a ``ValueError``)
-with a message that says what is wrong, so a node can log it and drop the frame.
+``uint8`` RGB arrays through the same decoder that reads bags for training
+(:mod:`mds_core.data.rosbag.decode`); malformed messages raise :class:`ImageConversionError` (a
+``ValueError``) with a message that says what is wrong, so a node can log it and drop the frame.
 
 Output builders turn arrays into ``Image`` / ``CameraInfo`` / ``PointCloud2`` / ``PoseArray``
 messages. They copy the header they are given (stamp and ``frame_id`` of the input image,
 REP 118) and never stamp with ``now()``.
 
-Supported input encodings (``sensor_msgs/image_encodings``):
-
-* ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``;
-* ``mono16`` / ``16UC1``: scaled to 8 bit by ``>> 8``; ``is_bigendian`` is honoured;
-* ``bayer_rggb8``, ``bayer_bggr8``, ``bayer_gbrg8``, ``bayer_grbg8``: demosaiced by OpenCV.
-  OpenCV names a Bayer pattern after the 2x2 block starting at pixel (1, 1), ROS after the
-  block at (0, 0), so ROS ``bayer_rggb8`` is OpenCV ``COLOR_BayerBG2RGB`` (and so on, see
-  :data:`_BAYER_CODES`; checked by the tests on synthetic mosaics).
+Supported input encodings (``sensor_msgs/image_encodings``): ``rgb8``, ``bgr8``, ``rgba8``,
+``bgra8``, ``mono8``, ``8UC1``, ``8UC3``, ``rgb16``, ``bgr16``, ``mono16``/``16UC1`` (scaled to 8 bit
+by ``>> 8``; ``is_bigendian`` honoured) and ``bayer_rggb8|bggr8|gbrg8|grbg8`` (demosaiced by OpenCV:
+OpenCV names a pattern after the 2x2 block at pixel (1, 1), ROS after the block at (0, 0), so ROS
+``bayer_rggb8`` is OpenCV ``COLOR_BayerBG2RGB``; checked by the tests on synthetic mosaics).
 
 Other encodings are handed to a real ``cv_bridge`` when one is importable (a ROS install),
 after the checks that do not depend on the encoding; otherwise they are rejected.
@@ -31,14 +29,15 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Sequence
-from typing import Any
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
+
+from mds_core.data.rosbag.decode import RAW_LAYOUTS, FrameDecodeError, UnsupportedEncoding, raw_image_to_rgb
+from mds_core.data.rosbag.decode import compressed_to_rgb as decode_compressed
 
 __all__ = [
     "ImageConversionError",
@@ -60,46 +59,10 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-class ImageConversionError(ValueError):
-    """A message cannot be converted (unknown encoding, inconsistent sizes, undecodable data...)."""
+#: Decoding errors of input images (the core decoder's error type).
+ImageConversionError = FrameDecodeError
 
-
-# encoding -> (channels, bytes per channel)
-_LAYOUTS: dict[str, tuple[int, int]] = {
-    "rgb8": (3, 1),
-    "bgr8": (3, 1),
-    "rgba8": (4, 1),
-    "bgra8": (4, 1),
-    "mono8": (1, 1),
-    "8UC1": (1, 1),
-    "8UC3": (3, 1),
-    "mono16": (1, 2),
-    "16UC1": (1, 2),
-    "bayer_rggb8": (1, 1),
-    "bayer_bggr8": (1, 1),
-    "bayer_gbrg8": (1, 1),
-    "bayer_grbg8": (1, 1),
-}
-
-# ROS pattern (block at (0, 0)) -> OpenCV code (named after the block at (1, 1)).
-_BAYER_CODES: dict[str, int] = {
-    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
-    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
-    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
-    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
-}
-
-_TO_RGB_CODES: dict[str, int] = {
-    "bgr8": cv2.COLOR_BGR2RGB,
-    "8UC3": cv2.COLOR_BGR2RGB,  # OpenCV's default channel order
-    "rgba8": cv2.COLOR_RGBA2RGB,
-    "bgra8": cv2.COLOR_BGRA2RGB,
-    "mono8": cv2.COLOR_GRAY2RGB,
-    "8UC1": cv2.COLOR_GRAY2RGB,
-    **_BAYER_CODES,
-}
-
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(RAW_LAYOUTS)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -123,56 +86,6 @@ def _copy_header(header: Header) -> Header:
     return Header(stamp=stamp, frame_id=str(header.frame_id))
 
 
-def _message_bytes(data: Any) -> np.ndarray:
-    """``msg.data`` as a flat uint8 array without copying where possible."""
-    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
-        return np.frombuffer(data, dtype=np.uint8)
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.reshape(-1).astype(np.uint8)
-    return np.asarray(data, dtype=np.uint8).reshape(-1)
-
-
-def _check_size(width: int, height: int, max_pixels: int, what: str = "image") -> None:
-    if width <= 0 or height <= 0:
-        raise ImageConversionError(f"{what} has zero size ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageConversionError(
-            f"{what} size {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels"
-        )
-
-
-def _check_buffer(msg: Image, row_bytes: int | None) -> np.ndarray:
-    """Validate ``step`` and the data length; return the data as ``(height, step)`` uint8 rows."""
-    height, step = int(msg.height), int(msg.step)
-    if row_bytes is not None and step < row_bytes:
-        raise ImageConversionError(
-            f"{msg.encoding} image: step {step} is smaller than width * bytes per pixel = {row_bytes}"
-        )
-    if step <= 0:
-        raise ImageConversionError(f"{msg.encoding} image: step must be > 0, got {step}")
-    data = _message_bytes(msg.data)
-    expected = step * height
-    if data.size < expected:
-        raise ImageConversionError(
-            f"{msg.encoding} image: data has {data.size} bytes, expected step * height = {step} * {height} = {expected}"
-        )
-    if data.size > expected + step:  # more than one spare row: the sizes do not describe the data
-        raise ImageConversionError(
-            f"{msg.encoding} image: data has {data.size} bytes, far more than step * height = {expected}"
-        )
-    return data[:expected].reshape(height, step)
-
-
-def _pixels(msg: Image, channels: int, depth_bytes: int) -> np.ndarray:
-    """The pixel array ``(H, W, C)`` (``uint8`` or native ``uint16``) of a validated message."""
-    width, height = int(msg.width), int(msg.height)
-    rows = _check_buffer(msg, width * channels * depth_bytes)[:, : width * channels * depth_bytes]
-    if depth_bytes == 1:
-        return rows.reshape(height, width, channels)
-    dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
-    return np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels).astype(np.uint16, copy=False)
-
-
 def _via_cv_bridge(msg: Image) -> np.ndarray:
     """Convert an encoding this module does not handle with a real ``cv_bridge``, if any."""
     try:
@@ -182,7 +95,10 @@ def _via_cv_bridge(msg: Image) -> np.ndarray:
             f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)}; "
             "other encodings need cv_bridge)"
         ) from None
-    _check_buffer(msg, None)
+    step, height, size = int(msg.step), int(msg.height), len(msg.data)
+    if step <= 0 or size < step * height:
+        raise ImageConversionError(f"{msg.encoding} image: data has {size} bytes, step * height = {step * height} "
+                                   "needed")
     try:
         rgb = CvBridge().imgmsg_to_cv2(msg, desired_encoding="rgb8")
     except Exception as error:  # cv_bridge raises its own CvBridgeError and others
@@ -197,30 +113,18 @@ def _via_cv_bridge(msg: Image) -> np.ndarray:
 def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A ``sensor_msgs/Image`` as a new C-contiguous ``(H, W, 3)`` uint8 RGB array.
 
-    Honours ``step`` (row padding) and, for 16-bit encodings, ``is_bigendian``; 16-bit images
-    are scaled to 8 bit by dropping the low byte.
+    Encodings the core decoder does not know go to ``cv_bridge`` where it is importable, after
+    the size checks.
 
     Raises:
-        ImageConversionError: unknown encoding, zero size or more than ``max_pixels`` pixels,
-            ``step`` smaller than a row, data shorter than ``step * height`` or more than one
-            row (``step`` bytes) longer; trailing bytes within that slack are ignored.
+        ImageConversionError: unknown encoding (without cv_bridge), zero size or more than
+            ``max_pixels`` pixels, ``step`` smaller than a row, too little data or more than one
+            spare row.
     """
-    width, height, encoding = int(msg.width), int(msg.height), str(msg.encoding)
-    _check_size(width, height, max_pixels, f"{encoding or 'image with empty encoding'}")
-    layout = _LAYOUTS.get(encoding)
-    if layout is None:
+    try:
+        return raw_image_to_rgb(msg, max_pixels=max_pixels)
+    except UnsupportedEncoding:
         return _via_cv_bridge(msg)
-    channels, depth_bytes = layout
-    pixels = _pixels(msg, channels, depth_bytes)
-    if depth_bytes == 2:
-        mono = (pixels[..., 0] >> 8).astype(np.uint8)
-        return cv2.cvtColor(mono, cv2.COLOR_GRAY2RGB)
-    if encoding == "rgb8":
-        return np.array(pixels, dtype=np.uint8, order="C", copy=True)
-    source = pixels[..., 0] if channels == 1 else pixels
-    if not source.flags.c_contiguous:
-        source = np.ascontiguousarray(source)
-    return cv2.cvtColor(source, _TO_RGB_CODES[encoding])
 
 
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -230,16 +134,7 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
         ImageConversionError: empty data, a ``compressedDepth`` image, undecodable data or a
             decoded image larger than ``max_pixels``.
     """
-    data = _message_bytes(msg.data)
-    if data.size == 0:
-        raise ImageConversionError(f"compressed image ({msg.format!r}) has no data")
-    if "compresseddepth" in str(msg.format).lower():
-        raise ImageConversionError(f"compressedDepth images are not colour images (format {msg.format!r})")
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if decoded is None or decoded.size == 0:
-        raise ImageConversionError(f"could not decode compressed image (format {msg.format!r}, {data.size} bytes)")
-    _check_size(decoded.shape[1], decoded.shape[0], max_pixels, "decoded compressed image")
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    return decode_compressed(msg, max_pixels=max_pixels)
 
 
 # ----------------------------------------------------------------------------- output images

@@ -30,3 +30,25 @@ def tiny_config(data_root: Path, output: Path, components: int = 2, **optim) -> 
     config.logging.progress = False
     config.logging.tensorboard = False
     return config
+
+
+def photometric_before_and_after(config: TrainConfig, batch, steps: int = 20) -> tuple[float, float]:
+    """The photometric loss of ``batch`` before and after ``steps`` training steps on it (CPU)."""
+    import torch
+
+    from mds_core.losses import SelfSupervisedObjective
+    from mds_core.training.distributed import DistributedContext
+    from mds_core.training.loop import build_training_state, train_step
+
+    state = build_training_state(config, torch.device("cpu"), DistributedContext())
+    objective = SelfSupervisedObjective(config.loss, config.model)
+
+    def photometric() -> float:
+        state.network.eval()
+        with torch.no_grad():
+            return float(objective(batch, state.network(batch.network_images, config.data.source_offsets)).photometric)
+
+    before = photometric()
+    for _ in range(steps):
+        train_step(state, objective, batch)
+    return before, photometric()

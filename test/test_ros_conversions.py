@@ -161,7 +161,7 @@ def test_errors_are_value_errors():
         (dict(height=0), "zero size"),
         (dict(step=29), "step 29 is smaller"),
         (dict(step=0), "step 0 is smaller"),
-        (dict(step=40), "expected step * height"),
+        (dict(step=40), "needed for 6 rows of step 40"),
     ],
 )
 def test_malformed_images_raise(change, fragment):

@@ -30,7 +30,7 @@ from mds_core.synth import SynthConfig, generate_sequence, write_rosbag
 from mds_core.synth.writers import camera_info_message, image_message
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import build_training_state, train_step
-from synthetic import HEIGHT, WIDTH, tiny_config
+from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config
 
 FRAMES = 10
 SYNTH = SynthConfig(width=WIDTH, height=HEIGHT, num_frames=FRAMES, seed=5)
@@ -161,18 +161,7 @@ def test_training_on_bags_of_every_kind_lowers_the_loss(bags):
     dataset = build_dataset(config.data, config.model, training=True)
     assert len(dataset.sequences) == len(VARIANTS) and len(dataset) == len(VARIANTS) * (FRAMES - 2)
     batch = collate_samples([dataset[i * (FRAMES - 2) + 3] for i in range(len(VARIANTS))])  # one per bag
-    state = build_training_state(config, torch.device("cpu"), DistributedContext())
-    objective = SelfSupervisedObjective(config.loss, config.model)
-
-    def photometric() -> float:
-        state.network.eval()
-        with torch.no_grad():
-            return float(objective(batch, state.network(batch.network_images, [-1, 1])).photometric)
-
-    before = photometric()
-    for _ in range(20):
-        train_step(state, objective, batch)
-    after = photometric()
+    before, after = photometric_before_and_after(config, batch)
     assert after < 0.8 * before, (before, after)
 
 

@@ -8,11 +8,9 @@ import torch
 
 from mds_core.data.factory import build_dataset
 from mds_core.data.sample import collate_samples
-from mds_core.losses import SelfSupervisedObjective
 from mds_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mds_core.training.distributed import DistributedContext
-from mds_core.training.loop import build_training_state, train, train_step
-from synthetic import make_sequences, tiny_config
+from mds_core.training.loop import train
+from synthetic import make_sequences, photometric_before_and_after, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +24,7 @@ def test_short_training_run_lowers_the_loss_clearly(data_root, tmp_path):
     torch.manual_seed(0)
     dataset = build_dataset(config.data, config.model, training=True)
     batch = collate_samples([dataset[i] for i in range(len(dataset))])
-    state = build_training_state(config, torch.device("cpu"), DistributedContext())
-    objective = SelfSupervisedObjective(config.loss, config.model)
-
-    def photometric() -> float:
-        state.network.eval()
-        with torch.no_grad():
-            return float(objective(batch, state.network(batch.network_images, [-1, 1])).photometric)
-
-    before = photometric()
-    for _ in range(20):
-        train_step(state, objective, batch)
-    after = photometric()
+    before, after = photometric_before_and_after(config, batch)
     assert after < 0.8 * before, (before, after)
 
 

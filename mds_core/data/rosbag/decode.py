@@ -17,6 +17,8 @@ codes are named after the block starting at (1, 1), one row and column later. So
 
 from __future__ import annotations
 
+import array
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +81,12 @@ def stamp_ns(message: Any) -> int:
 
 
 def _flat_bytes(data: Any) -> np.ndarray:
+    """A message's ``data`` as flat uint8, without a copy for buffers (rclpy's ``array('B')``, bytes)."""
     if isinstance(data, np.ndarray):
         return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.reshape(-1).astype(np.uint8)
-    return np.frombuffer(bytes(data), dtype=np.uint8)
+    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
 def raw_image_size(message: Any) -> tuple[int, int]:
@@ -89,48 +94,70 @@ def raw_image_size(message: Any) -> tuple[int, int]:
     return int(message.width), int(message.height)
 
 
-def raw_image_to_rgb(message: Any) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as ``(H, W, 3)`` uint8 RGB; :class:`FrameDecodeError` if malformed."""
+class UnsupportedEncoding(FrameDecodeError):
+    """An Image encoding this module does not decode (the ROS node then tries cv_bridge)."""
+
+
+def raw_image_to_rgb(message: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A ``sensor_msgs/Image`` (a rosbags or an rclpy message) as a new ``(H, W, 3)`` uint8 RGB array.
+
+    Honours ``step`` (row padding; the last row may omit it) and, for 16-bit encodings,
+    ``is_bigendian``; 16-bit values are scaled to 8 bit by dropping the low byte.
+
+    Raises:
+        UnsupportedEncoding: an encoding not in :data:`RAW_LAYOUTS`.
+        FrameDecodeError: zero size or more than ``max_pixels`` pixels, ``step`` smaller than a
+            row, too little data, or more than one spare row of data.
+    """
     encoding = str(message.encoding)
-    if encoding not in RAW_LAYOUTS:
-        raise FrameDecodeError(f"unsupported encoding {encoding!r}")
     width, height, step = int(message.width), int(message.height), int(message.step)
-    if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
-        raise FrameDecodeError(f"invalid image size {width}x{height}")
+    if width <= 0 or height <= 0:
+        raise FrameDecodeError(f"{encoding or 'image'} has zero size ({width}x{height})")
+    if width * height > max_pixels:
+        raise FrameDecodeError(f"{encoding or 'image'} size {width}x{height} = {width * height} pixels exceeds the "
+                               f"limit of {max_pixels} pixels")
+    if encoding not in RAW_LAYOUTS:
+        raise UnsupportedEncoding(f"unsupported encoding {encoding!r} (supported: {', '.join(RAW_LAYOUTS)})")
     channels, depth = RAW_LAYOUTS[encoding]
     row_bytes = width * channels * depth
     if step < row_bytes:
-        raise FrameDecodeError(f"step {step} smaller than width x pixel size ({row_bytes})")
+        raise FrameDecodeError(f"{encoding} image: step {step} is smaller than width * bytes per pixel = {row_bytes}")
     data = _flat_bytes(message.data)
-    if data.size < step * (height - 1) + row_bytes:
-        raise FrameDecodeError(f"data holds {data.size} bytes, {step * (height - 1) + row_bytes} needed")
+    needed = step * (height - 1) + row_bytes
+    if data.size < needed:
+        raise FrameDecodeError(f"{encoding} image: data has {data.size} bytes, {needed} needed for {height} rows "
+                               f"of step {step}")
+    if data.size > step * (height + 1):  # more than one spare row: the sizes do not describe the data
+        raise FrameDecodeError(f"{encoding} image: data has {data.size} bytes, far more than step * height = "
+                               f"{step * height}")
     if data.size >= step * height:
         rows = data[: step * height].reshape(height, step)[:, :row_bytes]
-    else:  # the last row may omit its padding
+    else:  # the last row omits its padding
         rows = np.stack([data[r * step: r * step + row_bytes] for r in range(height)])
     if depth == 2:
         dtype = ">u2" if int(message.is_bigendian) else "<u2"
-        pixels = (np.ascontiguousarray(rows).view(dtype) >> 8).astype(np.uint8)
-    else:
-        pixels = rows
-    pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+        rows = (np.ascontiguousarray(rows).view(dtype) >> 8).astype(np.uint8)
+    pixels = np.ascontiguousarray(rows.reshape(height, width, channels) if channels > 1
+                                  else rows.reshape(height, width))
     code = _TO_RGB[encoding]
-    if code is None:
-        return np.ascontiguousarray(pixels)
-    return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    return pixels.copy() if code is None else cv2.cvtColor(pixels, code)
 
 
-def compressed_to_rgb(message: Any) -> np.ndarray:
+def compressed_to_rgb(message: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` (jpeg, png) as ``(H, W, 3)`` uint8 RGB."""
     fmt = str(message.format)
     if "compresseddepth" in fmt.lower().replace(" ", ""):
-        raise FrameDecodeError(f"unsupported compressed format {fmt!r} (depth)")
+        raise FrameDecodeError(f"compressedDepth images are not colour images (format {fmt!r})")
     data = _flat_bytes(message.data)
     if data.size == 0:
-        raise FrameDecodeError("empty compressed image")
+        raise FrameDecodeError(f"compressed image ({fmt!r}) has no data")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FrameDecodeError(f"undecodable compressed image (format {fmt!r})")
+    if image is None or image.size == 0:
+        raise FrameDecodeError(f"could not decode compressed image (format {fmt!r}, {data.size} bytes): "
+                               "undecodable data")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise FrameDecodeError(f"decoded compressed image size {image.shape[1]}x{image.shape[0]} exceeds the limit "
+                               f"of {max_pixels} pixels")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
