@@ -32,15 +32,6 @@ class NodeBenchmark:
     online: bool = False  # also run the online training node (mds_trainer) on the same stream
 
 
-def latest_status(recorder, prefix: str) -> dict[str, str]:
-    """The key/values of the newest /diagnostics status whose name starts with ``prefix``."""
-    for message in reversed(recorder.messages("/diagnostics")):
-        for status in message.status:
-            if status.name.startswith(prefix):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
-
-
 def resident_mib(pid: int) -> float | None:
     """VmRSS of a process in MiB (Linux), None when it is gone."""
     try:
@@ -86,8 +77,8 @@ def run_node_benchmark(spec: NodeBenchmark) -> str:
         sample()
         wall = session.replay(bag, spec.frames, synth.duration, on_poll=sample)
         sample()
-        values = latest_status(session.recorder, "mds_perception")
-        training = latest_status(session.recorder, "mds_trainer")
+        values = session.recorder.latest_status("mds_perception")
+        training = session.recorder.latest_status("mds_trainer")
         outputs = session.recorder.count("/mds_perception/depth/image")
     rows = [("stage", "median ms", "p99 ms")]
     for stage in ("conversion", "network", "publish", "total"):

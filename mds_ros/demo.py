@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from mds_core.demo import DemoSettings, run_demo
+from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.synth import SynthConfig, write_rosbag
 from mds_core.visualization import colourise_depth, colourise_labels, panel, save_png
 
@@ -41,7 +42,7 @@ class RosDemoSettings:
     checkpoint: Path | None = None  # use this model instead of training one
 
 
-def output_topics(num_components: int | None = None) -> dict[str, type]:
+def output_topics() -> dict[str, type]:
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -99,29 +100,23 @@ def _image(message) -> np.ndarray:
     return image_to_rgb(message)
 
 
-def median_scaled_abs_rel(depth: np.ndarray, gt: np.ndarray, max_depth: float = 80.0) -> float:
-    valid = np.isfinite(gt) & (gt > 0) & (gt < max_depth) & np.isfinite(depth)
-    scaled = depth[valid] * (np.median(gt[valid]) / np.median(depth[valid]))
-    return float(np.mean(np.abs(scaled - gt[valid]) / gt[valid]))
-
-
 def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) -> str:
     images = {_stamp(m): m for m in recorder.messages(IMAGE_TOPIC)}
     gts = {_stamp(m): m for m in recorder.messages(GT_TOPIC)}
     depths = recorder.messages(f"{NODE}/depth/image")
     labels = {_stamp(m): m for m in recorder.messages(f"{NODE}/labels")}
     overlays = {_stamp(m): m for m in recorder.messages(f"{NODE}/overlay")}
-    diagnostics = recorder.messages("/diagnostics")[-1].status[0]
-    values = {kv.key: kv.value for kv in diagnostics.values}
-    errors, complete = [], []
+    values = recorder.latest_status("mds_perception")
+    evaluator, scored, complete = DepthEvaluator(EvalSettings()), 0, []
     for depth_msg in depths:
         stamp = _stamp(depth_msg)
         if stamp in gts:
             depth = _image(depth_msg)
             gt = cv2.resize(_image(gts[stamp]), (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_NEAREST)
-            errors.append(median_scaled_abs_rel(depth, gt))
+            scored += evaluator.add(depth, gt)
             if stamp in overlays and stamp in labels and stamp in images:
                 complete.append((depth, gt, stamp))
+    evaluation = evaluator.result() if scored else None
     rows = []
     for depth, gt, stamp in complete[len(complete) // 6::max(1, len(complete) // 3)][:3]:  # up to 3, spread out
         size = (depth.shape[1], depth.shape[0])
@@ -147,8 +142,8 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) 
         f"resets: {values.get('resets')}.",
         "Messages per output topic: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".",
         f"Latency median / p99 (ms): {latency}.",
-        f"Depth error against ground truth (abs rel, per-frame median scaling, {len(errors)} frames): "
-        + (f"{np.mean(errors):.3f}" if errors else "-") + ".",
+        f"Depth error against ground truth (abs rel, per-frame median scaling, {evaluation.num_images} frames): "
+        f"{evaluation.overall.abs_rel:.3f}." if evaluation else "Depth error against ground truth: no frame to score.",
         "",
         f"Pictures: {settings.output / 'ros_demo.png'}; recorded outputs (rosbag2 MCAP): "
         f"{settings.output / 'recorded'}; node log: {settings.output / 'logs' / 'mds_perception.log'}.",

@@ -97,8 +97,7 @@ class PerceptionLaunch:
                           parameters=parameters)]
         if self.online:
             specs[0].parameters["watch_checkpoint"] = self.online_checkpoint()
-            trainer = {k: v for k, v in parameters.items()}
-            trainer["output_checkpoint"] = self.online_checkpoint()
+            trainer = {**parameters, "output_checkpoint": self.online_checkpoint()}
             specs.append(NodeSpec(executable="mds_trainer", name="mds_trainer", module="mds_ros.training_node",
                                   parameter_files=[str(share_path("config/mds_trainer.yaml"))],
                                   parameters=trainer))

@@ -67,6 +67,15 @@ class LatestFrameSlot:
         return item
 
 
+def file_signature(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None when it does not exist (yet)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 class CheckpointWatcher:
     """Which version (mtime, size) of the checkpoint file is loaded or was refused, and whether a
     load is under way; only a version not seen before is loaded, once."""
@@ -107,8 +116,8 @@ class PerceptionNode(Node):
         })
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
-        watched = self._watched_path()
-        self._swap = CheckpointWatcher(watched, self._file_signature() if watched == self.settings.checkpoint else None)
+        watched = self.settings.watch_checkpoint or self.settings.checkpoint
+        self._swap = CheckpointWatcher(watched, file_signature(watched) if watched == self.settings.checkpoint else None)
         if self.settings.checkpoint_poll_period > 0:
             self.create_timer(self.settings.checkpoint_poll_period, self._check_checkpoint)
         self._running = True
@@ -194,20 +203,10 @@ class PerceptionNode(Node):
         self.get_logger().warning(text, throttle_duration_sec=5.0)
 
     # -- weights hot swap --------------------------------------------------------------------
-    def _watched_path(self) -> str:
-        return self.settings.watch_checkpoint or self.settings.checkpoint
-
-    def _file_signature(self) -> tuple[int, int] | None:
-        try:
-            status = os.stat(self._watched_path())
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size
-
     def _check_checkpoint(self) -> None:
         """A changed checkpoint file is loaded in the background and swapped in between frames;
         a broken or incompatible one is refused and the current weights stay."""
-        signature = self._file_signature()
+        signature = file_signature(self._swap.path)
         if signature is None or not self._swap.should_load(signature):
             return
         threading.Thread(target=self._load_new_weights, args=(signature,), name="mds_swap", daemon=True).start()

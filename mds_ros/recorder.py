@@ -59,6 +59,14 @@ class TopicRecorder:
             raw = list(self._messages[topic])
         return [deserialize_message(m.data, self.types[topic]) for m in raw]
 
+    def latest_status(self, prefix: str) -> dict[str, str]:
+        """The key/values of the newest recorded ``/diagnostics`` status whose name starts with ``prefix``."""
+        for message in reversed(self.messages("/diagnostics")):
+            for status in message.status:
+                if status.name.startswith(prefix):
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
     def write_bag(self, path: Path) -> Path:
         """All recorded messages as a rosbag2 MCAP directory at ``path`` (must not exist)."""
         from rosbags.rosbag2 import StoragePlugin, Writer

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from mds_core.data.dataset import TargetFrame, TripletDataset
 from mds_core.data.sample import collate_samples
 from mds_core.device import resolve_device
-from mds_core.geometry import scale_intrinsics
+from mds_core.inference import scale_intrinsics_to
 from mds_core.losses import SelfSupervisedObjective
 from mds_core.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from mds_core.training.distributed import DistributedContext
@@ -109,8 +108,7 @@ class FrameBuffer:
         """``image`` (H, W, 3) uint8 RGB with its 3x3 ``intrinsics``, taken at ``stamp`` seconds."""
         height, width = image.shape[:2]
         small = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA) if (width, height) != self.size else image
-        matrix = scale_intrinsics(torch.as_tensor(np.asarray(intrinsics, dtype=np.float64)),
-                                  self.size[0] / width, self.size[1] / height).numpy()
+        matrix = scale_intrinsics_to(intrinsics, (width, height), self.size)
         with self._lock:
             if self._frames and stamp < self._frames[-1].stamp:
                 self._frames.clear()  # time went backwards (a bag loop): old frames make no triplets
@@ -159,9 +157,6 @@ class OnlineTrainer:
 
     def _targets(self, snapshot: BufferSnapshot) -> list[TargetFrame]:
         return snapshot.targets(self.settings.max_gap, self.state.config.data.source_offsets)
-
-    def ready(self) -> bool:
-        return len(self._targets(self.buffer.snapshot())) >= self.settings.min_targets
 
     def step(self) -> float | None:
         """One optimisation step on a random batch of buffered triplets; None while too few exist."""
