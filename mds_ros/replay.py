@@ -3,7 +3,7 @@
 Usage::
 
     mds_replay BAG [--rate R] [--clock] [--loop N] [--topics T ...] [--remap OLD:=NEW ...]
-               [--qos reliable|best_effort] [--wait-for-subscribers N] [--wait-timeout S]
+               [--qos reliable|best_effort] [--wait-for-subscribers N] [--wait-for TOPIC=N ...] [--wait-timeout S]
                [--start-offset S] [--duration S] [--ros-args ...]
 
 ``BAG`` is a bag directory (with ``metadata.yaml``) or a single ``.mcap`` / ``.db3`` file; it is
@@ -82,6 +82,8 @@ class ReplayOptions:
         qos_depth: ``KEEP_LAST`` history depth of the data publishers.
         wait_for_subscribers: before playing, wait until every data topic has at least this
             many subscribers (``/clock`` not counted).
+        wait_for_topics: published topic -> subscribers to wait for on that topic instead (e.g.
+            the node under test plus a recorder on the camera topic, only the recorder elsewhere).
         wait_timeout: seconds to wait for them before failing.
         start_offset: seconds of bag time skipped at the start.
         duration: seconds of bag time played from the start offset (None: to the end).
@@ -98,6 +100,7 @@ class ReplayOptions:
     qos: str = "reliable"
     qos_depth: int = 10
     wait_for_subscribers: int = 0
+    wait_for_topics: dict[str, int] = field(default_factory=dict)
     wait_timeout: float = 10.0
     start_offset: float = 0.0
     duration: float | None = None
@@ -112,6 +115,7 @@ class ReplayOptions:
             (self.qos in ("reliable", "best_effort"), f"qos must be 'reliable' or 'best_effort', got {self.qos!r}"),
             (self.qos_depth >= 1, f"qos_depth must be >= 1, got {self.qos_depth}"),
             (self.wait_for_subscribers >= 0, "wait_for_subscribers must be >= 0"),
+            (all(n >= 0 for n in self.wait_for_topics.values()), "wait_for_topics counts must be >= 0"),
             (self.wait_timeout >= 0, "wait_timeout must be >= 0"),
             (self.start_offset >= 0, "start_offset must be >= 0"),
             (self.duration is None or self.duration >= 0, "duration must be >= 0"),
@@ -257,16 +261,23 @@ def _create_outputs(node: Any, connections: Sequence[Any], options: ReplayOption
     return outputs
 
 
-def _wait_for_subscribers(outputs: Sequence[_Output], count: int, timeout: float, stop: threading.Event) -> None:
-    """Poll until each publisher has ``count`` subscribers; ``ReplayError`` after ``timeout`` s."""
+def _wait_for_subscribers(outputs: Sequence[_Output], required: dict[str, int], timeout: float,
+                          stop: threading.Event) -> None:
+    """Poll until each publisher has ``required[topic]`` subscribers; ``ReplayError`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
-        lacking = [o for o in outputs if o.publisher.get_subscription_count() < count]
+        lacking = [o for o in outputs if o.publisher.get_subscription_count() < required[o.topic]]
         if not lacking or stop.is_set():
             return
         if time.monotonic() >= deadline:
-            detail = ", ".join(f"{o.topic} ({o.publisher.get_subscription_count()})" for o in lacking)
-            raise ReplayError(f"timed out after {timeout:g} s waiting for {count} subscriber(s) on: {detail}")
+            needed = {required[o.topic] for o in lacking}
+            if len(needed) == 1:
+                detail = ", ".join(f"{o.topic} ({o.publisher.get_subscription_count()})" for o in lacking)
+                raise ReplayError(f"timed out after {timeout:g} s waiting for {needed.pop()} subscriber(s) on: "
+                                  f"{detail}")
+            detail = ", ".join(f"{o.topic} ({o.publisher.get_subscription_count()} of {required[o.topic]})"
+                               for o in lacking)
+            raise ReplayError(f"timed out after {timeout:g} s waiting for subscribers on: {detail}")
         stop.wait(0.02)
 
 
@@ -370,8 +381,9 @@ def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | 
 
             clock = node.create_publisher(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
             created.append(clock)
-        if options.wait_for_subscribers > 0:
-            _wait_for_subscribers(unique, options.wait_for_subscribers, options.wait_timeout, stop)
+        required = {o.topic: options.wait_for_topics.get(o.topic, options.wait_for_subscribers) for o in unique}
+        if any(required.values()):
+            _wait_for_subscribers(unique, required, options.wait_timeout, stop)
         counts = {o.topic: 0 for o in unique}
         summary = _play(reader, connections, outputs, options, clock, stop, counts)
         reliable = [o.publisher for o in unique] if options.qos == "reliable" else []
@@ -441,10 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qos-depth", type=int, default=10)
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                         help="wait until every topic has N subscribers before playing")
+    parser.add_argument("--wait-for", action="append", default=[], metavar="TOPIC=N",
+                        help="wait for N subscribers on TOPIC instead (repeatable)")
     parser.add_argument("--wait-timeout", type=float, default=10.0, metavar="S")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="skip S seconds of bag time")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="play S seconds of bag time")
     return parser
+
+
+def parse_wait_for(items: Sequence[str]) -> dict[str, int]:
+    """``["/camera/image_raw=2"]`` -> ``{"/camera/image_raw": 2}`` (raises ``ValueError``)."""
+    result = {}
+    for item in items:
+        topic, _, count = item.rpartition("=")
+        if not topic or not count.isdigit():
+            raise ValueError(f"--wait-for takes TOPIC=N, got {item!r}")
+        result[topic] = int(count)
+    return result
 
 
 def options_from_args(args: argparse.Namespace) -> ReplayOptions:
@@ -460,6 +485,7 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         qos=args.qos,
         qos_depth=args.qos_depth,
         wait_for_subscribers=args.wait_for_subscribers,
+        wait_for_topics=parse_wait_for(args.wait_for),
         wait_timeout=args.wait_timeout,
         start_offset=args.start_offset,
         duration=args.duration,

@@ -36,13 +36,16 @@ class NodeSession:
     """``with NodeSession(specs, topics, log_dir) as session: session.replay(bag, ...)``."""
 
     def __init__(self, perception: list[NodeSpec], topics: dict[str, type], log_dir: Path,
-                 input_topic: str = "/camera/image_raw", startup_timeout: float = 120.0):
+                 input_topics: tuple[str, ...] = ("/camera/image_raw", "/camera/camera_info"),
+                 startup_timeout: float = 120.0):
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # talk to this machine only
         self.env = dict(os.environ)
         self.log_dir = log_dir
-        self.input_topic = input_topic
+        self.input_topics = input_topics
         self.startup_timeout = startup_timeout
         self.perception = ProcessGroup(perception, env=self.env, log_dir=log_dir)
+        self._camera_nodes = sum(spec.module in ("mds_ros.perception_node", "mds_ros.training_node")
+                                 for spec in perception)
         self._topics = topics
         self.context = Context()
 
@@ -57,7 +60,7 @@ class NodeSession:
         try:
             self.perception.start()
             wait_until(lambda: not self.node_alive() or (self.node.count_publishers(f"{NODE}/depth/image") > 0
-                                                         and self.node.count_subscribers(self.input_topic) > 0),
+                                                         and self._node_subscribed()),
                        self.startup_timeout, "the perception node to start")
             if not self.node_alive():
                 raise RuntimeError(f"the perception node exited; see {self.log_dir / 'mds_perception.log'}")
@@ -65,6 +68,15 @@ class NodeSession:
             self.__exit__()
             raise
         return self
+
+    def _input_subscribers(self) -> dict[str, int]:
+        """Subscribers each camera topic must have before the replay starts: the started nodes' and
+        this process's own, when it records that topic too (it would otherwise satisfy the replay's
+        wait alone and frames would be lost to the nodes' discovery)."""
+        return {topic: self._camera_nodes + (topic in self._topics) for topic in self.input_topics}
+
+    def _node_subscribed(self) -> bool:
+        return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
 
     def node_alive(self) -> bool:
         return self.perception.finished_required() is None
@@ -78,7 +90,10 @@ class NodeSession:
         """Play ``bag`` (``frames`` images over ``duration`` s of bag time) and wait until the node's
         outputs have stopped arriving; returns the wall time from replay start to the last output."""
         started = time.monotonic()
-        replay = ProcessGroup(ReplayLaunch(bag=str(bag), rate=rate).nodes(), env=self.env, log_dir=self.log_dir)
+        specs = ReplayLaunch(bag=str(bag), rate=rate).nodes()
+        for topic, count in self._input_subscribers().items():
+            specs[0].arguments += ["--wait-for", f"{topic}={count}"]
+        replay = ProcessGroup(specs, env=self.env, log_dir=self.log_dir)
         depth_topic = f"{NODE}/depth/image"
         last = [-1, time.monotonic()]
 

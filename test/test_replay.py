@@ -182,6 +182,16 @@ def test_no_subscribers_times_out(bag):
             replay_bag(probe.node, ReplayOptions(bag=bag, wait_for_subscribers=1, wait_timeout=0.2))
 
 
+def test_per_topic_subscriber_counts_are_awaited(bag):
+    """The camera topic needs two subscribers (node and recorder); one is not enough to start."""
+    with Probe(ros_environment()) as probe:
+        probe.subscribe("/camera/image_raw", Image)
+        probe.subscribe("/camera/camera_info", CameraInfo)
+        with pytest.raises(ReplayError, match=r"waiting for 2 subscriber\(s\) on: /camera/image_raw \(1\)$"):
+            replay_bag(probe.node, ReplayOptions(bag=bag, wait_for_subscribers=1, wait_timeout=1.0,
+                                                 wait_for_topics={"/camera/image_raw": 2}))
+
+
 def test_unknown_topic_and_type_errors(bag, tmp_path):
     with Probe(ros_environment()) as probe:
         with pytest.raises(ReplayError, match="topics not in the bag: /nope"):
