@@ -126,7 +126,10 @@ def test_remaps_ros_args_and_best_effort(bag):
         with replay_process(bag, env, *args) as proc:
             probe.wait_for_messages("/img2", 2, TIMEOUT)
             probe.wait_for_messages("/info2", 2, TIMEOUT)
-            publishers = probe.node.get_publishers_info_by_topic("/img2")
+            # the node name travels in separate discovery data and may arrive after the endpoint
+            publishers = wait_until(lambda: [p for p in probe.node.get_publishers_info_by_topic("/img2")
+                                             if p.node_name != "_NODE_NAME_UNKNOWN_"], TIMEOUT,
+                                    message="the publisher's node name never arrived")
             assert [p.node_name for p in publishers] == ["mds_replay"]
             assert publishers[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
             assert probe.node.count_publishers(IMAGE) == 0
