@@ -93,7 +93,8 @@ def test_runner_starts_the_launch_nodes_and_stops_them_on_ctrl_c(checkpoint, tmp
     with Probe(env) as probe:
         probe.subscribe(f"{NODE}/depth/image", Image)
         with RosProcess("mds_ros.runner", ["--checkpoint", checkpoint, "--device", "cpu", "--bag", bag,
-                                           "--rate", "0.5"], env=env, log_path=tmp_path / "runner.log") as runner:
+                                           "--rate", "0.5", "--loop", "0"],  # loop until stopped: discovery may be slow
+                        env=env, log_path=tmp_path / "runner.log") as runner:
             probe.wait_for_messages(f"{NODE}/depth/image", 3, timeout=90)
             assert runner.running
             code = runner.stop(sigint_timeout=60)  # the runner stops its children first
