@@ -22,7 +22,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py") + glob("launch/*.launch.xml")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     install_requires=[
@@ -50,13 +50,13 @@ setup(
         "console_scripts": [
             "mds = mds_core.cli:main",
             "mds_node = mds_ros.perception_node:main",
-            "mds_replay = mds_ros.replay:main",
-            "mds_launch = mds_ros.runner:main",
+            "mds_replay = mds_ros.tools.replay:main",
+            "mds_launch = mds_ros.tools.runner:main",
             "mds_trainer = mds_ros.training_node:main",
             "mds_online = mds_ros.training_node:main_online",
         ],
         "mds.commands": [
-            "ros = mds_ros.cli:register",
+            "ros = mds_ros.tools.cli:register",
         ],
     },
     zip_safe=False,

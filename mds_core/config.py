@@ -333,7 +333,7 @@ def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ign
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as error:  # noqa: BLE001 - any parse error is reported the same way
+    except Exception as error:
         raise ConfigError(f"config file {path} could not be parsed: {error}") from error
     if data is None:
         data = {}

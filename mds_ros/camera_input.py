@@ -6,7 +6,8 @@ Shared by the perception node and the online training node, so both read a camer
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node

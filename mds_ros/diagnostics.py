@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from mds_core.streaming import LatencyStats, RateMeter
+from mds_core.inference.streaming import LatencyStats, RateMeter
 
 STATUS_NAME = "mds_perception: depth and scene decomposition"
 

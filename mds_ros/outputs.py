@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from mds_core.streaming import StreamOutput
+from mds_core.inference.streaming import StreamOutput
 from mds_core.visualization import colourise_masks, overlay
 from mds_ros.conversions import (
     float_image_msg,

@@ -1,7 +1,7 @@
 """``mds_node``: depth and scene decomposition of a camera stream.
 
 A thin adapter: message -> RGB array (:mod:`mds_ros.conversions`) -> :class:`FrameStream`
-around the core :class:`~mds_core.inference.Predictor` -> output messages
+around the core :class:`~mds_core.inference.predictor.Predictor` -> output messages
 (:mod:`mds_ros.outputs`). Subscription callbacks only pair images with camera infos and leave
 the newest pair in a one-frame mailbox; a worker thread takes it from there, so when inference
 is slower than the camera older frames are dropped (and counted), never queued.
@@ -24,9 +24,9 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
-from mds_core.inference import Predictor
-from mds_core.streaming import FrameStream, StreamSettings
-from mds_core.training.checkpoint import CheckpointError
+from mds_core.checkpoint import CheckpointError
+from mds_core.inference.predictor import Predictor
+from mds_core.inference.streaming import FrameStream, StreamSettings
 from mds_ros.camera_input import decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics

@@ -25,7 +25,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from mds_core.training.checkpoint import CheckpointError
+from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
 from mds_ros.camera_input import decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError

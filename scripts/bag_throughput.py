@@ -30,8 +30,8 @@ from mds_core.data.factory import build_dataset
 from mds_core.data.rosbag import load_bag_sequences
 from mds_core.data.rosbag.prepare import typestore
 from mds_core.data.sample import collate_samples
-from mds_core.losses import SelfSupervisedObjective
-from mds_core.synth import SynthConfig, generate_sequence, write_rosbag
+from mds_core.method.losses import SelfSupervisedObjective
+from mds_core.tools.synth import SynthConfig, generate_sequence, write_rosbag
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import build_training_state, train_step
 
@@ -120,7 +120,7 @@ def main() -> None:
     bags = write_bags(args.output, cw, ch, args.frames)
     typestore()  # imports and message definitions: once per process, not part of a bag's cost
     print(f"torch threads: {torch.get_num_threads()}; bags of {args.frames} frames of {cw}x{ch}\n")
-    print("| bag | preparation at {0}x{1} | preparation at {2}x{3} |".format(w, h, w // 2, h // 2))
+    print(f"| bag | preparation at {w}x{h} | preparation at {w // 2}x{h // 2} |")
     print("|---|---|---|")
     for (storage, fmt), path in bags.items():
         full = preparation(path, w, h)

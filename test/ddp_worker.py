@@ -4,9 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from mds_core.training.loop import train  # noqa: E402
-from synthetic import tiny_config  # noqa: E402
+from synthetic import tiny_config
+
+from mds_core.training.loop import train
 
 data_root, output = Path(sys.argv[1]), Path(sys.argv[2])
 result = train(tiny_config(data_root, output, epochs=2, lr_decay_epochs=1))

@@ -3,7 +3,7 @@
 Typical use::
 
     env = ros_environment()
-    with RosProcess("mds_ros.replay", [str(bag), "--wait-for-subscribers", "1"], env=env) as proc, \\
+    with RosProcess("mds_ros.tools.replay", [str(bag), "--wait-for-subscribers", "1"], env=env) as proc, \\
             Probe(env) as probe:
         probe.subscribe("/camera/image_raw", Image)
         probe.wait_for_messages("/camera/image_raw", 8, timeout=20)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from mds_core.config import ModelConfig, TrainConfig
-from mds_core.synth import SynthConfig, write_sequence_folder
+from mds_core.tools.synth import SynthConfig, write_sequence_folder
 
 WIDTH, HEIGHT = 96, 64
 
@@ -36,7 +38,7 @@ def photometric_before_and_after(config: TrainConfig, batch, steps: int = 20) ->
     """The photometric loss of ``batch`` before and after ``steps`` training steps on it (CPU)."""
     import torch
 
-    from mds_core.losses import SelfSupervisedObjective
+    from mds_core.method.losses import SelfSupervisedObjective
     from mds_core.training.distributed import DistributedContext
     from mds_core.training.loop import build_training_state, train_step
 
@@ -52,3 +54,15 @@ def photometric_before_and_after(config: TrainConfig, batch, steps: int = 20) ->
     for _ in range(steps):
         train_step(state, objective, batch)
     return before, photometric()
+
+
+def kitti_like_intrinsics(width: int, height: int, batch: int = 1) -> torch.Tensor:
+    k = torch.tensor([[0.58 * width, 0.0, 0.5 * width], [0.0, 1.92 * height, 0.5 * height], [0.0, 0.0, 1.0]])
+    return k.expand(batch, 3, 3).clone()
+
+
+def textured_image(height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A smooth random texture in [0, 1] (low-pass noise), (B, 3, H, W)."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, max(2, height // 4), max(2, width // 4), generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)

@@ -6,8 +6,8 @@ import math
 
 import cv2
 
-from mds_core.accuracy import PRESETS, training_config
-from mds_core.cli import main
+from mds_core.cli.main import main
+from mds_core.tools.accuracy import PRESETS, training_config
 
 WIDTH, HEIGHT = 64, 64
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from synthetic import HEIGHT, WIDTH, make_sequences
 
 MDS = [sys.executable, "-m", "mds_core.cli"]
@@ -90,7 +89,7 @@ def test_user_errors_are_one_clear_line(trained, tmp_path):
 
 def test_predictor_matches_the_model_run_directly(trained):
     from mds_core.data.sequence_folder import SequenceFolder
-    from mds_core.inference import Predictor
+    from mds_core.inference.predictor import Predictor
 
     _, data, checkpoint = trained
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")

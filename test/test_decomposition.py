@@ -5,8 +5,8 @@ import math
 import torch
 
 from mds_core.config import ModelConfig
-from mds_core.decomposition import depth_ordered_softmax, plain_softmax
-from mds_core.model import MonoDepthSeg
+from mds_core.method.decomposition import depth_ordered_softmax, plain_softmax
+from mds_core.method.model import MonoDepthSeg
 
 
 def test_depth_ordering_matches_equation_3_by_hand():

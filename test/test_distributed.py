@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mds_core.training.checkpoint import load_checkpoint
 from synthetic import make_sequences
+
+from mds_core.checkpoint import load_checkpoint
 
 
 def test_torchrun_two_processes_stay_in_sync(tmp_path):

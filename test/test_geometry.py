@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import torch
+from synthetic import kitti_like_intrinsics, textured_image
 
-from conftest import kitti_like_intrinsics, textured_image
-from mds_core.decomposition import ComponentMotion
-from mds_core.geometry import (
+from mds_core.method.decomposition import ComponentMotion
+from mds_core.method.geometry import (
     axis_angle_to_matrix,
     backproject,
     invert_transform,
@@ -15,7 +15,7 @@ from mds_core.geometry import (
     project,
     transform_points,
 )
-from mds_core.warping import sample_source, warp_source
+from mds_core.method.warping import sample_source, warp_source
 
 H, W = 32, 64
 

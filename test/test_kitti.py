@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from kitti_fake import (  # noqa: E402
+from kitti_fake import (
     DATE,
     DEFAULT_DRIVES,
     FAR_OFFSET,
@@ -24,9 +20,9 @@ from kitti_fake import (  # noqa: E402
     write_split,
 )
 
-from mds_core.data import DataError, TripletDataset  # noqa: E402
-from mds_core.data.dataset import TargetFrame  # noqa: E402
-from mds_core.data.kitti import (  # noqa: E402
+from mds_core.data import DataError, TripletDataset
+from mds_core.data.dataset import TargetFrame
+from mds_core.data.kitti import (
     KittiSequence,
     kitti_sequences_and_targets,
     load_gt_depths_npz,

@@ -1,9 +1,9 @@
 """Monodepth2's SSIM, photometric error, auto-masking and smoothness."""
 
 import torch
+from synthetic import textured_image
 
-from conftest import textured_image
-from mds_core.losses import (
+from mds_core.method.losses import (
     disparity_smoothness,
     edge_aware_smoothness,
     minimum_reprojection,

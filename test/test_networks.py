@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 from mds_core.config import ModelConfig
-from mds_core.model import MonoDepthSeg
-from mds_core.networks import PretrainedWeightsError, ResnetEncoder, adapt_first_conv, disparity_to_depth
+from mds_core.method.model import MonoDepthSeg
+from mds_core.method.networks import PretrainedWeightsError, ResnetEncoder, adapt_first_conv, disparity_to_depth
 
 H, W = 64, 96
 

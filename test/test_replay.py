@@ -1,4 +1,4 @@
-"""mds_ros.replay: synthetic bags (MCAP and sqlite3) played into live topics and received by a Probe."""
+"""mds_ros.tools.replay: synthetic bags (MCAP and sqlite3) played into live topics and received by a Probe."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rosbags.highlevel import AnyReader  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from ros_support import Probe, RosProcess, ros_environment, wait_until
+from rosbags.highlevel import AnyReader
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
 
-from mds_core.synth import SynthConfig, write_rosbag  # noqa: E402
-from mds_ros.replay import (  # noqa: E402
+from mds_core.tools.synth import SynthConfig, write_rosbag
+from mds_ros.tools.replay import (
     BagError,
     ReplayError,
     ReplayOptions,
@@ -24,7 +25,8 @@ from mds_ros.replay import (  # noqa: E402
     replay_bag,
     split_ros_args,
 )
-from ros_support import Probe, RosProcess, ros_environment, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 IMAGE, INFO = "/camera/image_raw", "/camera/camera_info"
 NUM_FRAMES = 8
@@ -55,7 +57,7 @@ def bag_contents(path: Path) -> dict[str, list]:
 
 
 def replay_process(bag: Path, env: dict, *args: str) -> RosProcess:
-    return RosProcess("mds_ros.replay", [str(bag), "--wait-for-subscribers", "1", "--rate", "5", *args], env=env)
+    return RosProcess("mds_ros.tools.replay", [str(bag), "--wait-for-subscribers", "1", "--rate", "5", *args], env=env)
 
 
 def test_replay_delivers_every_message(bag):
@@ -147,7 +149,7 @@ def test_remaps_ros_args_and_best_effort(bag):
 )
 def test_missing_or_corrupt_bag_exits_2_with_one_line(tmp_path, make_path, fragment):
     path = make_path(tmp_path)
-    with RosProcess("mds_ros.replay", [str(path)], env=ros_environment()) as proc:
+    with RosProcess("mds_ros.tools.replay", [str(path)], env=ros_environment()) as proc:
         assert proc.wait(TIMEOUT) == 2
     lines = proc.log().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mds_replay: error:") and fragment in lines[0], lines

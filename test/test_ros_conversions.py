@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointField  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointField
+from std_msgs.msg import Header
 
-from mds_ros.conversions import (  # noqa: E402
+from mds_ros.conversions import (
     ImageConversionError,
     camera_matrix,
     compressed_to_rgb,
@@ -29,6 +29,8 @@ from mds_ros.conversions import (  # noqa: E402
     scaled_camera_info,
     uint8_array,
 )
+
+pytestmark = pytest.mark.ros
 
 RNG = np.random.default_rng(0)
 K_TEST = np.array([[50.0, 0.0, 31.5], [0.0, 40.0, 15.5], [0.0, 0.0, 1.0]])

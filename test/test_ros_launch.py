@@ -11,14 +11,16 @@ import yaml
 
 pytest.importorskip("rclpy")
 
-from sensor_msgs.msg import Image  # noqa: E402
+from ros_support import REPO_ROOT, Probe, RosProcess, ros_environment
+from sensor_msgs.msg import Image
 
-from mds_core.benchmark import write_untrained_checkpoint  # noqa: E402
-from mds_core.config import ModelConfig  # noqa: E402
-from mds_core.synth import SynthConfig, write_rosbag  # noqa: E402
-from mds_ros.launch_spec import PerceptionLaunch, ReplayLaunch, share_path  # noqa: E402
-from mds_ros.parameters import PerceptionParameters, validate_value  # noqa: E402
-from ros_support import REPO_ROOT, Probe, RosProcess, ros_environment  # noqa: E402
+from mds_core.config import ModelConfig
+from mds_core.tools.benchmark import write_untrained_checkpoint
+from mds_core.tools.synth import SynthConfig, write_rosbag
+from mds_ros.parameters import PerceptionParameters, validate_value
+from mds_ros.tools.launch_spec import PerceptionLaunch, ReplayLaunch, share_path
+
+pytestmark = pytest.mark.ros
 
 NODE = "/mds_perception"
 OUTPUT_TOPICS = {f"{NODE}/{name}" for name in ("depth/image", "depth/camera_info", "labels", "overlay", "masks",
@@ -68,8 +70,9 @@ def test_launch_files_produce_the_runner_node_list():
     pytest.importorskip("launch_ros")
     import importlib.util
 
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    from launch import LaunchContext
 
     for name in ("mds.launch.py", "mds_replay.launch.py"):
         spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO_ROOT / "launch" / name)
@@ -92,7 +95,7 @@ def test_runner_starts_the_launch_nodes_and_stops_them_on_ctrl_c(checkpoint, tmp
     env = ros_environment()
     with Probe(env) as probe:
         probe.subscribe(f"{NODE}/depth/image", Image)
-        with RosProcess("mds_ros.runner", ["--checkpoint", checkpoint, "--device", "cpu", "--bag", bag,
+        with RosProcess("mds_ros.tools.runner", ["--checkpoint", checkpoint, "--device", "cpu", "--bag", bag,
                                            "--rate", "0.5", "--loop", "0"],  # loop until stopped: discovery may be slow
                         env=env, log_path=tmp_path / "runner.log") as runner:
             probe.wait_for_messages(f"{NODE}/depth/image", 3, timeout=90)

@@ -1,6 +1,6 @@
 """The perception node as a separate process over Fast DDS: outputs, agreement with the Predictor,
 parameters, resets and malformed input. The node is started from the launch file's node list
-(:class:`mds_ros.launch_spec.PerceptionLaunch`), as ``mds_launch`` and the demo start it."""
+(:class:`mds_ros.tools.launch_spec.PerceptionLaunch`), as ``mds_launch`` and the demo start it."""
 
 from __future__ import annotations
 
@@ -12,19 +12,21 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import PoseArray  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from ros_support import Probe, RosProcess, ros_environment, wait_until
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from mds_core.benchmark import write_untrained_checkpoint  # noqa: E402
-from mds_core.config import ModelConfig  # noqa: E402
-from mds_core.inference import Predictor  # noqa: E402
-from mds_core.synth import SynthConfig, write_rosbag  # noqa: E402
-from mds_ros.conversions import camera_matrix, image_to_rgb  # noqa: E402
-from mds_ros.launch_spec import PerceptionLaunch  # noqa: E402
-from ros_support import Probe, RosProcess, ros_environment, wait_until  # noqa: E402
+from mds_core.config import ModelConfig
+from mds_core.inference.predictor import Predictor
+from mds_core.tools.benchmark import write_untrained_checkpoint
+from mds_core.tools.synth import SynthConfig, write_rosbag
+from mds_ros.conversions import camera_matrix, image_to_rgb
+from mds_ros.tools.launch_spec import PerceptionLaunch
+
+pytestmark = pytest.mark.ros
 
 NODE = "/mds_perception"
 OUTPUTS = {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
@@ -87,7 +89,7 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
         probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
         for topic in OUTPUTS:
             probe.wait_for_publishers(topic, 1, timeout=30)
-        with RosProcess("mds_ros.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
+        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
                         log_path=tmp_path / "replay.log") as replay:
             assert replay.wait(60) == 0, replay.log()
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)

@@ -12,16 +12,18 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray
+from ros_support import Probe, RosProcess, ros_environment, wait_until
+from sensor_msgs.msg import CameraInfo, Image
 
-from mds_core.benchmark import write_untrained_checkpoint  # noqa: E402
-from mds_core.config import ModelConfig  # noqa: E402
-from mds_core.inference import Predictor  # noqa: E402
-from mds_core.synth import SynthConfig, generate_sequence  # noqa: E402
-from mds_core.training.online import FrameBuffer, OnlineSettings, OnlineTrainer  # noqa: E402
-from mds_ros.launch_spec import PerceptionLaunch  # noqa: E402
-from ros_support import Probe, RosProcess, ros_environment, wait_until  # noqa: E402
+from mds_core.config import ModelConfig
+from mds_core.inference.predictor import Predictor
+from mds_core.tools.benchmark import write_untrained_checkpoint
+from mds_core.tools.synth import SynthConfig, generate_sequence
+from mds_core.training.online import FrameBuffer, OnlineSettings, OnlineTrainer
+from mds_ros.tools.launch_spec import PerceptionLaunch
+
+pytestmark = pytest.mark.ros
 
 NODE = "/mds_perception"
 W, H = 96, 64
@@ -136,7 +138,7 @@ def test_online_training_node_weights_are_swapped_into_the_running_perception_no
 
 
 def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):
-    from mds_ros.launch_spec import share_path
+    from mds_ros.tools.launch_spec import share_path
 
     env = ros_environment()
     online = tmp_path / "online.pt"
@@ -148,7 +150,7 @@ def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):
                "-p", "status_period:=0.2"]
     with RosProcess(command, env=env, log_path=tmp_path / "online.log") as process, Probe(env) as probe:
         probe.subscribe("/diagnostics", DiagnosticArray)
-        names = lambda: {m.status[0].name.split(":")[0] for m in probe.messages("/diagnostics") if m.status}  # noqa
+        names = lambda: {m.status[0].name.split(":")[0] for m in probe.messages("/diagnostics") if m.status}
         wait_until(lambda: names() >= {"mds_perception", "mds_trainer"}, 90,
                    message="both nodes should report on /diagnostics from the one process")
         probe.wait_for_subscribers("/camera/image_raw", 2, timeout=30)

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config
 
-from mds_core.cli import main
+from mds_core.cli.main import main
 from mds_core.config import BagConfig, ConfigError, DataConfig, TrainConfig
 from mds_core.data.factory import build_dataset
 from mds_core.data.rosbag import BagReader, FrameCache, load_bag_sequences, prepare_bag
@@ -25,12 +26,11 @@ from mds_core.data.rosbag.reader import TopicEntry
 from mds_core.data.rosbag.topics import choose_camera_info_topic, choose_image_topic
 from mds_core.data.sample import collate_samples
 from mds_core.data.sequence_folder import DataError
-from mds_core.losses import SelfSupervisedObjective
-from mds_core.synth import SynthConfig, generate_sequence, write_rosbag
-from mds_core.synth.writers import camera_info_message, image_message
+from mds_core.method.losses import SelfSupervisedObjective
+from mds_core.tools.synth import SynthConfig, generate_sequence, write_rosbag
+from mds_core.tools.synth.writers import camera_info_message, image_message
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import build_training_state, train_step
-from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config
 
 FRAMES = 10
 SYNTH = SynthConfig(width=WIDTH, height=HEIGHT, num_frames=FRAMES, seed=5)
@@ -341,7 +341,8 @@ def test_raw_encodings_padding_and_compressed_images_decode_to_rgb():
     with pytest.raises(FrameDecodeError, match="unsupported encoding '32FC1'"):
         raw_image_to_rgb(message("32FC1", rgb))
     with pytest.raises(FrameDecodeError, match="needed"):
-        raw_image_to_rgb(SimpleNamespace(encoding="rgb8", width=7, height=5, step=21, is_bigendian=0, data=np.zeros(50, np.uint8)))
+        raw_image_to_rgb(SimpleNamespace(encoding="rgb8", width=7, height=5, step=21, is_bigendian=0,
+                                          data=np.zeros(50, np.uint8)))
     png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
     assert np.array_equal(compressed_to_rgb(SimpleNamespace(format="png", data=png.reshape(-1))), rgb)
     with pytest.raises(FrameDecodeError, match="undecodable"):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from mds_core.geometry import backproject, project
-from mds_core.synth import (
+from mds_core.method.geometry import backproject, project
+from mds_core.method.warping import sample_source
+from mds_core.tools.synth import (
     MOTION_MOVING,
     MOTION_PARKED,
     MOTION_STATIC,
@@ -22,7 +23,6 @@ from mds_core.synth import (
     write_rosbag,
     write_sequence_folder,
 )
-from mds_core.warping import sample_source
 
 SMALL = dict(width=160, height=48)
 
@@ -353,15 +353,17 @@ def test_rosbag_round_trip(tmp_path: Path, storage: str) -> None:
 
 
 def test_cli(tmp_path: Path) -> None:
-    from mds_core.synth import cli
+    from mds_core.cli import synth as cli
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["synth", str(tmp_path / "out"), "--frames", "2", "--width", "64", "--height", "32", "--sequences", "2"])
+    args = parser.parse_args(["synth", str(tmp_path / "out"), "--frames", "2", "--width", "64", "--height", "32",
+                              "--sequences", "2"])
     assert args.func(args) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["synth_000", "synth_001"]
     assert len(list((tmp_path / "out" / "synth_001" / "images").iterdir())) == 2
-    args = parser.parse_args(["synth", str(tmp_path / "bags"), "--format", "bag", "--frames", "2", "--width", "64", "--height", "32"])
+    args = parser.parse_args(["synth", str(tmp_path / "bags"), "--format", "bag", "--frames", "2", "--width", "64",
+                              "--height", "32"])
     assert args.func(args) == 0
     assert (tmp_path / "bags" / "synth_000" / "metadata.yaml").exists()
     # A bad output path (an existing file) is a clear error, not a traceback.

@@ -5,12 +5,12 @@ import pickle
 
 import pytest
 import torch
+from synthetic import make_sequences, photometric_before_and_after, tiny_config
 
+from mds_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mds_core.data.factory import build_dataset
 from mds_core.data.sample import collate_samples
-from mds_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mds_core.training.loop import train
-from synthetic import make_sequences, photometric_before_and_after, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ class AugmentationDraw:
     hue: float
 
     @classmethod
-    def sample(cls, config: AugmentationConfig, rng: np.random.Generator) -> "AugmentationDraw":
+    def sample(cls, config: AugmentationConfig, rng: np.random.Generator) -> AugmentationDraw:
         # Always draw every number so that the stream does not depend on the outcome.
         flip = rng.random() < config.flip_probability
         jitter = rng.random() < config.colour_jitter_probability

@@ -17,7 +17,7 @@ from mds_core.data.augmentation import (
 )
 from mds_core.data.sample import Sample
 from mds_core.data.sequence_folder import FrameSequence
-from mds_core.geometry import scale_intrinsics
+from mds_core.method.geometry import scale_intrinsics
 
 
 @dataclass(frozen=True)

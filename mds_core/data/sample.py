@@ -51,7 +51,7 @@ class Batch:
     def sources(self) -> Tensor:
         return self.images[:, 1:]
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         def move(value):
             if isinstance(value, Tensor):
                 return value.to(device, non_blocking=non_blocking)

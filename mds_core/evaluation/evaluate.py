@@ -5,7 +5,7 @@ depth, and scored with the Eigen metrics (:mod:`mds_core.evaluation.metrics`). W
 labels exist, the same metrics per region (moving, static movable, static background) and
 the motion segmentation of the decomposition against the previous frame: a pixel's moving
 probability is ``1 - M_b``, where ``b`` is the background component, chosen per frame as the
-component with the largest total mask mass (:func:`mds_core.inference.background_component`).
+component with the largest total mask mass (:func:`mds_core.inference.predictor.background_component`).
 The first frame of a sequence (no previous frame) is scored for depth only.
 """
 
@@ -21,7 +21,7 @@ from mds_core.data.sequence_folder import DataError, FrameSequence, find_sequenc
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.evaluation.report import EvaluationReport
-from mds_core.inference import Predictor, resize_disparity_to_depth
+from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
 
 
 @dataclass

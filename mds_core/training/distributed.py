@@ -24,7 +24,7 @@ class DistributedContext:
         return self.rank == 0
 
     @classmethod
-    def from_environment(cls) -> "DistributedContext":
+    def from_environment(cls) -> DistributedContext:
         """Read torchrun's ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` (single process when absent)."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:

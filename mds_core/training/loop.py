@@ -20,13 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mds_core.config import TrainConfig
-from mds_core.data.factory import build_dataset
-from mds_core.data.sample import Batch, collate_samples
-from mds_core.device import resolve_device
-from mds_core.losses import LossOutput, SelfSupervisedObjective
-from mds_core.model import ModelOutput, MonoDepthSeg
-from mds_core.training.checkpoint import (
+from mds_core.checkpoint import (
     Checkpoint,
     CheckpointError,
     capture_rng_state,
@@ -35,6 +29,12 @@ from mds_core.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from mds_core.config import TrainConfig
+from mds_core.data.factory import build_dataset
+from mds_core.data.sample import Batch, collate_samples
+from mds_core.device import resolve_device
+from mds_core.method.losses import LossOutput, SelfSupervisedObjective
+from mds_core.method.model import ModelOutput, MonoDepthSeg
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
 from mds_core.training.sampler import EpochBatches
@@ -52,7 +52,7 @@ class Precision:
     device_type: str
 
     @classmethod
-    def choose(cls, device: torch.device, amp: bool) -> "Precision":
+    def choose(cls, device: torch.device, amp: bool) -> Precision:
         if amp and device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return cls(dtype, "cuda")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from mds_core.data.sample import Batch
-from mds_core.losses import LossOutput
-from mds_core.model import ModelOutput
+from mds_core.method.losses import LossOutput
+from mds_core.method.model import ModelOutput
 from mds_core.visualization import colourise_depth, colourise_masks, panel, to_uint8_image
 
 

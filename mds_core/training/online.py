@@ -22,12 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mds_core.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from mds_core.data.dataset import TargetFrame, TripletDataset
 from mds_core.data.sample import collate_samples
 from mds_core.device import resolve_device
-from mds_core.inference import scale_intrinsics_to
-from mds_core.losses import SelfSupervisedObjective
-from mds_core.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from mds_core.inference.predictor import scale_intrinsics_to
+from mds_core.method.losses import SelfSupervisedObjective
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import build_training_state, checkpoint_of
 

@@ -18,7 +18,6 @@ codes are named after the block starting at (1, 1), one row and column later. So
 from __future__ import annotations
 
 import array
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -14,13 +14,12 @@ every bag is usable, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mds_core.config import BagConfig, ConfigError
+from mds_core.config import BagConfig
 from mds_core.data.rosbag.cache import FrameCache
 from mds_core.data.rosbag.camera import UNDISTORTABLE, is_rectified_topic
 from mds_core.data.rosbag.decode import (
@@ -32,7 +31,7 @@ from mds_core.data.rosbag.decode import (
     message_to_rgb,
     stamp_ns,
 )
-from mds_core.data.rosbag.prepare import BagReport, prepare_bag, typestore
+from mds_core.data.rosbag.prepare import BagReport, typestore
 from mds_core.data.rosbag.reader import BagReader
 from mds_core.data.rosbag.topics import choose_camera_info_topic, choose_image_topic
 from mds_core.data.sequence_folder import DataError
@@ -89,7 +88,7 @@ class BagInfo:
         return not self.problems
 
 
-def _strip(error: Exception, path: str) -> str:
+def strip_path(error: Exception, path: str) -> str:
     text = str(error)
     return text[len(path) + 2:] if text.startswith(path + ": ") else text
 
@@ -132,13 +131,13 @@ def inspect_bag(path: str | Path, bag: BagConfig, min_frames: int = 3) -> BagInf
     try:
         info.image_topic = choose_image_topic(reader.topics, bag.image_topic, where)
     except DataError as error:
-        info.problems.append(_strip(error, where))
+        info.problems.append(strip_path(error, where))
     if info.image_topic is not None:
         try:
             info.camera_info_topic = choose_camera_info_topic(reader.topics, info.image_topic, bag.camera_info_topic, where)
         except DataError as error:
             if bag.intrinsics is None:
-                info.problems.append(_strip(error, where))
+                info.problems.append(strip_path(error, where))
 
     store = typestore()
     stamps: list[int] = []
@@ -153,7 +152,7 @@ def inspect_bag(path: str | Path, bag: BagConfig, min_frames: int = 3) -> BagInf
             continue
         try:
             message = store.deserialize_cdr(raw.data, raw.msgtype)
-        except Exception as error:  # noqa: BLE001 - counted
+        except Exception as error:
             info.undecodable[f"unreadable message ({type(error).__name__})"] += 1
             continue
         if raw.topic == info.camera_info_topic:
@@ -285,51 +284,9 @@ def format_info(info: BagInfo) -> str:
     return "\n".join(lines)
 
 
-class _CountingCache(FrameCache):
+class CountingCache(FrameCache):
     """A frame cache that keeps nothing (``--decode`` only reports)."""
 
-    def append(self, frame):  # noqa: ANN001, ANN201 - same signature as FrameCache.append
+    def append(self, frame):
         self._disk_frames += 1
         return self._disk_frames - 1
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bag-info`` to the ``mds`` subcommands."""
-    parser = subparsers.add_parser(
-        "bag-info", help="topics, rates and resolution of rosbag2 bags, and whether they can train",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bags", nargs="+", metavar="PATH", help="rosbag2 directories or .mcap/.db3 files")
-    parser.add_argument("--image-topic", default="", help="image topic (default: the bag's one image stream)")
-    parser.add_argument("--camera-info-topic", default="", help="CameraInfo topic (default: found next to the images)")
-    parser.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
-                        help="intrinsics in pixels of the bag's images, instead of a CameraInfo")
-    parser.add_argument("--max-gap", type=float, default=BagConfig.max_gap, help="seconds; larger gaps split sequences")
-    parser.add_argument("--decode", action="store_true",
-                        help="also decode every frame as training does (rate, stationary stretches) and report")
-    parser.add_argument("--width", type=int, default=640, help="--decode: training width")
-    parser.add_argument("--height", type=int, default=192, help="--decode: training height")
-    parser.add_argument("--target-rate", type=float, default=0.0, help="--decode: data.bag.target_rate")
-    parser.add_argument("--stationary-threshold", type=float, default=BagConfig.stationary_threshold,
-                        help="--decode: data.bag.stationary_threshold")
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    bag = BagConfig(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                    intrinsics=list(args.intrinsics) if args.intrinsics else None, max_gap=args.max_gap,
-                    target_rate=args.target_rate, stationary_threshold=args.stationary_threshold)
-    bag.validate()
-    if args.width <= 0 or args.height <= 0:
-        raise ConfigError("--width and --height must be positive")
-    usable = True
-    for index, path in enumerate(args.bags):
-        info = inspect_bag(path, bag)
-        if args.decode and info.usable:
-            try:
-                _, info.preparation = prepare_bag(path, bag, _CountingCache(args.height, args.width, 0), 3)
-            except DataError as error:
-                info.problems.append(f"preparation failed: {_strip(error, str(path))}")
-        usable &= info.usable
-        print(("\n" if index else "") + format_info(info))
-    return 0 if usable else 1

@@ -197,13 +197,13 @@ def prepare_bag(path: str | Path, bag: BagConfig, cache: FrameCache, min_frames:
                 calibration = Calibration.from_message(message)
                 calibration = distinct.setdefault(calibration, calibration)  # one object per calibration
                 infos.append((stamp_ns(message) or raw.log_time, calibration))
-            except Exception:  # noqa: BLE001 - counted and reported
+            except Exception:
                 report.bad_camera_infos += 1
             continue
         report.image_messages += 1
         try:
             message = store.deserialize_cdr(raw.data, raw.msgtype)
-        except Exception as error:  # noqa: BLE001 - a corrupt message: counted under its reason
+        except Exception as error:
             report.dropped[f"unreadable message ({type(error).__name__})"] += 1
             continue
         stamp = stamp_ns(message)
@@ -281,7 +281,8 @@ def prepare_bag(path: str | Path, bag: BagConfig, cache: FrameCache, min_frames:
     return sequences, report
 
 
-def load_bag_sequences(bag: BagConfig, height: int, width: int, source_offsets: list[int]) -> tuple[list[BagSequence], list[BagReport], FrameCache]:
+def load_bag_sequences(bag: BagConfig, height: int, width: int,
+                       source_offsets: list[int]) -> tuple[list[BagSequence], list[BagReport], FrameCache]:
     """Sequences of every bag in ``bag.paths``, with one shared frame cache; logs each bag's report."""
     if not bag.paths:
         raise DataError("no bags given (--bag PATH ... or data.bag.paths)")

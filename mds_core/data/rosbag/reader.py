@@ -56,7 +56,7 @@ def _storage_files(path: Path) -> tuple[list[Path], dict | None]:
             metadata = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]
             files = [path / Path(name).name for name in metadata["relative_file_paths"]]
             return [f for f in files if f.is_file()], metadata
-        except Exception:  # noqa: BLE001 - an unreadable metadata.yaml: fall back to the files present
+        except Exception:
             metadata = None
     files = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES)
     return files, metadata
@@ -86,7 +86,7 @@ class BagReader:
             self.notes.append(f"no metadata.yaml: reading {self.files[0].name} directly")
         try:
             self._open_with_rosbags()
-        except Exception as error:  # noqa: BLE001 - any failure to open: salvage what is readable
+        except Exception as error:
             self.salvaged = True
             self.notes.append(f"rosbags cannot open the bag ({error}); reading what is intact")
             self._open_salvage()
@@ -161,7 +161,7 @@ class BagReader:
                         delivered += 1
                         yield RawMessage(connection.topic, connection.msgtype, log_time, data)
                 return
-            except Exception as error:  # noqa: BLE001 - corrupt data part-way: continue by scanning
+            except Exception as error:
                 self.notes.append(f"reading stopped after {delivered} message(s) ({error}); "
                                   f"scanning the rest of the file for intact messages")
         compressed = self._compression_mode() == "message"
@@ -171,7 +171,7 @@ class BagReader:
                 if compressed:
                     try:
                         data = decompress(data, "zstd")
-                    except Exception:  # noqa: BLE001 - the consumer counts it as unreadable
+                    except Exception:
                         data = b""
                 yield RawMessage(message.topic, message.msgtype, message.log_time, data)
 

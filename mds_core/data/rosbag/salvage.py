@@ -136,7 +136,7 @@ class McapSalvage:
         if complete:
             try:
                 records = decompress(records[:records_size], compression)
-            except Exception as error:  # noqa: BLE001 - any codec error loses exactly this chunk
+            except Exception as error:
                 self._note(f"chunk at byte {offset} could not be decompressed ({error}); skipped")
                 return
             if len(records) != uncompressed_size or (crc and zlib.crc32(records) != crc):
@@ -214,10 +214,10 @@ def _open_whole_pages(path: Path):
     patched_count = struct.pack(">I", usable // page_size)
 
     class WholePagesFile(apsw.VFSFile):
-        def __init__(self, *_args: object) -> None:  # noqa: D107 - no base file: reads go to our handle
+        def __init__(self, *_args: object) -> None:
             self.handle = path.open("rb")
 
-        def xRead(self, amount: int, offset: int) -> bytes:  # noqa: N802 - apsw API
+        def xRead(self, amount: int, offset: int) -> bytes:
             amount = max(0, min(amount, usable - offset))
             self.handle.seek(offset)
             data = bytearray(self.handle.read(amount))
@@ -227,37 +227,37 @@ def _open_whole_pages(path: Path):
                         data[28 + i - offset] = patched_count[i]
             return bytes(data)
 
-        def xFileSize(self) -> int:  # noqa: N802
+        def xFileSize(self) -> int:
             return usable
 
-        def xClose(self) -> None:  # noqa: N802
+        def xClose(self) -> None:
             self.handle.close()
 
-        def xDeviceCharacteristics(self) -> int:  # noqa: N802
+        def xDeviceCharacteristics(self) -> int:
             return 0
 
-        def xSectorSize(self) -> int:  # noqa: N802
+        def xSectorSize(self) -> int:
             return 0
 
-        def xFileControl(self, op: int, ptr: int) -> bool:  # noqa: N802
+        def xFileControl(self, op: int, ptr: int) -> bool:
             return False
 
-        def xLock(self, level: int) -> None:  # noqa: N802
+        def xLock(self, level: int) -> None:
             return None
 
-        def xUnlock(self, level: int) -> None:  # noqa: N802
+        def xUnlock(self, level: int) -> None:
             return None
 
-        def xCheckReservedLock(self) -> bool:  # noqa: N802
+        def xCheckReservedLock(self) -> bool:
             return False
 
     name = f"mds-salvage-{next(_VFS_NUMBERS)}"
 
     class WholePagesVFS(apsw.VFS):
-        def __init__(self) -> None:  # noqa: D107
+        def __init__(self) -> None:
             super().__init__(name, "")
 
-        def xOpen(self, filename, flags):  # noqa: N802
+        def xOpen(self, filename, flags):
             return WholePagesFile()
 
     vfs = WholePagesVFS()
@@ -275,7 +275,7 @@ class SqliteSalvage:
         self.connection, self._vfs = _open_whole_pages(self.path)
         try:
             rows = self.connection.execute("SELECT id, name, type FROM topics ORDER BY id").fetchall()
-        except Exception as error:  # noqa: BLE001 - apsw raises its own error classes
+        except Exception as error:
             raise ValueError(f"{self.path}: the topics table is unreadable ({error})") from error
         self.topics: dict[int, tuple[str, str]] = {int(i): (str(n), str(t)) for i, n, t in rows}
 
@@ -287,7 +287,7 @@ class SqliteSalvage:
             row = self.connection.execute("SELECT max(id) FROM messages").fetchone()
             if row and row[0] is not None:
                 return int(row[0])
-        except Exception:  # noqa: BLE001 - damaged: fall back to the declared count
+        except Exception:
             pass
         return declared
 
@@ -309,7 +309,7 @@ class SqliteSalvage:
                         topic, msgtype = wanted[topic_id]
                         yield SalvagedMessage(topic, msgtype, int(timestamp), bytes(data))
                 break
-            except Exception as error:  # noqa: BLE001 - damaged page: probe the ids after it
+            except Exception as error:
                 if max_id == -1:
                     max_id = self._max_id(declared_count)
                 if max_id is None:
@@ -320,7 +320,7 @@ class SqliteSalvage:
                 while probe <= max_id and probe - last <= _MAX_PROBES:
                     try:
                         row = self.connection.execute("SELECT id FROM messages WHERE id = ?", (probe,)).fetchone()
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         row = None
                     if row is not None:
                         resumed = True

@@ -1,0 +1,55 @@
+"""``mds accuracy``: the command line of :mod:`mds_core.tools.accuracy`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from mds_core.tools import accuracy as _accuracy
+from mds_core.tools.accuracy import PRESETS, AccuracyPreset, run_accuracy_benchmark
+
+
+def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
+    """The named preset with the command line's explicit overrides applied."""
+    overrides = {
+        "steps": args.steps, "device": args.device, "seed": args.seed, "width": args.width,
+        "height": args.height, "train_sequences": args.train_sequences, "frames_per_sequence": args.frames,
+        "heldout_sequences": args.heldout_sequences, "heldout_frames": args.heldout_frames,
+        "batch_size": args.batch_size,
+    }
+    return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        preset = preset_from_args(args)
+        preset.validate()
+    except ValueError as error:
+        raise SystemExit(f"accuracy: error: {error}") from error
+    result = run_accuracy_benchmark(preset, args.output)
+    print(result.markdown_path.read_text())
+    print(f"wrote {result.markdown_path}, {result.json_path}, {result.png_path}")
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``accuracy`` subcommand to an ``argparse`` subparsers object; ``func`` runs it."""
+    parser = subparsers.add_parser(
+        "accuracy", help="K=1 vs K=5: train both on generated scenes, compare depth on held-out scenes",
+        description=_accuracy.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                        help="cpu: 192x64, 20-30 min on 2 cores; gpu: 640x192 for a CUDA GPU")
+    parser.add_argument("--output", default="outputs/accuracy", help="output directory")
+    parser.add_argument("--steps", type=int, help="training steps per model (overrides the preset)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the preset)")
+    parser.add_argument("--seed", type=int, help="seed of data and training (overrides the preset)")
+    parser.add_argument("--width", type=int, help="model and data width, a multiple of 32")
+    parser.add_argument("--height", type=int, help="model and data height, a multiple of 32")
+    parser.add_argument("--train-sequences", type=int, help="generated training sequences")
+    parser.add_argument("--frames", type=int, help="frames per training sequence")
+    parser.add_argument("--heldout-sequences", type=int, help="generated held-out sequences")
+    parser.add_argument("--heldout-frames", type=int, help="frames per held-out sequence")
+    parser.add_argument("--batch-size", type=int)
+    parser.set_defaults(func=run)
+    return parser

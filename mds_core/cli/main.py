@@ -1,0 +1,222 @@
+"""The ``mds`` command line: train, eval, infer, synth, bag-info, benchmark, demo, accuracy.
+
+Every subcommand reports a bad path, bag, checkpoint or config as one clear line on stderr and
+exits with status 2; it never shows a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mds_core.config import ConfigError, TrainConfig, apply_overrides, load_config
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from mds_core.checkpoint import CheckpointError
+    from mds_core.data.sequence_folder import DataError
+    from mds_core.method.networks import PretrainedWeightsError
+
+    return (ConfigError, DataError, CheckpointError, PretrainedWeightsError, FileNotFoundError)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    config = load_config(args.config) if args.config else TrainConfig()
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    if args.bag:
+        overrides += ["data.format=rosbag", f"data.bag.paths={json.dumps([str(p) for p in args.bag])}"]
+    if args.image_topic:
+        overrides.append(f"data.bag.image_topic={json.dumps(args.image_topic)}")
+    if args.camera_info_topic:
+        overrides.append(f"data.bag.camera_info_topic={json.dumps(args.camera_info_topic)}")
+    if args.intrinsics:
+        overrides.append(f"data.bag.intrinsics={json.dumps(args.intrinsics)}")
+    if args.output:
+        overrides.append(f"output_dir={args.output}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    return apply_overrides(config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mds_core.checkpoint import load_checkpoint
+    from mds_core.training.loop import train
+
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume)
+        config = apply_overrides(checkpoint.config, list(args.set or []))
+    else:
+        config = _train_config(args)
+    result = train(config, resume=args.resume, init_from=args.init_from)
+    if result.checkpoint is not None:
+        print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
+
+    request = EvaluationRequest(
+        checkpoint=args.checkpoint, data=args.data, data_format=args.format, split=args.split,
+        eigen_crop=args.eigen_crop, fixed_scale=args.fixed_scale, min_depth=args.min_depth,
+        max_depth=args.max_depth, device=args.device, max_images=args.max_images,
+    )
+    report = run_evaluation(request, progress=not args.quiet)
+    print(report.to_markdown())
+    if args.output:
+        report.save(args.output)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from mds_core.inference.predictor import Predictor
+    from mds_core.inference.sequence import infer_sequence
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    summary = infer_sequence(predictor, args.input, args.output, progress=not args.quiet,
+                             max_frames=args.max_frames)
+    print(f"wrote {summary.frames} frames to {summary.output}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from mds_core.tools.benchmark import TrainStepBenchmark, run_train_step_benchmark
+
+    spec = TrainStepBenchmark(width=args.width, height=args.height, encoder=args.encoder,
+                              num_components=args.components, batch_size=args.batch_size,
+                              steps=args.steps, warmup=args.warmup, device=args.device, amp=not args.no_amp)
+    print(run_train_step_benchmark(spec).to_text())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mds_core.tools.demo import DemoSettings, run_demo
+
+    summary = run_demo(DemoSettings(output=Path(args.output), steps=args.steps, seed=args.seed))
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mds", description=(
+        "MonoDepthSeg: self-supervised monocular depth and scene decomposition."))
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train on sequence folders, KITTI raw or rosbag2 bags",
+                       description="Train MonoDepthSeg. Settings come from --config (YAML/JSON, see "
+                                   "config/train_*.yaml) and --set section.key=value overrides.")
+    p.add_argument("--config", help="YAML or JSON training config")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="data root (overrides data.root)")
+    source.add_argument("--bag", nargs="+", metavar="PATH",
+                        help="train on rosbag2 bags (directories, .mcap or .db3): sets data.format=rosbag "
+                             "and data.bag.paths")
+    p.add_argument("--image-topic", help="bag image topic (data.bag.image_topic; default: the bag's one image stream)")
+    p.add_argument("--camera-info-topic", help="bag CameraInfo topic (data.bag.camera_info_topic; default: found)")
+    p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+                   help="intrinsics in pixels of the bag's images, instead of its CameraInfo (data.bag.intrinsics)")
+    p.add_argument("--output", help="output directory (overrides output_dir)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, e.g. optim.max_steps=100")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", help="continue a run exactly from one of its checkpoints")
+    group.add_argument("--init-from", help="start a new run from a checkpoint's weights")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="Eigen depth metrics (+ per motion class and motion segmentation)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="sequence-folder root or KITTI raw root")
+    p.add_argument("--format", choices=["folder", "kitti"], default="folder")
+    p.add_argument("--split", help="split file (KITTI: e.g. splits/eigen/test_files.txt)")
+    p.add_argument("--eigen-crop", action="store_true", help="apply the Eigen crop (KITTI)")
+    p.add_argument("--fixed-scale", type=float, help="multiply predictions by this instead of per-image median scaling")
+    p.add_argument("--min-depth", type=float, default=1e-3)
+    p.add_argument("--max-depth", type=float, default=80.0)
+    p.add_argument("--max-images", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", help="write the report as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("infer", help="depth + decomposition for every frame of a sequence folder")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, help="a sequence folder (with images/ and calib.json)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("benchmark", help="training step time and peak memory")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--encoder", choices=["resnet18", "resnet50"], default="resnet18")
+    p.add_argument("--components", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("demo", help="generate scenes, train briefly, evaluate, write panels")
+    p.add_argument("--output", default="outputs/demo")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    from mds_core.cli.accuracy import register as register_accuracy
+    from mds_core.cli.bag_info import register as register_bag_info
+    from mds_core.cli.synth import register as register_synth
+
+    register_synth(sub)
+    register_bag_info(sub)
+    register_accuracy(sub)
+    _register_plugins(sub)
+    return parser
+
+
+def _register_plugins(sub) -> None:
+    """Subcommands of other installed parts (``mds.commands`` entry points: the ROS demo and benchmark
+    live in ``mds_ros``, which ``mds_core`` must not import)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="mds.commands"):
+        try:
+            register = entry.load()
+        except ImportError as error:  # e.g. mds_ros without rclpy: its commands are simply absent
+            logging.getLogger("mds").debug("mds.commands %s not available: %s", entry.name, error)
+            continue
+        register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as error:
+        print(f"mds {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as error:  # subcommands may stop with a message (e.g. synth)
+        if isinstance(error.code, str):
+            message = error.code.split("error: ", 1)[-1]
+            print(f"mds {args.command}: error: {message}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print(f"mds {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

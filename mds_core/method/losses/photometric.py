@@ -1,0 +1,55 @@
+"""Photometric reconstruction loss (paper eq. 8) with Monodepth2's per-pixel minimum and auto-masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mds_core.method.losses.ssim import ssim_dissimilarity
+
+AUTOMASK_NOISE_STD = 1e-5
+
+
+def photometric_error(prediction: Tensor, target: Tensor, ssim_weight: float = 0.85) -> Tensor:
+    """``pe = a * mean_c((1 - SSIM) / 2) + (1 - a) * mean_c |I_t - I_hat|`` as ``(B, 1, H, W)``."""
+    l1 = (target - prediction).abs().mean(dim=1, keepdim=True)
+    dssim = ssim_dissimilarity(prediction, target).mean(dim=1, keepdim=True)
+    return ssim_weight * dssim + (1.0 - ssim_weight) * l1
+
+
+@dataclass
+class ReprojectionLoss:
+    """Per-pixel loss and what auto-masking decided."""
+
+    per_pixel: Tensor  # (B, 1, H, W) loss to minimise
+    automask: Tensor | None  # (B, 1, H, W) 1 where a warped source beat every un-warped source
+
+
+def minimum_reprojection(
+    reprojection_errors: Tensor,
+    identity_errors: Tensor | None,
+    use_minimum: bool = True,
+) -> ReprojectionLoss:
+    """Combine ``(B, S, H, W)`` reprojection errors across the S source frames.
+
+    With ``identity_errors`` (the errors of the un-warped sources) this is Monodepth2's
+    auto-masking: a little Gaussian noise (std 1e-5) breaks ties, and the per-pixel minimum is
+    taken over identity and reprojection errors together, so pixels that look the same without
+    any warp (static camera, objects moving with the camera) contribute no gradient.
+    """
+    if use_minimum:
+        reprojection = reprojection_errors
+    else:
+        reprojection = reprojection_errors.mean(dim=1, keepdim=True)
+    if identity_errors is None:
+        per_pixel = reprojection.min(dim=1, keepdim=True).values
+        return ReprojectionLoss(per_pixel=per_pixel, automask=None)
+    if not use_minimum:
+        identity_errors = identity_errors.mean(dim=1, keepdim=True)
+    identity = identity_errors + torch.randn_like(identity_errors) * AUTOMASK_NOISE_STD
+    combined = torch.cat([identity, reprojection], dim=1)
+    values, indices = combined.min(dim=1, keepdim=True)
+    automask = (indices >= identity.shape[1]).to(values.dtype)
+    return ReprojectionLoss(per_pixel=values, automask=automask)

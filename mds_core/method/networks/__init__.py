@@ -1,0 +1,18 @@
+"""Networks: ResNet encoders, Monodepth2 depth decoder, MonoDepthSeg pose and mask network."""
+
+from mds_core.method.networks.depth_decoder import DepthDecoder, DepthNet, disparity_to_depth
+from mds_core.method.networks.pose_mask import MaskDecoder, PoseDecoder, PoseMaskNet, PoseMaskOutput
+from mds_core.method.networks.resnet_encoder import PretrainedWeightsError, ResnetEncoder, adapt_first_conv
+
+__all__ = [
+    "DepthDecoder",
+    "DepthNet",
+    "MaskDecoder",
+    "PoseDecoder",
+    "PoseMaskNet",
+    "PoseMaskOutput",
+    "PretrainedWeightsError",
+    "ResnetEncoder",
+    "adapt_first_conv",
+    "disparity_to_depth",
+]

@@ -1,0 +1,107 @@
+"""``mds benchmark``: training step time and peak memory on random frames.
+
+Times full optimisation steps (forward, the four-scale loss, backward, Adam) after warm-up.
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident
+set size on CPU (which includes the Python interpreter and libraries).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from mds_core.config import ModelConfig, TrainConfig
+from mds_core.data.sample import Batch
+from mds_core.device import resolve_device
+from mds_core.method.losses import SelfSupervisedObjective
+from mds_core.training.distributed import DistributedContext
+from mds_core.training.loop import build_training_state, train_step
+
+
+@dataclass
+class TrainStepBenchmark:
+    width: int = 320
+    height: int = 96
+    encoder: str = "resnet18"
+    num_components: int = 5
+    batch_size: int = 4
+    steps: int = 10
+    warmup: int = 2
+    device: str = "auto"
+    amp: bool = True
+
+
+@dataclass
+class TrainStepResult:
+    spec: TrainStepBenchmark
+    device: str
+    precision: str
+    step_times: list[float]
+    peak_memory_mb: float
+    threads: int
+
+    def to_text(self) -> str:
+        median = statistics.median(self.step_times)
+        s = self.spec
+        return "\n".join([
+            f"train step  {s.width}x{s.height}  {s.encoder}  K={s.num_components}  batch {s.batch_size}",
+            f"device      {self.device} ({self.precision}, {self.threads} CPU threads)",
+            f"step time   median {median * 1000:.0f} ms  (min {min(self.step_times) * 1000:.0f}, "
+            f"max {max(self.step_times) * 1000:.0f}, {len(self.step_times)} steps)",
+            f"throughput  {s.batch_size / median:.2f} samples/s",
+            f"peak memory {self.peak_memory_mb:.0f} MB",
+        ])
+
+
+def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
+    device = resolve_device(spec.device)
+    config = TrainConfig(
+        model=ModelConfig(height=spec.height, width=spec.width, depth_encoder=spec.encoder,
+                          pose_mask_encoder=spec.encoder, num_components=spec.num_components),
+        device=str(device), amp=spec.amp,
+    )
+    config.validate()
+    state = build_training_state(config, device, DistributedContext())
+    objective = SelfSupervisedObjective(config.loss, config.model)
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(spec.batch_size, 3, 3, spec.height, spec.width, generator=generator)
+    intrinsics = torch.tensor([[0.58 * spec.width, 0, 0.5 * spec.width],
+                               [0, 1.92 * spec.height, 0.5 * spec.height], [0, 0, 1.0]])
+    batch = Batch(frames, frames, intrinsics.expand(spec.batch_size, 3, 3).clone(), None, None,
+                  [str(i) for i in range(spec.batch_size)]).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for step in range(spec.warmup + spec.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        train_step(state, objective, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= spec.warmup:
+            times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
+                           torch.get_num_threads())
+
+
+def write_untrained_checkpoint(path, model: ModelConfig, seed: int = 0):
+    """A checkpoint of a freshly initialised model: what speed benchmarks (and plumbing tests)
+    need when the weights do not matter. Loads like any trained checkpoint."""
+    from mds_core.checkpoint import Checkpoint, save_checkpoint
+    from mds_core.method.model import MonoDepthSeg
+
+    torch.manual_seed(seed)
+    config = TrainConfig()
+    config.model = model
+    network = MonoDepthSeg(model)
+    return save_checkpoint(path, Checkpoint(config=config, model={k: v.detach().cpu() for k, v in
+                                                                  network.state_dict().items()}))

@@ -1,0 +1,60 @@
+"""The ``mds`` subcommands that need ROS (registered through the ``mds.commands`` entry point
+group, so that ``mds_core`` imports nothing from ROS): ``ros-demo`` and ``ros-benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("ros-demo", help="the ROS node on a replayed synthetic bag (separate processes)",
+                              description="Train (or reuse) a small model, write a synthetic rosbag2, run the "
+                              "perception node and mds_replay in separate processes, record the outputs and "
+                              "write ros_demo.png and summary.md.")
+    p.add_argument("--output", default="outputs/ros_demo")
+    p.add_argument("--checkpoint", help="use this model instead of training the demo model")
+    p.add_argument("--steps", type=int, default=300, help="training steps when the demo model is trained")
+    p.add_argument("--frames", type=int, default=40, help="frames in the replayed bag")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (bag at 10 frames/s)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_ros_demo)
+
+    p = subparsers.add_parser("ros-benchmark", help="the perception node's rates, latency and memory on a replay")
+    p.add_argument("--checkpoint", help="model to run (default: an untrained model of --width/--height/--components)")
+    p.add_argument("--width", type=int, default=320, help="network input width (untrained model)")
+    p.add_argument("--height", type=int, default=96, help="network input height (untrained model)")
+    p.add_argument("--components", type=int, default=5)
+    p.add_argument("--camera-width", type=int, default=640)
+    p.add_argument("--camera-height", type=int, default=192)
+    p.add_argument("--frames", type=int, default=300, help="frames replayed")
+    p.add_argument("--fps", type=float, default=10.0, help="camera rate of the replayed stream")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default="outputs/ros_benchmark")
+    p.add_argument("--online", action="store_true", help="also run the online training node on the stream")
+    p.set_defaults(func=cmd_ros_benchmark)
+
+
+def cmd_ros_demo(args: argparse.Namespace) -> int:
+    from mds_ros.tools.demo import RosDemoSettings, run_ros_demo
+
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    settings = RosDemoSettings(output=Path(args.output), steps=args.steps, frames=args.frames, rate=args.rate,
+                               device=args.device, checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    print(run_ros_demo(settings))
+    return 0
+
+
+def cmd_ros_benchmark(args: argparse.Namespace) -> int:
+    from mds_ros.tools.benchmark import NodeBenchmark, run_node_benchmark
+
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    spec = NodeBenchmark(checkpoint=args.checkpoint, width=args.width, height=args.height,
+                         components=args.components, camera_width=args.camera_width,
+                         camera_height=args.camera_height, frames=args.frames, fps=args.fps, device=args.device,
+                         output=Path(args.output), online=args.online)
+    print(run_node_benchmark(spec))
+    return 0

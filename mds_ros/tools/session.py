@@ -1,0 +1,129 @@
+"""A perception node in its own process, a bag replayed into it, and its outputs recorded here.
+
+Used by ``mds ros-demo`` and ``mds ros-benchmark``: the node and ``mds_replay`` run as separate
+processes started from the launch file's node list (:mod:`mds_ros.tools.runner`); this process holds
+a recorder node. Discovery is awaited by polling with a timeout, never by a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+
+from mds_ros.tools.launch_spec import NodeSpec, ReplayLaunch
+from mds_ros.tools.recorder import TopicRecorder
+from mds_ros.tools.runner import ProcessGroup
+
+NODE = "/mds_perception"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeSession:
+    """``with NodeSession(specs, topics, log_dir) as session: session.replay(bag, ...)``."""
+
+    def __init__(self, perception: list[NodeSpec], topics: dict[str, type], log_dir: Path,
+                 input_topics: tuple[str, ...] = ("/camera/image_raw", "/camera/camera_info"),
+                 startup_timeout: float = 120.0):
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # talk to this machine only
+        self.env = dict(os.environ)
+        self.log_dir = log_dir
+        self.input_topics = input_topics
+        self.startup_timeout = startup_timeout
+        self.perception = ProcessGroup(perception, env=self.env, log_dir=log_dir)
+        self._camera_nodes = sum(spec.module in ("mds_ros.perception_node", "mds_ros.training_node")
+                                 for spec in perception)
+        self._topics = topics
+        self.context = Context()
+
+    def __enter__(self) -> NodeSession:
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("mds_session_recorder", context=self.context)
+        self.recorder = TopicRecorder(self.node, self._topics)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+        try:
+            self.perception.start()
+            wait_until(lambda: not self.node_alive() or (self.node.count_publishers(f"{NODE}/depth/image") > 0
+                                                         and self._node_subscribed()),
+                       self.startup_timeout, "the perception node to start")
+            if not self.node_alive():
+                raise RuntimeError(f"the perception node exited; see {self.log_dir / 'mds_perception.log'}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _input_subscribers(self) -> dict[str, int]:
+        """Subscribers each camera topic must have before the replay starts: the started nodes' and
+        this process's own, when it records that topic too (it would otherwise satisfy the replay's
+        wait alone and frames would be lost to the nodes' discovery)."""
+        return {topic: self._camera_nodes + (topic in self._topics) for topic in self.input_topics}
+
+    def _node_subscribed(self) -> bool:
+        return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
+
+    def node_alive(self) -> bool:
+        return self.perception.finished_required() is None
+
+    @property
+    def node_pid(self) -> int:
+        return self.perception.processes["mds_perception"].pid
+
+    def replay(self, bag: Path, frames: int, duration: float, rate: float = 1.0,
+               on_poll: Callable[[], None] | None = None) -> float:
+        """Play ``bag`` (``frames`` images over ``duration`` s of bag time) and wait until the node's
+        outputs have stopped arriving; returns the wall time from replay start to the last output."""
+        started = time.monotonic()
+        specs = ReplayLaunch(bag=str(bag), rate=rate).nodes()
+        for topic, count in self._input_subscribers().items():
+            specs[0].arguments += ["--wait-for", f"{topic}={count}"]
+        replay = ProcessGroup(specs, env=self.env, log_dir=self.log_dir)
+        depth_topic = f"{NODE}/depth/image"
+        last = [-1, time.monotonic()]
+
+        def poll(done: Callable[[], bool]) -> Callable[[], bool]:
+            def check() -> bool:
+                if on_poll is not None:
+                    on_poll()
+                return done()
+            return check
+
+        def quiet() -> bool:
+            count = self.recorder.count(depth_topic)
+            if count != last[0]:
+                last[:] = [count, time.monotonic()]
+            return count >= frames or time.monotonic() - last[1] > 3.0
+
+        with replay:
+            process = replay.processes["mds_replay"]
+            wait_until(poll(lambda: process.poll() is not None), 60 + 3 * duration / max(rate, 1e-3),
+                       "the replay to finish", interval=0.25)
+            if process.returncode != 0:
+                raise RuntimeError(f"mds_replay failed; see {self.log_dir / 'mds_replay.log'}")
+        wait_until(poll(quiet), 120, "the node's last outputs", interval=0.25)
+        wall = last[1] - started
+        wait_until(lambda: self.recorder.count("/diagnostics") > 0, 10, "diagnostics")
+        return wall
+
+    def __exit__(self, *exc) -> None:
+        self.perception.stop()
+        self.executor.shutdown()
+        self._spin.join(timeout=5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
