@@ -4,17 +4,26 @@ One package, installable with pip (``pip install -e .[ros,dev]``) and buildable 
 an ament_python package on a ROS 2 Jazzy install.
 """
 
-from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "mds"
+# colcon --symlink-install runs this file from its build directory (through a symlink): every path
+# is taken relative to the source tree, never to the working directory.
+HERE = Path(__file__).resolve().parent
+
+
+def package_files(*patterns: str) -> list[str]:
+    """Files of the source tree matching ``patterns``, as paths relative to it (for data_files)."""
+    return sorted(str(p.relative_to(HERE)) for pattern in patterns for p in HERE.glob(pattern))
+
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     description="Self-supervised monocular depth and scene decomposition (MonoDepthSeg) for ROS 2",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
@@ -22,8 +31,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py") + glob("launch/*.launch.xml")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/launch", package_files("launch/*.launch.py", "launch/*.launch.xml")),
+        (f"share/{PACKAGE}/config", package_files("config/*.yaml", "config/*.rviz")),
     ],
     install_requires=[
         "torch>=2.4",
@@ -44,7 +53,7 @@ setup(
             "ros-jazzy-std-msgs",
             "ros-jazzy-diagnostic-msgs",
         ],
-        "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+        "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.6", "colcon-common-extensions>=0.3"],
     },
     entry_points={
         "console_scripts": [

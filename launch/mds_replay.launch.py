@@ -1,24 +1,17 @@
-"""ros2 launch mds mds_replay.launch.py bag:=/path/recording checkpoint:=/path/model.pt [rate:=1.0] [loop:=1]
+"""ros2 launch mds mds_replay.launch.py bag:=/path/recording checkpoint:=/path/model.pt [rate:=1.0] [loop:=1] [rviz:=true]
 
-The perception node (all of mds.launch.py's arguments) plus ``mds_replay`` playing a rosbag2
-into it; the same node list as ``mds_launch --bag``.
+mds.launch.py with mds_replay playing a rosbag2 into the node: the nodes and parameters are those
+of mds_replay.launch.xml. ``mds_launch mds_replay.launch.xml ...`` does the same without ROS 2's
+launch tools.
 """
 
 from launch import LaunchDescription
-from launch.actions import OpaqueFunction
-
-from mds_ros.launch_actions import declare_arguments, node_actions, resolve_arguments
-from mds_ros.launch_spec import PerceptionLaunch, ReplayLaunch
-
-
-def _nodes(context):
-    return node_actions(resolve_arguments(PerceptionLaunch, context).nodes()
-                        + resolve_arguments(ReplayLaunch, context).nodes())
+from mds_ros.tools.launch_actions import fail_when_a_required_node_fails, include_xml, optional_rviz
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        *declare_arguments(PerceptionLaunch()),
-        *declare_arguments(ReplayLaunch()),
-        OpaqueFunction(function=_nodes),
+        *optional_rviz(),
+        *include_xml("mds_replay.launch.xml", required=("bag", "checkpoint")),
+        *fail_when_a_required_node_fails(),
     ])

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from mds_core.config import ModelConfig
 from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_ros.parameters import PerceptionParameters, validate_value
-from mds_ros.tools.launch_spec import PerceptionLaunch, ReplayLaunch, share_path
+from mds_ros.tools.launch_file import LaunchFileError, declared_arguments, load_launch, share_path
 
 pytestmark = pytest.mark.ros
 
@@ -52,56 +54,84 @@ def test_rviz_config_shows_the_node_outputs():
     assert {"Image", "PointCloud2", "PoseArray"} <= set(displays)
 
 
-def test_node_specs_match_launch_arguments(checkpoint):
-    specs = PerceptionLaunch(camera_namespace="/front", image_topic="img", checkpoint=str(checkpoint),
-                             rviz=True).nodes()
-    node, rviz = specs
+def test_launch_file_nodes_and_parameters(checkpoint):
+    """What mds_launch reads from launch/mds.launch.xml: the nodes, their parameters, which are required."""
+    (node,) = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "camera_namespace": "/front",
+                                             "image_topic": "img"})
     args = node.ros_arguments()
-    assert node.module == "mds_ros.perception_node" and rviz.executable == "rviz2" and not rviz.required
+    assert (node.executable, node.name, node.required) == ("mds_node", "mds_perception", True)
+    assert "mds_ros.perception_node" in node.command(sys.executable)[2]
     assert args[args.index("--params-file") + 1] == str(share_path("config/mds_node.yaml"))
     assert "image_topic:=/front/img" in args and "camera_info_topic:=/front/camera_info" in args
-    assert f"checkpoint:={checkpoint}" in args and "__node:=mds_perception" in args
-    assert ReplayLaunch(bag="b", rate=2.0).nodes()[0].arguments[:3] == ["b", "--rate", "2.0"]
+    assert f"checkpoint:={checkpoint}" in args and f"watch_checkpoint:={checkpoint}" in args
+    assert "__node:=mds_perception" in args
+
+    node, trainer = load_launch("mds.launch.xml", {"checkpoint": "m.pt", "online": "true", "online_output": "o.pt"})
+    assert trainer.executable == "mds_trainer" and trainer.required
+    assert node.parameters["watch_checkpoint"] == trainer.parameters["output_checkpoint"] == "o.pt"
 
 
-def test_launch_files_produce_the_runner_node_list():
-    """Where the ROS launch tools exist (a ROS install), the launch files describe the same nodes."""
-    pytest.importorskip("launch")
-    pytest.importorskip("launch_ros")
-    import importlib.util
-
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-
-    from launch import LaunchContext
-
-    for name in ("mds.launch.py", "mds_replay.launch.py"):
-        spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO_ROOT / "launch" / name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        description = module.generate_launch_description()
-        declared = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
-        assert set(vars(PerceptionLaunch())) <= declared
-        context = LaunchContext()
-        context.launch_configurations.update({"checkpoint": "m.pt", "bag": "b"})
-        for entity in description.entities:
-            if isinstance(entity, DeclareLaunchArgument):
-                context.launch_configurations.setdefault(entity.name, entity.default_value[0].perform(context))
-        nodes = [a for e in description.entities if isinstance(e, OpaqueFunction) for a in e.execute(context)]
-        assert [n.node_executable for n in nodes][:1] == ["mds_node"]
+def test_replay_launch_waits_only_for_the_topics_the_node_consumes():
+    node, replay = load_launch("mds_replay.launch.xml", {"checkpoint": "m.pt", "bag": "b", "rate": "2.0"})
+    assert node.required and not replay.required  # the node keeps running after the bag ends
+    assert replay.arguments[:3] == ["b", "--rate", "2.0"]
+    waits = [replay.arguments[i + 1] for i, a in enumerate(replay.arguments) if a == "--wait-for"]
+    assert waits == ["/camera/image_raw=1", "/camera/camera_info=1"]
+    assert "--wait-for-subscribers" not in replay.arguments  # a bag's other topics are not waited for
+    assert replay.arguments[replay.arguments.index("--on-timeout") + 1] == "play"
 
 
-def test_runner_starts_the_launch_nodes_and_stops_them_on_ctrl_c(checkpoint, tmp_path):
-    bag = write_rosbag(tmp_path / "bag", SynthConfig(width=96, height=64, num_frames=6, seed=4))
+def test_every_launch_argument_is_described_and_checkpoint_is_required():
+    for name in ("mds.launch.xml", "mds_replay.launch.xml"):
+        arguments = {a.name: a for a in declared_arguments(share_path(f"launch/{name}"))}
+        assert all(a.description for a in arguments.values()), name
+        assert arguments["checkpoint"].default is None, name
+    with pytest.raises(LaunchFileError, match="missing required argument checkpoint"):
+        load_launch("mds.launch.xml", {})
+    with pytest.raises(LaunchFileError, match="missing required argument bag"):
+        load_launch("mds_replay.launch.xml", {"checkpoint": "m.pt"})
+
+
+def test_runner_refuses_a_missing_checkpoint_before_starting_anything(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mds_ros.tools.runner", "mds.launch.py", "--log-dir",
+                             str(tmp_path / "logs")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "missing required argument checkpoint:=" in result.stderr
+    assert not (tmp_path / "logs").exists()  # no node was started
+    shown = subprocess.run([sys.executable, "-m", "mds_ros.tools.runner", "mds_replay.launch.xml", "--show-args"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "'bag':" in shown.stdout and "(required)" in shown.stdout
+
+
+def test_a_failing_required_node_ends_the_launch_with_its_status(tmp_path):
+    """The node refuses a missing checkpoint (exit 2): the runner stops the replayer and exits 2."""
+    bag = write_rosbag(tmp_path / "bag", SynthConfig(width=96, height=64, num_frames=4, seed=4))
+    with RosProcess("mds_ros.tools.runner", ["mds_replay.launch.xml", f"bag:={bag}",
+                                             f"checkpoint:={tmp_path / 'missing.pt'}", "device:=cpu", "loop:=0",
+                                             "--log-dir", tmp_path / "logs"],
+                    env=ros_environment(), log_path=tmp_path / "runner.log") as runner:
+        assert runner.wait(120) == 2, runner.log()
+    assert "mds_perception exited with status 2" in runner.log()
+    assert "cannot load checkpoint" in (tmp_path / "logs" / "mds_perception.log").read_text()
+
+
+def test_runner_plays_a_bag_with_extra_topics_without_rviz_and_stops_on_ctrl_c(checkpoint, tmp_path):
+    """The README's replay command on a bag that also carries a topic nobody subscribes to, with
+    rviz:=true where rviz2 is not installed: a warning, and everything else runs."""
+    bag = write_rosbag(tmp_path / "bag", SynthConfig(width=96, height=64, num_frames=6, seed=4),
+                       depth_topic="/camera/depth_gt")
     env = ros_environment()
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if not (Path(p) / "rviz2").exists())
     with Probe(env) as probe:
         probe.subscribe(f"{NODE}/depth/image", Image)
-        with RosProcess("mds_ros.tools.runner", ["--checkpoint", checkpoint, "--device", "cpu", "--bag", bag,
-                                           "--rate", "0.5", "--loop", "0"],  # loop until stopped: discovery may be slow
-                        env=env, log_path=tmp_path / "runner.log") as runner:
+        with RosProcess("mds_ros.tools.runner", ["mds_replay.launch.xml", f"checkpoint:={checkpoint}", "device:=cpu",
+                                                 f"bag:={bag}", "rate:=0.5", "loop:=0", "rviz:=true"],
+                        env=env, log_path=tmp_path / "runner.log") as runner:  # loop: discovery may be slow
             probe.wait_for_messages(f"{NODE}/depth/image", 3, timeout=90)
             assert runner.running
             code = runner.stop(sigint_timeout=60)  # the runner stops its children first
         assert code == 0, runner.log()
+        assert "rviz2 is not installed: starting everything else without it" in runner.log()
         assert probe.node.count_publishers(f"{NODE}/depth/image") == 0 or _eventually_gone(probe)
 
 

@@ -1,6 +1,6 @@
 """The perception node as a separate process over Fast DDS: outputs, agreement with the Predictor,
 parameters, resets and malformed input. The node is started from the launch file's node list
-(:class:`mds_ros.tools.launch_spec.PerceptionLaunch`), as ``mds_launch`` and the demo start it."""
+(``launch/mds.launch.xml``), as ``mds_launch`` and the demo start it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from mds_core.inference.predictor import Predictor
 from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_ros.conversions import camera_matrix, image_to_rgb
-from mds_ros.tools.launch_spec import PerceptionLaunch
+from mds_ros.tools.launch_file import load_launch
 
 pytestmark = pytest.mark.ros
 
@@ -51,7 +51,7 @@ def bag(tmp_path_factory) -> Path:
 
 
 def node_process(checkpoint: Path, env: dict, log: Path, **parameters) -> RosProcess:
-    spec = PerceptionLaunch(checkpoint=str(checkpoint), device="cpu").nodes()[0]
+    spec = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": "cpu"})[0]
     spec.parameters.update(parameters)
     return RosProcess(spec.command(sys.executable), env=env, log_path=log)
 
@@ -296,7 +296,7 @@ def test_unreadable_checkpoint_refuses_to_start(tmp_path):
 
 
 def test_no_checkpoint_says_how_to_get_one(tmp_path):
-    spec = PerceptionLaunch().nodes()[0]
+    spec = load_launch("mds.launch.xml", {"checkpoint": ""})[0]
     with RosProcess(spec.command(sys.executable), env=ros_environment(), log_path=tmp_path / "node.log") as node:
         assert node.wait(120) == 2
         assert "checkpoint is not set" in node.log() and "scripts/demo.sh" in node.log()

@@ -21,7 +21,7 @@ from mds_core.inference.predictor import Predictor
 from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, generate_sequence
 from mds_core.training.online import FrameBuffer, OnlineSettings, OnlineTrainer
-from mds_ros.tools.launch_spec import PerceptionLaunch
+from mds_ros.tools.launch_file import load_launch, share_path
 
 pytestmark = pytest.mark.ros
 
@@ -70,8 +70,8 @@ def test_online_training_node_weights_are_swapped_into_the_running_perception_no
     start = tmp_path / "start.pt"
     shutil.copy(checkpoint, start)
     online = tmp_path / "online.pt"
-    perception, trainer = PerceptionLaunch(checkpoint=str(start), device="cpu", online=True,
-                                           online_output=str(online)).nodes()
+    perception, trainer = load_launch("mds.launch.xml", {"checkpoint": str(start), "device": "cpu", "online": "true",
+                                                         "online_output": str(online)})
     perception.parameters.update(checkpoint_poll_period=0.2, diagnostics_period=0.2)
     trainer.parameters.update(batch_size=2, checkpoint_every=3, min_triplets=2, max_steps=3, status_period=0.2)
     env = ros_environment()
@@ -138,8 +138,6 @@ def test_online_training_node_weights_are_swapped_into_the_running_perception_no
 
 
 def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):
-    from mds_ros.tools.launch_spec import share_path
-
     env = ros_environment()
     online = tmp_path / "online.pt"
     command = [sys.executable, "-m", "mds_ros.training_node_online", "--ros-args",

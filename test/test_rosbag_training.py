@@ -200,7 +200,7 @@ def test_stationary_stretch_is_dropped_reported_and_splits_the_sequence(tmp_path
     after = [dataclasses.replace(f, timestamp_ns=f.timestamp_ns + 6 * period) for f in frames[5:]]
     bag = write_rosbag(tmp_path / "waiting", SYNTH, frames=frames[:5] + waiting + after)
 
-    with caplog.at_level(logging.INFO, logger="mds"):
+    with caplog.at_level(logging.INFO, logger="mds_core"):
         sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)]), HEIGHT, WIDTH, [-1, 1])
     assert report.image_messages == 16 and report.dropped[DROP_STATIONARY] == 6
     assert report.stationary_stretches == 1 and report.longest_stationary_s == pytest.approx(0.6)
@@ -225,7 +225,7 @@ def test_a_truncated_bag_trains_on_what_is_readable_with_a_warning(tmp_path, fra
     truncate_storage(bag, 0.6)
     config = tiny_config(Path("."), tmp_path / "run", components=2, max_steps=1)
     config.data = bag_data(bag)
-    with caplog.at_level(logging.WARNING, logger="mds"):
+    with caplog.at_level(logging.WARNING, logger="mds_core"):
         dataset = build_dataset(config.data, config.model, training=True)
     assert 3 <= len(dataset.sequences[0]) < FRAMES
     for i in range(len(dataset.sequences[0])):  # the readable frames are intact

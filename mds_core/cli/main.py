@@ -192,7 +192,7 @@ def _register_plugins(sub) -> None:
         try:
             register = entry.load()
         except ImportError as error:  # e.g. mds_ros without rclpy: its commands are simply absent
-            logging.getLogger("mds").debug("mds.commands %s not available: %s", entry.name, error)
+            logging.getLogger(__name__).debug("mds.commands %s not available: %s", entry.name, error)
             continue
         register(sub)
 

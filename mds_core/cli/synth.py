@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mds_core.progress import progress
 from mds_core.tools.synth.config import SynthConfig
 from mds_core.tools.synth.frame import SynthFrame
 from mds_core.tools.synth.writers import write_rosbag, write_sequence_folder
@@ -83,13 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if existing:
             raise _fail(f"bag path(s) exist already: {', '.join(existing)}")
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency, but keep the CLI usable
-        tqdm = None
-    bar = None
-    if tqdm is not None and not args.no_progress:
-        bar = tqdm(total=args.frames * args.sequences, unit="frame", desc="synth")
+    bar = progress(total=args.frames * args.sequences, unit="frame", desc="synth", enabled=not args.no_progress)
 
     def on_frame(_: SynthFrame) -> None:
         if bar is not None:

@@ -8,7 +8,7 @@ from mds_core.config import DataConfig, ModelConfig
 from mds_core.data.dataset import TripletDataset, remove_static_frames, valid_targets
 from mds_core.data.sequence_folder import DataError, find_sequences
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 
 def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, training: bool = True,

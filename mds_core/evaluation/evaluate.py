@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from mds_core.data.sequence_folder import DataError, FrameSequence, find_sequences
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.evaluation.report import EvaluationReport
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
+from mds_core.progress import progress as progress_bar
 
 
 @dataclass
@@ -63,7 +63,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     frames = evaluation_frames(request)
     with_labels = 0
     cfg = predictor.config
-    for sequence, index in tqdm(frames, desc="eval", disable=not progress, dynamic_ncols=True):
+    for sequence, index in progress_bar(frames, desc="eval", enabled=progress):
         gt_depth = sequence.depth(index)
         if gt_depth is None:
             raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth")

@@ -25,7 +25,7 @@ from mds_core.method.geometry import scale_intrinsics
 from mds_core.method.model import MonoDepthSeg
 from mds_core.method.networks import disparity_to_depth
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from mds_core.data.sequence_folder import DataError, SequenceFolder
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
+from mds_core.progress import progress as progress_bar
 from mds_core.visualization import colourise_depth, colourise_masks, overlay, panel, save_png
 
 
@@ -42,7 +42,7 @@ def infer_sequence(predictor: Predictor, sequence_path: str | Path, output: str 
     cfg = predictor.config
     transforms: dict[str, list] = {}
     previous = None
-    for index in tqdm(range(count), desc="infer", disable=not progress, dynamic_ncols=True):
+    for index in progress_bar(range(count), desc="infer", enabled=progress):
         image = sequence.image(index)
         height, width = image.shape[:2]
         if (width, height) != (native_w, native_h):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the heavy imports (torch, the networks) happen when the ben
     from mds_core.inference.predictor import Predictor
     from mds_core.tools.synth import TrainHeldoutSplit
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 #: The compared numbers of components: the baseline and the paper's setting.
 COMPONENTS: tuple[int, ...] = (1, 5)
@@ -339,12 +339,11 @@ def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[
 
 
 def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
-    from tqdm import tqdm
-
+    from mds_core.progress import progress
     from mds_core.tools.synth import write_train_heldout
 
     total = preset.train_sequences * preset.frames_per_sequence + preset.heldout_sequences * preset.heldout_frames
-    with tqdm(total=total, unit="frame", desc="synth", dynamic_ncols=True) as bar:
+    with progress(total=total, unit="frame", desc="synth") as bar:
         return write_train_heldout(root, width=preset.width, height=preset.height,
                                    train_sequences=preset.train_sequences, train_frames=preset.frames_per_sequence,
                                    heldout_sequences=preset.heldout_sequences, heldout_frames=preset.heldout_frames,

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from mds_core.checkpoint import (
     Checkpoint,
@@ -35,13 +34,14 @@ from mds_core.data.sample import Batch, collate_samples
 from mds_core.device import resolve_device
 from mds_core.method.losses import LossOutput, SelfSupervisedObjective
 from mds_core.method.model import ModelOutput, MonoDepthSeg
+from mds_core.progress import progress
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
 from mds_core.training.sampler import EpochBatches
 from mds_core.training.schedule import build_optimizer, build_scheduler
 from mds_core.visualization import save_png
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -231,16 +231,16 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                 pin_memory=device.type == "cuda",
                 generator=loader_generator,
             )
-            progress = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
-                            initial=state.batch_in_epoch, total=batches.batches_per_epoch,
-                            disable=not (context.is_main and config.logging.progress), dynamic_ncols=True)
-            for batch in progress:
+            bar = progress(loader, desc=f"epoch {state.epoch + 1}/{config.optim.epochs}",
+                           initial=state.batch_in_epoch, total=batches.batches_per_epoch,
+                           enabled=context.is_main and config.logging.progress)
+            for batch in bar:
                 batch = batch.to(device, non_blocking=True)
                 loss, output = train_step(state, objective, batch)
                 state.step += 1
                 state.batch_in_epoch += 1
                 losses.append(float(loss.total.detach()))
-                progress.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{state.optimizer.param_groups[0]['lr']:.1e}")
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{state.optimizer.param_groups[0]['lr']:.1e}")
                 if context.is_main:
                     if state.step % config.logging.scalar_every == 0 or state.step == 1:
                         monitor.scalars({**loss.scalars(), "lr": state.optimizer.param_groups[0]["lr"]}, state.step)
@@ -254,7 +254,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                         _prune_checkpoints(checkpoint_dir, config.logging.keep_checkpoints)
                 if state.step >= total_steps:
                     break
-            progress.close()
+            bar.close()
             if state.batch_in_epoch >= batches.batches_per_epoch:
                 state.epoch += 1
                 state.batch_in_epoch = 0

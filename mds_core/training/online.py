@@ -31,7 +31,7 @@ from mds_core.method.losses import SelfSupervisedObjective
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import build_training_state, checkpoint_of
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

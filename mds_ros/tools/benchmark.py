@@ -8,6 +8,7 @@ node's own diagnostics), and the node process's resident memory over the replay.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from mds_core.config import ModelConfig
 from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +48,7 @@ def resident_mib(pid: int) -> float | None:
 
 def run_node_benchmark(spec: NodeBenchmark) -> str:
     from mds_ros.tools.demo import output_topics
-    from mds_ros.tools.launch_spec import PerceptionLaunch
+    from mds_ros.tools.launch_file import load_launch
     from mds_ros.tools.session import NodeSession
 
     spec.output.mkdir(parents=True, exist_ok=True)
@@ -58,15 +61,16 @@ def run_node_benchmark(spec: NodeBenchmark) -> str:
                         seed=123)
     bag = spec.output / f"bag_{spec.camera_width}x{spec.camera_height}_{spec.frames}"
     if not bag.exists():
-        print(f"writing {spec.frames} frames of {spec.camera_width}x{spec.camera_height} to {bag}")
+        LOG.info(f"writing {spec.frames} frames of {spec.camera_width}x{spec.camera_height} to {bag}")
         try:
             write_rosbag(bag, synth)
         except BaseException:
             shutil.rmtree(bag, ignore_errors=True)
             raise
     memory: list[float] = []
-    specs = PerceptionLaunch(checkpoint=checkpoint, device=spec.device, online=spec.online,
-                             online_output=str(spec.output / "online.pt")).nodes()
+    specs = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": spec.device,
+                                           "online": str(spec.online).lower(),
+                                           "online_output": str(spec.output / "online.pt")})
     with NodeSession(specs, output_topics(), spec.output / "logs") as session:
         pid = session.node_pid
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.tools.demo import DemoSettings, run_demo
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_core.visualization import colourise_depth, colourise_labels, panel, save_png
+
+LOG = logging.getLogger(__name__)
 
 IMAGE_TOPIC, INFO_TOPIC, GT_TOPIC = "/camera/image_raw", "/camera/camera_info", "/camera/depth_gt"
 NODE = "/mds_perception"
@@ -57,7 +60,7 @@ def ensure_model(settings: RosDemoSettings) -> Path:
         return settings.checkpoint
     checkpoint = settings.output / "model" / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
-        print(f"training the demo model (mds demo, {settings.steps} steps) into {checkpoint.parent.parent}")
+        LOG.info(f"training the demo model (mds demo, {settings.steps} steps) into {checkpoint.parent.parent}")
         run_demo(DemoSettings(output=settings.output / "model", steps=settings.steps, seed=settings.seed))
     return checkpoint
 
@@ -65,7 +68,7 @@ def ensure_model(settings: RosDemoSettings) -> Path:
 def run_ros_demo(settings: RosDemoSettings) -> str:
     from sensor_msgs.msg import CameraInfo, Image
 
-    from mds_ros.tools.launch_spec import PerceptionLaunch
+    from mds_ros.tools.launch_file import load_launch
     from mds_ros.tools.session import NodeSession
 
     out = settings.output
@@ -79,7 +82,7 @@ def run_ros_demo(settings: RosDemoSettings) -> str:
                         fps=settings.fps, seed=settings.seed + 5000)
     write_rosbag(bag, synth, depth_topic=GT_TOPIC)
     topics = {**output_topics(), IMAGE_TOPIC: Image, INFO_TOPIC: CameraInfo, GT_TOPIC: Image}
-    specs = PerceptionLaunch(checkpoint=str(checkpoint), device=settings.device).nodes()
+    specs = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": settings.device})
     with NodeSession(specs, topics, out / "logs") as session:
         wall = session.replay(bag, settings.frames, synth.duration, settings.rate)
     session.recorder.write_bag(recorded_path)

@@ -1,18 +1,29 @@
-"""``mds_launch``: start the launch files' nodes without ``ros2 launch``.
+"""``mds_launch``: run the package's launch files where ``ros2 launch`` is not installed.
 
-Where ``launch``/``ros2`` are not installed (pip-only machines, CI, this project's tests), this
-starts the same :class:`~mds_ros.tools.launch_spec.NodeSpec` list as ``launch/mds.launch.py`` (and,
-with ``--bag``, ``launch/mds_replay.launch.py``) as child processes with the same parameter
-files and arguments, forwards Ctrl-C to them and stops everything when a required one exits::
+It reads the same XML launch files as ``ros2 launch`` (:mod:`mds_ros.tools.launch_file`), starts
+their nodes as child processes, forwards Ctrl-C and SIGTERM to them, and behaves like the Python
+launch files on a ROS install::
 
-    mds_launch --checkpoint model.pt --camera-namespace /camera
-    mds_launch --checkpoint model.pt --bag recording.mcap --rate 1.0 --loop 3
+    mds_launch mds.launch.xml checkpoint:=model.pt [camera_namespace:=/camera] [online:=true] [rviz:=true]
+    mds_launch mds_replay.launch.xml bag:=recording.mcap checkpoint:=model.pt [rate:=1.0] [loop:=3]
+    mds_launch mds.launch.xml --show-args
+
+* a missing required argument is refused before anything starts (exit 2);
+* when a required node (``on_exit="shutdown"``) exits, everything stops and ``mds_launch``
+  exits with that node's status;
+* ``rviz:=true`` starts rviz2 with ``config/mds.rviz`` where it is installed, and otherwise warns
+  and starts everything else.
+
+``mds.launch.py`` / ``mds_replay.launch.py`` may be named instead of the XML files they include.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +31,17 @@ import time
 from pathlib import Path
 from typing import IO
 
-from mds_ros.tools.launch_spec import NodeSpec, PerceptionLaunch, ReplayLaunch
+from mds_ros.tools.launch_file import (
+    LaunchFileError,
+    NodeSpec,
+    declared_arguments,
+    launch_file_path,
+    load_launch,
+    python_launch_equivalent,
+    rviz_node,
+)
+
+LOG = logging.getLogger(__name__)
 
 
 class ProcessGroup:
@@ -37,9 +58,10 @@ class ProcessGroup:
         for spec in self.specs:
             command = spec.command(sys.executable)
             if command is None:
-                print(f"mds_launch: {spec.executable} is not installed here; not starting {spec.name}",
-                      file=sys.stderr)
+                LOG.warning("%s (package %s) is not installed here; not starting %s",
+                            spec.executable, spec.package, spec.name)
                 continue
+            LOG.info("starting %s: %s", spec.name, shlex.join(command))
             output = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -81,34 +103,52 @@ class ProcessGroup:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mds_launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults, replay = PerceptionLaunch(), ReplayLaunch()
-    parser.add_argument("--camera-namespace", default=defaults.camera_namespace)
-    parser.add_argument("--image-topic", default=defaults.image_topic)
-    parser.add_argument("--camera-info-topic", default=defaults.camera_info_topic)
-    parser.add_argument("--params-file", default=defaults.params_file, help="default: config/mds_node.yaml")
-    parser.add_argument("--checkpoint", default=defaults.checkpoint)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--rviz", action="store_true", help="also start rviz2 with config/mds.rviz (if installed)")
-    parser.add_argument("--online", action="store_true", help="also adapt the model on the stream (mds_trainer) "
-                        "and hot-swap the adapted weights into the node")
-    parser.add_argument("--online-output", default="", help="adapted weights (default: online.pt beside --checkpoint)")
-    parser.add_argument("--bag", help="replay this rosbag2 into the node (mds_replay.launch.py)")
-    parser.add_argument("--rate", type=float, default=replay.rate)
-    parser.add_argument("--loop", type=int, default=replay.loop)
-    parser.add_argument("--clock", action="store_true")
+    parser.add_argument("launch_file", nargs="?", default="mds.launch.xml",
+                        help="a launch file of the package (mds.launch.xml, mds_replay.launch.xml) or a path")
+    parser.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
+    parser.add_argument("--show-args", action="store_true", help="list the launch file's arguments and exit")
+    parser.add_argument("--log-dir", type=Path, help="write each node's output to LOG_DIR/<node>.log")
     return parser
 
 
-def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
-    specs = PerceptionLaunch(camera_namespace=args.camera_namespace, image_topic=args.image_topic,
-                             camera_info_topic=args.camera_info_topic, params_file=args.params_file,
-                             checkpoint=args.checkpoint, device=args.device, rviz=args.rviz,
-                             online=args.online, online_output=args.online_output).nodes()
-    if args.bag:
-        for spec in ReplayLaunch(bag=args.bag, rate=args.rate, loop=args.loop, clock=args.clock).nodes():
-            spec.required = False  # the node keeps running after the bag ends, as with ros2 launch
-            specs.append(spec)
+def parse_launch_arguments(items: list[str]) -> dict[str, str]:
+    """``["a:=1", "b:=x"]`` -> ``{"a": "1", "b": "x"}``; ``LaunchFileError`` for malformed items."""
+    arguments = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise LaunchFileError(f"launch arguments look like NAME:=VALUE, got {item!r}")
+        arguments[name] = value
+    return arguments
+
+
+def plan(launch_file: str, arguments: dict[str, str]) -> list[NodeSpec]:
+    """The nodes to start: the XML file's, plus RViz for ``rviz:=true`` where it is installed."""
+    arguments = dict(arguments)
+    rviz = arguments.pop("rviz", "false").strip().lower()
+    if rviz not in ("true", "false", "1", "0"):
+        raise LaunchFileError(f"rviz must be true or false, got {rviz!r}")
+    path = launch_file_path(python_launch_equivalent(launch_file))
+    unknown = set(arguments) - {a.name for a in declared_arguments(path)}
+    if unknown:
+        LOG.warning("%s declares no argument %s (see --show-args)", path.name, ", ".join(sorted(unknown)))
+    specs = load_launch(path, arguments)
+    if rviz in ("true", "1"):
+        if shutil.which("rviz2") is None:
+            LOG.warning("rviz:=true but rviz2 is not installed: starting everything else without it")
+        else:
+            specs.insert(0, rviz_node())
     return specs
+
+
+def show_arguments(launch_file: str) -> str:
+    lines = []
+    for arg in declared_arguments(launch_file_path(python_launch_equivalent(launch_file))):
+        default = "(required)" if arg.default is None else f"(default: {arg.default!r})"
+        lines.append(f"    '{arg.name}':\n        {arg.description}\n        {default}")
+    lines.append("    'rviz':\n        Also start RViz with config/mds.rviz (skipped with a warning where rviz2 "
+                 "is not installed)\n        (default: 'false')")
+    return "Arguments (pass arguments as '<name>:=<value>'):\n\n" + "\n\n".join(lines)
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -116,18 +156,24 @@ def _interrupt(signum: int, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[mds_launch] %(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.bag and not Path(args.bag).exists():
-        print(f"mds_launch: error: bag {args.bag} does not exist", file=sys.stderr)
+    try:
+        if args.show_args:
+            print(show_arguments(args.launch_file))
+            return 0
+        specs = plan(args.launch_file, parse_launch_arguments(args.arguments))
+    except LaunchFileError as error:
+        print(f"mds_launch: error: {error}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too, as ros2 launch does
-    group = ProcessGroup(specs_from_args(args), env=dict(os.environ)).start()
+    group = ProcessGroup(specs, env=dict(os.environ), log_dir=args.log_dir).start()
     try:
         while (ended := group.finished_required()) is None:
             time.sleep(0.2)
         name, code = ended
-        print(f"mds_launch: {name} exited with status {code}; stopping the others", file=sys.stderr)
-        return code or 0
+        LOG.info("%s exited with status %s; stopping the others", name, code)
+        return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
     except KeyboardInterrupt:
         return 0
     finally:

@@ -1,7 +1,7 @@
 """A perception node in its own process, a bag replayed into it, and its outputs recorded here.
 
 Used by ``mds ros-demo`` and ``mds ros-benchmark``: the node and ``mds_replay`` run as separate
-processes started from the launch file's node list (:mod:`mds_ros.tools.runner`); this process holds
+processes started from the launch file's nodes (:mod:`mds_ros.tools.launch_file`); this process holds
 a recorder node. Discovery is awaited by polling with a timeout, never by a fixed sleep.
 """
 
@@ -17,7 +17,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
-from mds_ros.tools.launch_spec import NodeSpec, ReplayLaunch
+from mds_ros.tools.launch_file import NodeSpec
 from mds_ros.tools.recorder import TopicRecorder
 from mds_ros.tools.runner import ProcessGroup
 
@@ -44,7 +44,7 @@ class NodeSession:
         self.input_topics = input_topics
         self.startup_timeout = startup_timeout
         self.perception = ProcessGroup(perception, env=self.env, log_dir=log_dir)
-        self._camera_nodes = sum(spec.module in ("mds_ros.perception_node", "mds_ros.training_node")
+        self._camera_nodes = sum(spec.executable in ("mds_node", "mds_trainer")
                                  for spec in perception)
         self._topics = topics
         self.context = Context()
@@ -90,9 +90,10 @@ class NodeSession:
         """Play ``bag`` (``frames`` images over ``duration`` s of bag time) and wait until the node's
         outputs have stopped arriving; returns the wall time from replay start to the last output."""
         started = time.monotonic()
-        specs = ReplayLaunch(bag=str(bag), rate=rate).nodes()
+        arguments = [str(bag), "--rate", str(rate)]
         for topic, count in self._input_subscribers().items():
-            specs[0].arguments += ["--wait-for", f"{topic}={count}"]
+            arguments += ["--wait-for", f"{topic}={count}"]
+        specs = [NodeSpec(executable="mds_replay", name="mds_replay", arguments=arguments)]
         replay = ProcessGroup(specs, env=self.env, log_dir=self.log_dir)
         depth_topic = f"{NODE}/depth/image"
         last = [-1, time.monotonic()]

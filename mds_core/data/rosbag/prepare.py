@@ -45,7 +45,7 @@ from mds_core.data.rosbag.sequence import BagSequence
 from mds_core.data.rosbag.topics import choose_camera_info_topic, choose_image_topic
 from mds_core.data.sequence_folder import DataError
 
-LOG = logging.getLogger("mds")
+LOG = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 30.0  # seconds between progress lines while a bag is prepared
 
