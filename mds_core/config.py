@@ -4,6 +4,11 @@ Every configuration is a tree of dataclasses. :func:`config_from_dict` builds on
 data (a YAML/JSON file, or the dict saved inside a checkpoint) and rejects unknown keys and
 wrong types with the dotted path of the offending entry, so a typo in a config file is an
 error rather than a silently ignored option.
+
+Numbers in scientific notation (``1e-3``, ``5E-4``, ``1.5e2``) are numbers wherever a number is
+expected, although YAML 1.1 (PyYAML) reads the ones without a dot or exponent sign as strings.
+Every :class:`ConfigError` is one line naming the file or entry, what is wrong and, where it is
+not obvious, what to do.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -248,6 +255,26 @@ class TrainConfig:
         self.optim.validate()
 
 
+# A number with an exponent, as YAML 1.2 and Python read it (``1e-3``, ``5E-4``, ``1.5e2``, ``.5e+1``).
+# YAML 1.1, which PyYAML implements, needs a dot and a signed exponent, so it returns most of these as
+# strings; the typed conversion below reads them as numbers where the field is a number.
+_SCIENTIFIC = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+_LARGEST_INTEGER = 2**63
+
+
+def _is_scientific(text: str) -> bool:
+    """Whether ``text`` is a number in scientific notation (mantissa and exponent)."""
+    return _SCIENTIFIC.fullmatch(text.strip()) is not None
+
+
+def _scientific_integer(text: str) -> int | str:
+    """``text`` (scientific notation) as an int when it is a whole number, else ``text`` unchanged."""
+    number = Decimal(text.strip())
+    if abs(number) > _LARGEST_INTEGER or number != number.to_integral_value():
+        return text
+    return int(number)
+
+
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -284,10 +311,14 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
         return value
     if tp is int:
+        if isinstance(value, str) and _is_scientific(value):
+            value = _scientific_integer(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _is_scientific(value):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
@@ -325,18 +356,16 @@ def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ign
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist or is not a file")
-    text = path.read_text()
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as error:
-        raise ConfigError(f"config file {path} could not be parsed: {error}") from error
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8); pass a YAML or JSON config") from error
+    data = _parse_json(text, str(path)) if path.suffix.lower() == ".json" else _parse_yaml(text, str(path))
     if data is None:
         data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (model:, data:, optim:, ...), "
+                          f"got a {type(data).__name__}")
     config = config_from_dict(cls, data)
     validate = getattr(config, "validate", None)
     if validate is not None:
@@ -345,7 +374,11 @@ def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ign
 
 
 def apply_overrides(config: T, overrides: list[str]) -> T:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate."""
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate.
+
+    Values are typed by the field they set, as in a config file: ``optim.learning_rate=1e-3`` is
+    the number 0.001, ``data.root=1e-3`` the text ``1e-3``.
+    """
     import yaml
 
     data = config_to_dict(config)
@@ -361,9 +394,61 @@ def apply_overrides(config: T, overrides: list[str]) -> T:
             node = node[key]
         if keys[-1] not in node:
             raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: {_yaml_error_reason(error)[1]} (values are read as YAML)") from error
     updated = config_from_dict(type(config), data)
     validate = getattr(updated, "validate", None)
     if validate is not None:
         validate()
     return updated
+
+
+def _parse_json(text: str, source: str) -> Any:
+    """JSON ``text`` as plain data; a syntax error is a one-line :class:`ConfigError` with the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{source} line {error.lineno}: {error.msg} (column {error.colno})") from error
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """YAML ``text`` as plain data; a syntax error is a one-line :class:`ConfigError` with the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        line, reason = _yaml_error_reason(error)
+        where = f"{source} line {line}" if line is not None else source
+        raise ConfigError(f"{where}: {reason}") from error
+
+
+# PyYAML's (context, problem) wording -> a short reason; the context's line is the one to look at
+# when the context names what was left open (a bracket or a quote), otherwise the problem's line.
+_YAML_REASONS: list[tuple[str, str, str, bool]] = [
+    ("while parsing a flow sequence", "expected ','", "unclosed flow sequence: '[' has no matching ']'", True),
+    ("while parsing a flow mapping", "expected ','", "unclosed flow mapping: '{' has no matching '}'", True),
+    ("while scanning a quoted scalar", "end of stream", "unterminated quoted string: add the closing quote", True),
+    ("", "found character '\\t'", "tab character: indent with spaces", False),
+    ("", "mapping values are not allowed here", "unexpected ': ' in a value: quote values that contain ': '", False),
+    ("while parsing a block", "expected <block end>", "indentation does not match the lines above", False),
+    ("", "that cannot start any token", "a value cannot start with this character: quote the value", False),
+]
+
+
+def _yaml_error_reason(error: Exception) -> tuple[int | None, str]:
+    """The 1-based line and a short one-line reason for a PyYAML error (line None when unknown)."""
+    problem = str(getattr(error, "problem", "") or "")
+    context = str(getattr(error, "context", "") or "")
+    problem_mark = getattr(error, "problem_mark", None)
+    context_mark = getattr(error, "context_mark", None)
+    for context_start, problem_part, reason, at_context in _YAML_REASONS:
+        if context.startswith(context_start) and problem_part in problem:
+            mark = context_mark if at_context and context_mark is not None else problem_mark
+            return (mark.line + 1 if mark is not None else None), reason
+    if problem:
+        return (problem_mark.line + 1 if problem_mark is not None else None), problem
+    first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return None, f"not valid YAML ({first_line})" if first_line else "not valid YAML"

@@ -79,12 +79,58 @@ def test_user_errors_are_one_clear_line(trained, tmp_path):
     cases.append((["synth", blocker / "sub", "--frames", "3", "--no-progress"], "not a directory"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00" * 100)
-    cases.append((["eval", "--checkpoint", corrupt, "--data", data], "corrupt"))
+    cases.append((["eval", "--checkpoint", corrupt, "--data", data], "not a PyTorch checkpoint"))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    cases.append((["infer", "--checkpoint", truncated, "--input", data / "seq0", "--output", tmp_path / "o"],
+                  "truncated or corrupt"))
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "mds-checkpoint", "model": torch.nn.Linear(2, 2)}, pickled)
+    cases.append((["train", "--resume", pickled],
+                  "contains pickled Python objects; mds loads tensors and plain data only"))
+    broken = tmp_path / "config.yaml"
+    broken.write_text("seed: 1\ndevice: cpu\nmodel: {height: 64\noptim: {}\n")
+    cases.append((["train", "--config", broken], f"{broken} line 3: unclosed flow mapping"))
+    cases.append((["train", "--data", data, "--set", "model=[1"], "unclosed flow sequence"))
+    cases.append((["train", "--resume", tmp_path], "holds no checkpoints"))
     for args, message in cases:
         done = mds(*args, check=False)
         assert done.returncode == 2, (args, done.stderr[-1500:])
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+        errors = [line for line in done.stderr.splitlines() if "error" in line.lower() or line.startswith((" ", "\t"))]
+        assert len(errors) == 1 and errors[0].startswith(f"mds {args[0]}: error: "), (args, done.stderr)
+
+
+def test_scientific_notation_on_the_command_line(trained, tmp_path):
+    root, data, checkpoint = trained
+    config = tmp_path / "train.yaml"
+    config.write_text("optim:\n  learning_rate: 5E-4\n  eps: 1e-7\n")
+    mds("train", "--config", config, "--data", data, "--output", tmp_path / "run", *TINY,
+        "--set", "optim.max_steps=1", "--set", "loss.smoothness_weight=2e-3")
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["config"]
+    assert saved["optim"]["learning_rate"] == 5e-4 and saved["optim"]["eps"] == 1e-7
+    assert saved["loss"]["smoothness_weight"] == 2e-3
+
+
+def test_resume_from_a_run_folder_or_latest_and_no_silent_overwrite(trained, tmp_path):
+    import shutil
+
+    root, data, checkpoint = trained
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)  # a copy: the fixture's run stays as it is for the other tests
+
+    done = mds("train", "--resume", run, "--set", "optim.max_steps=3")
+    assert f"trained 3 steps; checkpoint: {run / 'checkpoints' / 'last.pt'}" in done.stdout  # continued in the folder
+    assert f"resuming from {run / 'checkpoints' / 'last.pt'} (step 2)" in done.stderr
+    done = mds("train", "--resume", "latest", "--output", run, "--set", "optim.max_steps=4")
+    assert "trained 4 steps" in done.stdout and "(step 3), the newest complete checkpoint" in done.stderr
+
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    done = mds("train", "--data", data, "--output", run, *TINY, "--set", "optim.max_steps=1", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "already holds checkpoints of another run" in done.stderr and f"--resume {run}" in done.stderr
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
 def test_predictor_matches_the_model_run_directly(trained):

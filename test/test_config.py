@@ -1,5 +1,7 @@
 """Typed configs: strict loading, clear errors, overrides."""
 
+import re
+
 import pytest
 
 from mds_core.config import ConfigError, TrainConfig, apply_overrides, config_from_dict, config_to_dict, load_config
@@ -34,7 +36,7 @@ def test_unknown_keys_and_bad_types_name_the_entry(tmp_path):
     with pytest.raises(ConfigError, match="multiples of 32"):
         load_config(path)
     path.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="could not be parsed"):
+    with pytest.raises(ConfigError, match=r"c.yaml line 1: unclosed flow sequence"):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
@@ -56,3 +58,93 @@ def test_shipped_config_files_load():
     assert files
     for path in files:
         load_config(path)
+
+
+# Scientific notation (issue 17): YAML 1.1 reads `1e-3`, `5E-4` and `1.5e2` as strings, not numbers.
+# One case per typed field kind, through a config file and through `--set`.
+SCIENTIFIC_CASES = [
+    # (kind, dotted key, value as written, expected field value or None for "rejected")
+    ("float", "optim.learning_rate", "1e-3", 1e-3),
+    ("float", "loss.smoothness_weight", "5E-4", 5e-4),
+    ("float", "model.max_depth", "1.5e2", 150.0),
+    ("float", "model.max_depth", "1.5e+2", 150.0),
+    ("int", "optim.epochs", "2e1", 20),
+    ("list", "optim.betas", "[9e-1, 999E-3]", [0.9, 0.999]),
+    ("optional", "optim.max_steps", "1e3", 1000),
+    ("optional", "data.bag.intrinsics", "[6e1, 1.2e2, 4.8e1, 3.2e1]", [60.0, 120.0, 48.0, 32.0]),
+    ("optional-null", "optim.max_steps", "null", None),
+    ("str", "data.root", "1e-3", "1e-3"),  # a string stays the text as written, not 0.001
+]
+
+
+def _field(config, dotted):
+    for key in dotted.split("."):
+        config = getattr(config, key)
+    return config
+
+
+def _nested_yaml(dotted, value):
+    keys = dotted.split(".")
+    lines = [f"{'  ' * depth}{key}:" for depth, key in enumerate(keys[:-1])]
+    return "\n".join([*lines, f"{'  ' * (len(keys) - 1)}{keys[-1]}: {value}"]) + "\n"
+
+
+@pytest.mark.parametrize("kind,dotted,written,expected", SCIENTIFIC_CASES,
+                         ids=[f"{case[0]}-{case[1]}={case[2]}" for case in SCIENTIFIC_CASES])
+def test_scientific_notation_in_config_files_and_overrides(tmp_path, kind, dotted, written, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(_nested_yaml(dotted, written))
+    from_file = _field(load_config(path), dotted)
+    from_override = _field(apply_overrides(TrainConfig(), [f"{dotted}={written}"]), dotted)
+    for value in (from_file, from_override):
+        assert value == pytest.approx(expected) if expected is not None else value is None
+        assert type(value) is type(expected)
+        if isinstance(expected, list):
+            assert all(type(item) is float for item in value)
+
+
+@pytest.mark.parametrize("dotted,written,message", [
+    ("amp", "1e-3", "amp: expected true/false, got '1e-3'"),  # bool: not a number field
+    ("optim.epochs", "1e-3", "optim.epochs: expected an integer, got '1e-3'"),  # int: not a whole number
+    ("optim.learning_rate", "1e-3x", "optim.learning_rate: expected a number, got '1e-3x'"),
+])
+def test_scientific_notation_is_still_type_checked(tmp_path, dotted, written, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(_nested_yaml(dotted, written))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(TrainConfig(), [f"{dotted}={written}"])
+
+
+@pytest.mark.parametrize("text,line,reason", [
+    ("model: [unclosed\n", 1, "unclosed flow sequence"),
+    ("seed: 1\ndevice: cpu\nmodel: {height: 64\noptim: {}\n", 3, "unclosed flow mapping"),
+    ("model:\n\theight: 64\n", 2, "tab"),
+    ("data:\n  root: a: b\n", 2, "quote"),
+    ("data:\n  root: 'unterminated\n", 2, "unterminated quoted string"),
+])
+def test_yaml_syntax_errors_are_one_line_with_file_and_line(tmp_path, text, line, reason):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{path} line {line}: "), message
+    assert reason in message, message
+
+
+def test_other_config_errors_are_one_line(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"seed": 1,\n "amp": }\n')
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} line 2: ") as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ConfigError, match="not a text file") as caught:
+        load_config(binary)
+    with pytest.raises(ConfigError, match=r"override 'model=\[1': unclosed flow sequence") as caught:
+        apply_overrides(TrainConfig(), ["model=[1"])
+    assert "\n" not in str(caught.value)

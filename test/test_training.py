@@ -91,3 +91,141 @@ def test_interrupted_save_leaves_the_previous_checkpoint_intact(data_root, tmp_p
         save_checkpoint(path, checkpoint)
     assert path.read_bytes() == original
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ---- issue 17: one-line checkpoint errors, last.pt kept current, resume from a run folder ----
+
+
+class _NotPlainData:  # a class a weights-only load must refuse
+    pass
+
+
+def _bad_checkpoint_files(directory, good):
+    """(file, expected words) for files mds must refuse with a one-line reason."""
+    cases = []
+    pickled = directory / "pickled.pt"
+    torch.save({"format": "mds-checkpoint", "extra": _NotPlainData()}, pickled)
+    cases.append((pickled, "contains pickled Python objects; mds loads tensors and plain data only"))
+    module = directory / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), module)
+    cases.append((module, "contains pickled Python objects"))
+    zeros = directory / "zeros.pt"
+    zeros.write_bytes(b"\x00" * 100)
+    cases.append((zeros, "not a PyTorch checkpoint"))
+    text = directory / "notes.pt"
+    text.write_text("hello world\n")
+    cases.append((text, "not a PyTorch checkpoint"))
+    empty = directory / "empty.pt"
+    empty.write_bytes(b"")
+    cases.append((empty, "empty"))
+    raw_pickle = directory / "raw.pt"
+    raw_pickle.write_bytes(pickle.dumps({"step": 1}))
+    cases.append((raw_pickle, "not a PyTorch checkpoint"))
+    truncated = directory / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases.append((truncated, "truncated or corrupt"))
+    foreign = directory / "foreign.pt"
+    torch.save({"weight": torch.zeros(2)}, foreign)
+    cases.append((foreign, "not an mds checkpoint"))
+    return cases
+
+
+def test_checkpoint_errors_are_one_line_and_say_what_is_wrong(data_root, tmp_path):
+    good = train(tiny_config(data_root, tmp_path / "run", max_steps=1)).checkpoint
+    for path, words in _bad_checkpoint_files(tmp_path, good):
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(path)
+        message = str(caught.value)
+        assert words in message, (path.name, message)
+        assert "\n" not in message and str(path) in message, (path.name, message)
+        assert "174812789" not in message and "weights_only" not in message, message
+
+
+def test_a_shape_mismatch_is_one_line(data_root, tmp_path):
+    from mds_core.checkpoint import load_model_state
+    from mds_core.training.loop import build_model
+
+    config = tiny_config(data_root, tmp_path)
+    model = build_model(config)
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    name = next(name for name, tensor in state.items() if tensor.dim() == 4)
+    state[name] = torch.zeros(1, 1, 1, 1)
+    with pytest.raises(CheckpointError, match="does not match the model") as caught:
+        load_model_state(model, state, config.model, config.model, "x.pt")
+    assert "\n" not in str(caught.value) and name in str(caught.value)
+
+
+def _interrupt_after(monkeypatch, steps):
+    """Make training stop with KeyboardInterrupt (as when killed) when step ``steps + 1`` starts."""
+    from mds_core.training import loop
+
+    real_step = loop.train_step
+    calls = []
+
+    def train_step(state, objective, batch):
+        calls.append(state.step)
+        if len(calls) > steps:
+            raise KeyboardInterrupt
+        return real_step(state, objective, batch)
+
+    monkeypatch.setattr(loop, "train_step", train_step)
+
+
+def test_last_pt_is_current_after_a_killed_run_and_resume_from_the_folder_is_exact(data_root, tmp_path, monkeypatch,
+                                                                                     caplog):
+    def config(name):
+        run = tiny_config(data_root, tmp_path / name, epochs=2, lr_decay_epochs=1)
+        run.logging.checkpoint_every = 1
+        return run
+
+    reference = load_checkpoint(train(config("full")).checkpoint)
+
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 3)
+        with pytest.raises(KeyboardInterrupt):
+            train(config("killed"))
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    last = load_checkpoint(checkpoints / "last.pt")
+    assert last.step == 3  # written at every periodic checkpoint, not only at the end
+    assert (checkpoints / "last.pt").read_bytes() == (checkpoints / "step_0000003.pt").read_bytes()
+    assert not [p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]
+    (checkpoints / "step_0000009.pt").write_bytes(b"\x00" * 64)  # not a complete checkpoint: skipped
+
+    with caplog.at_level("INFO"):
+        resumed = load_checkpoint(train(config("killed"), resume=tmp_path / "killed").checkpoint)
+    assert f"{checkpoints / 'last.pt'} (step 3)" in caplog.text and "newest complete checkpoint" in caplog.text
+    assert resumed.step == reference.step == 4 and resumed.run_id == last.run_id
+    for name, tensor in reference.model.items():
+        assert torch.equal(tensor, resumed.model[name]), name
+
+
+def test_resume_latest_means_the_configured_output_folder(data_root, tmp_path, caplog):
+    run = tiny_config(data_root, tmp_path / "run", epochs=2, lr_decay_epochs=1, max_steps=2)
+    run.logging.checkpoint_every = 1
+    train(run)
+    run.optim.max_steps = 3
+    with caplog.at_level("INFO"):
+        assert train(run, resume="latest").steps == 3
+    assert "step_0000002.pt (step 2)" in caplog.text or "last.pt (step 2)" in caplog.text
+    with pytest.raises(CheckpointError, match="holds no checkpoints"):
+        train(tiny_config(data_root, tmp_path / "empty"), resume=tmp_path)
+
+
+def test_a_fresh_run_refuses_to_overwrite_another_runs_checkpoints(data_root, tmp_path):
+    first = train(tiny_config(data_root, tmp_path / "run", max_steps=1)).checkpoint
+    before = first.read_bytes()
+    with pytest.raises(CheckpointError) as caught:
+        train(tiny_config(data_root, tmp_path / "run", components=3, max_steps=1))
+    message = str(caught.value)
+    assert "\n" not in message and "another run" in message and str(tmp_path / "run" / "checkpoints") in message
+    assert "--resume" in message and "--output" in message and "delete" in message
+    assert first.read_bytes() == before
+
+    # resuming another run's checkpoint into this folder is refused too ...
+    other = train(tiny_config(data_root, tmp_path / "other", max_steps=1)).checkpoint
+    with pytest.raises(CheckpointError, match="another run"):
+        train(tiny_config(data_root, tmp_path / "run", max_steps=2), resume=other)
+    # ... while continuing the same run in its own folder, or replacing on purpose, is not
+    assert train(tiny_config(data_root, tmp_path / "run", max_steps=2), resume=first).steps == 2
+    assert train(tiny_config(data_root, tmp_path / "run", max_steps=1), overwrite=True).steps == 1
+    assert first.read_bytes() != before

@@ -43,16 +43,32 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return apply_overrides(config, overrides)
 
 
+def _resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    """The config and checkpoint file of ``--resume`` (a file, a run's output folder, or ``latest``).
+
+    The config is the checkpoint's, with ``--set`` overrides. Resumed from a folder (or ``latest``:
+    the output_dir that --config/--output/--set configure), the run continues in that folder.
+    """
+    from mds_core.checkpoint import LATEST, load_checkpoint, resolve_resume
+
+    named = Path(args.resume)
+    output_dir = _train_config(args).output_dir if args.resume == LATEST and not named.is_file() else ""
+    path = resolve_resume(args.resume, output_dir)
+    config = load_checkpoint(path, mmap=True).config
+    if not named.is_file() and path.parent.name == "checkpoints":
+        config.output_dir = str(path.parent.parent)
+    return apply_overrides(config, list(args.set or [])), path
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from mds_core.checkpoint import load_checkpoint
     from mds_core.training.loop import train
 
+    resume = None
     if args.resume:
-        checkpoint = load_checkpoint(args.resume)
-        config = apply_overrides(checkpoint.config, list(args.set or []))
+        config, resume = _resumed_config(args)
     else:
         config = _train_config(args)
-    result = train(config, resume=args.resume, init_from=args.init_from)
+    result = train(config, resume=resume, init_from=args.init_from)
     if result.checkpoint is not None:
         print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     return 0
@@ -126,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, e.g. optim.max_steps=100")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", help="continue a run exactly from one of its checkpoints")
+    group.add_argument("--resume", metavar="CHECKPOINT|FOLDER|latest",
+                       help="continue a run exactly: from a checkpoint file, from the newest complete checkpoint in "
+                            "a run's output folder, or with 'latest' from the newest one in the configured output "
+                            "folder (--output / output_dir)")
     group.add_argument("--init-from", help="start a new run from a checkpoint's weights")
     p.set_defaults(func=cmd_train)
 

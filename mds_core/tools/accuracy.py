@@ -377,7 +377,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> Ac
         config = training_config(preset, k, split.train, out / f"k{k}", num_samples)
         LOG.info("training K=%d: %d steps (%d epochs) on %d samples", k, preset.steps, config.optim.epochs, num_samples)
         t0 = time.perf_counter()
-        result = train(config)
+        result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
         seconds = time.perf_counter() - t0
         predictor = Predictor.from_checkpoint(result.checkpoint, device=str(device))
         LOG.info("evaluating K=%d on %s", k, split.heldout)

@@ -65,7 +65,7 @@ def run_demo(settings: DemoSettings) -> str:
     config.optim.max_steps = settings.steps
     config.logging.image_every = max(1, settings.steps // 4)
     config.logging.checkpoint_every = settings.steps
-    result = train(config)
+    result = train(config, overwrite=True)  # the demo owns its folder: a rerun replaces its model
     trained = time.perf_counter() - started
 
     predictor = Predictor.from_checkpoint(result.checkpoint, device="auto")

@@ -20,11 +20,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mds_core.checkpoint import (
+    LAST,
     Checkpoint,
     CheckpointError,
     capture_rng_state,
+    checkpoint_files,
     load_checkpoint,
     load_model_state,
+    new_run_id,
+    publish_checkpoint,
+    readable_checkpoints,
+    resolve_resume,
     restore_rng_state,
     save_checkpoint,
 )
@@ -81,6 +87,7 @@ class TrainingState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    run_id: str = ""  # recorded in every checkpoint: which run a checkpoint folder belongs to
 
 
 @dataclass
@@ -129,6 +136,7 @@ def restore_training_state(state: TrainingState, checkpoint: Checkpoint, source:
     if state.scaler is not None and checkpoint.scaler:
         state.scaler.load_state_dict(checkpoint.scaler)
     state.step, state.epoch, state.batch_in_epoch = checkpoint.step, checkpoint.epoch, checkpoint.batch_in_epoch
+    state.run_id = checkpoint.run_id  # a resumed run is the same run
     restore_rng_state(checkpoint.rng)
 
 
@@ -144,6 +152,7 @@ def checkpoint_of(state: TrainingState, metrics: dict[str, float] | None = None)
         scaler=state.scaler.state_dict() if state.scaler is not None else None,
         rng=capture_rng_state(),
         metrics=metrics or {},
+        run_id=state.run_id,
     )
 
 
@@ -170,35 +179,80 @@ def _prune_checkpoints(directory: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None) -> TrainResult:
+def claim_checkpoint_folder(directory: Path, continuing: str | None, overwrite: bool = False) -> None:
+    """Make sure a run may write its checkpoints into ``directory``, or raise a one-line CheckpointError.
+
+    A checkpoint folder belongs to the run whose id its checkpoints record (every checkpoint
+    carries the ``run_id`` of the run that wrote it; a fresh run draws a new one, a resumed run
+    keeps its checkpoint's). ``continuing`` is the id of the run being resumed, None for a fresh
+    run. A fresh run therefore refuses a folder holding any checkpoint, and a resumed run one
+    holding a checkpoint of another run, instead of silently overwriting its ``last.pt`` and
+    pruning its ``step_NNNNNNN.pt``. Files that do not load as checkpoints are ignored (with a
+    warning). ``overwrite=True`` deletes another run's checkpoints instead (for tools that own
+    their output folder, such as ``mds demo``).
+    """
+    foreign = [(path, checkpoint) for path, checkpoint in readable_checkpoints(directory)
+               if continuing is None or checkpoint.run_id != continuing]
+    if not foreign:
+        return
+    if overwrite:
+        LOG.info("deleting the checkpoints of another run in %s (overwrite)", directory)
+        for path in checkpoint_files(directory):
+            path.unlink(missing_ok=True)
+        return
+    path, checkpoint = max(foreign, key=lambda item: item[1].step)
+    output = directory.parent
+    raise CheckpointError(
+        f"{directory} already holds checkpoints of another run ({path.name}: step {checkpoint.step}"
+        f"{', run ' + checkpoint.run_id[:8] if checkpoint.run_id else ''}) that this run would overwrite: "
+        f"continue that run with --resume {output}, train into another folder with --output, "
+        f"or delete {directory}"
+    )
+
+
+def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Train MonoDepthSeg; returns the last checkpoint written and this process's step losses.
 
-    ``resume`` continues a run exactly (weights, optimiser, schedule, position, RNG);
-    ``init_from`` starts a new run from a checkpoint's weights only.
+    ``resume`` continues a run exactly (weights, optimiser, schedule, position, RNG, run id) from
+    a checkpoint file, from the newest complete checkpoint in a run's output folder, or with
+    ``"latest"`` from the newest one in ``config.output_dir`` (see
+    :func:`mds_core.checkpoint.resolve_resume`). ``init_from`` starts a new run from a checkpoint's
+    weights only. ``last.pt`` is written at every periodic checkpoint and at the end.
+
+    A run refuses an output folder whose checkpoints belong to another run (see
+    :func:`claim_checkpoint_folder`); ``overwrite=True`` deletes them instead.
     """
     config.validate()
     context = DistributedContext.from_environment()
     device = context.device_for(resolve_device(config.device))
     context.initialise(device)
     try:
-        return _train(config, context, device, resume, init_from)
+        return _train(config, context, device, resume, init_from, overwrite)
     finally:
         context.shutdown()
 
 
 def _train(config: TrainConfig, context: DistributedContext, device: torch.device,
-           resume: str | Path | None, init_from: str | Path | None) -> TrainResult:
+           resume: str | Path | None, init_from: str | Path | None, overwrite: bool) -> TrainResult:
     seed_everything(config.seed + context.rank)
     output_dir = Path(config.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
+    resumed: Checkpoint | None = None
+    if resume is not None:
+        resume = resolve_resume(resume, output_dir)
+        resumed = load_checkpoint(resume)
+    if context.is_main or not overwrite:  # before any collective operation, so that every rank stops alike
+        claim_checkpoint_folder(checkpoint_dir, resumed.run_id if resumed is not None else None, overwrite)
     dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
     batches = EpochBatches(len(dataset), config.optim.batch_size, config.seed, context.rank, context.world_size)
     state = build_training_state(config, device, context)
+    state.run_id = new_run_id()
     if init_from is not None:
         source = load_checkpoint(init_from)
         load_model_state(state.model, source.model, config.model, source.config.model, str(init_from))
-    if resume is not None:
-        restore_training_state(state, load_checkpoint(resume), str(resume))
+    if resumed is not None:
+        restore_training_state(state, resumed, str(resume))
         if context.rank:
             # every rank restored rank 0's RNG; keep their streams distinct as in a fresh run
             torch.manual_seed(config.seed + context.rank + state.step)
@@ -250,7 +304,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                         (output_dir / "panels").mkdir(parents=True, exist_ok=True)
                         save_png(output_dir / "panels" / f"step_{state.step:07d}.png", image)
                     if state.step % config.logging.checkpoint_every == 0:
-                        save(checkpoint_dir / f"step_{state.step:07d}.pt")
+                        periodic = save(checkpoint_dir / f"step_{state.step:07d}.pt")
+                        publish_checkpoint(periodic, checkpoint_dir / LAST)  # last.pt stays current
                         _prune_checkpoints(checkpoint_dir, config.logging.keep_checkpoints)
                 if state.step >= total_steps:
                     break
@@ -260,7 +315,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                 state.batch_in_epoch = 0
                 state.scheduler.step()
         if context.is_main:
-            last_path = save(checkpoint_dir / "last.pt")
+            last_path = save(checkpoint_dir / LAST)
             LOG.info("wrote %s (step %d)", last_path, state.step)
         context.barrier()
     finally:
