@@ -332,3 +332,16 @@ def _first_mismatch(error: RuntimeError) -> str:
     details = [line for line in lines if not line.startswith("Error(s) in loading state_dict")] or lines or ["?"]
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     return details[0].rstrip(".") + more
+
+
+def write_untrained_checkpoint(path: str | Path, model: ModelConfig, seed: int = 0) -> Path:
+    """A checkpoint of a freshly initialised model: what speed benchmarks (and plumbing tests)
+    need when the weights do not matter. Loads like any trained checkpoint."""
+    from mds_core.method.model import MonoDepthSeg
+
+    torch.manual_seed(seed)
+    config = TrainConfig()
+    config.model = model
+    network = MonoDepthSeg(model)
+    return save_checkpoint(path, Checkpoint(config=config, model={k: v.detach().cpu() for k, v in
+                                                                  network.state_dict().items()}))

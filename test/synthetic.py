@@ -66,3 +66,11 @@ def textured_image(height: int, width: int, batch: int = 1, seed: int = 0) -> to
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 3, max(2, height // 4), max(2, width // 4), generator=generator)
     return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)
+
+
+def truncate_storage(bag: Path, fraction: float) -> Path:
+    """Cut the storage file of a one-file rosbag2 to ``fraction`` of its bytes (a recording cut short)."""
+    (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    data = storage_file.read_bytes()
+    storage_file.write_bytes(data[: int(len(data) * fraction)])
+    return storage_file

@@ -30,8 +30,8 @@ pytest.importorskip("rclpy")
 from ros_support import REPO_ROOT, Probe, RosProcess, ros_environment
 from sensor_msgs.msg import Image
 
+from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
-from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -66,6 +66,18 @@ def model_and_bag(tmp_path_factory) -> tuple[Path, Path]:
     return checkpoint, bag
 
 
+def source_tree(target: Path) -> Path:
+    """The checkout's files as git sees them (tracked, and new ones not ignored), copied to ``target``:
+    a build there cannot pick up stale build outputs of the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        if (REPO_ROOT / relative).is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / relative, target / relative)
+    return target
+
+
 def serves_depth(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
     """Run a launch of the replay launch file; depth must arrive, and Ctrl-C must end it with 0."""
     with Probe(ros_environment() | {"ROS_DOMAIN_ID": env["ROS_DOMAIN_ID"]}) as probe:
@@ -77,9 +89,9 @@ def serves_depth(command: list[str], env: dict[str, str], log: Path, cwd: Path) 
 
 
 def test_wheel_installs_everything_and_the_installed_node_serves_depth(plain_python, model_and_bag, tmp_path):
-    dist = tmp_path / "dist"
+    dist, source = tmp_path / "dist", source_tree(tmp_path / "src")
     subprocess.run([str(plain_python), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(dist), str(REPO_ROOT)], check=True, capture_output=True, cwd=tmp_path)
+                    str(dist), str(source)], check=True, capture_output=True, cwd=tmp_path)
     (wheel,) = dist.glob("mds-*.whl")
     subprocess.run([str(plain_python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True,
                    capture_output=True, cwd=tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ros_support import Probe, RosProcess, ros_environment, wait_until
 from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
+from synthetic import truncate_storage
 
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_ros.tools.replay import (
@@ -82,6 +84,24 @@ def test_replay_delivers_every_message(bag):
     np.testing.assert_allclose(infos[0].k, expected[INFO][0].k)
     summary = proc.log().strip().splitlines()[-1]
     assert summary.startswith("mds_replay: played 16 messages") and f"{IMAGE}: 8" in summary
+
+
+def test_a_truncated_bag_plays_its_intact_messages(tmp_path):
+    """The replayer reads bags as training does: a recording cut short plays what is intact, with a warning."""
+    for storage in ("mcap", "sqlite3"):
+        bag = write_rosbag(tmp_path / storage, SynthConfig(width=64, height=32, num_frames=NUM_FRAMES, seed=1),
+                           storage=storage)
+        truncate_storage(bag, 0.6)
+        env = ros_environment()
+        with Probe(env) as probe:
+            probe.subscribe(IMAGE, Image)
+            with replay_process(bag, env, "--topics", IMAGE) as proc:
+                assert proc.wait(TIMEOUT) == 0, proc.log()
+            played = int(re.search(rf"{IMAGE}: (\d+)", proc.log()).group(1))
+            assert 0 < played < NUM_FRAMES, proc.log()
+            probe.wait_for_messages(IMAGE, played, TIMEOUT)
+        assert "WARN" in proc.log() and ("truncated" in proc.log() or "unreadable" in proc.log() or
+                                          "intact" in proc.log()), proc.log()
 
 
 def test_clock_follows_bag_time(bag):

@@ -16,8 +16,8 @@ pytest.importorskip("rclpy")
 from ros_support import REPO_ROOT, Probe, RosProcess, ros_environment
 from sensor_msgs.msg import Image
 
+from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
-from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_ros.parameters import PerceptionParameters, validate_value
 from mds_ros.tools.launch_file import LaunchFileError, declared_arguments, load_launch, share_path

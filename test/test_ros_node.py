@@ -19,9 +19,9 @@ from rcl_interfaces.srv import SetParameters
 from ros_support import Probe, RosProcess, ros_environment, wait_until
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
 from mds_core.inference.predictor import Predictor
-from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_ros.conversions import camera_matrix, image_to_rgb
 from mds_ros.tools.launch_file import load_launch

@@ -16,9 +16,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ros_support import Probe, RosProcess, ros_environment, wait_until
 from sensor_msgs.msg import CameraInfo, Image
 
+from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
 from mds_core.inference.predictor import Predictor
-from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, generate_sequence
 from mds_core.training.online import FrameBuffer, OnlineSettings, OnlineTrainer
 from mds_ros.tools.launch_file import load_launch, share_path

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config
+from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config, truncate_storage
 
 from mds_core.cli.main import main
 from mds_core.config import BagConfig, ConfigError, DataConfig, TrainConfig
@@ -83,13 +83,6 @@ def camera_messages(frames, image_topic="/cam/image_raw", info_topic: str | None
         yield image_topic, IMAGE_TYPE, image_message(store, frame, "cam")
         if info_topic:
             yield info_topic, INFO_TYPE, camera_info_message(store, frame, "cam")
-
-
-def truncate_storage(bag: Path, fraction: float) -> Path:
-    (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
-    data = storage_file.read_bytes()
-    storage_file.write_bytes(data[: int(len(data) * fraction)])
-    return storage_file
 
 
 # ---------------------------------------------------------------------------------------- reading

@@ -91,17 +91,3 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
                            torch.get_num_threads())
-
-
-def write_untrained_checkpoint(path, model: ModelConfig, seed: int = 0):
-    """A checkpoint of a freshly initialised model: what speed benchmarks (and plumbing tests)
-    need when the weights do not matter. Loads like any trained checkpoint."""
-    from mds_core.checkpoint import Checkpoint, save_checkpoint
-    from mds_core.method.model import MonoDepthSeg
-
-    torch.manual_seed(seed)
-    config = TrainConfig()
-    config.model = model
-    network = MonoDepthSeg(model)
-    return save_checkpoint(path, Checkpoint(config=config, model={k: v.detach().cpu() for k, v in
-                                                                  network.state_dict().items()}))

@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
-from mds_core.tools.benchmark import write_untrained_checkpoint
 from mds_core.tools.synth import SynthConfig, write_rosbag
 
 LOG = logging.getLogger(__name__)

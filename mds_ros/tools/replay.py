@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mds_core.data.rosbag.reader import BagReader, TopicEntry
+
 __all__ = [
     "BagError",
     "ReplayError",
@@ -157,25 +159,22 @@ class ReplaySummary:
 
 
 # ----------------------------------------------------------------------------- bag access
-def open_bag(path: Path | str) -> Any:
-    """An opened ``rosbags.highlevel.AnyReader`` for a rosbag2 directory or file.
+def open_bag(path: Path | str) -> BagReader:
+    """The bag at ``path``, opened with the reader that training uses (a damaged bag plays what is
+    intact; :attr:`BagReader.notes` says what was lost).
 
     Raises:
         BagError: the path does not exist, is a ROS 1 bag, or cannot be read as a rosbag2.
     """
-    from rosbags.highlevel import AnyReader
+    from mds_core.data.sequence_folder import DataError
 
     path = Path(path)
-    if not path.exists():
-        raise BagError(f"bag path {path} does not exist")
     if path.suffix == ".bag":
         raise BagError(f"{path} is a ROS 1 bag; only rosbag2 (MCAP, sqlite3) bags can be played")
-    reader = AnyReader([path])
     try:
-        reader.open()
-    except Exception as error:  # rosbags raises many types for corrupt bags (yaml, sqlite, mcap)
-        raise BagError(f"cannot read bag {path}: {type(error).__name__}: {error}") from error
-    return reader
+        return BagReader(path)
+    except DataError as error:
+        raise BagError(f"cannot read bag {path}: {error}") from error
 
 
 def message_class(msgtype: str) -> type:
@@ -211,15 +210,14 @@ def parse_remaps(items: Sequence[str]) -> dict[str, str]:
     return remaps
 
 
-def _select_connections(reader: Any, topics: Sequence[str]) -> list[Any]:
-    connections = list(reader.connections)
+def _select_topics(reader: BagReader, topics: Sequence[str]) -> list[TopicEntry]:
+    entries = list(reader.topics.values())
     if not topics:
-        return connections
-    available = {c.topic for c in connections}
-    missing = [t for t in topics if t not in available]
+        return entries
+    missing = [t for t in topics if t not in reader.topics]
     if missing:
-        raise ReplayError(f"topics not in the bag: {', '.join(missing)} (bag has: {', '.join(sorted(available))})")
-    return [c for c in connections if c.topic in set(topics)]
+        raise ReplayError(f"topics not in the bag: {', '.join(missing)} (bag has: {', '.join(sorted(reader.topics))})")
+    return [e for e in entries if e.name in set(topics)]
 
 
 # ----------------------------------------------------------------------------- publishing
@@ -242,20 +240,20 @@ class _Output:
     publisher: Any
 
 
-def _create_outputs(node: Any, connections: Sequence[Any], options: ReplayOptions) -> dict[int, _Output]:
-    """One publisher per output topic; returns connection id -> output."""
+def _create_outputs(node: Any, entries: Sequence[TopicEntry], options: ReplayOptions) -> dict[str, _Output]:
+    """One publisher per output topic; returns bag topic -> output."""
     errors, classes = [], {}
-    for connection in connections:
+    for entry in entries:
         try:
-            classes[connection.id] = message_class(connection.msgtype)
+            classes[entry.name] = message_class(entry.msgtype)
         except ReplayError as error:
-            errors.append(f"{connection.topic}: {error}")
+            errors.append(f"{entry.name}: {error}")
     if errors:
         raise ReplayError("; ".join(errors))
     qos, by_topic, outputs = _qos(options), {}, {}
-    for connection in connections:
-        topic = options.remaps.get(connection.topic, connection.topic)
-        cls = classes[connection.id]
+    for entry in entries:
+        topic = options.remaps.get(entry.name, entry.name)
+        cls = classes[entry.name]
         output = by_topic.get(topic)
         if output is None:
             publisher = node.create_publisher(cls, topic, qos)
@@ -263,7 +261,7 @@ def _create_outputs(node: Any, connections: Sequence[Any], options: ReplayOption
             output = by_topic[topic] = _Output(publisher.topic_name, cls, publisher)
         elif output.cls is not cls:
             raise ReplayError(f"topic {topic} carries two message types: {output.cls.__name__} and {cls.__name__}")
-        outputs[connection.id] = output
+        outputs[entry.name] = output
     return outputs
 
 
@@ -324,13 +322,6 @@ class _Pacer:
         self.clock.publish(Clock(clock=Time(sec=bag_ns // NS_PER_S, nanosec=bag_ns % NS_PER_S)))
 
 
-def _play_range(reader: Any, options: ReplayOptions) -> tuple[int, int | None]:
-    """Log-time window ``[start, stop)`` in ns of the bag to play."""
-    start = reader.start_time + int(options.start_offset * NS_PER_S)
-    stop = None if options.duration is None else start + int(options.duration * NS_PER_S)
-    return start, stop
-
-
 def _loops(count: int) -> Iterator[int]:
     index = 0
     while count == 0 or index < count:
@@ -374,10 +365,12 @@ def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | 
     options.validate()
     stop = stop_event if stop_event is not None else threading.Event()
     reader = open_bag(options.bag)
+    for note in reader.notes:
+        node.get_logger().warning(f"bag {options.bag}: {note}")
     created: list[Any] = []
     try:
-        connections = _select_connections(reader, options.topics)
-        outputs = _create_outputs(node, connections, options)
+        entries = _select_topics(reader, options.topics)
+        outputs = _create_outputs(node, entries, options)
         unique = list({id(o): o for o in outputs.values()}.values())
         created.extend(o.publisher for o in unique)
         clock = None
@@ -396,7 +389,7 @@ def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | 
                     raise
                 node.get_logger().warning(f"{error}; playing anyway")
         counts = {o.topic: 0 for o in unique}
-        summary = _play(reader, connections, outputs, options, clock, stop, counts)
+        summary = _play(reader, [e.name for e in entries], outputs, options, clock, stop, counts)
         reliable = [o.publisher for o in unique] if options.qos == "reliable" else []
         timeout = min(options.ack_timeout, 1.0) if summary.interrupted else options.ack_timeout
         _wait_for_acks(reliable + ([clock] if clock is not None else []), timeout)
@@ -410,34 +403,39 @@ def replay_bag(node: Any, options: ReplayOptions, stop_event: threading.Event | 
     finally:
         for entity in created:
             node.destroy_publisher(entity)
-        reader.close()
 
 
 def _play(
-    reader: Any,
-    connections: Sequence[Any],
-    outputs: dict[int, _Output],
+    reader: BagReader,
+    topics: Sequence[str],
+    outputs: dict[str, _Output],
     options: ReplayOptions,
     clock: Any,
     stop: threading.Event,
     counts: dict[str, int],
 ) -> ReplaySummary:
+    """Every pass plays the log-time window ``[first + start_offset, ... + duration)`` of the bag."""
     pacer = _Pacer(options.rate, clock, options.clock_hz, stop)
-    start, end = _play_range(reader, options)
     wall_start, loops = time.monotonic(), 0
     for _ in _loops(options.loop):
-        first = True
-        for index, (connection, timestamp, raw) in enumerate(reader.messages(connections, start=start, stop=end)):
-            if first:
-                pacer.restart(timestamp)
-                first = False
-            output = outputs[connection.id]
-            message = _deserialize(raw, output, index)
-            if not pacer.wait_for(timestamp):
+        first = None
+        for index, message in enumerate(reader.messages(topics)):
+            if first is None:
+                first = (reader.start_time if reader.start_time is not None else message.log_time) \
+                    + int(options.start_offset * NS_PER_S)
+                end = None if options.duration is None else first + int(options.duration * NS_PER_S)
+                pacer.restart(first)
+            if message.log_time < first:
+                continue
+            if end is not None and message.log_time >= end:
+                break
+            output = outputs[message.topic]
+            decoded = _deserialize(bytes(message.data), output, index)
+            if not pacer.wait_for(message.log_time):
                 return ReplaySummary(counts, time.monotonic() - wall_start, loops, interrupted=True)
-            output.publisher.publish(message)
+            output.publisher.publish(decoded)
             counts[output.topic] += 1
-        if first and options.loop == 0:
+        if first is None and options.loop == 0:
             break  # nothing to play: do not spin forever
         loops += 1
         if stop.is_set():
@@ -567,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(own_args)
     try:
         options = options_from_args(args)
-        open_bag(options.bag).close()  # fail fast, before starting ROS
+        open_bag(options.bag)  # fail fast, before starting ROS
     except (ValueError, BagError) as error:
         return _error(str(error), 2)
 
