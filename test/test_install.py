@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,15 +46,22 @@ SHARED = ["launch/mds.launch.xml", "launch/mds_replay.launch.xml", "launch/mds.l
 
 
 @pytest.fixture(scope="module")
-def plain_python(tmp_path_factory) -> Path:
-    """A copy of this virtualenv without the editable mds: its ``bin/python``."""
+def plain_python(tmp_path_factory) -> Iterator[Path]:
+    """A copy of this virtualenv without the editable mds: its ``bin/python``. Hard links need the
+    same file system: where the temporary directory is on another one, the copy goes beside the venv."""
     venv = tmp_path_factory.mktemp("install") / "venv"
-    subprocess.run(["cp", "-al", sys.prefix, str(venv)], check=True)
+    beside = Path(f"{sys.prefix}-install-test")
+    if subprocess.run(["cp", "-al", sys.prefix, str(venv)], capture_output=True).returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        shutil.rmtree(beside, ignore_errors=True)
+        subprocess.run(["cp", "-al", sys.prefix, str(beside)], check=True)
+        venv = beside
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "mds"], check=True, capture_output=True)
     found = subprocess.run([str(python), "-c", "import mds_core"], cwd=venv, capture_output=True)
     assert found.returncode != 0, "the copied interpreter still finds the checkout"
-    return python
+    yield python
+    shutil.rmtree(beside, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

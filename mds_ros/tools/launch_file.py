@@ -41,13 +41,21 @@ class LaunchFileError(ValueError):
 
 def share_path(relative: str) -> Path:
     """A file of the package's share directory: the source tree when running from a checkout (an
-    editable or ``--symlink-install`` install), else the installed one (ament index)."""
+    editable or ``--symlink-install`` install), else the installed one: found through the ament
+    index (colcon, or ``AMENT_PREFIX_PATH``), or in ``<sys.prefix>/share/mds`` (a pip install)."""
     source = Path(__file__).resolve().parents[2]
     if (source / "package.xml").is_file():
         return source / relative
-    from ament_index_python.packages import get_package_share_directory
+    try:
+        from ament_index_python.packages import get_package_share_directory
 
-    return Path(get_package_share_directory(PACKAGE)) / relative
+        return Path(get_package_share_directory(PACKAGE)) / relative
+    except (ImportError, LookupError, OSError):  # no index with this package: a plain pip install
+        installed = Path(sys.prefix) / "share" / PACKAGE
+        if (installed / "package.xml").is_file():
+            return installed / relative
+        raise LaunchFileError(f"the package's share directory is not found: not in a checkout, not in the ament "
+                              f"index (AMENT_PREFIX_PATH) and not in {installed}") from None
 
 
 def launch_file_path(name: str | Path) -> Path:
