@@ -21,6 +21,7 @@ from mds_ros.conversions import (
     check_camera_info,
     check_image_size,
     compressed_to_rgb,
+    cv_bridge_available,
     image_to_rgb,
 )
 from mds_ros.pairing import StampPairing, message_filters_pairing
@@ -95,8 +96,10 @@ def image_size(image: Any, max_pixels: int) -> tuple[int, int]:
         return header.width, header.height
     try:
         layout = raw_image_layout(image, max_pixels)
-    except UnsupportedEncoding:  # cv_bridge may know it: only the size checks here
-        check_image_size(image, max_pixels)
+    except UnsupportedEncoding:
+        if not cv_bridge_available():
+            raise
+        check_image_size(image, max_pixels)  # cv_bridge may know it: only the size checks here
         return int(image.width), int(image.height)
     return layout.width, layout.height
 

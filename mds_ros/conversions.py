@@ -27,6 +27,8 @@ Data assignment: rclpy stores ``uint8[]`` fields as ``array.array('B')``. Assign
 from __future__ import annotations
 
 import array
+import functools
+import importlib.util
 import math
 from collections.abc import Sequence
 
@@ -56,6 +58,7 @@ __all__ = [
     "camera_matrix",
     "check_camera_info",
     "check_image_size",
+    "cv_bridge_available",
     "scaled_camera_info",
     "point_cloud_msg",
     "pose_array_msg",
@@ -98,6 +101,12 @@ def _copy_header(header: Header) -> Header:
         raise ValueError("a header is required (the input image's header: stamp and frame_id)")
     stamp = Time(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec))
     return Header(stamp=stamp, frame_id=str(header.frame_id))
+
+
+@functools.cache
+def cv_bridge_available() -> bool:
+    """Whether a real ``cv_bridge`` is importable (a ROS install) for encodings this module does not know."""
+    return importlib.util.find_spec("cv_bridge") is not None
 
 
 def check_image_size(msg: Image, max_pixels: int) -> None:
