@@ -6,6 +6,7 @@ Shared by the perception node and the online training node, so both read a camer
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,15 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from mds_ros.conversions import ImageConversionError, camera_matrix, compressed_to_rgb, image_to_rgb
+from mds_core.data.rosbag.decode import UnsupportedEncoding, check_compressed, raw_image_layout
+from mds_ros.conversions import (
+    ImageConversionError,
+    check_camera_info,
+    check_image_size,
+    compressed_to_rgb,
+    cv_bridge_available,
+    image_to_rgb,
+)
 from mds_ros.pairing import StampPairing, message_filters_pairing
 from mds_ros.parameters import CameraInputParameters
 
@@ -43,8 +52,80 @@ def subscribe_camera(node: Node, settings: CameraInputParameters, callback: Fram
     return image_topic
 
 
-def decode_frame(image: Any, info: CameraInfo | None, settings: CameraInputParameters) -> tuple[np.ndarray, np.ndarray]:
+class ParameterIntrinsics:
+    """The camera matrix from the ``intrinsics`` parameters, for the image size they are for.
+
+    That size is ``intrinsics_size``, or the size of the first image when it is ``[0, 0]``. An
+    image of another size is refused (:class:`ImageConversionError`) or, with
+    ``intrinsics_size_mismatch: rescale``, gets the intrinsics scaled to its size.
+    """
+
+    def __init__(self, settings: CameraInputParameters):
+        fx, fy, cx, cy = (float(v) for v in settings.intrinsics)
+        self._matrix = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        width, height = (int(v) for v in settings.intrinsics_size)
+        self._size: tuple[int, int] | None = (width, height) if width > 0 else None
+        self._rescale = settings.intrinsics_size_mismatch == "rescale"
+        self._lock = threading.Lock()
+
+    def matrix(self, size: tuple[int, int]) -> np.ndarray:
+        """The camera matrix for an image of ``size = (width, height)``."""
+        with self._lock:
+            if self._size is None:
+                self._size = size
+            reference = self._size
+        if size == reference:
+            return self._matrix.copy()
+        if not self._rescale:
+            raise ImageConversionError(f"the image is {size[0]}x{size[1]} but the intrinsics parameters are for "
+                                       f"{reference[0]}x{reference[1]} (set intrinsics_size, or "
+                                       "intrinsics_size_mismatch: rescale)")
+        scale = np.diag([size[0] / reference[0], size[1] / reference[1], 1.0])
+        return scale @ self._matrix
+
+
+def image_size(image: Any, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` of an Image or CompressedImage after the checks that need no decoding.
+
+    Raises:
+        ImageConversionError: see :func:`~mds_core.data.rosbag.decode.raw_image_layout` and
+            :func:`~mds_core.data.rosbag.decode.check_compressed`.
+    """
+    if isinstance(image, CompressedImage):
+        header = check_compressed(image, max_pixels)
+        return header.width, header.height
+    try:
+        layout = raw_image_layout(image, max_pixels)
+    except UnsupportedEncoding:
+        if not cv_bridge_available():
+            raise
+        check_image_size(image, max_pixels)  # cv_bridge may know it: only the size checks here
+        return int(image.width), int(image.height)
+    return layout.width, layout.height
+
+
+def check_frame(image: Any, info: CameraInfo | None, settings: CameraInputParameters,
+                intrinsics: ParameterIntrinsics | None) -> None:
+    """Cheap checks of one frame (no decoding): image sizes, encoding, step and data length, a
+    compressed image's header, and the camera info (or the parameter intrinsics) for its size.
+
+    Meant for subscription callbacks, so that a malformed message never takes a valid frame's place.
+
+    Raises:
+        ImageConversionError: naming the first problem found.
+    """
+    size = image_size(image, settings.max_input_pixels)
+    if info is not None:
+        check_camera_info(info, size)
+    elif intrinsics is not None:
+        intrinsics.matrix(size)
+
+
+def decode_frame(image: Any, info: CameraInfo | None, settings: CameraInputParameters,
+                 intrinsics: ParameterIntrinsics | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(rgb (H, W, 3) uint8, K (3x3))`` of one frame.
+
+    ``intrinsics`` is required when ``info`` is None (``camera_info_source: parameters``).
 
     Raises:
         ImageConversionError: for a malformed image or camera info, or a camera info of another size.
@@ -53,11 +134,9 @@ def decode_frame(image: Any, info: CameraInfo | None, settings: CameraInputParam
         rgb = compressed_to_rgb(image, max_pixels=settings.max_input_pixels)
     else:
         rgb = image_to_rgb(image, max_pixels=settings.max_input_pixels)
-    height, width = rgb.shape[:2]
+    size = (rgb.shape[1], rgb.shape[0])
     if info is None:
-        fx, fy, cx, cy = settings.intrinsics
-        return rgb, np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    intrinsics = camera_matrix(info)
-    if (info.width, info.height) != (width, height):
-        raise ImageConversionError(f"camera_info is for {info.width}x{info.height} but the image is {width}x{height}")
-    return rgb, intrinsics
+        if intrinsics is None:
+            raise ValueError("decode_frame: intrinsics are required without a camera info")
+        return rgb, intrinsics.matrix(size)
+    return rgb, check_camera_info(info, size)

@@ -27,6 +27,8 @@ Data assignment: rclpy stores ``uint8[]`` fields as ``array.array('B')``. Assign
 from __future__ import annotations
 
 import array
+import functools
+import importlib.util
 import math
 from collections.abc import Sequence
 
@@ -36,7 +38,13 @@ from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from mds_core.data.rosbag.decode import RAW_LAYOUTS, FrameDecodeError, UnsupportedEncoding, raw_image_to_rgb
+from mds_core.data.rosbag.decode import (
+    RAW_LAYOUTS,
+    FrameDecodeError,
+    UnsupportedEncoding,
+    clip_text,
+    raw_image_to_rgb,
+)
 from mds_core.data.rosbag.decode import compressed_to_rgb as decode_compressed
 
 __all__ = [
@@ -48,6 +56,9 @@ __all__ = [
     "mono8_msg",
     "float_image_msg",
     "camera_matrix",
+    "check_camera_info",
+    "check_image_size",
+    "cv_bridge_available",
     "scaled_camera_info",
     "point_cloud_msg",
     "pose_array_msg",
@@ -57,6 +68,12 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
+#: Focal lengths and principal points further than this many image sizes from the image are not
+#: a camera's (and overflow when scaled): a camera info with them is malformed.
+MAX_INTRINSICS_FACTOR = 1000.0
+#: Distortion coefficients of the longest ROS model (rational polynomial + thin prism + tilt).
+MAX_DISTORTION_COEFFICIENTS = 14
+MAX_DISTORTION_MODEL_LENGTH = 64
 
 
 #: Decoding errors of input images (the core decoder's error type).
@@ -86,26 +103,46 @@ def _copy_header(header: Header) -> Header:
     return Header(stamp=stamp, frame_id=str(header.frame_id))
 
 
+@functools.cache
+def cv_bridge_available() -> bool:
+    """Whether a real ``cv_bridge`` is importable (a ROS install) for encodings this module does not know."""
+    return importlib.util.find_spec("cv_bridge") is not None
+
+
+def check_image_size(msg: Image, max_pixels: int) -> None:
+    """The checks of an Image that do not depend on its encoding: size, ``step`` and data length.
+
+    Raises:
+        ImageConversionError: zero size, more than ``max_pixels`` pixels, or fewer than
+            ``step * height`` bytes.
+    """
+    width, height, step, size = int(msg.width), int(msg.height), int(msg.step), len(msg.data)
+    name = clip_text(msg.encoding)
+    if width <= 0 or height <= 0 or width * height > max_pixels:
+        raise ImageConversionError(f"{name} image: size {width}x{height} is zero or more than {max_pixels} pixels")
+    if step < width or size < step * height:
+        raise ImageConversionError(f"{name} image: data has {size} bytes, step * height = {step * height} needed "
+                                   f"(step {step})")
+
+
 def _via_cv_bridge(msg: Image) -> np.ndarray:
     """Convert an encoding this module does not handle with a real ``cv_bridge``, if any."""
     try:
         from cv_bridge import CvBridge  # optional: only on a ROS install
     except ImportError:
         raise ImageConversionError(
-            f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)}; "
+            f"unsupported image encoding {clip_text(msg.encoding)} (supported: {', '.join(SUPPORTED_ENCODINGS)}; "
             "other encodings need cv_bridge)"
         ) from None
-    step, height, size = int(msg.step), int(msg.height), len(msg.data)
-    if step <= 0 or size < step * height:
-        raise ImageConversionError(f"{msg.encoding} image: data has {size} bytes, step * height = {step * height} "
-                                   "needed")
+    check_image_size(msg, DEFAULT_MAX_PIXELS)
     try:
         rgb = CvBridge().imgmsg_to_cv2(msg, desired_encoding="rgb8")
     except Exception as error:  # cv_bridge raises its own CvBridgeError and others
-        raise ImageConversionError(f"cv_bridge could not convert {msg.encoding!r} to rgb8: {error}") from error
+        raise ImageConversionError(f"cv_bridge could not convert {clip_text(msg.encoding)} to rgb8: "
+                                   f"{clip_text(error, 200)}") from error
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape != (int(msg.height), int(msg.width), 3):
-        raise ImageConversionError(f"cv_bridge returned {rgb.dtype} {rgb.shape} for {msg.encoding!r}")
+        raise ImageConversionError(f"cv_bridge returned {rgb.dtype} {rgb.shape} for {clip_text(msg.encoding)}")
     return np.ascontiguousarray(rgb)
 
 
@@ -223,6 +260,37 @@ def camera_matrix(info: CameraInfo) -> np.ndarray:
     if k.size != 9:
         raise ImageConversionError(f"camera info k must have 9 values, got {k.size}")
     return _check_intrinsics(k.reshape(3, 3), "camera info").copy()
+
+
+def check_camera_info(info: CameraInfo, image_size: tuple[int, int]) -> np.ndarray:
+    """The camera matrix of a ``CameraInfo`` paired with an image of ``image_size = (width, height)``.
+
+    Beyond :func:`camera_matrix`: the info must be for the image's size, its focal lengths and
+    principal point plausible for it (within :data:`MAX_INTRINSICS_FACTOR` image sizes, so they
+    cannot overflow when scaled), and its distortion finite (the outputs copy it).
+
+    Raises:
+        ImageConversionError: naming the first problem found.
+    """
+    width, height = (int(v) for v in image_size)
+    if (int(info.width), int(info.height)) != (width, height):
+        raise ImageConversionError(f"camera_info is for {info.width}x{info.height} but the image is {width}x{height}")
+    K = camera_matrix(info)
+    bound = MAX_INTRINSICS_FACTOR * max(width, height)
+    if np.abs(K[:2]).max() > bound:
+        raise ImageConversionError(f"camera info intrinsics beyond {MAX_INTRINSICS_FACTOR:g} image sizes "
+                                   f"(fx={K[0, 0]:.6g}, fy={K[1, 1]:.6g}, cx={K[0, 2]:.6g}, cy={K[1, 2]:.6g}): not a "
+                                   f"camera's")
+    model = str(info.distortion_model)
+    if len(model) > MAX_DISTORTION_MODEL_LENGTH:
+        raise ImageConversionError(f"camera info distortion_model {clip_text(model)} is not a distortion model")
+    d = np.asarray(info.d, dtype=np.float64).reshape(-1)
+    if d.size > MAX_DISTORTION_COEFFICIENTS:
+        raise ImageConversionError(f"camera info has {d.size} distortion coefficients (at most "
+                                   f"{MAX_DISTORTION_COEFFICIENTS} in any ROS model)")
+    if not np.all(np.isfinite(d)):
+        raise ImageConversionError("camera info distortion coefficients are not all finite")
+    return K
 
 
 def scaled_camera_info(

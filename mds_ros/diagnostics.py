@@ -1,20 +1,54 @@
 """Counters of the perception node and their ``diagnostic_msgs/DiagnosticArray`` rendering.
 
 Key names are stable (the benchmark and the tests read them): ``input_rate_hz``,
-``output_rate_hz``, ``frames_received``, ``frames_processed``, ``frames_dropped``,
-``malformed_messages``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``,
+``output_rate_hz``, ``frames_received`` (every paired image), ``frames_accepted`` (those that
+passed the checks), ``frames_processed``, ``frames_dropped`` (valid frames replaced by a newer
+one while inference was busy), ``malformed_messages`` (refused as malformed, never counted as
+dropped), ``failed_frames``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``,
 ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
 for the stages ``conversion``, ``network``, ``publish`` and ``total``, ``device``, ``model``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import traceback
 from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from mds_core.inference.streaming import LatencyStats, RateMeter
+
+#: Longest ``last_problem`` text in a diagnostics message.
+MAX_PROBLEM_LENGTH = 300
+#: Distinct failure causes logged in full; later new causes are counted only.
+MAX_LOGGED_CAUSES = 100
+
+
+def failure_cause(error: BaseException) -> str:
+    """``Type at file:line`` of the innermost frame: what tells one failure cause from another."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+    return f"{type(error).__name__} at {where}"
+
+
+class CauseLog:
+    """Remembers which failure causes were logged, so each is logged once (thread-safe)."""
+
+    def __init__(self, limit: int = MAX_LOGGED_CAUSES):
+        self._seen: set[str] = set()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def first_time(self, error: BaseException) -> str | None:
+        """The cause of ``error`` when it was not seen before (and the limit is not reached), else None."""
+        cause = failure_cause(error)
+        with self._lock:
+            if cause in self._seen or len(self._seen) >= self._limit:
+                return None
+            self._seen.add(cause)
+        return cause
 
 STATUS_NAME = "mds_perception: depth and scene decomposition"
 
@@ -22,6 +56,7 @@ STATUS_NAME = "mds_perception: depth and scene decomposition"
 @dataclass
 class NodeStatistics:
     frames_received: int = 0
+    frames_accepted: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
     malformed_messages: int = 0
@@ -30,6 +65,7 @@ class NodeStatistics:
     checkpoints_swapped: int = 0
     checkpoints_refused: int = 0
     last_problem: str = ""
+    worker_failure: str = ""  # why the inference worker stopped; empty while it runs
     input_rate: RateMeter = field(default_factory=RateMeter)
     output_rate: RateMeter = field(default_factory=RateMeter)
     latency: LatencyStats = field(default_factory=LatencyStats)
@@ -41,24 +77,36 @@ class NodeStatistics:
                 setattr(self, name, getattr(self, name) + value)
 
 
-class DiagnosticsReporter:
-    """Turns :class:`NodeStatistics` into one status per period; WARN while frames are dropped
-    or malformed messages arrive, ERROR while every recent frame failed."""
+def clip_problem(text: str) -> str:
+    """``text`` shortened to :data:`MAX_PROBLEM_LENGTH` characters."""
+    return text if len(text) <= MAX_PROBLEM_LENGTH else text[:MAX_PROBLEM_LENGTH - 3] + "..."
 
-    def __init__(self, statistics: NodeStatistics, hardware_id: str, static_values: dict[str, str]):
+
+class DiagnosticsReporter:
+    """Turns :class:`NodeStatistics` into one status per period: WARN while frames are dropped
+    or malformed messages arrive; ERROR while every recent frame failed, when frames were
+    accepted for ``stall_periods`` periods without any output (stalled), or when the inference
+    worker has stopped."""
+
+    def __init__(self, statistics: NodeStatistics, hardware_id: str, static_values: dict[str, str],
+                 stall_periods: int = 10):
         self.statistics = statistics
         self.hardware_id = hardware_id
         self.static_values = static_values
-        self._last = (0, 0, 0, 0)
+        self.stall_periods = stall_periods
+        self._last = (0, 0, 0, 0, 0)
+        self._periods_without_output = 0
 
     def status(self) -> DiagnosticStatus:
         s = self.statistics
         with s.lock:
-            counts = (s.frames_dropped, s.malformed_messages, s.failed_frames, s.frames_processed)
+            counts = (s.frames_dropped, s.malformed_messages, s.failed_frames, s.frames_processed, s.frames_accepted)
+            worker_failure = s.worker_failure
             values = {
                 "input_rate_hz": f"{s.input_rate.rate():.2f}",
                 "output_rate_hz": f"{s.output_rate.rate():.2f}",
                 "frames_received": str(s.frames_received),
+                "frames_accepted": str(s.frames_accepted),
                 "frames_processed": str(s.frames_processed),
                 "frames_dropped": str(s.frames_dropped),
                 "malformed_messages": str(s.malformed_messages),
@@ -66,14 +114,15 @@ class DiagnosticsReporter:
                 "resets": str(s.resets),
                 "checkpoints_swapped": str(s.checkpoints_swapped),
                 "checkpoints_refused": str(s.checkpoints_refused),
-                "last_problem": s.last_problem,
+                "last_problem": clip_problem(s.last_problem),
             }
         for stage, (median, p99) in s.latency.summary().items():
             values[f"latency_{stage}_median_ms"] = f"{median * 1e3:.2f}"
             values[f"latency_{stage}_p99_ms"] = f"{p99 * 1e3:.2f}"
         values.update(self.static_values)
-        dropped, malformed, failed, processed = (now - before for now, before in zip(counts, self._last))
+        dropped, malformed, failed, processed, accepted = (now - before for now, before in zip(counts, self._last))
         self._last = counts
+        stalled = self._stalled(accepted, processed)
         level, message = DiagnosticStatus.OK, "ok"
         if counts[3] == 0 and counts[2] == 0:
             message = "waiting for images"
@@ -83,8 +132,21 @@ class DiagnosticsReporter:
             level, message = DiagnosticStatus.WARN, f"{malformed} malformed messages: {values['last_problem']}"
         if failed and not processed:
             level, message = DiagnosticStatus.ERROR, f"frames fail: {values['last_problem']}"
+        if stalled:
+            level, message = DiagnosticStatus.ERROR, (f"stalled: frames arrive but none was processed for "
+                                                      f"{self._periods_without_output} periods")
+        if worker_failure:
+            level, message = DiagnosticStatus.ERROR, f"inference stopped: {clip_problem(worker_failure)}"
         return DiagnosticStatus(level=level, name=STATUS_NAME, message=message, hardware_id=self.hardware_id,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+    def _stalled(self, accepted: int, processed: int) -> bool:
+        """Count periods in which frames were accepted and none processed; True from ``stall_periods`` on."""
+        if processed:
+            self._periods_without_output = 0
+        elif accepted:
+            self._periods_without_output += 1
+        return self._periods_without_output >= self.stall_periods
 
     def array(self, stamp) -> DiagnosticArray:
         message = DiagnosticArray()

@@ -20,7 +20,9 @@ topic (node-private)       type                                 content
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,6 +54,20 @@ class OutputFrame:
     result: StreamOutput
 
 
+@dataclass
+class OutputBatch:
+    """Every message of one frame, built before any is sent: a frame is published whole or not at all."""
+
+    sends: list[tuple[Callable[[Any], None], Any]] = field(default_factory=list)
+
+    def add(self, send: Callable[[Any], None], message: Any) -> None:
+        self.sends.append((send, message))
+
+    def publish(self) -> None:
+        for send, message in self.sends:
+            send(message)
+
+
 def depth_in_output_units(depth: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
     """Network depth -> published depth: scaled (``depth_scale_mode``), NaN where not positive finite."""
     scale = settings.depth_scale if settings.depth_scale_mode == "fixed" else 1.0
@@ -79,44 +95,61 @@ class OutputPublishers:
         return enabled and any(p.get_subscription_count() > 0 for p in publishers)
 
     def publish(self, frame: OutputFrame, settings: PerceptionParameters) -> None:
+        """Build every output message of ``frame``, then send them all (nothing is sent when one fails)."""
+        self.build(frame, settings).publish()
+
+    def build(self, frame: OutputFrame, settings: PerceptionParameters) -> OutputBatch:
+        """Every wanted output message of ``frame``, not sent yet.
+
+        Raises:
+            ValueError: a message cannot be built (non-finite intrinsics and the like).
+        """
+        batch = OutputBatch()
         prediction, header = frame.result.prediction, frame.header
         want_points = self._wanted(settings.publish_point_cloud, self.points)
         want_depth = self._wanted(settings.publish_depth, self.depth, self.depth_info)
         depth = depth_in_output_units(prediction.depth, settings) if want_depth or want_points else None
         if want_depth:
             size = (depth.shape[1], depth.shape[0])
-            self.depth.publish(float_image_msg(depth, header))
-            self.depth_info.publish(scaled_camera_info(frame.camera_info, prediction.intrinsics, header, size))
+            batch.add(self.depth.publish, float_image_msg(depth, header))
+            batch.add(self.depth_info.publish, scaled_camera_info(frame.camera_info, prediction.intrinsics, header,
+                                                                  size))
         if prediction.masks is None:
-            return  # first frame after a reset: depth only
+            return batch  # first frame after a reset: depth only
         if self._wanted(settings.publish_labels, self.labels):
-            self.labels.publish(mono8_msg(prediction.labels, header))
+            batch.add(self.labels.publish, mono8_msg(prediction.labels, header))
         if self._wanted(settings.publish_masks, self.masks):
-            self.masks.publish(float_image_msg(prediction.masks.astype(np.float32), header))
+            batch.add(self.masks.publish, float_image_msg(prediction.masks.astype(np.float32), header))
         if self._wanted(settings.publish_motions, self.motions):
-            self.motions.publish(pose_array_msg(prediction.transforms, header))
+            batch.add(self.motions.publish, pose_array_msg(prediction.transforms, header))
         want_overlay = self._wanted(settings.publish_overlay, self.overlay)
         if want_overlay or want_points:
             height, width = prediction.depth.shape
             small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
             coloured = overlay(small, colourise_masks(prediction.masks), settings.overlay_alpha)
             if want_overlay:
-                self.overlay.publish(rgb8_msg(coloured, header))
+                batch.add(self.overlay.publish, rgb8_msg(coloured, header))
             if want_points:
-                self.points.publish(point_cloud_msg(depth, prediction.intrinsics, coloured, header))
-        if settings.publish_tf:
-            self._broadcast_tf(prediction.transforms, header)
+                batch.add(self.points.publish, point_cloud_msg(depth, prediction.intrinsics, coloured, header))
+        if settings.publish_tf and self._tf_broadcaster() is not None:
+            batch.add(self._tf.sendTransform, self._tf_messages(prediction.transforms, header))
+        return batch
 
-    def _broadcast_tf(self, transforms: np.ndarray, header) -> None:
-        """``<frame_id>/mds_component_<k>``: where component k's motion moves the camera-frame origin."""
+    def _tf_broadcaster(self) -> Any:
+        """The TF broadcaster, created on first use; None (with one warning) without tf2_ros."""
         if self._tf is None:
             try:
                 from tf2_ros import TransformBroadcaster
             except ImportError:
                 self._node.get_logger().warning("publish_tf is set but tf2_ros is not importable: no TF frames",
                                                 once=True)
-                return
+                return None
             self._tf = TransformBroadcaster(self._node)
+        return self._tf
+
+    @staticmethod
+    def _tf_messages(transforms: np.ndarray, header) -> list[TransformStamped]:
+        """``<frame_id>/mds_component_<k>``: where component k's motion moves the camera-frame origin."""
         poses = pose_array_msg(transforms, header).poses
         messages = []
         for k, pose in enumerate(poses):
@@ -128,4 +161,4 @@ class OutputPublishers:
             message.transform.translation.z = pose.position.z
             message.transform.rotation = pose.orientation
             messages.append(message)
-        self._tf.sendTransform(messages)
+        return messages

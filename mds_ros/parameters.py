@@ -65,6 +65,11 @@ class CameraInputParameters(NodeParameters):
                                     choices=("topic", "parameters"))
     intrinsics: list[float] = param([0.0], "fx, fy, cx, cy in pixels of the input image "
                                     "(with camera_info_source=parameters)")
+    intrinsics_size: list[int] = param([0, 0], "width, height of the image the intrinsics parameters are for; "
+                                       "[0, 0] = the size of the first image (camera_info_source=parameters)")
+    intrinsics_size_mismatch: str = param("refuse", "an image of another size than intrinsics_size: refuse it as "
+                                          "malformed, or rescale the intrinsics to it",
+                                          choices=("refuse", "rescale"))
     pairing_tolerance: float = param(0.0, "seconds an image stamp may differ from its camera_info stamp",
                                      low=0.0, high=1.0)
     pairing_queue_size: int = param(10, "unpaired images/camera infos kept while waiting for a partner",
@@ -99,6 +104,8 @@ class PerceptionParameters(CameraInputParameters):
                                dynamic=True)
     overlay_alpha: float = param(0.5, "opacity of the decomposition in ~/overlay", low=0.0, high=1.0, dynamic=True)
     diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
+    stall_periods: int = param(10, "diagnostics periods with frames accepted but no output before the node "
+                               "reports ERROR (stalled)", low=2, high=100000)
     checkpoint_poll_period: float = param(1.0, "seconds between checks whether the watched checkpoint file "
                                           "changed; a new file is loaded and swapped in between frames (0 = never)",
                                           low=0.0, high=3600.0)
@@ -171,6 +178,9 @@ def validate(parameters: CameraInputParameters) -> list[str]:
         if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
             problems.append(f"intrinsics must be [fx, fy, cx, cy] with fx, fy > 0 when camera_info_source is "
                             f"parameters, got {values}")
+    size = parameters.intrinsics_size
+    if len(size) != 2 or any(v < 0 for v in size) or (size[0] == 0) != (size[1] == 0):
+        problems.append(f"intrinsics_size must be [width, height], both > 0 or both 0, got {list(size)}")
     return problems
 
 

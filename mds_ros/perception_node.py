@@ -6,6 +6,14 @@ around the core :class:`~mds_core.inference.predictor.Predictor` -> output messa
 the newest pair in a one-frame mailbox; a worker thread takes it from there, so when inference
 is slower than the camera older frames are dropped (and counted), never queued.
 
+Hardening: every message is checked in the subscription callback before it may enter the
+mailbox (:func:`~mds_ros.camera_input.check_frame`: sizes, encoding, step, data length,
+compressed-image header, camera info), so a malformed message is counted as malformed and never
+takes a valid frame's place; a frame that passes those checks and still fails to decode gives
+the mailbox back the frame it displaced. Nothing one frame does stops the worker: any exception
+is counted and logged once per cause. If the worker stops all the same, ``/diagnostics`` says
+ERROR and the process exits with status 1, so a launch ``respawn`` restarts it.
+
 Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camera/image_raw``
 (or ``python -m mds_ros.perception_node`` without a ROS install).
 """
@@ -16,6 +24,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +36,9 @@ from sensor_msgs.msg import CameraInfo
 from mds_core.checkpoint import CheckpointError
 from mds_core.inference.predictor import Predictor
 from mds_core.inference.streaming import FrameStream, StreamSettings
-from mds_ros.camera_input import decode_frame, subscribe_camera
+from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
-from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
+from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
 from mds_ros.outputs import OutputFrame, OutputPublishers
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal
@@ -46,25 +55,39 @@ class PendingFrame:
 
 
 class LatestFrameSlot:
-    """A mailbox of one: ``put`` replaces an unprocessed frame (returns True when it did)."""
+    """A mailbox for the newest frame, keeping the one frame it displaced as a spare.
+
+    Frames enter only after the cheap checks, but a frame can still fail to decode (a corrupt
+    JPEG body); the worker then serves the spare instead, so such a frame costs no valid one.
+    ``put`` returns True when it discarded an older spare (a frame dropped because inference
+    was busy).
+    """
 
     def __init__(self):
         self._item: PendingFrame | None = None
+        self._spare: PendingFrame | None = None
         self._ready = threading.Condition()
 
     def put(self, item: PendingFrame) -> bool:
         with self._ready:
-            replaced = self._item is not None
+            dropped = False
+            if self._item is not None:
+                dropped = self._spare is not None
+                self._spare = self._item
             self._item = item
             self._ready.notify()
-        return replaced
+        return dropped
 
-    def take(self, timeout: float) -> PendingFrame | None:
+    def take(self, timeout: float) -> tuple[PendingFrame, PendingFrame | None] | None:
+        """``(newest, spare or None)``, or None when no frame came within ``timeout`` seconds."""
         with self._ready:
             if self._item is None:
                 self._ready.wait(timeout)
-            item, self._item = self._item, None
-        return item
+            if self._item is None:
+                return None
+            taken = (self._item, self._spare)
+            self._item = self._spare = None
+        return taken
 
 
 def file_signature(path: str) -> tuple[int, int] | None:
@@ -106,14 +129,18 @@ class PerceptionNode(Node):
         predictor = self.stream.predictor
         self.statistics = NodeStatistics()
         self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
+        self.exit_code = 0
         self._slot = LatestFrameSlot()
+        self._causes = CauseLog()
+        self._intrinsics = (ParameterIntrinsics(self.settings) if self.settings.camera_info_source == "parameters"
+                            else None)
         self._image_topic = subscribe_camera(self, self.settings, self._on_frame)
         self.diagnostics = DiagnosticsReporter(self.statistics, str(predictor.device), {
             "device": str(predictor.device),
             "model": f"{self.settings.checkpoint} (step {predictor.checkpoint_step})",
             "input_size": "{}x{}".format(*predictor.size),
             "components": str(predictor.num_components),
-        })
+        }, stall_periods=self.settings.stall_periods)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
         watched = self.settings.watch_checkpoint or self.settings.checkpoint
@@ -160,32 +187,62 @@ class PerceptionNode(Node):
 
     # -- streaming --------------------------------------------------------------------------
     def _on_frame(self, image: Any, info: CameraInfo | None) -> None:
+        """Subscription callback: check the frame cheaply, then leave it in the mailbox."""
         self.statistics.input_rate.tick()
         self.statistics.count(frames_received=1)
+        try:
+            check_frame(image, info, self.settings, self._intrinsics)
+        except ImageConversionError as error:
+            self._problem(f"refused a malformed frame: {error}", malformed_messages=1)
+            return
+        except Exception as error:  # a bug in the checks must not stop the executor
+            self._failure(error, "checking a frame", failed_frames=1)
+            return
+        self.statistics.count(frames_accepted=1)
         if self._slot.put(PendingFrame(image, info, time.perf_counter())):
             self.statistics.count(frames_dropped=1)
 
     def _work(self) -> None:
-        while self._running:
-            frame = self._slot.take(timeout=0.1)
-            if frame is not None:
-                self._process(frame)
+        """The inference thread: serves frames until shutdown; nothing one frame does ends it."""
+        reason = "the inference thread ended"
+        try:
+            while self._running:
+                taken = self._slot.take(timeout=0.1)
+                if taken is None:
+                    continue
+                try:
+                    self._serve(*taken)
+                except Exception as error:
+                    self._failure(error, "serving a frame", failed_frames=1)
+        except BaseException as error:  # noqa: B036 - reported below, then the process exits non-zero
+            reason = f"{type(error).__name__}: {error}"
+        finally:
+            if self._running:
+                self._worker_stopped(reason)
 
-    def _process(self, frame: PendingFrame) -> None:
+    def _serve(self, frame: PendingFrame, spare: PendingFrame | None) -> None:
+        """Process ``frame``; when it turns out malformed, process the frame it displaced instead."""
+        if not self._process(frame) and spare is not None:
+            self._process(spare)
+        elif spare is not None:
+            self.statistics.count(frames_dropped=1)
+
+    def _process(self, frame: PendingFrame) -> bool:
+        """Decode, infer and publish one frame (all outputs or none); False when it is malformed."""
         started = time.perf_counter()
         try:
-            rgb, intrinsics = decode_frame(frame.image, frame.info, self.settings)
+            rgb, intrinsics = decode_frame(frame.image, frame.info, self.settings, self._intrinsics)
         except ImageConversionError as error:
             self._problem(f"dropped a malformed frame: {error}", malformed_messages=1)
-            return
+            return False
         converted = time.perf_counter()
         try:
             result = self.stream.push(rgb, intrinsics, stamp_nanoseconds(frame.image) * 1e-9)
             inferred = time.perf_counter()
-            self.outputs.publish(OutputFrame(frame.image.header, rgb, frame.info, result), self.settings)
+            self.outputs.build(OutputFrame(frame.image.header, rgb, frame.info, result), self.settings).publish()
         except Exception as error:  # keep the stream alive whatever one frame does
-            self._problem(f"frame failed: {type(error).__name__}: {error}", failed_frames=1)
-            return
+            self._failure(error, "frame failed", failed_frames=1)
+            return True
         published = time.perf_counter()
         if result.reset is not None:
             self.statistics.count(resets=1)
@@ -195,12 +252,37 @@ class PerceptionNode(Node):
         self.statistics.output_rate.tick()
         self.statistics.latency.add(conversion=converted - started, network=inferred - converted,
                                     publish=published - inferred, total=published - frame.received)
+        return True
 
     def _problem(self, text: str, **counter: int) -> None:
+        text = clip_problem(text)
         self.statistics.count(**counter)
         with self.statistics.lock:
             self.statistics.last_problem = text
         self.get_logger().warning(text, throttle_duration_sec=5.0)
+
+    def _failure(self, error: Exception, context: str, **counter: int) -> None:
+        """An unexpected exception: counted every time, logged with its traceback once per cause."""
+        text = clip_problem(f"{context}: {type(error).__name__}: {error}")
+        self.statistics.count(**counter)
+        with self.statistics.lock:
+            self.statistics.last_problem = text
+        cause = self._causes.first_time(error)
+        if cause is None:
+            return
+        details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.get_logger().error(f"{text} (first time for {cause}; later ones are only counted)\n{details}")
+
+    def _worker_stopped(self, reason: str) -> None:
+        """The inference thread is gone: report ERROR, then end the process with status 1."""
+        with self.statistics.lock:
+            self.statistics.worker_failure = reason
+        self.exit_code = 1
+        self.get_logger().fatal(f"inference stopped ({clip_problem(reason)}): shutting down with status 1")
+        try:
+            self._publish_diagnostics()
+        finally:
+            self.context.try_shutdown()
 
     # -- weights hot swap --------------------------------------------------------------------
     def _check_checkpoint(self) -> None:
@@ -234,7 +316,8 @@ class PerceptionNode(Node):
 
     def shutdown(self) -> None:
         self._running = False
-        self._worker.join(timeout=5.0)
+        if self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ from mds_ros.parameters import StartupError
 
 
 def spin_nodes(factories: list, args: list[str] | None = None) -> int:
-    """Start the nodes made by ``factories`` in one process and spin them until Ctrl-C."""
+    """Start the nodes made by ``factories`` in one process and spin them until Ctrl-C (or until a
+    node shuts the context down). Returns the largest ``exit_code`` a node set (0 by default)."""
     rclpy.init(args=args)
     nodes = []
     try:
@@ -39,4 +40,4 @@ def spin_nodes(factories: list, args: list[str] | None = None) -> int:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return max((int(getattr(node, "exit_code", 0)) for node in nodes), default=0)

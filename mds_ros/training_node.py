@@ -27,8 +27,9 @@ from rclpy.node import Node
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
-from mds_ros.camera_input import decode_frame, subscribe_camera
+from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
+from mds_ros.diagnostics import CauseLog, clip_problem
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import OnlineTrainingParameters, StartupError, declare_parameters
 from mds_ros.spin import spin_nodes
@@ -51,6 +52,8 @@ class TrainingNode(Node):
         self.malformed = 0
         self.failures = 0
         self.last_problem = ""
+        self._intrinsics = ParameterIntrinsics(s) if s.camera_info_source == "parameters" else None
+        self._causes = CauseLog()
         self._image_topic = subscribe_camera(self, s, self._on_frame)
         self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(s.status_period, self._publish_status)
@@ -61,14 +64,21 @@ class TrainingNode(Node):
                                f"writing {s.output_checkpoint} every {s.checkpoint_every} steps")
 
     def _on_frame(self, image: Any, info: Any) -> None:
+        """Check and decode a frame into the training buffer; nothing a message holds ends the node."""
         try:
-            rgb, intrinsics = decode_frame(image, info, self.settings)
+            check_frame(image, info, self.settings, self._intrinsics)
+            rgb, intrinsics = decode_frame(image, info, self.settings, self._intrinsics)
+            self.trainer.buffer.add(rgb, intrinsics, stamp_nanoseconds(image) * 1e-9)
         except ImageConversionError as error:
             self.malformed += 1
-            self.last_problem = f"dropped a malformed frame: {error}"
+            self.last_problem = clip_problem(f"dropped a malformed frame: {error}")
             self.get_logger().warning(self.last_problem, throttle_duration_sec=5.0)
-            return
-        self.trainer.buffer.add(rgb, intrinsics, stamp_nanoseconds(image) * 1e-9)
+        except Exception as error:  # a frame must not take the node (or the training) down
+            self.failures += 1
+            self.last_problem = clip_problem(f"frame failed: {type(error).__name__}: {error}")
+            cause = self._causes.first_time(error)
+            if cause is not None:
+                self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
     def _train(self) -> None:
         limit = self.settings.max_steps
