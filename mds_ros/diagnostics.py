@@ -137,8 +137,7 @@ class DiagnosticsReporter:
                                                       f"{self._periods_without_output} periods")
         if worker_failure:
             level, message = DiagnosticStatus.ERROR, f"inference stopped: {clip_problem(worker_failure)}"
-        return DiagnosticStatus(level=level, name=STATUS_NAME, message=message, hardware_id=self.hardware_id,
-                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        return diagnostic_status(STATUS_NAME, level, message, self.hardware_id, values)
 
     def _stalled(self, accepted: int, processed: int) -> bool:
         """Count periods in which frames were accepted and none processed; True from ``stall_periods`` on."""
@@ -149,7 +148,19 @@ class DiagnosticsReporter:
         return self._periods_without_output >= self.stall_periods
 
     def array(self, stamp) -> DiagnosticArray:
-        message = DiagnosticArray()
-        message.header.stamp = stamp
-        message.status = [self.status()]
-        return message
+        return diagnostic_array(stamp, self.status())
+
+
+def diagnostic_status(name: str, level: bytes, message: str, hardware_id: str,
+                      values: dict[str, str]) -> DiagnosticStatus:
+    """One ``DiagnosticStatus`` with ``values`` as key/value pairs."""
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def diagnostic_array(stamp, *statuses: DiagnosticStatus) -> DiagnosticArray:
+    """A ``/diagnostics`` message stamped ``stamp``."""
+    message = DiagnosticArray()
+    message.header.stamp = stamp
+    message.status = list(statuses)
+    return message

@@ -12,7 +12,8 @@ Two processes::
     mds_trainer --ros-args -p checkpoint:=model.pt -p output_checkpoint:=online.pt
 
 or one process (one GPU, both models in one interpreter): ``mds_online`` with the parameters of
-both (``--ros-args --params-file config/mds_online.yaml``).
+both (``--ros-args --params-file config/mds_node.yaml --params-file config/mds_trainer.yaml``: each node
+takes the parameters it declares).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import threading
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
 from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
-from mds_ros.diagnostics import CauseLog, clip_problem
+from mds_ros.diagnostics import CauseLog, clip_problem, diagnostic_array, diagnostic_status
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import OnlineTrainingParameters, StartupError, declare_parameters
 from mds_ros.spin import spin_nodes
@@ -45,7 +46,7 @@ class TrainingNode(Node):
         try:
             self.trainer = OnlineTrainer(s.checkpoint, s.output_checkpoint, OnlineSettings(
                 buffer_frames=s.buffer_frames, batch_size=s.batch_size, checkpoint_every=s.checkpoint_every,
-                max_gap=s.max_frame_gap, min_targets=s.min_triplets,
+                max_gap=s.max_frame_gap, min_triplets=s.min_triplets,
                 learning_rate=s.learning_rate or None), device=s.device)
         except (CheckpointError, FileNotFoundError, ValueError) as error:
             raise StartupError(f"cannot start training from {s.checkpoint!r}: {error}") from error
@@ -81,18 +82,15 @@ class TrainingNode(Node):
                 self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
     def _train(self) -> None:
-        limit = self.settings.max_steps
-        while not self._stop.is_set() and (limit == 0 or self.trainer.status.steps < limit):
-            try:
-                if self.trainer.step() is None:
-                    self._stop.wait(0.1)
-            except Exception as error:  # a failing step must not take the node (or the stream) down
-                self.failures += 1
-                self.last_problem = f"training step failed: {type(error).__name__}: {error}"
-                self.get_logger().error(self.last_problem, throttle_duration_sec=5.0)
-                self._stop.wait(1.0)
-        if limit and self.trainer.status.steps >= limit and self.trainer.status.steps % self.settings.checkpoint_every:
-            self.trainer.save()
+        self.trainer.run(self._stop, max_steps=self.settings.max_steps, on_error=self._step_failed)
+
+    def _step_failed(self, error: Exception) -> None:
+        """A failing step must not take the node (or the stream) down: count it, log each cause once."""
+        self.failures += 1
+        self.last_problem = clip_problem(f"training step failed: {type(error).__name__}: {error}")
+        cause = self._causes.first_time(error)
+        if cause is not None:
+            self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
     def _publish_status(self) -> None:
         status = self.trainer.status
@@ -116,12 +114,8 @@ class TrainingNode(Node):
         }
         level = DiagnosticStatus.ERROR if self.failures and not status.steps else DiagnosticStatus.OK
         message = "training" if status.steps else "waiting for enough frames"
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [DiagnosticStatus(level=level, name="mds_trainer: online adaptation", message=message,
-                                         hardware_id=str(self.trainer.device),
-                                         values=[KeyValue(key=k, value=v) for k, v in values.items()])]
-        self._status.publish(array)
+        self._status.publish(diagnostic_array(self.get_clock().now().to_msg(), diagnostic_status(
+            "mds_trainer: online adaptation", level, message, str(self.trainer.device), values)))
 
     def shutdown(self) -> None:
         self._stop.set()

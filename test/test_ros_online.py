@@ -53,6 +53,31 @@ def test_online_trainer_learns_on_buffered_frames_and_writes_atomic_checkpoints(
     assert trainer.status.checkpoints_written == 3 and Predictor.from_checkpoint(tmp_path / "online.pt").checkpoint_step
 
 
+def test_online_trainer_run_survives_a_failing_step_and_writes_a_last_checkpoint(checkpoint, frames, tmp_path):
+    """The loop the training node runs: a failing step is reported and skipped; stopping at max_steps
+    between two periodic checkpoints writes one more."""
+    images, config = frames
+
+    class FailsOnce(OnlineTrainer):
+        failed = False
+
+        def step(self):
+            if not self.failed and self.status.steps == 1:
+                self.failed = True
+                raise RuntimeError("injected failure")
+            return super().step()
+
+    trainer = FailsOnce(checkpoint, tmp_path / "online.pt", OnlineSettings(batch_size=2, checkpoint_every=2),
+                        device="cpu")
+    for index, image in enumerate(images):
+        trainer.buffer.add(image, config.intrinsics(), 10.0 + 0.1 * index)
+    errors: list[Exception] = []
+    trainer.run(threading.Event(), max_steps=3, on_error=errors.append, error_wait=0.0)
+    assert [str(e) for e in errors] == ["injected failure"] and trainer.status.steps == 3
+    assert trainer.status.checkpoints_written == 2  # step 2 (periodic) and step 3 (the end)
+    assert Predictor.from_checkpoint(tmp_path / "online.pt").checkpoint_step == trainer.state.step
+
+
 def test_frame_buffer_triplets_respect_gaps_and_time_going_backwards():
     buffer = FrameBuffer(capacity=6, size=(W, H))
     image, k = np.zeros((H, W, 3), np.uint8), np.eye(3)

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,13 +43,13 @@ class OnlineSettings:
     batch_size: int = 4
     checkpoint_every: int = 20
     max_gap: float = 0.5
-    min_targets: int = 4
+    min_triplets: int = 4  # buffered targets with all their source frames before training starts
     learning_rate: float | None = None  # None: the checkpoint's
     seed: int = 0
 
     def validate(self) -> None:
-        if self.buffer_frames < 3 or self.batch_size < 1 or self.checkpoint_every < 1 or self.min_targets < 1:
-            raise ValueError("buffer_frames >= 3, batch_size >= 1, checkpoint_every >= 1 and min_targets >= 1")
+        if self.buffer_frames < 3 or self.batch_size < 1 or self.checkpoint_every < 1 or self.min_triplets < 1:
+            raise ValueError("buffer_frames >= 3, batch_size >= 1, checkpoint_every >= 1 and min_triplets >= 1")
         if not self.max_gap > 0:
             raise ValueError(f"max_gap must be > 0, got {self.max_gap}")
 
@@ -164,7 +165,7 @@ class OnlineTrainer:
 
         snapshot = self.buffer.snapshot()
         targets = self._targets(snapshot)
-        if len(targets) < self.settings.min_targets:
+        if len(targets) < self.settings.min_triplets:
             return None
         config = self.state.config
         dataset = TripletDataset([snapshot], targets, config.data.source_offsets, config.model.height,
@@ -191,8 +192,20 @@ class OnlineTrainer:
         LOG.info("online training: step %d, loss %.4f, wrote %s", self.state.step, self.status.last_loss or 0.0, path)
         return path
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.1) -> None:
-        """Train until ``stop`` is set, waiting while the buffer has too few triplets."""
-        while not stop.is_set():
-            if self.step() is None:
-                stop.wait(idle_wait)
+    def run(self, stop: threading.Event, max_steps: int = 0,
+            on_error: Callable[[Exception], None] | None = None, idle_wait: float = 0.1, error_wait: float = 1.0) -> None:
+        """Train until ``stop`` is set (or after ``max_steps`` steps; 0 = no limit), waiting while the
+        buffer has too few triplets. A failing step is passed to ``on_error`` (re-raised without one)
+        and training goes on after ``error_wait`` s. A run that ends at ``max_steps`` between two
+        periodic checkpoints writes a last one."""
+        while not stop.is_set() and (max_steps == 0 or self.status.steps < max_steps):
+            try:
+                if self.step() is None:
+                    stop.wait(idle_wait)
+            except Exception as error:
+                if on_error is None:
+                    raise
+                on_error(error)
+                stop.wait(error_wait)
+        if max_steps and self.status.steps >= max_steps and self.status.steps % self.settings.checkpoint_every:
+            self.save()
