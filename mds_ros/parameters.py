@@ -167,7 +167,7 @@ def validate(parameters: CameraInputParameters) -> list[str]:
     problems = [p for p in (cls.validate_value(n, getattr(parameters, n)) for n in cls.names()) if p]
     if not parameters.checkpoint:
         problems.append("checkpoint is not set: train a model first (`bash scripts/demo.sh` writes "
-                        "outputs/ros_demo/model/checkpoints/last.pt, `mds train` writes your own) and pass "
+                        "outputs/ros_demo/model/run/checkpoints/last.pt, `mds train` writes your own) and pass "
                         "-p checkpoint:=PATH")
     if isinstance(parameters, OnlineTrainingParameters) and not parameters.output_checkpoint:
         problems.append("output_checkpoint is not set: the adapted weights need a file to go to")

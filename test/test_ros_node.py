@@ -5,6 +5,8 @@ parameters, resets and malformed input. The node is started from the launch file
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -160,45 +162,64 @@ def set_parameter(probe: Probe, name: str, value: ParameterValue):
     return future.result().results[0]
 
 
-def test_resets_malformed_input_and_runtime_parameters(checkpoint, tmp_path):
-    env = ros_environment()
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 255, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
-    with node_process(checkpoint, env, tmp_path / "node.log", max_frame_gap=1.0,
-                                           diagnostics_period=0.1) as node, Probe(env) as probe:
-        probe.subscribe(f"{NODE}/depth/image", Image)
-        probe.subscribe(f"{NODE}/labels", Image)
-        probe.subscribe("/diagnostics", DiagnosticArray)
-        images = probe.publisher("/camera/image_raw", Image)
-        infos = probe.publisher("/camera/camera_info", CameraInfo)
+class LiveNode:
+    """A node process fed frame by frame from a probe, after a warm-up frame went through."""
+
+    def __init__(self, node: RosProcess, probe: Probe, rgb: np.ndarray):
+        self.node, self.probe, self.rgb = node, probe, rgb
+        self.images = probe.publisher("/camera/image_raw", Image)
+        self.infos = probe.publisher("/camera/camera_info", CameraInfo)
         probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
         probe.wait_for_subscribers("/camera/camera_info", 1, timeout=60)
         probe.wait_for_publishers(f"{NODE}/labels", 1, timeout=30)
-        wait_until(lambda: images.get_subscription_count() and infos.get_subscription_count()
+        wait_until(lambda: self.images.get_subscription_count() and self.infos.get_subscription_count()
                    and probe.node.count_publishers(f"{NODE}/depth/image"), 30)
 
-        def send(image: Image, info: CameraInfo, outputs: int) -> None:
-            infos.publish(info)
-            images.publish(image)
-            probe.wait_for_messages(f"{NODE}/depth/image", outputs, timeout=30)
-
-        # warm-up: the first messages after matching can be lost in discovery; repeat until one is processed
+        # the first messages after matching can be lost in discovery; repeat until one is processed
         def warmed_up() -> bool:
-            infos.publish(frame(1.0, rgb)[1])
-            images.publish(frame(1.0, rgb)[0])
+            self.publish(*frame(1.0, rgb))
             return _arrived(probe, 0.5)
         wait_until(warmed_up, 30, interval=0.0, message="no output for the warm-up frame")
-        n0 = len(probe.messages(f"{NODE}/depth/image"))
-        r0 = int(wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(n0))["resets"])
+        self.outputs = len(probe.messages(f"{NODE}/depth/image"))
+        self.diagnostics = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(self.outputs))
 
+    def publish(self, image: Image, info: CameraInfo) -> None:
+        self.infos.publish(info)
+        self.images.publish(image)
+
+    def send(self, stamp: float) -> None:
+        """A valid frame; waits for its depth."""
+        self.publish(*frame(stamp, self.rgb))
+        self.outputs += 1
+        self.probe.wait_for_messages(f"{NODE}/depth/image", self.outputs, timeout=30)
+
+
+@contextmanager
+def live_node(checkpoint: Path, tmp_path: Path, **parameters) -> Iterator[LiveNode]:
+    env = ros_environment()
+    rgb = np.random.default_rng(0).integers(0, 255, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
+    with node_process(checkpoint, env, tmp_path / "node.log", diagnostics_period=0.1, **parameters) as node, \
+            Probe(env) as probe:
+        probe.subscribe(f"{NODE}/depth/image", Image)
+        probe.subscribe(f"{NODE}/labels", Image)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        yield LiveNode(node, probe, rgb)
+        assert node.running, node.log()
+
+
+def test_time_going_backwards_and_gaps_reset_the_previous_frame(checkpoint, tmp_path):
+    with live_node(checkpoint, tmp_path, max_frame_gap=1.0) as live:
+        resets = int(live.diagnostics["resets"])
         # 10.0 (gap from 1.0: reset), 10.1 (pair), 9.5 (time went backwards: reset), 9.6 (pair), 12.0 (gap 2.4 s)
-        for offset, stamp in enumerate((10.0, 10.1, 9.5, 9.6, 12.0), start=1):
-            send(*frame(stamp, rgb), n0 + offset)
-        labels = [stamp_ns(m) for m in probe.messages(f"{NODE}/labels") if stamp_ns(m) > 5_000_000_000]
+        for stamp in (10.0, 10.1, 9.5, 9.6, 12.0):
+            live.send(stamp)
+        labels = [stamp_ns(m) for m in live.probe.messages(f"{NODE}/labels") if stamp_ns(m) > 5_000_000_000]
         assert labels == [10_100_000_000, 9_600_000_000]
-        wait_for_diagnostics(probe, "resets", lambda v: v == str(r0 + 3))
+        wait_for_diagnostics(live.probe, "resets", lambda v: v == str(resets + 3))
 
-        # malformed messages of every kind, then valid frames keep flowing
+
+def test_malformed_messages_are_counted_and_valid_frames_keep_flowing(checkpoint, tmp_path):
+    with live_node(checkpoint, tmp_path) as live:
         bad = []
         for mutate in (lambda i, c: setattr(i, "encoding", "32FC7"),
                        lambda i, c: setattr(i, "step", 5),
@@ -208,20 +229,22 @@ def test_resets_malformed_input_and_runtime_parameters(checkpoint, tmp_path):
                                      setattr(i, "step", 300000)),
                        lambda i, c: setattr(c, "k", [0.0] * 9),
                        lambda i, c: setattr(c, "k", [float("nan")] * 9)):
-            image, info = frame(13.0 + 0.05 * len(bad), rgb)
+            image, info = frame(13.0 + 0.05 * len(bad), live.rgb)
             mutate(image, info)
             bad.append((image, info))
         for count, (image, info) in enumerate(bad, start=1):  # one at a time: a burst would be dropped
-            infos.publish(info)
-            images.publish(image)
-            values = wait_for_diagnostics(probe, "malformed_messages", lambda v, n=count: v == str(n))
-        assert values["frames_processed"] == str(n0 + 5)
-        send(*frame(14.0, rgb), n0 + 6)
-        send(*frame(14.1, rgb), n0 + 7)
-        assert node.running, node.log()
-        assert stamp_ns(probe.messages(f"{NODE}/labels")[-1]) == 14_100_000_000
+            live.publish(image, info)
+            values = wait_for_diagnostics(live.probe, "malformed_messages", lambda v, n=count: v == str(n))
+        assert values["frames_processed"] == str(live.outputs)
+        live.send(14.0)
+        live.send(14.1)
+        assert stamp_ns(live.probe.messages(f"{NODE}/labels")[-1]) == 14_100_000_000
 
-        # parameters at run time: invalid values are refused with a reason, valid ones applied
+
+def test_runtime_parameters_are_validated_and_applied(checkpoint, tmp_path):
+    with live_node(checkpoint, tmp_path) as live:
+        probe = live.probe
+        live.send(14.0)
         result = set_parameter(probe, "depth_scale", ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
                                                                     double_value=-2.0))
         assert not result.successful and "depth_scale" in result.reason
@@ -236,10 +259,9 @@ def test_resets_malformed_input_and_runtime_parameters(checkpoint, tmp_path):
                                                                 string_value="fixed"))):
             assert set_parameter(probe, name, value).successful
         before = float_image(probe.messages(f"{NODE}/depth/image")[-1])
-        send(*frame(14.2, rgb), n0 + 8)
+        live.send(14.1)
         after = float_image(probe.messages(f"{NODE}/depth/image")[-1])
         np.testing.assert_allclose(after, 2.0 * before, rtol=1e-3)
-        assert node.running, node.log()
 
 
 def test_compressed_input_with_intrinsics_from_parameters(checkpoint, tmp_path):

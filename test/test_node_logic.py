@@ -1,0 +1,155 @@
+"""The node's logic in-process, without DDS: frame-stream resets, stamp pairing, the one-frame
+mailbox, the checkpoint watcher, diagnostics levels and parameter validation. The same pieces run
+in real node processes in test_ros_node.py and test_ros_hardening.py."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from mds_core.checkpoint import write_untrained_checkpoint
+from mds_core.config import ModelConfig
+from mds_core.inference.predictor import Predictor
+from mds_core.inference.streaming import FrameStream, ResetReason, StreamSettings
+from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
+from mds_ros.pairing import StampPairing
+from mds_ros.parameters import PerceptionParameters, validate, validate_value
+from mds_ros.perception_node import CheckpointWatcher, LatestFrameSlot, PendingFrame
+
+K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 16.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    path = write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", ModelConfig(
+        width=64, height=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=2))
+    return Predictor.from_checkpoint(path, device="cpu")
+
+
+def test_frame_stream_resets_on_first_frame_time_backwards_gap_resolution_and_request(predictor):
+    stream = FrameStream(predictor, StreamSettings(max_frame_gap=0.5))
+    image = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    wide = np.zeros((32, 96, 3), np.uint8)
+    resets = []
+    for frame, stamp in ((image, 1.0), (image, 1.1), (image, 0.9), (image, 1.0), (image, 2.0), (wide, 2.1),
+                         (wide, 2.2)):
+        resets.append(stream.push(frame, K, stamp).reset)
+    assert resets == [ResetReason.FIRST_FRAME, None, ResetReason.TIME_BACKWARDS, None, ResetReason.GAP,
+                      ResetReason.RESOLUTION, None]
+    stream.reset()
+    output = stream.push(wide, K, 2.3)
+    assert output.reset is ResetReason.REQUESTED and output.prediction.masks is None
+    stream.swap_predictor(predictor)  # same input size: the previous frame stays
+    output = stream.push(wide, K, 2.4)
+    assert output.reset is None and output.prediction.masks is not None and output.gap == pytest.approx(0.1)
+
+
+def message(stamp: float, name: str) -> SimpleNamespace:
+    sec = int(stamp)
+    return SimpleNamespace(name=name, header=SimpleNamespace(stamp=SimpleNamespace(
+        sec=sec, nanosec=int(round((stamp - sec) * 1e9)))))
+
+
+def test_stamp_pairing_matches_exact_stamps_in_either_order_and_forgets_older_messages():
+    pairs = []
+    pairing = StampPairing(lambda image, info: pairs.append((image.name, info.name)), tolerance=0.0, queue_size=3)
+    pairing.add_image(message(1.0, "i1"))
+    pairing.add_info(message(1.0, "c1"))  # info after its image
+    pairing.add_info(message(2.0, "c2"))
+    pairing.add_image(message(2.0, "i2"))  # image after its info
+    pairing.add_image(message(3.0, "i3"))
+    pairing.add_image(message(4.0, "i4"))
+    pairing.add_info(message(4.0, "c4"))  # pairs i4; i3 (older, never paired) is forgotten
+    pairing.add_info(message(3.0, "c3"))
+    assert pairs == [("i1", "c1"), ("i2", "c2"), ("i4", "c4")]
+
+
+def test_stamp_pairing_within_tolerance_takes_the_closest():
+    pairs = []
+    pairing = StampPairing(lambda image, info: pairs.append((image.name, info.name)), tolerance=0.02)
+    pairing.add_info(message(0.99, "a"))
+    pairing.add_info(message(1.005, "b"))
+    pairing.add_image(message(1.0, "i"))
+    pairing.add_image(message(2.0, "far"))  # nothing within 20 ms: waits
+    assert pairs == [("i", "b")]
+
+
+def pending(name: str) -> PendingFrame:
+    return PendingFrame(image=name, info=None, received=0.0)
+
+
+def test_latest_frame_slot_keeps_the_newest_and_one_spare():
+    slot = LatestFrameSlot()
+    assert slot.take(0.01) is None
+    assert slot.put(pending("a")) is False
+    assert slot.put(pending("b")) is False  # "a" becomes the spare
+    assert slot.put(pending("c")) is True  # "a" is dropped, "b" is the spare
+    newest, spare = slot.take(0.01)
+    assert (newest.image, spare.image) == ("c", "b")
+    assert slot.take(0.01) is None
+
+    arrived = []
+    waiter = threading.Thread(target=lambda: arrived.append(slot.take(5.0)))
+    waiter.start()
+    slot.put(pending("d"))  # wakes the waiting worker
+    waiter.join(5.0)
+    assert arrived[0][0].image == "d" and arrived[0][1] is None
+
+
+def test_checkpoint_watcher_loads_each_new_version_once():
+    watcher = CheckpointWatcher("model.pt", (1, 100))
+    assert not watcher.should_load((1, 100))  # the loaded version
+    assert watcher.should_load((2, 100))
+    assert not watcher.should_load((3, 100))  # a load is under way
+    watcher.finished((2, 100))
+    assert not watcher.should_load((2, 100))  # refused or loaded: not again
+    assert watcher.should_load((3, 100))
+
+
+def test_diagnostics_levels_follow_the_counters():
+    statistics = NodeStatistics()
+    reporter = DiagnosticsReporter(statistics, "cpu", {"model": "m.pt"}, stall_periods=2)
+    status = reporter.status()
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "waiting for images")
+    statistics.count(frames_received=2, frames_accepted=2, frames_processed=2)
+    assert reporter.status().level == DiagnosticStatus.OK
+    statistics.count(frames_received=2, frames_accepted=2, frames_processed=1, frames_dropped=1)
+    status = reporter.status()
+    assert status.level == DiagnosticStatus.WARN and "dropped 1 frames" in status.message
+    statistics.last_problem = "unsupported encoding"
+    statistics.count(malformed_messages=3)
+    status = reporter.status()
+    assert status.level == DiagnosticStatus.WARN and "3 malformed" in status.message
+    for _ in range(2):  # frames accepted, none processed, for stall_periods periods
+        statistics.count(frames_received=1, frames_accepted=1)
+        status = reporter.status()
+    assert status.level == DiagnosticStatus.ERROR and "stalled" in status.message
+    statistics.count(frames_received=1, frames_accepted=1, frames_processed=1)
+    assert reporter.status().level == DiagnosticStatus.OK
+    values = {kv.key: kv.value for kv in reporter.status().values}
+    assert values["frames_dropped"] == "1" and values["malformed_messages"] == "3" and values["model"] == "m.pt"
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    ("depth_scale", -1.0, ">="), ("depth_scale_mode", "metric", "one of"), ("device", "gpu", "device must be"),
+    ("device", "cuda:x", "device must be"), ("width", 100, "multiple of 32"), ("publish_tf", 1, "true or false"),
+    ("max_frame_gap", float("nan"), "finite"), ("image_topic", " ", "must not be empty")])
+def test_parameter_values_are_refused_with_a_reason(name, value, reason):
+    assert reason in validate_value(name, value)
+
+
+def test_parameter_sets_are_checked_together(tmp_path: Path):
+    assert validate_value("device", "cuda:1") is None and validate_value("width", 320) is None
+    problems = validate(PerceptionParameters(width=320, height=0, camera_info_source="parameters",
+                                             intrinsics=[0.0, 1.0, 2.0, 3.0]))
+    text = "; ".join(problems)
+    assert "checkpoint is not set" in text and "both width and height" in text and "fx, fy > 0" in text
+    assert validate(PerceptionParameters(checkpoint=str(tmp_path / "m.pt"))) == []
