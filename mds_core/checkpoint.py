@@ -130,6 +130,36 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+def stale_temporaries(directory: str | Path) -> list[Path]:
+    """Temporary files of checkpoint writes in ``directory`` (``.NAME.*.tmp``, from :func:`save_checkpoint`
+    and :func:`publish_checkpoint`): left behind only by a writer that was killed before it could rename
+    or delete them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob(".*.tmp") if path.is_file())
+
+
+def remove_stale_temporaries(directory: str | Path) -> int:
+    """Delete what killed checkpoint writes left in ``directory`` (:func:`stale_temporaries`); returns the count.
+
+    Only the one process that writes checkpoints into ``directory`` may call this, before it writes:
+    a live writer's temporary file would be deleted too.
+    """
+    removed, size = 0, 0
+    for path in stale_temporaries(directory):
+        try:
+            size += path.stat().st_size
+            path.unlink()
+            removed += 1
+        except OSError as error:
+            LOG.warning("cannot delete %s, left by an interrupted checkpoint write: %s", path, error.strerror or error)
+    if removed:
+        LOG.warning("deleted %d partial checkpoint file(s) (%.1f MB) left in %s by an interrupted run",
+                    removed, size / 2**20, directory)
+    return removed
+
+
 def publish_checkpoint(source: str | Path, destination: str | Path) -> Path:
     """Atomically make ``destination`` hold the checkpoint ``source`` (both in one directory).
 

@@ -30,6 +30,7 @@ from mds_core.checkpoint import (
     new_run_id,
     publish_checkpoint,
     readable_checkpoints,
+    remove_stale_temporaries,
     resolve_resume,
     restore_rng_state,
     save_checkpoint,
@@ -244,6 +245,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         resumed = load_checkpoint(resume)
     if context.is_main or not overwrite:  # before any collective operation, so that every rank stops alike
         claim_checkpoint_folder(checkpoint_dir, resumed.run_id if resumed is not None else None, overwrite)
+    if context.is_main:
+        remove_stale_temporaries(checkpoint_dir)  # partial files of a killed run's interrupted writes
     dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
     batches = EpochBatches(len(dataset), config.optim.batch_size, config.seed, context.rank, context.world_size)
     state = build_training_state(config, device, context)

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mds_core.data.rosbag.salvage import McapSalvage, SalvagedMessage, SqliteSalvage, decompress
+from mds_core.data.rosbag.salvage import McapSalvage, SalvagedMessage, SqliteSalvage, decompress, one_line
 from mds_core.data.sequence_folder import DataError
 
 STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
@@ -39,6 +39,16 @@ class RawMessage:
     msgtype: str
     log_time: int
     data: bytes | memoryview
+
+
+def topic_entry(name: object, msgtype: object, count: object) -> TopicEntry:
+    """A :class:`TopicEntry` from what a bag's index or ``metadata.yaml`` says; ValueError when it makes no sense
+    (a name that is not a ROS topic name, a type that is not text; a count that is not a whole number >= 0
+    becomes None, unknown)."""
+    if not isinstance(name, str) or not name.startswith("/") or not isinstance(msgtype, str):
+        raise ValueError(f"invalid topic entry (name {str(name)[:80]!r}, type {str(msgtype)[:80]!r})")
+    known = isinstance(count, int) and not isinstance(count, bool) and count >= 0
+    return TopicEntry(name, msgtype, count if known else None)
 
 
 def _storage_files(path: Path) -> tuple[list[Path], dict | None]:
@@ -88,7 +98,7 @@ class BagReader:
             self._open_with_rosbags()
         except Exception as error:
             self.salvaged = True
-            self.notes.append(f"rosbags cannot open the bag ({error}); reading what is intact")
+            self.notes.append(f"rosbags cannot open the bag ({one_line(error)}); reading what is intact")
             self._open_salvage()
 
     # ------------------------------------------------------------------------ opening
@@ -97,7 +107,7 @@ class BagReader:
 
         with Reader(self._rosbags_path) as reader:
             for name, info in reader.topics.items():
-                self.topics[name] = TopicEntry(name, info.msgtype or "", int(info.msgcount))
+                self.topics[name] = topic_entry(name, info.msgtype or "", info.msgcount)
             if reader.message_count:
                 self.start_time, self.end_time = int(reader.start_time), int(reader.end_time)
 
@@ -113,10 +123,12 @@ class BagReader:
             try:
                 for entry in self._metadata["topics_with_message_count"]:
                     meta = entry["topic_metadata"]
-                    self.topics[meta["name"]] = TopicEntry(meta["name"], meta["type"], int(entry["message_count"]))
-                return
+                    self.topics[meta["name"]] = topic_entry(meta["name"], meta["type"], entry["message_count"])
+                if self.topics:
+                    return
             except (KeyError, TypeError, ValueError):
-                self.topics.clear()
+                self.notes.append("metadata.yaml lists no valid topics: reading the topics from the storage files")
+            self.topics.clear()
         for file in self.files:  # no usable metadata: list what the files hold
             try:
                 if self.storage == "mcap":
@@ -133,7 +145,7 @@ class BagReader:
                         self.topics.setdefault(topic, TopicEntry(topic, msgtype, None))
                     db.close()
             except (OSError, ValueError) as error:
-                self.notes.append(f"{file.name}: unreadable ({error})")
+                self.notes.append(f"{file.name}: unreadable ({one_line(error)})")
         if not self.topics:
             raise DataError(f"bag {self.path} is unreadable: {'; '.join(self.notes)}")
 
@@ -162,7 +174,7 @@ class BagReader:
                         yield RawMessage(connection.topic, connection.msgtype, log_time, data)
                 return
             except Exception as error:
-                self.notes.append(f"reading stopped after {delivered} message(s) ({error}); "
+                self.notes.append(f"reading stopped after {delivered} message(s) ({one_line(error)}); "
                                   f"scanning the rest of the file for intact messages")
         compressed = self._compression_mode() == "message"
         for message in self._salvaged_messages(wanted):
@@ -176,9 +188,6 @@ class BagReader:
                 yield RawMessage(message.topic, message.msgtype, message.log_time, data)
 
     def _salvaged_messages(self, topics: set[str]) -> Iterator[SalvagedMessage]:
-        declared = None
-        if self._metadata is not None:
-            declared = self._metadata.get("message_count")
         for file in self.files:
             try:
                 if self.storage == "mcap":
@@ -186,8 +195,8 @@ class BagReader:
                 else:
                     db = SqliteSalvage(file, self.notes)
                     try:
-                        yield from db.scan(topics, declared if len(self.files) == 1 else None)
+                        yield from db.scan(topics)
                     finally:
                         db.close()
             except (OSError, ValueError) as error:
-                self.notes.append(f"{file.name}: unreadable ({error})")
+                self.notes.append(f"{file.name}: unreadable ({one_line(error)})")

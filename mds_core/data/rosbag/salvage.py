@@ -10,7 +10,8 @@ such files from the front and keep every message that is intact:
   uncompressed chunk cut off by the end still yields its complete messages.
 * sqlite3: the database is opened through a read-only virtual file system that shows only the
   whole pages present and fixes the page count in the header; messages are read in ``id``
-  order, and when a damaged page stops the scan, the following ids are probed one by one.
+  order; when a damaged page stops the scan, the next id that can be read is found with a few
+  dozen lookups (ids at growing distances, then bisection), and reading goes on from there.
 
 Every problem is appended to a list of one-line notes for the caller to report.
 """
@@ -26,8 +27,16 @@ from pathlib import Path
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK, _OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
-_MAX_PROBES = 1_000_000
+_MAX_ROWID = 2**63 - 1  # sqlite3 rowids are signed 64-bit integers
+_MAX_DAMAGED_RANGES = 200  # damaged stretches skipped in one sqlite3 file before giving up on the rest
 _VFS_NUMBERS = itertools.count()
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (its first line, at most ``limit`` characters)."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    text = lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ class McapSalvage:
             try:
                 records = decompress(records[:records_size], compression)
             except Exception as error:
-                self._note(f"chunk at byte {offset} could not be decompressed ({error}); skipped")
+                self._note(f"chunk at byte {offset} could not be decompressed ({one_line(error)}); skipped")
                 return
             if len(records) != uncompressed_size or (crc and zlib.crc32(records) != crc):
                 self._note(f"chunk at byte {offset} failed its checksum; skipped")
@@ -276,29 +285,72 @@ class SqliteSalvage:
         try:
             rows = self.connection.execute("SELECT id, name, type FROM topics ORDER BY id").fetchall()
         except Exception as error:
-            raise ValueError(f"{self.path}: the topics table is unreadable ({error})") from error
+            raise ValueError(f"{self.path}: the topics table is unreadable ({one_line(error)})") from error
         self.topics: dict[int, tuple[str, str]] = {int(i): (str(n), str(t)) for i, n, t in rows}
 
     def _note(self, text: str) -> None:
         self.notes.append(f"{self.path.name}: {text}")
 
-    def _max_id(self, declared: int | None) -> int | None:
-        try:
-            row = self.connection.execute("SELECT max(id) FROM messages").fetchone()
-            if row and row[0] is not None:
-                return int(row[0])
-        except Exception:
-            pass
-        return declared
+    def _first_id_from(self, lowest: int) -> int | None:
+        """The first message id >= ``lowest`` (None: there is none); raises where damage stops the lookup."""
+        row = self.connection.execute("SELECT id FROM messages WHERE id >= ? ORDER BY id LIMIT 1", (lowest,)).fetchone()
+        return None if row is None else int(row[0])
 
-    def scan(self, topics: set[str], declared_count: int | None = None) -> Iterator[SalvagedMessage]:
-        """Messages of ``topics`` in ``id`` order; damaged ranges are noted and skipped."""
+    def _lookup(self, lowest: int) -> tuple[bool, int | None]:
+        """(whether the lookup of the first id >= ``lowest`` worked, that id)."""
+        try:
+            return True, self._first_id_from(lowest)
+        except Exception:
+            return False, None
+
+    def _next_readable_id(self, last: int) -> int | None:
+        """The first id after ``last`` from which reading works again, or None (nothing readable after it).
+
+        Ids are looked up at ``last`` + 1, 2, 4, 8, ... (damaged pages cover a range of ids) until a lookup
+        works; then the first bound that works is narrowed by bisection. At most about 2 x 64 lookups, however
+        large the ids are, so a damaged file can never make this probe for long.
+        """
+        failed, step = last, 1
+        while True:
+            bound = last + step
+            if bound > _MAX_ROWID:
+                return None
+            worked, found = self._lookup(bound)
+            if worked:
+                break
+            failed, step = bound, step * 2
+        if found is None:
+            return None
+        while bound - failed > 1:  # narrow: the smallest bound in (failed, bound] whose lookup works
+            middle = (failed + bound) // 2
+            worked, candidate = self._lookup(middle)
+            if worked and candidate is not None:
+                bound, found = middle, candidate
+            else:
+                failed = middle
+        return found
+
+    def _row_readable(self, row_id: int) -> bool:
+        """Whether the whole row ``row_id`` (its data too, which may lie on overflow pages) can be read."""
+        try:
+            self.connection.execute("SELECT id, topic_id, timestamp, data FROM messages WHERE id = ?", (row_id,)).fetchone()
+            return True
+        except Exception:
+            return False
+
+    def scan(self, topics: set[str]) -> Iterator[SalvagedMessage]:
+        """Messages of ``topics`` in ``id`` order; damaged rows and pages are noted and skipped.
+
+        After a failure at id ``last`` the next id whose lookup works is found (:meth:`_next_readable_id`);
+        a row that cannot be read whole there, or where reading failed again without getting past it,
+        is skipped. Every failure gets reading past at least one id, and after
+        :data:`_MAX_DAMAGED_RANGES` failures the rest of the file is given up.
+        """
         wanted = {tid: info for tid, info in self.topics.items() if info[0] in topics}
         if not wanted:
             return
-        last = 0
-        max_id: int | None = -1
-        lost = 0
+        last, failures, retried = 0, 0, None
+        skipped: list[str] = []
         while True:
             try:
                 cursor = self.connection.execute(
@@ -310,29 +362,24 @@ class SqliteSalvage:
                         yield SalvagedMessage(topic, msgtype, int(timestamp), bytes(data))
                 break
             except Exception as error:
-                if max_id == -1:
-                    max_id = self._max_id(declared_count)
-                if max_id is None:
-                    self._note(f"reading stopped after message id {last} ({error}); the number of messages after it is unknown")
+                failures += 1
+                resume = self._next_readable_id(last) if failures <= _MAX_DAMAGED_RANGES else None
+                if resume is None:
+                    self._note(f"reading stopped after message id {last} ({one_line(error)}); "
+                               f"nothing after it could be read")
                     break
-                resumed = False
-                probe = last + 1
-                while probe <= max_id and probe - last <= _MAX_PROBES:
-                    try:
-                        row = self.connection.execute("SELECT id FROM messages WHERE id = ?", (probe,)).fetchone()
-                    except Exception:
-                        row = None
-                    if row is not None:
-                        resumed = True
-                        break
-                    probe += 1
-                lost += probe - last - 1
-                self._note(f"messages {last + 1}..{probe - 1} are unreadable ({error})")
-                if not resumed:
-                    break
-                last = probe - 1
-        if lost:
-            self._note(f"{lost} message(s) lost in damaged pages")
+                if resume == retried or not self._row_readable(resume):
+                    skipped.append(f"{last + 1}..{resume}" if resume > last + 1 else f"{resume}")
+                    last = resume
+                else:
+                    if resume > last + 1:
+                        skipped.append(f"{last + 1}..{resume - 1}")
+                    retried, last = resume, resume - 1
+                if len(skipped) == 1:
+                    self._note(f"damaged pages: message id(s) {skipped[0]} unreadable ({one_line(error)}); skipped")
+        if len(skipped) > 1:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            self._note(f"{len(skipped)} damaged stretches skipped in all (message ids {shown})")
 
     def close(self) -> None:
         self.connection.close()
