@@ -7,6 +7,11 @@ motion model; the photometric loss is always computed at full resolution on the 
 resized to that scale, weighted ``1e-3 / 2^s``. The total is averaged over scales. With the
 "smoothness" mask regulariser, an edge-aware smoothness of the soft masks is added instead of
 relying on the depth ordering of eq. (3).
+
+With the oracle rung "depth" the model output carries ``warp_depth`` (the scaled ground truth)
+and a single scale; the warp then uses that depth. The optional mask priors
+(:mod:`mds_core.method.losses.mask_priors`) are added with ``loss.mask_sparsity_weight`` and
+``loss.mask_entropy_weight`` on the soft masks of eq. (3).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import Tensor
 
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
+from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
@@ -35,6 +41,8 @@ class LossOutput:
     smoothness: Tensor
     mask_smoothness: Tensor
     automask_fraction: Tensor
+    mask_sparsity: Tensor
+    mask_entropy: Tensor
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
 
@@ -45,6 +53,8 @@ class LossOutput:
             "loss/smoothness": float(self.smoothness),
             "loss/mask_smoothness": float(self.mask_smoothness),
             "automask/fraction_kept": float(self.automask_fraction),
+            "masks/sparsity": float(self.mask_sparsity),
+            "masks/entropy": float(self.mask_entropy),
         }
 
 
@@ -75,7 +85,10 @@ class SelfSupervisedObjective:
         for scale, disparity in enumerate(output.disparities):
             disparity = disparity.float()
             full = F.interpolate(disparity, size=(height, width), mode="bilinear", align_corners=False)
-            depth = disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
+            if output.warp_depth is not None:
+                depth = output.warp_depth.float()
+            else:
+                depth = disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
             warped, errors = [], []
             for s, source_motion in enumerate(output.sources):
                 result = warp_source(sources[:, s], depth, intrinsics, source_motion.motion, inv_intrinsics)
@@ -101,6 +114,14 @@ class SelfSupervisedObjective:
                 [edge_aware_smoothness(src.motion.masks.float(), target) for src in output.sources]
             ).mean()
             total = total + cfg.mask_smoothness_weight * mask_smoothness
+        sparsity = entropy = target.new_zeros(())
+        if self.model.num_components > 1:
+            soft = torch.cat([src.soft_masks.float() for src in output.sources])
+            sparsity, entropy = mask_sparsity(soft), mask_entropy(soft)
+            if cfg.mask_sparsity_weight > 0:
+                total = total + cfg.mask_sparsity_weight * sparsity
+            if cfg.mask_entropy_weight > 0:
+                total = total + cfg.mask_entropy_weight * entropy
         automask_fraction = (
             automask_scale0.mean() if automask_scale0 is not None else target.new_ones(())
         )
@@ -110,6 +131,8 @@ class SelfSupervisedObjective:
             smoothness=torch.stack(smooth_terms).mean(),
             mask_smoothness=mask_smoothness.detach(),
             automask_fraction=automask_fraction.detach(),
+            mask_sparsity=sparsity.detach(),
+            mask_entropy=entropy.detach(),
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
         )
