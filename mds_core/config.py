@@ -103,11 +103,15 @@ class LossConfig:
     # Learning aids for the decomposition (mds_core.method.losses.mask_priors); 0 = off.
     mask_sparsity_weight: float = 0.0  # mean mass outside the background component (component 0)
     mask_entropy_weight: float = 0.0  # mean per-pixel entropy of the K masks (pushes towards one-hot)
+    # mds_core.method.losses.component_assignment, at scale 0; 0 = off
+    component_min_weight: float = 0.0  # per-pixel best single-component reprojection (trains every T_k)
+    mask_assignment_weight: float = 0.0  # -log M of the best single component (trains the masks)
 
     def validate(self) -> None:
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
-        for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight"):
+        for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight",
+                     "component_min_weight", "mask_assignment_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 
