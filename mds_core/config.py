@@ -34,6 +34,8 @@ class ConfigError(ValueError):
 EncoderName = Literal["resnet18", "resnet50"]
 PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
 MaskRegulariser = Literal["depth_ordering", "smoothness"]
+DepthSource = Literal["network", "ground_truth"]
+MaskMode = Literal["soft", "straight_through"]
 
 
 @dataclass
@@ -51,8 +53,21 @@ class ModelConfig:
     num_scales: int = 4
     pose_scale: float = 0.01
     detach_depth_input: bool = False
+    # Oracle rung "depth" (docs/decomposition-ladder.md): "ground_truth" replaces the depth network
+    # by the sample's ground-truth depth (mds_core.method.oracle), so only the pose+mask network learns.
+    depth_source: DepthSource = "network"
+    # Ground-truth depth (metres) is multiplied by this before the warp. Warps are invariant to a
+    # common scale of depth and translation; the pose decoder's 0.01 output scaling suits
+    # translations of about 0.01 units per frame, so metric scenes (about 1 m per frame) learn
+    # their translations much faster at 0.01 than at 1.
+    ground_truth_depth_scale: float = 1.0
+    # "straight_through": the warp uses one-hot masks (argmax over K) while the gradient flows
+    # through the soft masks, so a mixture of K motions cannot emulate a per-pixel flow.
+    mask_mode: MaskMode = "soft"
 
     def validate(self) -> None:
+        if not self.ground_truth_depth_scale > 0:
+            raise ConfigError(f"model.ground_truth_depth_scale must be > 0, got {self.ground_truth_depth_scale}")
         if self.height <= 0 or self.width <= 0 or self.height % 32 or self.width % 32:
             raise ConfigError(
                 f"model.height and model.width must be positive multiples of 32 "
@@ -85,11 +100,18 @@ class LossConfig:
     mask_smoothness_weight: float = 1e-3
     automask: bool = True
     min_reprojection: bool = True
+    # Learning aids for the decomposition (mds_core.method.losses.mask_priors); 0 = off.
+    mask_sparsity_weight: float = 0.0  # mean mass outside the background component (component 0)
+    mask_entropy_weight: float = 0.0  # mean per-pixel entropy of the K masks (pushes towards one-hot)
+    # mds_core.method.losses.component_assignment, at scale 0; 0 = off
+    component_min_weight: float = 0.0  # per-pixel best single-component reprojection (trains every T_k)
+    mask_assignment_weight: float = 0.0  # -log M of the best single component (trains the masks)
 
     def validate(self) -> None:
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
-        for name in ("smoothness_weight", "mask_smoothness_weight"):
+        for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight",
+                     "component_min_weight", "mask_assignment_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -222,6 +244,28 @@ class OptimConfig:
 
 
 @dataclass
+class DecompositionConfig:
+    """Learning aids for the K-component decomposition (docs/decomposition-ladder.md); defaults = off.
+
+    ``background_bias``: initial logit of component 0 (the background) in the mask head, so that
+    at the start one component holds most of every pixel. ``warmup_steps``: for this many steps the
+    masks are one-hot on component 0 (the model is K=1); then the components switch on.
+    ``detach_depth_during_warmup``: the depth channel of the pose+mask input carries no gradient
+    during the warm-up.
+    """
+
+    background_bias: float = 0.0
+    warmup_steps: int = 0
+    detach_depth_during_warmup: bool = False
+
+    def validate(self) -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"decomposition.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not math.isfinite(self.background_bias):
+            raise ConfigError(f"decomposition.background_bias must be finite, got {self.background_bias}")
+
+
+@dataclass
 class LoggingConfig:
     """TensorBoard scalars every ``scalar_every`` steps, image panels every ``image_every``."""
 
@@ -242,6 +286,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    decomposition: DecompositionConfig = field(default_factory=DecompositionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     output_dir: str = "runs/mds"
     seed: int = 0
@@ -253,6 +298,7 @@ class TrainConfig:
         self.loss.validate()
         self.data.validate()
         self.optim.validate()
+        self.decomposition.validate()
 
 
 # A number with an exponent, as YAML 1.2 and Python read it (``1e-3``, ``5E-4``, ``1.5e2``, ``.5e+1``).

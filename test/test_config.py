@@ -148,3 +148,20 @@ def test_other_config_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"override 'model=\[1': unclosed flow sequence") as caught:
         apply_overrides(TrainConfig(), ["model=[1"])
     assert "\n" not in str(caught.value)
+
+
+def test_decomposition_options_are_typed_and_validated():
+    config = apply_overrides(TrainConfig(), ["model.depth_source=ground_truth", "decomposition.warmup_steps=50",
+                                             "loss.mask_sparsity_weight=0.1", "model.mask_mode=straight_through"])
+    assert config.model.depth_source == "ground_truth" and config.decomposition.warmup_steps == 50
+    defaults = TrainConfig()
+    assert defaults.model.depth_source == "network" and defaults.model.mask_mode == "soft"
+    assert defaults.decomposition.warmup_steps == 0 and defaults.loss.mask_sparsity_weight == 0.0
+    with pytest.raises(ConfigError, match="model.depth_source: must be one of"):
+        apply_overrides(TrainConfig(), ["model.depth_source=lidar"])
+    with pytest.raises(ConfigError, match="decomposition.warmup_steps must be >= 0"):
+        apply_overrides(TrainConfig(), ["decomposition.warmup_steps=-1"])
+    with pytest.raises(ConfigError, match="loss.mask_entropy_weight must be >= 0"):
+        apply_overrides(TrainConfig(), ["loss.mask_entropy_weight=-1"])
+    with pytest.raises(ConfigError, match="ground_truth_depth_scale must be > 0"):
+        apply_overrides(TrainConfig(), ["model.ground_truth_depth_scale=0"])

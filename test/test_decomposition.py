@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from mds_core.config import ModelConfig
@@ -48,3 +49,129 @@ def test_k_equals_one_is_a_single_rigid_motion():
         out = model(torch.rand(2, 2, 3, 64, 64), [1])
     assert torch.equal(out.sources[0].motion.masks, torch.ones(2, 1, 64, 64))
     assert out.sources[0].motion.transforms.shape == (2, 1, 4, 4)
+
+
+# --- oracle rung "depth" and learning aids (docs/decomposition-ladder.md) ----------------------
+
+def _tiny_model(**overrides) -> MonoDepthSeg:
+    config = ModelConfig(height=64, width=64, depth_encoder="resnet18", pose_mask_encoder="resnet18",
+                         num_components=3, **overrides)
+    return MonoDepthSeg(config).eval()
+
+
+def test_oracle_depth_is_resized_nearest_with_invalid_pixels_at_max_depth():
+    from mds_core.method.networks import disparity_to_depth
+    from mds_core.method.oracle import depth_to_disparity, ground_truth_depth
+
+    native = torch.tensor([[[5.0, 0.0], [float("nan"), 500.0]]])  # (1, 2, 2): valid, sky, invalid, too far
+    depth = ground_truth_depth([native], 4, 4, min_depth=0.1, max_depth=100.0)
+    assert depth.shape == (1, 1, 4, 4)
+    assert torch.equal(depth[0, 0, :2, :2], torch.full((2, 2), 5.0))  # nearest: no blending across pixels
+    assert torch.equal(depth[0, 0, :2, 2:], torch.full((2, 2), 100.0))
+    assert torch.equal(depth[0, 0, 2:], torch.full((2, 4), 100.0))
+    values = torch.tensor([0.1, 3.0, 100.0])
+    assert torch.allclose(disparity_to_depth(depth_to_disparity(values, 0.1, 100.0), 0.1, 100.0), values)
+
+
+def test_ground_truth_rung_has_no_depth_network_and_feeds_the_ground_truth_disparity():
+    from mds_core.method.oracle import depth_to_disparity
+
+    model = _tiny_model(depth_source="ground_truth", ground_truth_depth_scale=0.5)
+    assert model.depth_net is None
+    seen = {}
+    model.pose_mask_net.register_forward_hook(lambda _m, inputs, _o: seen.update(depth=inputs[2]))
+    depth = 1.0 + 20.0 * torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 3, 64, 64), [-1, 1], depth)
+    assert torch.allclose(seen["depth"], depth_to_disparity(depth, 0.1, 100.0).repeat(2, 1, 1, 1))
+    assert torch.equal(out.warp_depth, depth * 0.5) and len(out.disparities) == 1
+    with pytest.raises(ValueError, match="ground-truth depth"):
+        model(torch.rand(2, 3, 3, 64, 64), [-1, 1])
+
+
+def test_objective_warps_with_the_ground_truth_depth():
+    """A sideways camera shift of a fronto-parallel plane is explained exactly only at the true depth."""
+    from synthetic import kitti_like_intrinsics, textured_image
+
+    from mds_core.config import LossConfig
+    from mds_core.data.sample import Batch
+    from mds_core.method.decomposition import ComponentMotion
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.method.model import ModelOutput, SourceMotion
+    from mds_core.method.warping import warp_source
+
+    height, width, true_depth = 32, 64, 4.0
+    intrinsics = kitti_like_intrinsics(width, height)
+    shift = torch.eye(4)[None, None].clone()
+    shift[..., 0, 3] = 0.2
+    motion = ComponentMotion(masks=torch.ones(1, 1, height, width), transforms=shift)
+    target = textured_image(height + 16, width + 32, seed=1)[..., 8:-8, 16:-16]
+    # a source consistent with the target at depth 4 m: warp the target by the inverse motion
+    inverse = ComponentMotion(masks=motion.masks, transforms=torch.linalg.inv(shift))
+    source = warp_source(target, torch.full((1, 1, height, width), true_depth), intrinsics, inverse).image
+    batch = Batch(images=torch.stack([target, source], dim=1), network_images=torch.stack([target, source], dim=1),
+                  intrinsics=intrinsics, depth=None, motion=None, names=["x"])
+    model = ModelConfig(height=height, width=width, num_components=1, depth_source="ground_truth")
+    objective = SelfSupervisedObjective(LossConfig(automask=False), model)
+
+    def loss(depth: float) -> float:
+        d = torch.full((1, 1, height, width), depth)
+        sources = [SourceMotion(1, motion, torch.zeros(1, 1, height, width), motion.masks, shift)]
+        return float(objective(batch, ModelOutput([torch.zeros_like(d)], d, sources, warp_depth=d)).photometric)
+
+    interior = loss(true_depth)
+    assert interior < 0.5 * loss(2.0) and interior < 0.5 * loss(8.0)
+
+
+def test_straight_through_masks_are_one_hot_forward_and_soft_backward():
+    from mds_core.method.decomposition import straight_through_masks
+
+    logits = torch.tensor([[0.2, 1.0, -0.5]]).view(1, 3, 1, 1).requires_grad_()
+    soft = torch.softmax(logits, dim=1)
+    hard = straight_through_masks(soft)
+    assert torch.allclose(hard.detach().view(-1), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    weights = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    (hard * weights).sum().backward()
+    expected = torch.autograd.grad((torch.softmax(logits, dim=1) * weights).sum(), logits)[0]
+    assert torch.allclose(logits.grad, expected)
+    model = _tiny_model(mask_mode="straight_through")
+    with torch.no_grad():
+        masks = model(torch.rand(1, 2, 3, 64, 64), [1]).sources[0].motion.masks
+    assert torch.allclose(masks.sum(dim=1), torch.ones(1, 64, 64))
+    assert torch.allclose(masks, masks.round(), atol=1e-6)
+
+
+def test_warmup_puts_all_mask_mass_on_the_background_component():
+    model = _tiny_model()
+    model.components_enabled = False
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 3, 64, 64), [1])
+    masks = out.sources[0].motion.masks
+    assert torch.equal(masks[:, 0], torch.ones(1, 64, 64)) and torch.equal(masks[:, 1:], torch.zeros(1, 2, 64, 64))
+    assert not torch.equal(out.sources[0].soft_masks, masks)  # the priors still see the soft masks
+
+
+def test_background_bias_makes_component_0_dominant_at_initialisation():
+    from mds_core.config import TrainConfig
+    from mds_core.training.loop import build_model
+
+    config = TrainConfig()
+    config.model = ModelConfig(height=64, width=64, depth_encoder="resnet18", pose_mask_encoder="resnet18",
+                               num_components=3)
+    images = torch.rand(1, 2, 3, 64, 64)
+
+    def background_mass(bias: float) -> float:
+        torch.manual_seed(0)
+        config.decomposition.background_bias = bias
+        with torch.no_grad():
+            return float(build_model(config).eval()(images, [1]).sources[0].motion.masks[:, 0].mean())
+
+    assert background_mass(0.0) < 0.5 < 0.9 < background_mass(5.0)
+
+
+def test_mask_priors_by_hand():
+    from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
+
+    masks = torch.tensor([[1.0, 0.0], [0.5, 0.5]]).T.reshape(1, 2, 1, 2)  # pixel 1 one-hot bg, pixel 2 half
+    assert math.isclose(float(mask_sparsity(masks)), 0.25, abs_tol=1e-6)
+    assert math.isclose(float(mask_entropy(masks)), math.log(2) / 2, abs_tol=1e-5)

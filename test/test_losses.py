@@ -73,3 +73,45 @@ def test_disparity_smoothness_is_scale_invariant():
     disparity = torch.rand(1, 1, 8, 8) + 0.1
     image = textured_image(8, 8)
     assert torch.allclose(disparity_smoothness(disparity, image), disparity_smoothness(disparity * 7, image), atol=1e-5)
+
+
+def test_component_terms_train_a_motion_that_has_no_mask_mass():
+    """With all mask mass on component 0, only the per-component minimum reaches component 1's motion."""
+    import math
+
+    from synthetic import kitti_like_intrinsics, textured_image
+
+    from mds_core.config import LossConfig, ModelConfig
+    from mds_core.data.sample import Batch
+    from mds_core.method.decomposition import ComponentMotion
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.method.losses.component_assignment import mask_assignment
+    from mds_core.method.model import ModelOutput, SourceMotion
+
+    height, width = 32, 64
+    images = torch.stack([textured_image(height, width, seed=1), textured_image(height, width, seed=2)], dim=1)
+    batch = Batch(images=images, network_images=images, intrinsics=kitti_like_intrinsics(width, height),
+                  depth=None, motion=None, names=["x"])
+    masks = torch.zeros(1, 2, height, width)
+    masks[:, 0] = 1.0
+    depth = torch.full((1, 1, height, width), 5.0)
+
+    def gradient_of_component_1(**weights) -> float:
+        transforms = torch.eye(4).repeat(1, 2, 1, 1)
+        transforms[0, :, 0, 3] = torch.tensor([0.05, -0.05])
+        transforms.requires_grad_()
+        logits = torch.zeros(1, 2, height, width, requires_grad=True)
+        soft = torch.softmax(logits, dim=1)
+        source = SourceMotion(1, ComponentMotion(masks=masks, transforms=transforms), logits, soft, transforms)
+        model = ModelConfig(height=height, width=width, num_components=2, depth_source="ground_truth")
+        loss = SelfSupervisedObjective(LossConfig(**weights), model)(
+            batch, ModelOutput([torch.zeros_like(depth)], depth, [source], warp_depth=depth))
+        loss.total.backward()
+        return float(transforms.grad[0, 1].abs().sum())
+
+    assert gradient_of_component_1() == 0.0
+    assert gradient_of_component_1(component_min_weight=1.0) > 0.0
+    # assignment by hand: -log M of the chosen component over the kept pixels only
+    soft = torch.tensor([[0.9, 0.5], [0.1, 0.5]]).reshape(1, 2, 1, 2)
+    value = mask_assignment(soft, torch.tensor([[[1, 0]]]), torch.tensor([[[1.0, 0.0]]]))
+    assert abs(float(value) + math.log(0.1)) < 1e-6  # pixel 0 kept, assigned to component 1 (mass 0.1)

@@ -335,3 +335,82 @@ def test_report_markdown() -> None:
     assert "checkpoint" in text
     assert "No moving pixels" in _report(with_positives=False).to_markdown()
     assert isinstance(DepthMetrics.names(), tuple)
+
+
+# --- background-independent motion scores and the split of movers -----------------------------
+
+def test_motion_distance_by_hand_and_independent_of_which_static_component_is_largest() -> None:
+    import torch
+
+    from mds_core.evaluation.motion_scores import mask_moving_score, motion_distance
+    from mds_core.method.decomposition import ComponentMotion
+
+    # 3 pixels in a row, K = 3. Components 0 and 1 move identically (a static scene split in two),
+    # component 2 moves 0.3 m sideways. Component 1 has the most mass, so it is the dominant one.
+    transforms = torch.eye(4).repeat(1, 3, 1, 1)
+    transforms[0, :2, 2, 3] = 1.0  # both static components: 1 m forward
+    transforms[0, 2, 0, 3] = 0.3
+    masks = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]).T.reshape(1, 3, 1, 3)
+    masks = torch.cat([masks, torch.tensor([[0.0, 1.0, 0.0]]).T.reshape(1, 3, 1, 1)], dim=3)  # 4th pixel: comp 1
+    depth = torch.full((1, 1, 1, 4), 2.0)
+    points = torch.zeros(1, 3, 1, 4)
+    points[:, 2] = 2.0
+    distance = motion_distance(ComponentMotion(masks=masks, transforms=transforms), points, depth)
+    # mixture - dominant = 0.5 * ((0.3, 0, 2) - (0, 0, 3)) = (0.15, 0, -0.5) at pixel 3; 0 where static
+    expected = torch.tensor([[[0.0, 0.0, math.hypot(0.15, 0.5) / 2.0, 0.0]]])
+    assert torch.allclose(distance, expected, atol=1e-6)
+    # the mask score calls the static pixel of component 0 as moving as the mover itself
+    score = mask_moving_score(masks)
+    assert torch.allclose(score, torch.tensor([[[0.0, 1.0, 0.5, 0.0]]]))
+
+
+def test_split_moving_labels_by_identity_difference() -> None:
+    from mds_core.evaluation.motion_scores import identity_difference, split_moving_labels
+
+    labels = np.array([[0, 1, 1, 2, 255]], dtype=np.uint8)
+    current = np.zeros((1, 5, 3), dtype=np.uint8)
+    previous = current.copy()
+    previous[0, 2] = 60  # only the second moving pixel changes: it moves relative to the camera
+    difference = identity_difference(current, previous)
+    assert np.allclose(difference, [[0, 0, 60 / 255, 0, 0]])
+    split = split_moving_labels(labels, difference)
+    assert split.relative.tolist() == [[0, 255, 1, 2, 255]]
+    assert split.with_camera.tolist() == [[0, 1, 255, 2, 255]]
+    with pytest.raises(ValueError, match="same shape"):
+        split_moving_labels(labels, difference[:, :3])
+
+
+def test_report_carries_motion_scores_with_chance_levels() -> None:
+    from mds_core.evaluation.report import motion_summary
+
+    evaluator = MotionSegmentationEvaluator()
+    evaluator.add(row(0.9, 0.1, 0.2, 0.3), np.array([[1, 0, 0, 2]], dtype=np.uint8))
+    result = evaluator.result()
+    summary = motion_summary(result)
+    assert summary["prevalence"] == 0.25 and math.isclose(summary["all_moving_f1"], 0.4)
+    assert summary["average_precision"] == 1.0
+    depth = DepthEvaluator(NO_SCALING)
+    depth.add(row(1.0, 2.0), row(1.0, 2.0))
+    report = EvaluationReport(depth=depth.result(), motion=result, motion_scores={"distance/relative": result})
+    assert report.to_json_dict()["motion_scores"]["distance/relative"]["prevalence"] == 0.25
+    assert "| distance/relative | 1.000 | 1.000 | 0.250 | 0.400 | 1 | 3 |" in report.to_markdown()
+
+
+def test_flat_motion_distance_ignores_how_near_a_pixel_is() -> None:
+    import torch
+
+    from mds_core.evaluation.motion_scores import flat_points, motion_distance
+    from mds_core.method.decomposition import ComponentMotion
+
+    # two pixels, both half on a component translated 0.2 sideways; the first is 5x nearer
+    transforms = torch.eye(4).repeat(1, 2, 1, 1)
+    transforms[0, 1, 0, 3] = 0.2
+    masks = torch.tensor([[0.6, 0.6], [0.4, 0.4]]).reshape(1, 2, 1, 2)
+    depth = torch.tensor([[[[2.0, 10.0]]]])
+    inv_k = torch.eye(3)[None]
+    motion = ComponentMotion(masks=masks, transforms=transforms)
+    near_biased = motion_distance(motion, *(lambda d: (d * torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1), d))(depth))
+    assert torch.allclose(near_biased, torch.tensor([[[0.04, 0.008]]]))
+    points, flat = flat_points(depth, inv_k)
+    assert torch.allclose(flat, torch.full_like(depth, 2.0))  # torch's median of two values is the lower
+    assert torch.allclose(motion_distance(motion, points, flat), torch.tensor([[[0.04, 0.04]]]))

@@ -229,3 +229,34 @@ def test_a_fresh_run_refuses_to_overwrite_another_runs_checkpoints(data_root, tm
     assert train(tiny_config(data_root, tmp_path / "run", max_steps=2), resume=first).steps == 2
     assert train(tiny_config(data_root, tmp_path / "run", max_steps=1), overwrite=True).steps == 1
     assert first.read_bytes() != before
+
+
+def test_ground_truth_rung_loads_mirrored_depth_and_trains_only_the_pose_mask_network(data_root, tmp_path):
+    config = tiny_config(data_root, tmp_path, components=2, max_steps=2)
+    config.model.depth_source = "ground_truth"
+    config.data.augmentation.flip_probability = 1.0
+    flipped = build_dataset(config.data, config.model, training=True)[0]
+    config.data.augmentation.enabled = False
+    plain = build_dataset(config.data, config.model, training=True)[0]
+    assert plain.depth is not None and torch.equal(flipped.depth, torch.flip(plain.depth, dims=[-1]))
+    config.data.augmentation.enabled = True
+    result = train(config)
+    assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    model = load_checkpoint(result.checkpoint).model
+    assert model and not any(key.startswith("depth_net.") for key in model)
+
+
+def test_warmup_switches_the_components_on_after_the_configured_steps(data_root, tmp_path):
+    from mds_core.training.distributed import DistributedContext
+    from mds_core.training.loop import apply_decomposition_schedule, build_training_state
+
+    config = tiny_config(data_root, tmp_path, components=2)
+    config.decomposition.warmup_steps = 3
+    config.decomposition.detach_depth_during_warmup = True
+    state = build_training_state(config, torch.device("cpu"), DistributedContext())
+    seen = []
+    for step in (0, 2, 3, 10):
+        state.step = step
+        apply_decomposition_schedule(state)
+        seen.append((state.model.components_enabled, state.model.detach_depth_now))
+    assert seen == [(False, True), (False, True), (True, False), (True, False)]

@@ -133,20 +133,23 @@ class TripletDataset(Dataset):
         intrinsics = scale_intrinsics(torch.as_tensor(matrix, dtype=torch.float32),
                                       self.width / native_w, self.height / native_h)
 
-        network_images = images
-        if self.augmentation is not None and self.augmentation.enabled:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            draw = AugmentationDraw.sample(self.augmentation, rng)
-            if draw.flip:
-                images, intrinsics = flip_horizontally(images, intrinsics)
-            network_images = colour_jitter(images, draw)
-
         depth = motion = None
         if self.load_ground_truth:
             gt_depth = sequence.depth(target.frame)
             gt_motion = sequence.motion(target.frame)
             depth = None if gt_depth is None else torch.from_numpy(gt_depth)[None]
             motion = None if gt_motion is None else torch.from_numpy(gt_motion)[None]
+
+        network_images = images
+        if self.augmentation is not None and self.augmentation.enabled:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            draw = AugmentationDraw.sample(self.augmentation, rng)
+            if draw.flip:
+                images, intrinsics = flip_horizontally(images, intrinsics)
+                # ground truth (loaded for training by the oracle rung) is mirrored with the frames
+                depth = None if depth is None else torch.flip(depth, dims=[-1])
+                motion = None if motion is None else torch.flip(motion, dims=[-1])
+            network_images = colour_jitter(images, draw)
         return Sample(
             images=images,
             network_images=network_images,

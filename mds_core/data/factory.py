@@ -15,6 +15,8 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
                   split: str | None = None) -> TripletDataset:
     """Training (augmented) or evaluation (ground truth loaded) samples.
 
+    Training samples carry ground truth too when ``model.depth_source`` is ``"ground_truth"``.
+
     ``split`` overrides ``data.split`` (e.g. a test split file for KITTI evaluation).
     """
     split = split if split is not None else data.split
@@ -49,6 +51,7 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
         model.height,
         model.width,
         augmentation=data.augmentation if training else None,
-        load_ground_truth=not training,
+        # the oracle rung "depth" trains on the ground-truth depth (mds_core.method.oracle)
+        load_ground_truth=not training or model.depth_source == "ground_truth",
         seed=seed,
     )

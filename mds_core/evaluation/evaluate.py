@@ -7,6 +7,11 @@ the motion segmentation of the decomposition against the previous frame: a pixel
 probability is ``1 - M_b``, where ``b`` is the background component, chosen per frame as the
 component with the largest total mask mass (:func:`mds_core.inference.predictor.background_component`).
 The first frame of a sequence (no previous frame) is scored for depth only.
+
+Next to that score, ``EvaluationReport.motion_scores`` holds the background-independent
+motion-distance score and the split of moving pixels into those that move relative to the camera
+and those that move with it (:mod:`mds_core.evaluation.motion_scores`), each scored with both
+scores. Models of the oracle rung "depth" are given the ground-truth depth.
 """
 
 from __future__ import annotations
@@ -18,10 +23,19 @@ import numpy as np
 
 from mds_core.data.sequence_folder import DataError, FrameSequence, find_sequences
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
+from mds_core.evaluation.motion_scores import distance_to_probability, identity_difference, split_moving_labels
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.evaluation.report import EvaluationReport
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
 from mds_core.progress import progress as progress_bar
+
+#: ``score/movers`` keys of ``EvaluationReport.motion_scores``: score ``mask`` (1 - dominant mask),
+#: ``distance`` (motion distance relative to depth) or ``flat`` (motion distance at the median depth);
+#: movers ``all``, ``relative`` (move relative to the camera) or ``with_camera`` (the un-warped
+#: previous frame explains them). See :mod:`mds_core.evaluation.motion_scores`.
+MOTION_SCORE_KEYS: tuple[str, ...] = tuple(
+    f"{score}/{movers}" for movers in ("all", "relative", "with_camera") for score in ("mask", "distance", "flat")
+)
 
 
 @dataclass
@@ -60,6 +74,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
                             fixed_scale=request.fixed_scale)
     depth_evaluator = DepthEvaluator(settings)
     motion_evaluator = MotionSegmentationEvaluator()
+    score_evaluators = {key: MotionSegmentationEvaluator() for key in MOTION_SCORE_KEYS}
     frames = evaluation_frames(request)
     with_labels = 0
     cfg = predictor.config
@@ -70,7 +85,8 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         intrinsics, _ = sequence.intrinsics()
         image = sequence.image(index)
         previous = sequence.image(index - 1) if index > 0 else None
-        prediction = predictor.predict(image, intrinsics, previous)
+        oracle = None if predictor.model.uses_depth_network else gt_depth
+        prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle)
         gt_h, gt_w = gt_depth.shape
         depth = resize_disparity_to_depth(prediction.disparity, (gt_w, gt_h), cfg.min_depth, cfg.max_depth)
         motion = sequence.motion(index)
@@ -78,10 +94,21 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         if motion is not None and prediction.moving_probability is not None:
             moving = cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
             motion_evaluator.add(np.clip(moving, 0.0, 1.0), motion)
+            distance = cv2.resize(prediction.motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
+            flat = cv2.resize(prediction.flat_motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
+            scores = {"mask": np.clip(moving, 0.0, 1.0),
+                      "distance": np.clip(distance_to_probability(np.maximum(distance, 0.0)), 0.0, 1.0),
+                      "flat": np.clip(distance_to_probability(np.maximum(flat, 0.0)), 0.0, 1.0)}
+            split = split_moving_labels(motion, identity_difference(image, previous))
+            for key in MOTION_SCORE_KEYS:
+                score, subset = key.split("/")
+                labels = {"all": motion, "relative": split.relative, "with_camera": split.with_camera}[subset]
+                score_evaluators[key].add(scores[score], labels)
             with_labels += 1
     return EvaluationReport(
         depth=depth_evaluator.result(),
         motion=motion_evaluator.result() if with_labels else None,
+        motion_scores={key: e.result() for key, e in score_evaluators.items()} if with_labels else {},
         metadata={
             "checkpoint": str(request.checkpoint),
             "request": asdict(request),

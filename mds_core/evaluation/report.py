@@ -64,6 +64,20 @@ def _scaling(depth: DepthEvaluation) -> str:
     return "per-image median" if settings.median_scaling else "none"
 
 
+def motion_summary(result: MotionSegmentationResult) -> dict[str, Any]:
+    """Best F1, AP and IoU@0.5 with the two chance levels: the prevalence (AP of a random score)
+    and the F1 of calling every pixel moving."""
+    total = result.num_positive + result.num_negative
+    prevalence = result.num_positive / total if total else float("nan")
+    return json_safe({
+        "best_f1": result.best_f1, "best_threshold": result.best_threshold,
+        "average_precision": result.average_precision, "iou_at_05": result.iou_at_05,
+        "prevalence": prevalence,
+        "all_moving_f1": 2 * prevalence / (1 + prevalence) if total else float("nan"),
+        "num_positive": result.num_positive, "num_negative": result.num_negative,
+    })
+
+
 @dataclass
 class EvaluationReport:
     """Depth results, optional motion segmentation results, and free-form metadata
@@ -72,6 +86,8 @@ class EvaluationReport:
     depth: DepthEvaluation
     motion: MotionSegmentationResult | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # "score/movers" -> result (mds_core.evaluation.evaluate.MOTION_SCORE_KEYS); empty without labels
+    motion_scores: dict[str, MotionSegmentationResult] = field(default_factory=dict)
 
     def to_json_dict(self, include_curve: bool = True) -> dict[str, Any]:
         """A JSON-safe dict. ``include_curve`` keeps the precision/recall/F1 arrays."""
@@ -85,6 +101,7 @@ class EvaluationReport:
             result["motion_segmentation"] = motion
         else:
             result["motion_segmentation"] = None
+        result["motion_scores"] = {key: motion_summary(value) for key, value in self.motion_scores.items()}
         return result
 
     def to_markdown(self) -> str:
@@ -139,6 +156,24 @@ class EvaluationReport:
             ]
             if not m.has_positives:
                 lines += ["", "No moving pixels in the labels: recall, F1 and AP are undefined."]
+        if self.motion_scores:
+            lines += [
+                "",
+                "### Motion scores by kind of mover",
+                "",
+                "Score `mask`: 1 - mask of the largest component; `distance`: relative 3D distance between "
+                "where the mixture and where the largest component move the pixel. Movers `relative`: the "
+                "un-warped previous frame does not explain them; `with_camera`: it does (hidden by auto-masking). "
+                "Prevalence = AP of a random score; all-moving F1 = F1 of calling every pixel moving.",
+                "",
+                "| score / movers | best F1 | AP | prevalence | all-moving F1 | moving px | static px |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for key, r in self.motion_scores.items():
+                summary = motion_summary(r)
+                lines.append(f"| {key} | {_fmt(r.best_f1)} | {_fmt(r.average_precision)} | "
+                             f"{_fmt(summary['prevalence'])} | {_fmt(summary['all_moving_f1'])} | "
+                             f"{r.num_positive} | {r.num_negative} |")
         return "\n".join(lines) + "\n"
 
     def save(self, path_json: str | Path, markdown: bool = True) -> Path:

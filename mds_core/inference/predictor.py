@@ -21,9 +21,11 @@ from torch import Tensor
 from mds_core.checkpoint import load_checkpoint, load_model_state
 from mds_core.config import ModelConfig
 from mds_core.device import resolve_device
-from mds_core.method.geometry import scale_intrinsics
+from mds_core.evaluation.motion_scores import flat_points, motion_distance
+from mds_core.method.geometry import backproject, scale_intrinsics
 from mds_core.method.model import MonoDepthSeg
 from mds_core.method.networks import disparity_to_depth
+from mds_core.method.oracle import ground_truth_depth as oracle_ground_truth_depth
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +52,11 @@ class Prediction:
             to the current one, as predicted (None without a previous frame).
         background: index of the background component (largest mask mass), or None.
         moving_probability: ``(h, w)`` 1 - mask of the background component, or None.
+        motion_distance: ``(h, w)`` relative 3D distance between where the mixture and where the
+            background component move each pixel (:func:`mds_core.evaluation.motion_scores.motion_distance`),
+            or None.
+        flat_motion_distance: the same with every point at the frame's median depth (no depth
+            prior; :func:`mds_core.evaluation.motion_scores.flat_points`), or None.
     """
 
     depth: np.ndarray
@@ -60,6 +67,8 @@ class Prediction:
     transforms: np.ndarray | None = None
     background: int | None = None
     moving_probability: np.ndarray | None = None
+    motion_distance: np.ndarray | None = None
+    flat_motion_distance: np.ndarray | None = None
 
 
 def background_component(masks: Tensor) -> int:
@@ -133,15 +142,28 @@ class Predictor:
         current: np.ndarray | PreparedFrame,
         intrinsics: np.ndarray,
         previous: np.ndarray | PreparedFrame | None = None,
+        ground_truth_depth: np.ndarray | None = None,
     ) -> Prediction:
         """Predict for ``current``; with ``previous`` also the K masks and motions.
 
         ``intrinsics`` is the 3x3 camera matrix of the frames as given (original size).
+        ``ground_truth_depth``: ``(H, W)`` metres (0 = none) at any size; required by models of the
+        oracle rung "depth" (``model.depth_source = "ground_truth"``), ignored by the others.
         """
         current = current if isinstance(current, PreparedFrame) else self.prepare(current)
         k_model = scale_intrinsics_to(intrinsics, current.original_size, self.size)
-        disparity = self.model.predict_disparity(current.tensor)[0]
-        depth = self.model.to_depth(disparity)
+        if self.model.uses_depth_network:
+            disparity = self.model.predict_disparity(current.tensor)[0]
+            depth = warp_depth = self.model.to_depth(disparity)
+        else:
+            if ground_truth_depth is None:
+                raise ValueError("this model uses ground-truth depth (model.depth_source): pass ground_truth_depth")
+            width, height = self.size
+            depth = oracle_ground_truth_depth([torch.from_numpy(np.asarray(ground_truth_depth, dtype=np.float32))],
+                                              height, width, self.config.min_depth, self.config.max_depth)
+            depth = depth.to(self.device)
+            disparity = self.model.oracle_disparity(depth)
+            warp_depth = depth * self.config.ground_truth_depth_scale
         prediction = Prediction(
             depth=depth[0, 0].float().cpu().numpy(),
             disparity=disparity[0, 0].float().cpu().numpy(),
@@ -158,6 +180,12 @@ class Predictor:
         prediction.transforms = source.component_transforms[0].float().cpu().numpy()
         prediction.background = background
         prediction.moving_probability = (1.0 - masks[background]).float().cpu().numpy()
+        k_tensor = torch.as_tensor(k_model, dtype=warp_depth.dtype, device=self.device)[None]
+        inv_k = torch.linalg.inv(k_tensor)
+        distance = motion_distance(source.motion, backproject(warp_depth, inv_k), warp_depth)
+        prediction.motion_distance = distance[0].float().cpu().numpy()
+        flat_distance = motion_distance(source.motion, *flat_points(warp_depth, inv_k))
+        prediction.flat_motion_distance = flat_distance[0].float().cpu().numpy()
         return prediction
 
 

@@ -5,6 +5,9 @@
 * :class:`ComponentMotion` holds K masks and K rigid transforms and applies eq. (6):
   ``x' = sum_i M_i(p) (R_i x + t_i)`` -- the whole transformed point is weighted, not only
   the rotation.
+* Learning aids (docs/decomposition-ladder.md): :func:`straight_through_masks` (one-hot masks in
+  the forward pass, soft gradients), :func:`background_only_masks` (the K=1 warm-up) and
+  :func:`set_background_bias` (component :data:`BACKGROUND_COMPONENT` starts dominant).
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+#: The component that the learning aids treat as the background (ego-motion): the first, which
+#: eq. (3) places farthest (order ``d_1 = 1``).
+BACKGROUND_COMPONENT = 0
 
 
 def depth_order_weights(num_components: int, *, device=None, dtype=torch.float32) -> Tensor:
@@ -30,6 +37,40 @@ def depth_ordered_softmax(logits: Tensor) -> Tensor:
 def plain_softmax(logits: Tensor) -> Tensor:
     """Softmax over components without depth ordering (used with the mask-smoothness regulariser)."""
     return torch.softmax(logits, dim=1)
+
+
+def straight_through_masks(masks: Tensor) -> Tensor:
+    """One-hot ``argmax`` masks in the forward pass, the gradient of the soft ``masks`` backwards.
+
+    ``hard + masks - masks.detach()``: every pixel follows exactly one rigid motion in the warp,
+    so a soft mixture cannot interpolate between transforms to emulate a per-pixel flow, while
+    the loss still tells each soft mask which component would have explained the pixel better.
+    """
+    hard = torch.zeros_like(masks).scatter_(1, masks.argmax(dim=1, keepdim=True), 1.0)
+    return hard + masks - masks.detach()
+
+
+def background_only_masks(masks: Tensor) -> Tensor:
+    """All mass on :data:`BACKGROUND_COMPONENT` (the K=1 warm-up), keeping ``masks`` in the graph.
+
+    ``0 * masks`` keeps every mask parameter in the autograd graph (with zero gradient), so that
+    distributed training does not find unused parameters during the warm-up.
+    """
+    one_hot = torch.zeros_like(masks)
+    one_hot[:, BACKGROUND_COMPONENT] = 1.0
+    return one_hot + 0.0 * masks
+
+
+def set_background_bias(mask_head: nn.Conv2d, bias: float) -> None:
+    """Initialise the mask head's bias: ``bias`` for the background component, 0 for the others.
+
+    With eq. (3) the background logit is multiplied by ``d_1 = 1``, so at initialisation
+    (near-zero weights' contribution) the background holds about ``e^b / (e^b + K - 1)`` of
+    every pixel.
+    """
+    with torch.no_grad():
+        mask_head.bias.zero_()
+        mask_head.bias[BACKGROUND_COMPONENT] = bias
 
 
 @dataclass

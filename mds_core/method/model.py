@@ -9,6 +9,14 @@ live on the target's pixel grid.
 
 With ``num_components = 1`` the mask is identically 1 and the model is Monodepth2 with a
 depth-conditioned pose network: the baseline of every comparison.
+
+Oracle rung "depth" (``model.depth_source = "ground_truth"``): there is no depth network; the
+caller passes the ground-truth depth (:mod:`mds_core.method.oracle`) and the model returns it as
+a single-scale "disparity" so that the objective and the predictor work unchanged.
+
+Learning aids: ``components_enabled = False`` (set by the training loop during
+``decomposition.warmup_steps``) puts all mask mass on the background component;
+``model.mask_mode = "straight_through"`` warps with one-hot masks.
 """
 
 from __future__ import annotations
@@ -19,9 +27,16 @@ import torch
 from torch import Tensor, nn
 
 from mds_core.config import ModelConfig
-from mds_core.method.decomposition import ComponentMotion, depth_ordered_softmax, plain_softmax
+from mds_core.method.decomposition import (
+    ComponentMotion,
+    background_only_masks,
+    depth_ordered_softmax,
+    plain_softmax,
+    straight_through_masks,
+)
 from mds_core.method.geometry import pose_vector_to_transform
 from mds_core.method.networks import DepthNet, PoseMaskNet, disparity_to_depth
+from mds_core.method.oracle import depth_to_disparity
 
 
 @dataclass
@@ -31,6 +46,7 @@ class SourceMotion:
     offset: int  # temporal offset of the source frame relative to the target
     motion: ComponentMotion  # masks and target->source transforms (eq. 6)
     mask_logits: Tensor  # (B, K, H, W) decoder output M'
+    soft_masks: Tensor  # (B, K, H, W) eq. (3) masks before the straight-through / warm-up aids
     component_transforms: Tensor  # (B, K, 4, 4) as predicted: earlier frame -> later frame
 
 
@@ -41,6 +57,9 @@ class ModelOutput:
     disparities: list[Tensor]  # sigmoid disparity per scale, (B, 1, H/2^s, W/2^s)
     depth: Tensor  # (B, 1, H, W) depth at scale 0
     sources: list[SourceMotion]
+    # (B, 1, H, W) the depth the warp must use when it is not the disparities' (the oracle rung's
+    # scaled ground truth); None: depth from each scale's disparity
+    warp_depth: Tensor | None = None
 
 
 class MonoDepthSeg(nn.Module):
@@ -50,15 +69,32 @@ class MonoDepthSeg(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.depth_net = DepthNet(config.depth_encoder, config.num_scales)
+        self.depth_net = DepthNet(config.depth_encoder, config.num_scales) if self.uses_depth_network else None
         self.pose_mask_net = PoseMaskNet(config.pose_mask_encoder, config.num_components, config.pose_scale)
+        self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
+        self.detach_depth_now = False  # True: detach the depth channel (warm-up aid, set by the loop)
+
+    @property
+    def uses_depth_network(self) -> bool:
+        return self.config.depth_source == "network"
 
     def to_masks(self, logits: Tensor) -> Tensor:
+        """Soft masks of eq. (3) (or a plain softmax with the smoothness regulariser)."""
         if self.config.mask_regulariser == "depth_ordering":
             return depth_ordered_softmax(logits)
         return plain_softmax(logits)
 
+    def warp_masks(self, soft: Tensor) -> Tensor:
+        """The masks the warp uses: background-only during the warm-up, one-hot with straight-through."""
+        if not self.components_enabled:
+            return background_only_masks(soft)
+        if self.config.mask_mode == "straight_through":
+            return straight_through_masks(soft)
+        return soft
+
     def predict_disparity(self, image: Tensor) -> list[Tensor]:
+        if self.depth_net is None:
+            raise RuntimeError("this model uses ground-truth depth (model.depth_source); it has no depth network")
         return self.depth_net(image)
 
     def to_depth(self, disparity: Tensor) -> Tensor:
@@ -70,7 +106,8 @@ class MonoDepthSeg(nn.Module):
         All S pairs go through the pose+mask network as one batch.
         """
         batch, num_sources = sources.shape[:2]
-        depth_input = disparity.detach() if self.config.detach_depth_input else disparity
+        detach = self.config.detach_depth_input or self.detach_depth_now
+        depth_input = disparity.detach() if detach else disparity
         earlier, later = [], []
         for s, offset in enumerate(offsets):
             pair = (sources[:, s], target) if offset < 0 else (target, sources[:, s])
@@ -86,21 +123,39 @@ class MonoDepthSeg(nn.Module):
             predicted = pose_vector_to_transform(axis_angle, translation)
             to_source = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)
             logits = out.mask_logits[rows]
+            soft = self.to_masks(logits)
             results.append(
                 SourceMotion(
                     offset=offset,
-                    motion=ComponentMotion(masks=self.to_masks(logits), transforms=to_source),
+                    motion=ComponentMotion(masks=self.warp_masks(soft), transforms=to_source),
                     mask_logits=logits,
+                    soft_masks=soft,
                     component_transforms=predicted,
                 )
             )
         return results
 
-    def forward(self, images: Tensor, offsets: list[int]) -> ModelOutput:
-        """``images``: ``(B, 1 + S, 3, H, W)`` network inputs, target first (see :class:`Sample`)."""
+    def oracle_disparity(self, depth: Tensor) -> Tensor:
+        """The sigmoid disparity of ground-truth ``depth`` (metres, clamped; the pose+mask input)."""
+        return depth_to_disparity(depth, self.config.min_depth, self.config.max_depth)
+
+    def forward(self, images: Tensor, offsets: list[int], depth: Tensor | None = None) -> ModelOutput:
+        """``images``: ``(B, 1 + S, 3, H, W)`` network inputs, target first (see :class:`Sample`).
+
+        ``depth``: ``(B, 1, H, W)`` ground-truth depth in metres at the model resolution
+        (:func:`mds_core.method.oracle.ground_truth_depth`); required with
+        ``model.depth_source = "ground_truth"``, ignored otherwise.
+        """
         if images.shape[1] != 1 + len(offsets):
             raise ValueError(f"expected {1 + len(offsets)} frames per sample, got {images.shape[1]}")
         target = images[:, 0]
-        disparities = self.predict_disparity(target)
-        sources = self.predict_motion(target, images[:, 1:], offsets, disparities[0])
-        return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources)
+        if self.uses_depth_network:
+            disparities = self.predict_disparity(target)
+            sources = self.predict_motion(target, images[:, 1:], offsets, disparities[0])
+            return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources)
+        if depth is None:
+            raise ValueError("model.depth_source is ground_truth: pass the ground-truth depth")
+        disparity = self.oracle_disparity(depth)
+        sources = self.predict_motion(target, images[:, 1:], offsets, disparity)
+        warp_depth = depth * self.config.ground_truth_depth_scale
+        return ModelOutput(disparities=[disparity], depth=warp_depth, sources=sources, warp_depth=warp_depth)

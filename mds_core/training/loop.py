@@ -39,8 +39,10 @@ from mds_core.config import TrainConfig
 from mds_core.data.factory import build_dataset
 from mds_core.data.sample import Batch, collate_samples
 from mds_core.device import resolve_device
+from mds_core.method.decomposition import set_background_bias
 from mds_core.method.losses import LossOutput, SelfSupervisedObjective
 from mds_core.method.model import ModelOutput, MonoDepthSeg
+from mds_core.method.oracle import ground_truth_depth
 from mds_core.progress import progress
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
@@ -108,10 +110,12 @@ def seed_everything(seed: int) -> None:
 def build_model(config: TrainConfig) -> MonoDepthSeg:
     """The model, with encoders initialised from local pretrained files when configured."""
     model = MonoDepthSeg(config.model)
-    if config.pretrained.depth_encoder:
+    if config.pretrained.depth_encoder and model.depth_net is not None:
         model.depth_net.encoder.load_pretrained(config.pretrained.depth_encoder)
     if config.pretrained.pose_mask_encoder:
         model.pose_mask_net.encoder.load_pretrained(config.pretrained.pose_mask_encoder)
+    if config.decomposition.background_bias and config.model.num_components > 1:
+        set_background_bias(model.pose_mask_net.mask_decoder.head[-1], config.decomposition.background_bias)
     return model
 
 
@@ -157,11 +161,33 @@ def checkpoint_of(state: TrainingState, metrics: dict[str, float] | None = None)
     )
 
 
+def oracle_depth(config: TrainConfig, batch: Batch) -> torch.Tensor | None:
+    """The ground-truth depth the model needs on the oracle rung "depth", else None."""
+    model = config.model
+    if model.depth_source != "ground_truth":
+        return None
+    if batch.depth is None:
+        raise ValueError("model.depth_source is ground_truth but the batch has no ground-truth depth "
+                         "(the data needs depth/NNNNNN.npy for every frame)")
+    depth = ground_truth_depth(batch.depth, model.height, model.width, model.min_depth, model.max_depth)
+    return depth.to(batch.images.device)
+
+
+def apply_decomposition_schedule(state: TrainingState) -> None:
+    """Switch the K components on after ``decomposition.warmup_steps`` steps (K=1 before)."""
+    schedule = state.config.decomposition
+    warming_up = state.step < schedule.warmup_steps
+    state.model.components_enabled = not warming_up
+    state.model.detach_depth_now = warming_up and schedule.detach_depth_during_warmup
+
+
 def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: Batch) -> tuple[LossOutput, ModelOutput]:
     """One optimisation step. Networks run under autocast; the warp and losses in fp32."""
     state.network.train()
+    apply_decomposition_schedule(state)
+    depth = oracle_depth(state.config, batch)
     with state.precision.autocast():
-        output = state.network(batch.network_images, state.config.data.source_offsets)
+        output = state.network(batch.network_images, state.config.data.source_offsets, depth)
     loss = objective(batch, output)
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:

@@ -7,6 +7,13 @@ motion model; the photometric loss is always computed at full resolution on the 
 resized to that scale, weighted ``1e-3 / 2^s``. The total is averaged over scales. With the
 "smoothness" mask regulariser, an edge-aware smoothness of the soft masks is added instead of
 relying on the depth ordering of eq. (3).
+
+With the oracle rung "depth" the model output carries ``warp_depth`` (the scaled ground truth)
+and a single scale; the warp then uses that depth. The optional mask priors
+(:mod:`mds_core.method.losses.mask_priors`) are added with ``loss.mask_sparsity_weight`` and
+``loss.mask_entropy_weight`` on the soft masks of eq. (3), and the per-component reprojection
+terms (:mod:`mds_core.method.losses.component_assignment`) with ``loss.component_min_weight`` and
+``loss.mask_assignment_weight``, at scale 0 only.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from torch import Tensor
 
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
+from mds_core.method.losses.component_assignment import component_errors, mask_assignment
+from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
@@ -35,6 +44,10 @@ class LossOutput:
     smoothness: Tensor
     mask_smoothness: Tensor
     automask_fraction: Tensor
+    mask_sparsity: Tensor
+    mask_entropy: Tensor
+    component_min: Tensor
+    mask_assignment: Tensor
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
 
@@ -45,6 +58,10 @@ class LossOutput:
             "loss/smoothness": float(self.smoothness),
             "loss/mask_smoothness": float(self.mask_smoothness),
             "automask/fraction_kept": float(self.automask_fraction),
+            "masks/sparsity": float(self.mask_sparsity),
+            "masks/entropy": float(self.mask_entropy),
+            "masks/component_min": float(self.component_min),
+            "masks/assignment": float(self.mask_assignment),
         }
 
 
@@ -71,11 +88,15 @@ class SelfSupervisedObjective:
             )
 
         totals, photometric_terms, smooth_terms = [], [], []
+        component_min = assignment = target.new_zeros(())
         warped_scale0 = per_pixel_scale0 = automask_scale0 = None
         for scale, disparity in enumerate(output.disparities):
             disparity = disparity.float()
             full = F.interpolate(disparity, size=(height, width), mode="bilinear", align_corners=False)
-            depth = disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
+            if output.warp_depth is not None:
+                depth = output.warp_depth.float()
+            else:
+                depth = disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
             warped, errors = [], []
             for s, source_motion in enumerate(output.sources):
                 result = warp_source(sources[:, s], depth, intrinsics, source_motion.motion, inv_intrinsics)
@@ -89,6 +110,12 @@ class SelfSupervisedObjective:
             totals.append(photometric + cfg.smoothness_weight / (2**scale) * smoothness)
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
+            if scale == 0 and self.model.num_components > 1 and (
+                    cfg.component_min_weight > 0 or cfg.mask_assignment_weight > 0):
+                component_min, assignment = self._component_terms(
+                    output, sources, target, depth, intrinsics, inv_intrinsics, identity)
+                totals[-1] = totals[-1] + cfg.component_min_weight * component_min
+                totals[-1] = totals[-1] + cfg.mask_assignment_weight * assignment
             if scale == 0:
                 warped_scale0 = torch.stack(warped, dim=1).detach()
                 per_pixel_scale0 = reprojection.per_pixel.detach()
@@ -101,6 +128,14 @@ class SelfSupervisedObjective:
                 [edge_aware_smoothness(src.motion.masks.float(), target) for src in output.sources]
             ).mean()
             total = total + cfg.mask_smoothness_weight * mask_smoothness
+        sparsity = entropy = target.new_zeros(())
+        if self.model.num_components > 1:
+            soft = torch.cat([src.soft_masks.float() for src in output.sources])
+            sparsity, entropy = mask_sparsity(soft), mask_entropy(soft)
+            if cfg.mask_sparsity_weight > 0:
+                total = total + cfg.mask_sparsity_weight * sparsity
+            if cfg.mask_entropy_weight > 0:
+                total = total + cfg.mask_entropy_weight * entropy
         automask_fraction = (
             automask_scale0.mean() if automask_scale0 is not None else target.new_ones(())
         )
@@ -110,6 +145,29 @@ class SelfSupervisedObjective:
             smoothness=torch.stack(smooth_terms).mean(),
             mask_smoothness=mask_smoothness.detach(),
             automask_fraction=automask_fraction.detach(),
+            mask_sparsity=sparsity.detach(),
+            mask_entropy=entropy.detach(),
+            component_min=component_min.detach(),
+            mask_assignment=assignment.detach(),
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
         )
+
+    def _component_terms(self, output: ModelOutput, sources: Tensor, target: Tensor, depth: Tensor,
+                         intrinsics: Tensor, inv_intrinsics: Tensor, identity: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The component minimum and the mask assignment of :mod:`component_assignment` at one scale."""
+        cfg = self.loss
+        per_source = [
+            component_errors(sources[:, s], target, depth, intrinsics, inv_intrinsics,
+                             source_motion.motion.transforms, cfg.ssim_weight)
+            for s, source_motion in enumerate(output.sources)
+        ]
+        best_values = torch.cat([errors.min(dim=1, keepdim=True).values for errors in per_source], dim=1)
+        reprojection = minimum_reprojection(best_values, identity, cfg.min_reprojection)
+        component_min = reprojection.per_pixel.mean()
+        keep = reprojection.automask[:, 0] if reprojection.automask is not None else torch.ones_like(target[:, 0])
+        assignment = torch.stack([
+            mask_assignment(src.soft_masks.float(), errors.detach().argmin(dim=1), keep)
+            for src, errors in zip(output.sources, per_source, strict=True)
+        ]).mean()
+        return component_min, assignment
