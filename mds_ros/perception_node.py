@@ -263,6 +263,8 @@ class PerceptionNode(Node):
 
     def _failure(self, error: Exception, context: str, **counter: int) -> None:
         """An unexpected exception: counted every time, logged with its traceback once per cause."""
+        if not self._running or not self.context.ok():
+            return  # a frame in flight while the node shuts down: its publishers are gone, nothing failed
         text = clip_problem(f"{context}: {type(error).__name__}: {error}")
         self.statistics.count(**counter)
         with self.statistics.lock:
