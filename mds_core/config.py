@@ -64,8 +64,25 @@ class ModelConfig:
     # "straight_through": the warp uses one-hot masks (argmax over K) while the gradient flows
     # through the soft masks, so a mixture of K motions cannot emulate a per-pixel flow.
     mask_mode: MaskMode = "soft"
+    # Motion hypotheses (mds_core.method.decomposition.hypothesis_motions): empty = the paper's K
+    # independent motions. Otherwise K-1 factors f_k: component k moves like the background scaled,
+    # t_k = f_k t_0 + a bounded residual, r_k = r_0 + dr_k, from what the pose decoder predicts for it.
+    # Along a road: 1 parked, 0 followed at the camera's speed, 2 oncoming, < 0 overtaking.
+    motion_hypotheses: list[float] = field(default_factory=list)
+    # how far (times the ego translation, per axis) a hypothesis' residual may move it
+    hypothesis_spread: float = 0.4
 
     def validate(self) -> None:
+        if self.motion_hypotheses and len(self.motion_hypotheses) != self.num_components - 1:
+            raise ConfigError(
+                f"model.motion_hypotheses needs one factor per non-background component "
+                f"({self.num_components - 1} for model.num_components={self.num_components}), "
+                f"got {len(self.motion_hypotheses)}"
+            )
+        if not all(math.isfinite(f) for f in self.motion_hypotheses):
+            raise ConfigError(f"model.motion_hypotheses must be finite numbers, got {self.motion_hypotheses}")
+        if not 0 <= self.hypothesis_spread < 10:
+            raise ConfigError(f"model.hypothesis_spread must be in [0, 10), got {self.hypothesis_spread}")
         if not self.ground_truth_depth_scale > 0:
             raise ConfigError(f"model.ground_truth_depth_scale must be > 0, got {self.ground_truth_depth_scale}")
         if self.height <= 0 or self.width <= 0 or self.height % 32 or self.width % 32:
@@ -99,6 +116,10 @@ class LossConfig:
     smoothness_weight: float = 1e-3
     mask_smoothness_weight: float = 1e-3
     automask: bool = True
+    # auto-masking only from this training step on. At the start the warp is close to the identity,
+    # so auto-masking drops every pixel that a small motion makes worse and keeps those it happens to
+    # improve: the ego-motion can then drift into a wrong basin (docs/decomposition-ladder.md)
+    automask_start_step: int = 0
     min_reprojection: bool = True
     # Learning aids for the decomposition (mds_core.method.losses.mask_priors); 0 = off.
     mask_sparsity_weight: float = 0.0  # mean mass outside the background component (component 0)
@@ -106,12 +127,20 @@ class LossConfig:
     # mds_core.method.losses.component_assignment, at scale 0; 0 = off
     component_min_weight: float = 0.0  # per-pixel best single-component reprojection (trains every T_k)
     mask_assignment_weight: float = 0.0  # -log M of the best single component (trains the masks)
+    # a pixel is assigned away from the background only where the best single component's error
+    # is lower than the background's by more than this (photometric error units)
+    assignment_margin: float = 0.02
+    # the errors are averaged over a square window of this fraction of the image width (odd pixels)
+    # before the assignment compares them
+    assignment_window: float = 0.05
 
     def validate(self) -> None:
+        if self.automask_start_step < 0:
+            raise ConfigError(f"loss.automask_start_step must be >= 0, got {self.automask_start_step}")
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight",
-                     "component_min_weight", "mask_assignment_weight"):
+                     "component_min_weight", "mask_assignment_weight", "assignment_margin", "assignment_window"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -175,3 +175,33 @@ def test_mask_priors_by_hand():
     masks = torch.tensor([[1.0, 0.0], [0.5, 0.5]]).T.reshape(1, 2, 1, 2)  # pixel 1 one-hot bg, pixel 2 half
     assert math.isclose(float(mask_sparsity(masks)), 0.25, abs_tol=1e-6)
     assert math.isclose(float(mask_entropy(masks)), math.log(2) / 2, abs_tol=1e-5)
+
+
+def test_motion_hypotheses_scale_the_background_motion():
+    from mds_core.config import ConfigError
+    from mds_core.method.decomposition import hypothesis_motions
+
+    axis_angle = torch.tensor([[[0.01, 0.02, 0.03], [0.001, 0.0, 0.0], [0.0, 0.0, 0.0]]], requires_grad=True)
+    translation = torch.tensor([[[0.0, 0.0, -1.0], [0.1, 0.0, -50.0], [0.0, 0.0, 0.0]]], requires_grad=True)
+    rotation, moved = hypothesis_motions(axis_angle, translation, [2.0, -0.5], spread=0.4, pose_scale=0.01)
+    # background unchanged; r_k = r_0 + dr_k; t_k = f_k t_0 + spread |t_0| tanh(dt_k / pose_scale)
+    assert torch.equal(rotation[:, 0], axis_angle[:, 0]) and torch.equal(moved[:, 0], translation[:, 0])
+    assert torch.allclose(rotation[0, 1], torch.tensor([0.011, 0.02, 0.03]))
+    expected = torch.tensor([0.4 * math.tanh(10.0), 0.0, -2.0 - 0.4])  # the residual saturates at the spread
+    assert torch.allclose(moved[0, 1], expected, atol=1e-5)
+    assert torch.allclose(moved[0, 2], torch.tensor([0.0, 0.0, 0.5]))
+    # the background's motion is not trained through the hypotheses
+    moved[:, 1:].sum().backward()
+    assert float(translation.grad[0, 0].abs().sum()) == 0.0 and float(translation.grad[0, 1].abs().sum()) > 0
+    # the model applies them: with a zero residual every component is the scaled background motion
+    model = _tiny_model(motion_hypotheses=[2.0, 0.0])
+    head = model.pose_mask_net.pose_decoder.net[-1]
+    assert float(head.weight[6:].abs().sum()) == 0.0  # residuals start at zero
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[3:6] = torch.tensor([0.0, 0.0, -100.0])  # t_0 = (0, 0, -1) after the 0.01 scaling
+        transforms = model(torch.rand(1, 2, 3, 64, 64), [1]).sources[0].component_transforms
+    assert torch.allclose(transforms[0, :, 2, 3], torch.tensor([-1.0, -2.0, 0.0]))
+    with pytest.raises(ConfigError, match="one factor per non-background component"):
+        ModelConfig(num_components=3, motion_hypotheses=[2.0]).validate()

@@ -111,7 +111,20 @@ def test_component_terms_train_a_motion_that_has_no_mask_mass():
 
     assert gradient_of_component_1() == 0.0
     assert gradient_of_component_1(component_min_weight=1.0) > 0.0
-    # assignment by hand: -log M of the chosen component over the kept pixels only
+    # assignment by hand: -log M of each pixel's target component, averaged over pixels
     soft = torch.tensor([[0.9, 0.5], [0.1, 0.5]]).reshape(1, 2, 1, 2)
-    value = mask_assignment(soft, torch.tensor([[[1, 0]]]), torch.tensor([[[1.0, 0.0]]]))
-    assert abs(float(value) + math.log(0.1)) < 1e-6  # pixel 0 kept, assigned to component 1 (mass 0.1)
+    value = mask_assignment(soft, torch.tensor([[[1, 0]]]))
+    assert abs(float(value) + (math.log(0.1) + math.log(0.5)) / 2) < 1e-6
+
+
+def test_assignment_targets_leave_the_background_only_by_a_margin():
+    from mds_core.method.losses.component_assignment import assignment_targets
+
+    # per pixel errors of (background, component 1, component 2)
+    errors = torch.tensor([[0.30, 0.10, 0.20], [0.30, 0.29, 0.35], [0.10, 0.20, 0.30], [0.30, 0.25, 0.05]])
+    errors = errors.T.reshape(1, 3, 1, 4)
+    targets = assignment_targets(errors, margin=0.02)
+    # clear win of 1; a tie within the margin stays background; background best; clear win of 2
+    assert targets.tolist() == [[[1, 0, 0, 2]]]
+    assert assignment_targets(errors, margin=0.0).tolist() == [[[1, 1, 0, 2]]]
+    assert assignment_targets(errors, margin=0.3).tolist() == [[[0, 0, 0, 0]]]

@@ -5,7 +5,8 @@
 * :class:`ComponentMotion` holds K masks and K rigid transforms and applies eq. (6):
   ``x' = sum_i M_i(p) (R_i x + t_i)`` -- the whole transformed point is weighted, not only
   the rotation.
-* Learning aids (docs/decomposition-ladder.md): :func:`straight_through_masks` (one-hot masks in
+* Learning aids (docs/decomposition-ladder.md): :func:`hypothesis_motions` (components start as
+  distinct scalings of the background's motion), :func:`straight_through_masks` (one-hot masks in
   the forward pass, soft gradients), :func:`background_only_masks` (the K=1 warm-up) and
   :func:`set_background_bias` (component :data:`BACKGROUND_COMPONENT` starts dominant).
 """
@@ -37,6 +38,57 @@ def depth_ordered_softmax(logits: Tensor) -> Tensor:
 def plain_softmax(logits: Tensor) -> Tensor:
     """Softmax over components without depth ordering (used with the mask-smoothness regulariser)."""
     return torch.softmax(logits, dim=1)
+
+
+def hypothesis_motions(axis_angle: Tensor, translation: Tensor, factors: list[float], spread: float,
+                       pose_scale: float) -> tuple[Tensor, Tensor]:
+    """Components as motion hypotheses relative to the background (a learning aid).
+
+    For ``(B, K, 3)`` pose-decoder outputs (already multiplied by ``pose_scale``) and K-1
+    ``factors`` ``f_k``::
+
+        r_k = r_0 + dr_k
+        t_k = f_k t_0 + spread |t_0| tanh(dt_k / pose_scale)     (k >= 1; component 0 unchanged)
+
+    where ``(dr_k, dt_k)`` are the decoder's outputs for component k. At initialisation
+    (``dr, dt = 0``, :func:`zero_residual_motions`) the K transforms are K distinct hypotheses that
+    follow the ego-motion from the first step: a rigid object travelling along the camera's
+    direction of motion at speed ``v_o`` moves relative to the camera like the ego-motion scaled by
+    ``1 - v_o / v`` (1 parked, 0 followed at the camera's speed, 2 oncoming at the same speed, < 0
+    overtaking). A photometric loss only sees a few pixels around the current warp, so a motion far
+    from every hypothesis would never be found by gradient descent; with hypotheses, the
+    per-component reprojection (:mod:`mds_core.method.losses.component_assignment`) compares
+    distinct motions at every pixel, and the residual refines each one within ``spread`` times
+    the ego translation (per axis). The result is still K rigid motions (eq. 6).
+
+    Two guards keep the background the ego-motion: the background's motion enters the hypotheses
+    detached (only the pixels the background explains train it; otherwise a hypothesis with a
+    negative factor that is handed static pixels pulls the ego translation backwards), and the
+    bounded residual keeps every hypothesis away from the ego-motion itself when no factor is
+    within ``spread`` of 1, so no component can take the static world over.
+    """
+    if len(factors) != axis_angle.shape[1] - 1:
+        raise ValueError(f"need {axis_angle.shape[1] - 1} hypothesis factors, got {len(factors)}")
+    base_rotation = axis_angle[:, :1].detach()
+    base_translation = translation[:, :1].detach()
+    factor = torch.tensor(factors, device=translation.device, dtype=translation.dtype).view(1, -1, 1)
+    unit = base_translation.norm(dim=2, keepdim=True)
+    residual = spread * unit * torch.tanh(translation[:, 1:] / pose_scale)
+    rotation = torch.cat([axis_angle[:, :1], base_rotation + axis_angle[:, 1:]], dim=1)
+    moved = torch.cat([translation[:, :1], factor * base_translation + residual], dim=1)
+    return rotation, moved
+
+
+def zero_residual_motions(pose_head: nn.Conv2d) -> None:
+    """Zero the pose head's outputs for components 1..K-1 so that they start exactly at their hypotheses.
+
+    ``pose_head`` is the last 1x1 convolution of the pose decoder, 6 outputs per component
+    (component 0 first). Without this the residuals ``(dr_k, dt_k)`` of :func:`hypothesis_motions`
+    start at random values as large as a slow ego-motion.
+    """
+    with torch.no_grad():
+        pose_head.weight[6:].zero_()
+        pose_head.bias[6:].zero_()
 
 
 def straight_through_masks(masks: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ Oracle rung "depth" (``model.depth_source = "ground_truth"``): there is no depth
 caller passes the ground-truth depth (:mod:`mds_core.method.oracle`) and the model returns it as
 a single-scale "disparity" so that the objective and the predictor work unchanged.
 
-Learning aids: ``components_enabled = False`` (set by the training loop during
+Learning aids: ``model.motion_hypotheses`` makes components 1..K-1 scaled copies of the
+background's motion plus the decoder's residuals; ``components_enabled = False`` (set by the training loop during
 ``decomposition.warmup_steps``) puts all mask mass on the background component;
 ``model.mask_mode = "straight_through"`` warps with one-hot masks.
 """
@@ -31,8 +32,10 @@ from mds_core.method.decomposition import (
     ComponentMotion,
     background_only_masks,
     depth_ordered_softmax,
+    hypothesis_motions,
     plain_softmax,
     straight_through_masks,
+    zero_residual_motions,
 )
 from mds_core.method.geometry import pose_vector_to_transform
 from mds_core.method.networks import DepthNet, PoseMaskNet, disparity_to_depth
@@ -60,6 +63,8 @@ class ModelOutput:
     # (B, 1, H, W) the depth the warp must use when it is not the disparities' (the oracle rung's
     # scaled ground truth); None: depth from each scale's disparity
     warp_depth: Tensor | None = None
+    # False during the K=1 warm-up: the per-component terms of the objective are skipped
+    components_enabled: bool = True
 
 
 class MonoDepthSeg(nn.Module):
@@ -71,6 +76,8 @@ class MonoDepthSeg(nn.Module):
         self.config = config
         self.depth_net = DepthNet(config.depth_encoder, config.num_scales) if self.uses_depth_network else None
         self.pose_mask_net = PoseMaskNet(config.pose_mask_encoder, config.num_components, config.pose_scale)
+        if config.motion_hypotheses:
+            zero_residual_motions(self.pose_mask_net.pose_decoder.net[-1])
         self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
         self.detach_depth_now = False  # True: detach the depth channel (warm-up aid, set by the loop)
 
@@ -120,6 +127,10 @@ class MonoDepthSeg(nn.Module):
         for s, offset in enumerate(offsets):
             rows = slice(s * batch, (s + 1) * batch)
             axis_angle, translation = out.axis_angle[rows], out.translation[rows]
+            if self.config.motion_hypotheses:
+                axis_angle, translation = hypothesis_motions(
+                    axis_angle, translation, self.config.motion_hypotheses, self.config.hypothesis_spread,
+                    self.config.pose_scale)
             predicted = pose_vector_to_transform(axis_angle, translation)
             to_source = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)
             logits = out.mask_logits[rows]
@@ -152,10 +163,12 @@ class MonoDepthSeg(nn.Module):
         if self.uses_depth_network:
             disparities = self.predict_disparity(target)
             sources = self.predict_motion(target, images[:, 1:], offsets, disparities[0])
-            return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources)
+            return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources,
+                               components_enabled=self.components_enabled)
         if depth is None:
             raise ValueError("model.depth_source is ground_truth: pass the ground-truth depth")
         disparity = self.oracle_disparity(depth)
         sources = self.predict_motion(target, images[:, 1:], offsets, disparity)
         warp_depth = depth * self.config.ground_truth_depth_scale
-        return ModelOutput(disparities=[disparity], depth=warp_depth, sources=sources, warp_depth=warp_depth)
+        return ModelOutput(disparities=[disparity], depth=warp_depth, sources=sources, warp_depth=warp_depth,
+                           components_enabled=self.components_enabled)

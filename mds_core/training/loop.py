@@ -188,7 +188,7 @@ def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: 
     depth = oracle_depth(state.config, batch)
     with state.precision.autocast():
         output = state.network(batch.network_images, state.config.data.source_offsets, depth)
-    loss = objective(batch, output)
+    loss = objective(batch, output, step=state.step)
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(loss.total).backward()

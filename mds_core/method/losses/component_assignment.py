@@ -12,16 +12,24 @@ best of them is kept:
 * the *component minimum* ``mean_p min_k pe_k(p)`` (with the objective's per-pixel minimum over
   sources and auto-masking) trains every transform on the pixels where it is the best
   hypothesis, winner-take-all, independently of the masks;
-* the *mask assignment* ``mean_p -log M_{k*}(p)`` with ``k* = argmin_k pe_k(p)`` (detached),
-  over the pixels that auto-masking keeps, teaches the masks which motion explains each pixel.
+* the *mask assignment* ``mean_p -log M_{k*}(p)`` teaches the masks which motion explains each
+  pixel (:func:`assignment_targets`): ``k*`` is the component with the lowest error over the
+  sources, ``min_s pe_{s,k}(p)`` (so an occluded source does not decide), averaged over a small
+  window, but a pixel leaves the background only where that error beats the background's by
+  ``margin``. Where every hypothesis
+  explains the image about as well (sky, untextured road) the target stays the background, so
+  ties do not scatter static pixels over the components. Every pixel has a target, including
+  those that auto-masking drops: a car followed at the camera's speed is explained by a
+  hypothesis that moves with the camera, not by the background.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from mds_core.method.decomposition import ComponentMotion
+from mds_core.method.decomposition import BACKGROUND_COMPONENT, ComponentMotion
 from mds_core.method.losses.photometric import photometric_error
 from mds_core.method.warping import warp_source
 
@@ -40,8 +48,23 @@ def component_errors(source: Tensor, target: Tensor, depth: Tensor, intrinsics: 
     return torch.cat(errors, dim=1)
 
 
-def mask_assignment(soft_masks: Tensor, best: Tensor, keep: Tensor) -> Tensor:
-    """Mean of ``-log M_{best}`` over pixels where ``keep`` is 1; ``best`` is ``(B, H, W)`` long."""
-    chosen = soft_masks.gather(1, best[:, None]).clamp_min(ASSIGNMENT_EPS)
-    weight = keep.to(soft_masks.dtype)
-    return -(chosen.log() * weight).sum() / weight.sum().clamp_min(1.0)
+def assignment_targets(errors: Tensor, margin: float, window: int = 1,
+                       background: int = BACKGROUND_COMPONENT) -> Tensor:
+    """``(B, H, W)`` target component per pixel from ``(B, K, H, W)`` errors (lower is better).
+
+    The errors are first averaged over a ``window`` x ``window`` neighbourhood (a rigid object
+    moves its neighbouring pixels alike, while a single pixel's error is noisy: aliasing, repeated
+    texture); then ``argmin_k`` where it beats the background's averaged error by more than
+    ``margin``, else ``background``.
+    """
+    if window > 1:
+        errors = F.avg_pool2d(errors, window, stride=1, padding=window // 2, count_include_pad=False)
+    best_error, best = errors.min(dim=1)
+    clear = errors[:, background] - best_error > margin
+    return torch.where(clear, best, torch.full_like(best, background))
+
+
+def mask_assignment(soft_masks: Tensor, targets: Tensor) -> Tensor:
+    """Mean over pixels of ``-log M_{target}``; ``targets`` is ``(B, H, W)`` long."""
+    chosen = soft_masks.gather(1, targets[:, None]).clamp_min(ASSIGNMENT_EPS)
+    return -chosen.log().mean()

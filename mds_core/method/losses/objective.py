@@ -26,7 +26,7 @@ from torch import Tensor
 
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
-from mds_core.method.losses.component_assignment import component_errors, mask_assignment
+from mds_core.method.losses.component_assignment import assignment_targets, component_errors, mask_assignment
 from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
@@ -72,7 +72,8 @@ class SelfSupervisedObjective:
         self.loss = loss
         self.model = model
 
-    def __call__(self, batch: Batch, output: ModelOutput) -> LossOutput:
+    def __call__(self, batch: Batch, output: ModelOutput, step: int | None = None) -> LossOutput:
+        """``step``: the training step, for ``loss.automask_start_step`` (None: past every warm-up)."""
         cfg = self.loss
         target = batch.target.float()
         sources = batch.sources.float()
@@ -81,7 +82,7 @@ class SelfSupervisedObjective:
         height, width = target.shape[-2:]
 
         identity = None
-        if cfg.automask:
+        if cfg.automask and (step is None or step >= cfg.automask_start_step):
             identity = torch.cat(
                 [photometric_error(sources[:, s], target, cfg.ssim_weight) for s in range(sources.shape[1])],
                 dim=1,
@@ -110,7 +111,7 @@ class SelfSupervisedObjective:
             totals.append(photometric + cfg.smoothness_weight / (2**scale) * smoothness)
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
-            if scale == 0 and self.model.num_components > 1 and (
+            if scale == 0 and self.model.num_components > 1 and output.components_enabled and (
                     cfg.component_min_weight > 0 or cfg.mask_assignment_weight > 0):
                 component_min, assignment = self._component_terms(
                     output, sources, target, depth, intrinsics, inv_intrinsics, identity)
@@ -162,12 +163,10 @@ class SelfSupervisedObjective:
                              source_motion.motion.transforms, cfg.ssim_weight)
             for s, source_motion in enumerate(output.sources)
         ]
-        best_values = torch.cat([errors.min(dim=1, keepdim=True).values for errors in per_source], dim=1)
-        reprojection = minimum_reprojection(best_values, identity, cfg.min_reprojection)
+        window = 2 * int(cfg.assignment_window * target.shape[-1] / 2) + 1
+        targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), cfg.assignment_margin, window)
+        chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
+        reprojection = minimum_reprojection(chosen, identity, cfg.min_reprojection)
         component_min = reprojection.per_pixel.mean()
-        keep = reprojection.automask[:, 0] if reprojection.automask is not None else torch.ones_like(target[:, 0])
-        assignment = torch.stack([
-            mask_assignment(src.soft_masks.float(), errors.detach().argmin(dim=1), keep)
-            for src, errors in zip(output.sources, per_source, strict=True)
-        ]).mean()
+        assignment = torch.stack([mask_assignment(src.soft_masks.float(), targets) for src in output.sources]).mean()
         return component_min, assignment
