@@ -228,6 +228,15 @@ def _torch_load(path: Path, mmap: bool) -> Any:
         raise CheckpointError(_unreadable_reason(path, error)) from error
 
 
+def _with_older_defaults(config: object) -> object:
+    """A checkpoint's config with the meaning it had when written: keys added since, whose default
+    changes the model, get the value that reproduces the older model (checkpoints written before
+    motion hypotheses existed used K independent motions)."""
+    if isinstance(config, dict) and isinstance(config.get("model"), dict) and "motion_hypotheses" not in config["model"]:
+        config = {**config, "model": {**config["model"], "motion_hypotheses": []}}
+    return config
+
+
 def load_checkpoint(path: str | Path, mmap: bool = False) -> Checkpoint:
     """Read a checkpoint safely (no arbitrary unpickling) and validate its structure.
 
@@ -247,7 +256,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> Checkpoint:
             f"this mds reads version {FORMAT_VERSION}: use the mds version that wrote it"
         )
     try:
-        config = config_from_dict(TrainConfig, payload["config"])
+        config = config_from_dict(TrainConfig, _with_older_defaults(payload["config"]))
         config.validate()
     except (ConfigError, KeyError) as error:
         raise CheckpointError(f"{path} carries an invalid config ({error}); was it written by another mds version?") from error

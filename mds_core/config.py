@@ -38,6 +38,12 @@ DepthSource = Literal["network", "ground_truth"]
 MaskMode = Literal["soft", "straight_through"]
 
 
+#: Default motion-hypothesis factors, in order of use (docs/decomposition-ladder.md): oncoming,
+#: followed at the camera's speed, overtaking, slow oncoming, fast oncoming, fast overtaking. None
+#: within ``hypothesis_spread`` of 1 (the static world, which is the background's).
+STANDARD_HYPOTHESES: tuple[float, ...] = (2.0, 0.0, -0.5, 1.5, 3.0, -1.0)
+
+
 @dataclass
 class ModelConfig:
     """Architecture (paper section 3.4). K=1 is the Monodepth2-style baseline."""
@@ -64,22 +70,36 @@ class ModelConfig:
     # "straight_through": the warp uses one-hot masks (argmax over K) while the gradient flows
     # through the soft masks, so a mixture of K motions cannot emulate a per-pixel flow.
     mask_mode: MaskMode = "soft"
-    # Motion hypotheses (mds_core.method.decomposition.hypothesis_motions): empty = the paper's K
-    # independent motions. Otherwise K-1 factors f_k: component k moves like the background scaled,
-    # t_k = f_k t_0 + a bounded residual, r_k = r_0 + dr_k, from what the pose decoder predicts for it.
-    # Along a road: 1 parked, 0 followed at the camera's speed, 2 oncoming, < 0 overtaking.
-    motion_hypotheses: list[float] = field(default_factory=list)
+    # Motion hypotheses (mds_core.method.decomposition.hypothesis_motions): K-1 factors f_k, component
+    # k moves like the background scaled, t_k = f_k t_0 + a bounded residual, r_k = r_0 + dr_k, from
+    # what the pose decoder predicts for it. Along a road: 1 parked, 0 followed at the camera's speed,
+    # 2 oncoming, < 0 overtaking. null: the first K-1 of STANDARD_HYPOTHESES; []: the paper's K
+    # independent motions.
+    motion_hypotheses: list[float] | None = None
     # how far (times the ego translation, per axis) a hypothesis' residual may move it
     hypothesis_spread: float = 0.4
 
+    @property
+    def hypotheses(self) -> list[float]:
+        """The motion-hypothesis factors in use ([] = independent motions); see ``motion_hypotheses``."""
+        if self.motion_hypotheses is not None:
+            return list(self.motion_hypotheses)
+        return list(STANDARD_HYPOTHESES[: self.num_components - 1])
+
     def validate(self) -> None:
+        if self.motion_hypotheses is None and self.num_components - 1 > len(STANDARD_HYPOTHESES):
+            raise ConfigError(
+                f"model.num_components={self.num_components} needs model.motion_hypotheses set explicitly "
+                f"(one factor per non-background component; the standard list has {len(STANDARD_HYPOTHESES)}), "
+                f"or [] for independent motions"
+            )
         if self.motion_hypotheses and len(self.motion_hypotheses) != self.num_components - 1:
             raise ConfigError(
                 f"model.motion_hypotheses needs one factor per non-background component "
                 f"({self.num_components - 1} for model.num_components={self.num_components}), "
                 f"got {len(self.motion_hypotheses)}"
             )
-        if not all(math.isfinite(f) for f in self.motion_hypotheses):
+        if not all(math.isfinite(f) for f in self.hypotheses):
             raise ConfigError(f"model.motion_hypotheses must be finite numbers, got {self.motion_hypotheses}")
         if not 0 <= self.hypothesis_spread < 10:
             raise ConfigError(f"model.hypothesis_spread must be in [0, 10), got {self.hypothesis_spread}")
@@ -125,8 +145,8 @@ class LossConfig:
     mask_sparsity_weight: float = 0.0  # mean mass outside the background component (component 0)
     mask_entropy_weight: float = 0.0  # mean per-pixel entropy of the K masks (pushes towards one-hot)
     # mds_core.method.losses.component_assignment, at scale 0; 0 = off
-    component_min_weight: float = 0.0  # per-pixel best single-component reprojection (trains every T_k)
-    mask_assignment_weight: float = 0.0  # -log M of the best single component (trains the masks)
+    assigned_reprojection_weight: float = 0.0  # reprojection of each pixel's assigned component (trains each T_k)
+    mask_assignment_weight: float = 0.0  # -log M of each pixel's assigned component (trains the masks)
     # a pixel is assigned away from the background only where the best single component's error
     # is lower than the background's by more than this (photometric error units)
     assignment_margin: float = 0.02
@@ -140,7 +160,7 @@ class LossConfig:
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight",
-                     "component_min_weight", "mask_assignment_weight", "assignment_margin", "assignment_window"):
+                     "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -1,4 +1,4 @@
-"""``mds accuracy``: a tiny K=1 vs K=5 run through the command line writes sane reports."""
+"""``mds accuracy``: a tiny run of every variant, through the command line, writes sane reports."""
 
 import dataclasses
 import json
@@ -7,7 +7,7 @@ import math
 import cv2
 
 from mds_core.cli.main import main
-from mds_core.tools.accuracy import PRESETS, training_config
+from mds_core.tools.accuracy import PRESETS, VARIANTS, mean_and_std, training_config
 
 WIDTH, HEIGHT = 64, 64
 
@@ -16,38 +16,60 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     out = tmp_path / "accuracy"
     status = main(["accuracy", "--preset", "cpu", "--output", str(out), "--device", "cpu", "--steps", "3",
                    "--width", str(WIDTH), "--height", str(HEIGHT), "--train-sequences", "1", "--frames", "6",
-                   "--heldout-sequences", "1", "--heldout-frames", "4", "--batch-size", "2", "--seed", "3"])
+                   "--heldout-sequences", "1", "--heldout-frames", "4", "--batch-size", "2", "--seed", "3",
+                   "--seeds", "1"])
     assert status == 0
     markdown, report, picture = out / "accuracy.md", out / "accuracy.json", out / "accuracy.png"
     assert markdown.is_file() and report.is_file() and picture.is_file()
 
     data = json.loads(report.read_text())
-    assert set(data["models"]) == {"K=1", "K=5"}
-    for model in data["models"].values():
-        assert model["steps"] == 3
-        assert math.isfinite(model["depth"]["overall"]["abs_rel"])
-    assert data["models"]["K=1"]["motion_segmentation"] is None  # one component: nothing to segment
-    assert 0.0 <= data["models"]["K=5"]["motion_segmentation"]["best_f1"] <= 1.0
+    runs = data["runs"]
+    assert sorted((r["variant"], r["seed"]) for r in runs) == sorted(
+        (v, 3) for v in ("K=1", "K=5", "K=5, GT depth"))
+    for run in runs:
+        assert run["steps"] == 3
+        assert math.isfinite(run["depth"]["overall"]["abs_rel"])
+        if run["variant"] == "K=1":
+            assert run["motion_segmentation"] is None  # one component: nothing to segment
+        else:
+            assert 0.0 <= run["motion_segmentation"]["mask/relative"]["best_f1"] <= 1.0
+    # the summary is the mean and standard deviation over seeds (one here: see test_mean_and_std_over_seeds)
+    k5 = next(r for r in runs if r["variant"] == "K=5")
+    assert data["summary"]["K=5"]["depth"]["moving"]["abs_rel"] == [k5["depth"]["moving"]["abs_rel"], 0.0]
+    oracle = next(r for r in runs if r["variant"] == "K=5, GT depth")
+    assert data["summary"]["K=5, GT depth"]["motion"]["mask/all"]["average_precision"] == [
+        oracle["motion_segmentation"]["mask/all"]["average_precision"], 0.0]
+    assert "motion" not in data["summary"]["K=1"] and "motion" in data["summary"]["K=5, GT depth"]
+    assert 0.0 < data["chance"]["mask/all"]["prevalence"] < 1.0
     assert data["preset"]["width"] == WIDTH and data["preset"]["seed"] == 3
     assert data["num_heldout_frames"] == 4
 
     text = markdown.read_text()
-    assert "| K=1 | moving |" in text and "| K=5 | static background |" in text
+    assert "| K=1 |" in text and "| K=5, GT depth |" in text and "±" in text
 
     image = cv2.imread(str(picture))
     rows = len(data["montage_frames"])
     assert rows >= 1
-    assert image.shape == (rows * HEIGHT, 6 * WIDTH, 3)
+    assert image.shape == (rows * HEIGHT, 7 * WIDTH, 3)  # six columns and the oracle's decomposition
 
 
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     preset = PRESETS["cpu"]
-    k1 = dataclasses.asdict(training_config(preset, 1, tmp_path, tmp_path / "run", num_samples=200))
-    k5 = dataclasses.asdict(training_config(preset, 5, tmp_path, tmp_path / "run", num_samples=200))
+    k1, k5, oracle = (dataclasses.asdict(training_config(preset, v, tmp_path, tmp_path / "run", num_samples=200))
+                      for v in VARIANTS)
     assert k1["model"].pop("num_components") == 1 and k5["model"].pop("num_components") == 5
     assert k1 == k5
+    assert oracle["model"]["depth_source"] == "ground_truth" and k5["model"]["depth_source"] == "network"
     assert k1["optim"]["max_steps"] == preset.steps
     assert k1["optim"]["epochs"] * (200 // preset.batch_size) >= preset.steps  # the budget fits the schedule
+    assert [PRESETS[name].seeds for name in ("quick", "cpu", "gpu")] == [1, 3, 3]
+
+
+def test_mean_and_std_over_seeds():
+    assert mean_and_std([1.0, 3.0]) == (2.0, math.sqrt(2.0))
+    assert mean_and_std([2.0]) == (2.0, 0.0)
+    assert mean_and_std([2.0, float("nan")]) == (2.0, 0.0)
+    assert all(math.isnan(x) for x in mean_and_std([]))
 
 
 def test_bad_override_is_one_line_error(capsys):

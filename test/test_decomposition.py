@@ -205,3 +205,17 @@ def test_motion_hypotheses_scale_the_background_motion():
     assert torch.allclose(transforms[0, :, 2, 3], torch.tensor([-1.0, -2.0, 0.0]))
     with pytest.raises(ConfigError, match="one factor per non-background component"):
         ModelConfig(num_components=3, motion_hypotheses=[2.0]).validate()
+
+
+def test_checkpoints_from_before_motion_hypotheses_keep_independent_motions(tmp_path):
+    from mds_core.checkpoint import load_checkpoint, write_untrained_checkpoint
+
+    model = ModelConfig(height=64, width=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=3)
+    assert model.hypotheses == [2.0, 0.0]  # the default for K=3: the first two standard factors
+    path = write_untrained_checkpoint(tmp_path / "new.pt", model)
+    assert load_checkpoint(path).config.model.hypotheses == [2.0, 0.0]
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["model"]["motion_hypotheses"]  # as written by an older mds
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").config.model.hypotheses == []
+    assert ModelConfig(num_components=1).hypotheses == []

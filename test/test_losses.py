@@ -110,7 +110,7 @@ def test_component_terms_train_a_motion_that_has_no_mask_mass():
         return float(transforms.grad[0, 1].abs().sum())
 
     assert gradient_of_component_1() == 0.0
-    assert gradient_of_component_1(component_min_weight=1.0) > 0.0
+    assert gradient_of_component_1(assigned_reprojection_weight=1.0) > 0.0
     # assignment by hand: -log M of each pixel's target component, averaged over pixels
     soft = torch.tensor([[0.9, 0.5], [0.1, 0.5]]).reshape(1, 2, 1, 2)
     value = mask_assignment(soft, torch.tensor([[[1, 0]]]))

@@ -16,7 +16,8 @@ def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
         "steps": args.steps, "device": args.device, "seed": args.seed, "width": args.width,
         "height": args.height, "train_sequences": args.train_sequences, "frames_per_sequence": args.frames,
         "heldout_sequences": args.heldout_sequences, "heldout_frames": args.heldout_frames,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "seeds": args.seeds,
+        "rungs": tuple(args.rungs.split(",")) if args.rungs else None,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
 
@@ -36,14 +37,18 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``accuracy`` subcommand to an ``argparse`` subparsers object; ``func`` runs it."""
     parser = subparsers.add_parser(
-        "accuracy", help="K=1 vs K=5: train both on generated scenes, compare depth on held-out scenes",
+        "accuracy", help="K=1 vs K=5 (and K=5 with GT depth) on generated scenes, over seeds",
         description=_accuracy.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                        help="cpu: 192x64, 20-30 min on 2 cores; gpu: 640x192 for a CUDA GPU")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                        help="quick: 192x64, one seed, about 15 min on 2 cores; cpu: three seeds, under an hour; "
+                             "gpu: 640x192, three seeds, for a CUDA GPU")
     parser.add_argument("--output", default="outputs/accuracy", help="output directory")
     parser.add_argument("--steps", type=int, help="training steps per model (overrides the preset)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the preset)")
-    parser.add_argument("--seed", type=int, help="seed of data and training (overrides the preset)")
+    parser.add_argument("--seed", type=int, help="seed of the data and of the first training run (overrides the preset)")
+    parser.add_argument("--seeds", type=int, help="training repetitions, seeds SEED, SEED+1, ... (overrides the preset)")
+    parser.add_argument("--rungs", help="comma-separated: full (K=1 and K=5 as published), depth (K=5 with "
+                                        "ground-truth depth, the oracle rung); default full,depth")
     parser.add_argument("--width", type=int, help="model and data width, a multiple of 32")
     parser.add_argument("--height", type=int, help="model and data height, a multiple of 32")
     parser.add_argument("--train-sequences", type=int, help="generated training sequences")

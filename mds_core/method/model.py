@@ -76,7 +76,7 @@ class MonoDepthSeg(nn.Module):
         self.config = config
         self.depth_net = DepthNet(config.depth_encoder, config.num_scales) if self.uses_depth_network else None
         self.pose_mask_net = PoseMaskNet(config.pose_mask_encoder, config.num_components, config.pose_scale)
-        if config.motion_hypotheses:
+        if config.hypotheses:
             zero_residual_motions(self.pose_mask_net.pose_decoder.net[-1])
         self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
         self.detach_depth_now = False  # True: detach the depth channel (warm-up aid, set by the loop)
@@ -127,9 +127,9 @@ class MonoDepthSeg(nn.Module):
         for s, offset in enumerate(offsets):
             rows = slice(s * batch, (s + 1) * batch)
             axis_angle, translation = out.axis_angle[rows], out.translation[rows]
-            if self.config.motion_hypotheses:
+            if self.config.hypotheses:
                 axis_angle, translation = hypothesis_motions(
-                    axis_angle, translation, self.config.motion_hypotheses, self.config.hypothesis_spread,
+                    axis_angle, translation, self.config.hypotheses, self.config.hypothesis_spread,
                     self.config.pose_scale)
             predicted = pose_vector_to_transform(axis_angle, translation)
             to_source = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)

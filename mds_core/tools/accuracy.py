@@ -1,15 +1,19 @@
-"""``mds accuracy``: the K=1 vs K=5 accuracy benchmark on generated street scenes.
+"""``mds accuracy``: K=1 vs K=5 (and the oracle rung) on generated street scenes, over seeds.
 
 1. generates training and held-out sequences once (different seeds, :mod:`mds_core.tools.synth.splits`);
-2. trains K=1 (the Monodepth2-style baseline) and K=5 on exactly the same data, seed, step
-   budget and schedule; the two training configs differ only in ``model.num_components``;
-3. evaluates both on the held-out sequences (depth overall and per motion region, motion
-   segmentation of the decomposition);
-4. writes ``accuracy.md``, ``accuracy.json`` and ``accuracy.png`` (image | GT depth | K=1 depth |
-   K=5 depth | K=5 decomposition | GT motion labels) into the output directory.
+2. for each training seed, trains every *variant* on exactly the same data, step budget and
+   schedule: K=1 (the Monodepth2-style baseline), K=5 (the method), and the oracle rung
+   "K=5, GT depth" (ground-truth depth in place of the depth network, so only the decomposition
+   learns; docs/decomposition-ladder.md). K=1 and K=5 differ only in ``model.num_components``;
+3. evaluates each on the held-out sequences: depth overall and per motion region, motion
+   segmentation of the decomposition for all movers and for the movers the loss can see
+   (those that move relative to the camera);
+4. writes ``accuracy.md`` (mean and standard deviation over seeds), ``accuracy.json`` (every run)
+   and ``accuracy.png`` (first seed: image | GT depth | K=1 depth | K=5 depth | K=5
+   decomposition | GT motion labels) into the output directory.
 
-Two presets: ``cpu`` (about 20-30 minutes on 2 CPU cores) and ``gpu`` (640x192, the paper's
-resolution and batch size, thousands of steps, for a CUDA GPU).
+Presets: ``quick`` (one seed, about 15 minutes on 2 CPU cores), ``cpu`` (three seeds, under an
+hour) and ``gpu`` (640x192, the paper's resolution and batch size, for a CUDA GPU).
 """
 
 from __future__ import annotations
@@ -32,14 +36,13 @@ if TYPE_CHECKING:  # the heavy imports (torch, the networks) happen when the ben
     import torch
 
     from mds_core.evaluation.metrics import DepthMetrics
+    from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
     from mds_core.evaluation.report import EvaluationReport
     from mds_core.inference.predictor import Predictor
     from mds_core.tools.synth import TrainHeldoutSplit
 
 LOG = logging.getLogger(__name__)
 
-#: The compared numbers of components: the baseline and the paper's setting.
-COMPONENTS: tuple[int, ...] = (1, 5)
 #: Markdown label -> region key in the evaluation (``overall`` is the per-image mean).
 REGIONS: tuple[tuple[str, str], ...] = (
     ("overall", "overall"),
@@ -47,13 +50,36 @@ REGIONS: tuple[tuple[str, str], ...] = (
     ("static movable", "static_movable"),
     ("static background", "static_background"),
 )
-METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1")
+#: Depth numbers of the summary table (per region).
+SUMMARY_METRICS: tuple[str, ...] = ("abs_rel", "a1")
+#: Motion scores of the summary table: key of ``EvaluationReport.motion_scores`` -> label.
+MOTION_SCORES: tuple[tuple[str, str], ...] = (("mask/all", "all movers"), ("mask/relative", "relative movers"))
 MONTAGE_COLUMNS: tuple[str, ...] = ("image", "GT depth", "K=1 depth", "K=5 depth", "K=5 decomposition", "GT motion")
+ORACLE_COLUMN = "K=5 decomposition, GT depth"
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One compared model: a number of components and the config overrides that make it."""
+
+    name: str
+    num_components: int
+    overrides: tuple[str, ...] = ()
+    rung: str = "full"  # "full": the method as published; "depth": ground-truth depth (oracle rung)
+
+
+#: The compared variants, by rung. The GT-depth scale: docs/decomposition-ladder.md, finding 1.
+VARIANTS: tuple[Variant, ...] = (
+    Variant("K=1", 1),
+    Variant("K=5", 5),
+    Variant("K=5, GT depth", 5, ("model.depth_source=ground_truth", "model.ground_truth_depth_scale=0.01"), "depth"),
+)
+RUNGS: tuple[str, ...] = ("full", "depth")
+
+
+@dataclass
 class AccuracyPreset:
-    """Data, training budget and device of one benchmark run (both models get the same)."""
+    """Data, training budget, seeds and device of one benchmark run (every variant gets the same)."""
 
     name: str
     width: int
@@ -65,7 +91,9 @@ class AccuracyPreset:
     steps: int
     batch_size: int
     encoder: EncoderName = "resnet18"
-    seed: int = 0
+    seed: int = 0  # data seed and first training seed; seed + i for the i-th repetition
+    seeds: int = 1  # training repetitions (mean and standard deviation over them)
+    rungs: tuple[str, ...] = RUNGS
     device: str = "auto"
     num_workers: int = 0  # data-loader processes (worth it on a GPU, not on 2 CPU cores)
     montage_frames: int = 4
@@ -81,26 +109,42 @@ class AccuracyPreset:
             raise ValueError(f"held-out sequences need at least 2 frames, got {self.heldout_frames}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch size must be >= 1")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        unknown = [r for r in self.rungs if r not in RUNGS]
+        if unknown or "full" not in self.rungs:
+            raise ValueError(f"rungs must include 'full' and come from {list(RUNGS)}, got {list(self.rungs)}")
+
+    @property
+    def variants(self) -> list[Variant]:
+        return [v for v in VARIANTS if v.rung in self.rungs]
+
+    @property
+    def training_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
 
 
+_CPU_DATA = dict(width=192, height=64, train_sequences=6, frames_per_sequence=40, heldout_sequences=2,
+                 heldout_frames=20, batch_size=4, device="cpu")
 PRESETS: dict[str, AccuracyPreset] = {
-    # Sized on this project's 2-core CPU machine: about 0.8-0.95 s per step at 192x64, batch 4,
-    # ResNet18 (mds benchmark; K=5 took 0.83 s/step in the real run), so the whole run takes
-    # about 18 minutes on idle cores; 29 minutes were measured with another job sharing them.
-    "cpu": AccuracyPreset(name="cpu", width=192, height=64, train_sequences=6, frames_per_sequence=40,
-                          heldout_sequences=2, heldout_frames=20, steps=600, batch_size=4, device="cpu"),
+    # Sized on this project's 2-core CPU machine (docs/accuracy.md): at 192x64, batch 4, ResNet18,
+    # a step takes about 0.3 s (K=1, GT-depth rung) to 0.5 s (K=5) on idle cores, so one seed of
+    # the three variants takes about 12 minutes with evaluation.
+    "quick": AccuracyPreset(name="quick", steps=600, seeds=1, **_CPU_DATA),
+    "cpu": AccuracyPreset(name="cpu", steps=600, seeds=3, **_CPU_DATA),
     # The paper's resolution and batch size; about 25 epochs of 20 x 98 samples.
     "gpu": AccuracyPreset(name="gpu", width=640, height=192, train_sequences=20, frames_per_sequence=100,
-                          heldout_sequences=4, heldout_frames=50, steps=4000, batch_size=12, device="auto",
-                          num_workers=4),
+                          heldout_sequences=4, heldout_frames=50, steps=4000, batch_size=12, seeds=3,
+                          device="auto", num_workers=4),
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelResult:
-    """One trained model and its evaluation on the held-out sequences."""
+    """One trained variant (one seed) and its evaluation on the held-out sequences."""
 
-    num_components: int
+    variant: Variant
+    seed: int
     report: EvaluationReport
     train_seconds: float
     steps: int
@@ -110,19 +154,31 @@ class ModelResult:
     checkpoint: Path
 
     @property
+    def num_components(self) -> int:
+        return self.variant.num_components
+
+    @property
     def label(self) -> str:
-        return f"K={self.num_components}"
+        return self.variant.name
 
     def region(self, key: str) -> DepthMetrics | None:
         depth = self.report.depth
         return depth.overall if key == "overall" else depth.regions.get(key)
 
-    def to_json_dict(self) -> dict[str, Any]:
-        from mds_core.evaluation.report import json_safe
+    def motion(self, key: str) -> MotionSegmentationResult | None:
+        """A motion score of the decomposition; None for K=1 (one component: nothing to segment)."""
+        if self.num_components == 1:
+            return None
+        return self.report.motion_scores.get(key)
 
-        motion = self.report.motion
+    def to_json_dict(self) -> dict[str, Any]:
+        from mds_core.evaluation.report import json_safe, motion_summary
+
         return {
+            "variant": self.variant.name,
             "num_components": self.num_components,
+            "overrides": list(self.variant.overrides),
+            "seed": self.seed,
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             "epochs": self.epochs,
@@ -131,14 +187,20 @@ class ModelResult:
             "checkpoint": str(self.checkpoint),
             "depth": {key: json_safe(self.region(key)) for _, key in REGIONS},
             "region_pixels": dict(self.report.depth.region_pixels),
-            # K=1: the single mask is 1 everywhere, so there is no decomposition to score
-            "motion_segmentation": None if motion is None or self.num_components == 1 else {
-                "best_f1": motion.best_f1, "best_threshold": motion.best_threshold,
-                "average_precision": motion.average_precision, "iou_at_05": motion.iou_at_05,
-                "num_positive": motion.num_positive, "num_negative": motion.num_negative,
-            },
-            "report": self.report.to_json_dict(include_curve=False),
+            "motion_segmentation": None if self.num_components == 1 else {
+                key: motion_summary(value) for key, value in self.report.motion_scores.items()},
         }
+
+
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of the finite ``values``; NaN if none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return float("nan"), float("nan")
+    mean = sum(finite) / len(finite)
+    if len(finite) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
 
 
 @dataclass
@@ -158,12 +220,36 @@ class AccuracyResult:
     png_path: Path
     notes: list[str] = field(default_factory=list)
 
-    def model(self, num_components: int) -> ModelResult:
-        return next(m for m in self.models if m.num_components == num_components)
+    def runs(self, variant: Variant) -> list[ModelResult]:
+        return [m for m in self.models if m.variant == variant]
+
+    def depth_summary(self, variant: Variant, region: str, metric: str) -> tuple[float, float]:
+        return mean_and_std([getattr(m.region(region), metric, None) for m in self.runs(variant)])
+
+    def motion_summary(self, variant: Variant, key: str, field_name: str) -> tuple[float, float]:
+        return mean_and_std([getattr(m.motion(key), field_name, None) for m in self.runs(variant)])
+
+    def chance(self, key: str) -> tuple[float, float]:
+        """(prevalence = AP of a random score, F1 of calling every pixel moving) for a motion score."""
+        for model in self.models:
+            result = model.motion(key)
+            if result is not None and result.num_positive + result.num_negative > 0:
+                rate = result.num_positive / (result.num_positive + result.num_negative)
+                return rate, 2 * rate / (1 + rate)
+        return float("nan"), float("nan")
 
     def to_json_dict(self) -> dict[str, Any]:
         from mds_core.evaluation.report import json_safe
 
+        summary = {}
+        for variant in self.preset.variants:
+            entry: dict[str, Any] = {"depth": {key: {metric: self.depth_summary(variant, key, metric)
+                                                     for metric in SUMMARY_METRICS} for _, key in REGIONS}}
+            if variant.num_components > 1:
+                entry["motion"] = {key: {"best_f1": self.motion_summary(variant, key, "best_f1"),
+                                         "average_precision": self.motion_summary(variant, key, "average_precision")}
+                                   for key, _ in MOTION_SCORES}
+            summary[variant.name] = entry
         return json_safe({
             "preset": dataclasses.asdict(self.preset),
             "device": self.device,
@@ -172,7 +258,10 @@ class AccuracyResult:
             "num_train_samples": self.num_train_samples,
             "num_heldout_frames": self.models[0].report.depth.num_images,
             "montage_frames": [{"sequence": s, "frame": f} for s, f in self.montage],
-            "models": {m.label: m.to_json_dict() for m in self.models},
+            "summary": summary,  # [mean, std] over seeds
+            "chance": {key: dict(zip(("prevalence", "all_moving_f1"), self.chance(key), strict=True))
+                       for key, _ in MOTION_SCORES},
+            "runs": [m.to_json_dict() for m in self.models],
             "notes": self.notes,
         })
 
@@ -180,53 +269,52 @@ class AccuracyResult:
         p = self.preset
         first = self.models[0]
         depth = first.report.depth
+        seeds = ", ".join(str(s) for s in p.training_seeds)
         lines = [
             "# K=1 vs K=5 on synthetic street scenes",
             "",
             f"- **preset**: `{p.name}`: {p.width}x{p.height}, {p.encoder} encoders, {p.steps} steps of batch "
-            f"{p.batch_size} per model ({_schedule(first.epochs)}), seed {p.seed}",
+            f"{p.batch_size} per model ({_schedule(first.epochs)}), training seed(s) {seeds}",
             f"- **training data**: {p.train_sequences} generated sequence(s) x {p.frames_per_sequence} frames "
-            f"({self.num_train_samples} samples)",
+            f"({self.num_train_samples} samples, data seed {p.seed})",
             f"- **held-out data**: {p.heldout_sequences} sequence(s) x {p.heldout_frames} frames (other seeds); "
             f"{depth.num_images} frames scored for depth, {depth.num_labelled_images} with motion labels",
             f"- **machine**: {self.machine}; device `{self.device}`",
-            f"- **wall time**: {self.wall_seconds / 60:.1f} min in all (data, both trainings, evaluation, pictures)",
+            f"- **wall time**: {self.wall_seconds / 60:.1f} min in all (data, trainings, evaluation, pictures)",
             "",
-            "Depth (per-image median scaling, valid 1e-3 < gt < 80 m). Overall: mean over images; "
-            "regions: pixels pooled over images. Lower is better except a1.",
+            f"Mean ± standard deviation over {p.seeds} training seed(s). Depth: per-image median scaling, "
+            "valid 1e-3 < gt < 80 m; overall = mean over images, regions = pixels pooled over images. "
+            "Lower abs_rel and higher a1 are better.",
             "",
-            "| model | region | " + " | ".join(METRICS) + " | pixels |",
-            "|---|---|" + "---|" * len(METRICS) + "---|",
+            "| model | " + " | ".join(f"{label} {metric}" for label, _ in REGIONS for metric in SUMMARY_METRICS) + " |",
+            "|---|" + "---|" * (len(REGIONS) * len(SUMMARY_METRICS)),
         ]
+        for variant in p.variants:
+            cells = [_pm(self.depth_summary(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
+            lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+        lines += ["", "Motion segmentation of the decomposition (moving probability = 1 - mask of the largest "
+                      "component). *Relative movers*: moving pixels that the previous frame does not already "
+                      "explain (a car followed at the camera's speed looks static and is excluded there).", "",
+                  "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
+                  "|---|" + "---|---|" * len(MOTION_SCORES)]
+        for variant in p.variants:
+            if variant.num_components == 1:
+                continue
+            cells = [f"{_pm(self.motion_summary(variant, key, 'best_f1'))} | "
+                     f"{_pm(self.motion_summary(variant, key, 'average_precision'))}" for key, _ in MOTION_SCORES]
+            lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+        chance = [f"{label}: calling every pixel moving gives F1 {_fmt(self.chance(key)[1])}, a random score "
+                  f"AP {_fmt(self.chance(key)[0])} (the prevalence)" for key, label in MOTION_SCORES]
+        lines += ["", "Chance levels: " + "; ".join(chance) + ". K=1 has one component: nothing to segment."]
+        lines += ["", "| model | seed | training time | loss (first 10 steps -> last 10) |", "|---|---|---|---|"]
         for model in self.models:
-            for label, key in REGIONS:
-                metrics = model.region(key)
-                values = [_fmt(getattr(metrics, n) if metrics is not None else None) for n in METRICS]
-                pixels = model.report.depth.num_valid_pixels if key == "overall" else model.report.depth.region_pixels.get(key, 0)
-                lines.append(f"| {model.label} | {label} | " + " | ".join(values) + f" | {pixels} |")
-        lines += ["", "Motion segmentation (moving probability = 1 - mask of the largest component):", "",
-                  "| model | best F1 | AP | IoU@0.5 | moving px | static px |", "|---|---|---|---|---|---|"]
-        for model in self.models:
-            m = model.report.motion
-            if model.num_components == 1 or m is None:
-                lines.append(f"| {model.label} | n/a | n/a | n/a | - | - |")
-            else:
-                lines.append(f"| {model.label} | {_fmt(m.best_f1)} | {_fmt(m.average_precision)} | "
-                             f"{_fmt(m.iou_at_05)} | {m.num_positive} | {m.num_negative} |")
-        m5 = next((m.report.motion for m in self.models if m.num_components > 1 and m.report.motion), None)
-        if m5 is not None and m5.has_positives:
-            rate = m5.num_positive / max(1, m5.num_positive + m5.num_negative)
-            lines += ["", f"K=1 has a single component, so it has no decomposition to score. For scale: calling "
-                          f"every pixel moving gives F1 {_fmt(2 * rate / (1 + rate))} and AP {_fmt(rate)} "
-                          f"(moving fraction)."]
-        lines += ["", "| model | training time | loss (first 10 steps -> last 10) |", "|---|---|---|"]
-        for model in self.models:
-            lines.append(f"| {model.label} | {model.train_seconds / 60:.1f} min ({model.steps} steps, "
+            lines.append(f"| {model.label} | {model.seed} | {model.train_seconds / 60:.1f} min ({model.steps} steps, "
                          f"{model.train_seconds / max(1, model.steps):.2f} s/step) | "
                          f"{model.loss_first:.4f} -> {model.loss_last:.4f} |")
         shown = ", ".join(f"{s} #{f}" for s, f in self.montage)
-        lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(MONTAGE_COLUMNS)}); held-out frames {shown} "
-                      "(the frames with the most moving pixels in the ground truth, at least 5 frames apart)."]
+        lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(MONTAGE_COLUMNS)}), seed {p.seed}; held-out "
+                      f"frames {shown} (the frames with the most moving pixels in the ground truth, at least 5 "
+                      "frames apart)."]
         if self.notes:
             lines += [""] + [f"Note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
@@ -243,6 +331,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def _pm(summary: tuple[float, float]) -> str:
+    """``mean ± std`` (std omitted when it is NaN)."""
+    mean, std = summary
+    return _fmt(mean) if not math.isfinite(std) else f"{_fmt(mean)} ± {_fmt(std)}"
 
 
 def describe_machine(device: torch.device) -> str:
@@ -262,25 +356,27 @@ def describe_machine(device: torch.device) -> str:
     return f"{name}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU used"
 
 
-def training_config(preset: AccuracyPreset, num_components: int, data_root: Path, output_dir: Path,
-                    num_samples: int) -> TrainConfig:
-    """The training config of one model; the K=1 and K=5 configs differ only in ``num_components``
-    (and their ``output_dir``).
+def training_config(preset: AccuracyPreset, variant: Variant, data_root: Path, output_dir: Path,
+                    num_samples: int, seed: int | None = None) -> TrainConfig:
+    """The training config of one variant; K=1 and K=5 differ only in ``num_components`` (and their
+    ``output_dir``), the oracle rung also in its overrides.
 
     Epochs are chosen so that ``preset.steps`` steps fit, with the paper's schedule shape: lr x0.1
     for the last quarter of the epochs (none for runs shorter than 4 epochs).
     """
+    from mds_core.config import apply_overrides
     from mds_core.training.sampler import EpochBatches
 
-    batches_per_epoch = EpochBatches(num_samples, preset.batch_size, preset.seed).batches_per_epoch
+    seed = preset.seed if seed is None else seed
+    batches_per_epoch = EpochBatches(num_samples, preset.batch_size, seed).batches_per_epoch
     epochs = max(1, math.ceil(preset.steps / batches_per_epoch))
     config = TrainConfig()
     config.model = ModelConfig(height=preset.height, width=preset.width, depth_encoder=preset.encoder,
-                               pose_mask_encoder=preset.encoder, num_components=num_components)
+                               pose_mask_encoder=preset.encoder, num_components=variant.num_components)
     config.data.root = str(data_root)
     config.data.num_workers = preset.num_workers
     config.output_dir = str(output_dir)
-    config.seed = preset.seed
+    config.seed = seed
     config.device = preset.device
     config.optim.batch_size = preset.batch_size
     config.optim.epochs = epochs
@@ -290,7 +386,7 @@ def training_config(preset: AccuracyPreset, num_components: int, data_root: Path
     config.logging.image_every = max(1, preset.steps // 4)
     config.logging.checkpoint_every = preset.steps + 1  # only checkpoints/last.pt (hundreds of MB each)
     config.logging.keep_checkpoints = 1
-    return config
+    return apply_overrides(config, list(variant.overrides))
 
 
 def montage_frames(heldout: Path, count: int, min_gap: int = 5) -> list[tuple[Path, int]]:
@@ -314,8 +410,10 @@ def montage_frames(heldout: Path, count: int, min_gap: int = 5) -> list[tuple[Pa
     return sorted(chosen, key=lambda c: (str(c[0]), c[1]))
 
 
-def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[tuple[Path, int]]) -> np.ndarray:
-    """One row per frame: image | GT depth | K=1 depth | K=5 depth | K=5 decomposition | GT motion."""
+def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[tuple[Path, int]],
+                       oracle: Predictor | None = None) -> np.ndarray:
+    """One row per frame: image | GT depth | K=1 depth | K=5 depth | K=5 decomposition | GT motion,
+    plus the decomposition of the oracle rung (GT depth) when ``oracle`` is given."""
     import cv2
 
     from mds_core.data.sequence_folder import SequenceFolder
@@ -334,8 +432,11 @@ def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[
         labels = cv2.resize(sequence.motion(index), size, interpolation=cv2.INTER_NEAREST)
         tiles += [small, colourise_depth(gt_depth), colourise_depth(depth_1), colourise_depth(prediction.depth),
                   overlay(small, colourise_masks(prediction.masks), 0.6), colourise_motion_labels(labels)]
-    columns = len(MONTAGE_COLUMNS)
-    return panel(tiles, columns=columns, labels=list(MONTAGE_COLUMNS) * (len(tiles) // columns))
+        if oracle is not None:
+            masks = oracle.predict(image, intrinsics, previous, ground_truth_depth=sequence.depth(index)).masks
+            tiles.append(overlay(small, colourise_masks(masks), 0.6))
+    names = list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if oracle is not None else [])
+    return panel(tiles, columns=len(names), labels=names * (len(tiles) // len(names)))
 
 
 def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
@@ -351,7 +452,7 @@ def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
 
 
 def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> AccuracyResult:
-    """Generate data once, train K=1 and K=5 on it, evaluate both on held-out scenes, write reports."""
+    """Generate data once; for each seed train and evaluate every variant; write the reports."""
     import numpy as np
 
     from mds_core.data.factory import build_dataset
@@ -372,26 +473,32 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> Ac
                                     seed=preset.seed, training=True))
 
     models: list[ModelResult] = []
-    predictors: dict[int, Predictor] = {}
-    for k in COMPONENTS:
-        config = training_config(preset, k, split.train, out / f"k{k}", num_samples)
-        LOG.info("training K=%d: %d steps (%d epochs) on %d samples", k, preset.steps, config.optim.epochs, num_samples)
-        t0 = time.perf_counter()
-        result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
-        seconds = time.perf_counter() - t0
-        predictor = Predictor.from_checkpoint(result.checkpoint, device=str(device))
-        LOG.info("evaluating K=%d on %s", k, split.heldout)
-        report = run_evaluation(EvaluationRequest(checkpoint=str(result.checkpoint), data=str(split.heldout),
-                                                  device=str(device)), predictor=predictor)
-        report.save(out / f"k{k}" / "evaluation.json")
-        losses = result.losses or [float("nan")]
-        models.append(ModelResult(k, report, seconds, result.steps, config.optim.epochs,
-                                  float(np.mean(losses[:10])), float(np.mean(losses[-10:])), result.checkpoint))
-        predictors[k] = predictor
+    pictured: dict[str, Predictor] = {}  # the first seed's predictors, by variant name
+    for seed in preset.training_seeds:
+        for variant in preset.variants:
+            folder = out / f"seed{seed}" / _folder_name(variant)
+            config = training_config(preset, variant, split.train, folder, num_samples, seed)
+            LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples", seed, variant.name, preset.steps,
+                     config.optim.epochs, num_samples)
+            t0 = time.perf_counter()
+            result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
+            seconds = time.perf_counter() - t0
+            predictor = Predictor.from_checkpoint(result.checkpoint, device=str(device))
+            LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
+            report = run_evaluation(EvaluationRequest(checkpoint=str(result.checkpoint), data=str(split.heldout),
+                                                      device=str(device)), predictor=predictor)
+            report.save(folder / "evaluation.json")
+            losses = result.losses or [float("nan")]
+            models.append(ModelResult(variant, seed, report, seconds, result.steps, config.optim.epochs,
+                                      float(np.mean(losses[:10])), float(np.mean(losses[-10:])), result.checkpoint))
+            if seed == preset.seed:
+                pictured[variant.name] = predictor
 
     frames = montage_frames(split.heldout, preset.montage_frames)
     png_path = out / "accuracy.png"
-    save_png(png_path, comparison_montage(predictors[COMPONENTS[0]], predictors[COMPONENTS[-1]], frames))
+    baseline, method = (pictured[v.name] for v in VARIANTS[:2])
+    oracle = next((pictured[v.name] for v in preset.variants if v.rung == "depth"), None)
+    save_png(png_path, comparison_montage(baseline, method, frames, oracle))
 
     notes = []
     if device.type == "cpu":
@@ -405,3 +512,9 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> Ac
     accuracy.json_path.write_text(json.dumps(accuracy.to_json_dict(), indent=2, allow_nan=False) + "\n")
     accuracy.markdown_path.write_text(accuracy.to_markdown())
     return accuracy
+
+
+def _folder_name(variant: Variant) -> str:
+    """``k1``, ``k5``, ``k5_gt_depth``: a variant's output folder below its seed's."""
+    name = f"k{variant.num_components}"
+    return name if variant.rung == "full" else f"{name}_gt_{variant.rung}"

@@ -1,26 +1,29 @@
-"""Per-component reprojection: every rigid motion is judged on the pixels it explains best.
+"""Per-component reprojection: each pixel is assigned to the rigid motion that explains it.
 
 A learning aid, not in the paper (docs/decomposition-ladder.md). In eq. (6) a component's
 transform only receives gradient through the pixels its mask covers, and a mask only grows
-where its transform already explains the image: a component that starts with no mass (the
-background prior, straight-through masks) never learns a motion. Here each of the K transforms
-also warps the source on its own (a single rigid motion per component) and, per pixel, the
-best of them is kept:
+where its transform already explains the image, so from random weights the components end up
+as region-by-region corrections of the ego-motion instead of objects. Here each of the K
+transforms also warps the source on its own, and each pixel is *assigned* to one of them, hard,
+as in the E-step of EM:
 
 * :func:`component_errors`: ``pe_k(p)``, the photometric error of the source warped by ``T_k``
   alone (eq. 8 with ``M_k = 1``), ``(B, K, H, W)``;
-* the *component minimum* ``mean_p min_k pe_k(p)`` (with the objective's per-pixel minimum over
-  sources and auto-masking) trains every transform on the pixels where it is the best
-  hypothesis, winner-take-all, independently of the masks;
-* the *mask assignment* ``mean_p -log M_{k*}(p)`` teaches the masks which motion explains each
-  pixel (:func:`assignment_targets`): ``k*`` is the component with the lowest error over the
-  sources, ``min_s pe_{s,k}(p)`` (so an occluded source does not decide), averaged over a small
-  window, but a pixel leaves the background only where that error beats the background's by
-  ``margin``. Where every hypothesis
-  explains the image about as well (sky, untextured road) the target stays the background, so
+* :func:`assignment_targets`: ``k*(p)``, the component with the lowest error over the sources,
+  ``min_s pe_{s,k}(p)`` (so an occluded source does not decide), averaged over a small window (a
+  rigid object moves its neighbours alike; one pixel's error is noisy), where it beats the
+  background's by ``margin``; the background everywhere else. Where every hypothesis explains
+  the image about as well (sky, untextured road, far away) the target stays the background, so
   ties do not scatter static pixels over the components. Every pixel has a target, including
   those that auto-masking drops: a car followed at the camera's speed is explained by a
-  hypothesis that moves with the camera, not by the background.
+  hypothesis that moves with the camera;
+* the *assigned reprojection* ``mean_p min_s pe_{s,k*(p)}(p)`` (with auto-masking; the M-step)
+  trains each transform on the pixels assigned to it, and only those;
+* the *mask assignment* :func:`mask_assignment`, ``mean_p -log M_{k*(p)}(p)``, teaches the masks
+  the assignment.
+
+Used with :func:`mds_core.method.decomposition.hypothesis_motions`, which starts the components as
+distinct motions, so that the assignment compares real alternatives from the first step.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ With the oracle rung "depth" the model output carries ``warp_depth`` (the scaled
 and a single scale; the warp then uses that depth. The optional mask priors
 (:mod:`mds_core.method.losses.mask_priors`) are added with ``loss.mask_sparsity_weight`` and
 ``loss.mask_entropy_weight`` on the soft masks of eq. (3), and the per-component reprojection
-terms (:mod:`mds_core.method.losses.component_assignment`) with ``loss.component_min_weight`` and
+terms (:mod:`mds_core.method.losses.component_assignment`) with ``loss.assigned_reprojection_weight`` and
 ``loss.mask_assignment_weight``, at scale 0 only.
 """
 
@@ -46,7 +46,7 @@ class LossOutput:
     automask_fraction: Tensor
     mask_sparsity: Tensor
     mask_entropy: Tensor
-    component_min: Tensor
+    assigned_reprojection: Tensor
     mask_assignment: Tensor
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
@@ -60,7 +60,7 @@ class LossOutput:
             "automask/fraction_kept": float(self.automask_fraction),
             "masks/sparsity": float(self.mask_sparsity),
             "masks/entropy": float(self.mask_entropy),
-            "masks/component_min": float(self.component_min),
+            "masks/assigned_reprojection": float(self.assigned_reprojection),
             "masks/assignment": float(self.mask_assignment),
         }
 
@@ -89,7 +89,7 @@ class SelfSupervisedObjective:
             )
 
         totals, photometric_terms, smooth_terms = [], [], []
-        component_min = assignment = target.new_zeros(())
+        assigned_reprojection = assignment = target.new_zeros(())
         warped_scale0 = per_pixel_scale0 = automask_scale0 = None
         for scale, disparity in enumerate(output.disparities):
             disparity = disparity.float()
@@ -112,10 +112,10 @@ class SelfSupervisedObjective:
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
             if scale == 0 and self.model.num_components > 1 and output.components_enabled and (
-                    cfg.component_min_weight > 0 or cfg.mask_assignment_weight > 0):
-                component_min, assignment = self._component_terms(
+                    cfg.assigned_reprojection_weight > 0 or cfg.mask_assignment_weight > 0):
+                assigned_reprojection, assignment = self._component_terms(
                     output, sources, target, depth, intrinsics, inv_intrinsics, identity)
-                totals[-1] = totals[-1] + cfg.component_min_weight * component_min
+                totals[-1] = totals[-1] + cfg.assigned_reprojection_weight * assigned_reprojection
                 totals[-1] = totals[-1] + cfg.mask_assignment_weight * assignment
             if scale == 0:
                 warped_scale0 = torch.stack(warped, dim=1).detach()
@@ -148,7 +148,7 @@ class SelfSupervisedObjective:
             automask_fraction=automask_fraction.detach(),
             mask_sparsity=sparsity.detach(),
             mask_entropy=entropy.detach(),
-            component_min=component_min.detach(),
+            assigned_reprojection=assigned_reprojection.detach(),
             mask_assignment=assignment.detach(),
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
@@ -156,7 +156,7 @@ class SelfSupervisedObjective:
 
     def _component_terms(self, output: ModelOutput, sources: Tensor, target: Tensor, depth: Tensor,
                          intrinsics: Tensor, inv_intrinsics: Tensor, identity: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The component minimum and the mask assignment of :mod:`component_assignment` at one scale."""
+        """The assigned reprojection and the mask assignment of :mod:`component_assignment` at scale 0."""
         cfg = self.loss
         per_source = [
             component_errors(sources[:, s], target, depth, intrinsics, inv_intrinsics,
@@ -167,6 +167,6 @@ class SelfSupervisedObjective:
         targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), cfg.assignment_margin, window)
         chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
         reprojection = minimum_reprojection(chosen, identity, cfg.min_reprojection)
-        component_min = reprojection.per_pixel.mean()
+        assigned_reprojection = reprojection.per_pixel.mean()
         assignment = torch.stack([mask_assignment(src.soft_masks.float(), targets) for src in output.sources]).mean()
-        return component_min, assignment
+        return assigned_reprojection, assignment
