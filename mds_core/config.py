@@ -35,7 +35,6 @@ EncoderName = Literal["resnet18", "resnet50"]
 PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
 MaskRegulariser = Literal["depth_ordering", "smoothness"]
 DepthSource = Literal["network", "ground_truth"]
-MaskMode = Literal["soft", "straight_through"]
 
 
 #: Default motion-hypothesis factors, in order of use (docs/decomposition-ladder.md): oncoming,
@@ -67,9 +66,6 @@ class ModelConfig:
     # translations of about 0.01 units per frame, so metric scenes (about 1 m per frame) learn
     # their translations much faster at 0.01 than at 1.
     ground_truth_depth_scale: float = 1.0
-    # "straight_through": the warp uses one-hot masks (argmax over K) while the gradient flows
-    # through the soft masks, so a mixture of K motions cannot emulate a per-pixel flow.
-    mask_mode: MaskMode = "soft"
     # Motion hypotheses (mds_core.method.decomposition.hypothesis_motions): K-1 factors f_k, component
     # k moves like the background scaled, t_k = f_k t_0 + a bounded residual, r_k = r_0 + dr_k, from
     # what the pose decoder predicts for it. Along a road: 1 parked, 0 followed at the camera's speed,
@@ -139,14 +135,11 @@ class LossConfig:
     # auto-masking only from this training step on. At the start the warp is close to the identity,
     # so auto-masking drops every pixel that a small motion makes worse and keeps those it happens to
     # improve: the ego-motion can then drift into a wrong basin (docs/decomposition-ladder.md)
-    automask_start_step: int = 0
+    automask_start_step: int = 100
     min_reprojection: bool = True
-    # Learning aids for the decomposition (mds_core.method.losses.mask_priors); 0 = off.
-    mask_sparsity_weight: float = 0.0  # mean mass outside the background component (component 0)
-    mask_entropy_weight: float = 0.0  # mean per-pixel entropy of the K masks (pushes towards one-hot)
-    # mds_core.method.losses.component_assignment, at scale 0; 0 = off
-    assigned_reprojection_weight: float = 0.0  # reprojection of each pixel's assigned component (trains each T_k)
-    mask_assignment_weight: float = 0.0  # -log M of each pixel's assigned component (trains the masks)
+    # Per-component assignment (mds_core.method.losses.component_assignment), at scale 0, K > 1; 0 = off
+    assigned_reprojection_weight: float = 1.0  # reprojection of each pixel's assigned component (trains each T_k)
+    mask_assignment_weight: float = 0.1  # -log M of each pixel's assigned component (trains the masks)
     # a pixel is assigned away from the background only where the best single component's error
     # is lower than the background's by more than this (photometric error units)
     assignment_margin: float = 0.02
@@ -159,7 +152,7 @@ class LossConfig:
             raise ConfigError(f"loss.automask_start_step must be >= 0, got {self.automask_start_step}")
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
-        for name in ("smoothness_weight", "mask_smoothness_weight", "mask_sparsity_weight", "mask_entropy_weight",
+        for name in ("smoothness_weight", "mask_smoothness_weight",
                      "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
@@ -294,24 +287,18 @@ class OptimConfig:
 
 @dataclass
 class DecompositionConfig:
-    """Learning aids for the K-component decomposition (docs/decomposition-ladder.md); defaults = off.
+    """The decomposition's schedule (docs/decomposition-ladder.md).
 
-    ``background_bias``: initial logit of component 0 (the background) in the mask head, so that
-    at the start one component holds most of every pixel. ``warmup_steps``: for this many steps the
-    masks are one-hot on component 0 (the model is K=1); then the components switch on.
-    ``detach_depth_during_warmup``: the depth channel of the pose+mask input carries no gradient
-    during the warm-up.
+    ``warmup_steps``: for this many steps the masks are one-hot on component 0 (the model is K=1)
+    and the per-component terms are off, so that depth and the ego-motion exist before the
+    components are compared against them; then the components switch on.
     """
 
-    background_bias: float = 0.0
-    warmup_steps: int = 0
-    detach_depth_during_warmup: bool = False
+    warmup_steps: int = 150
 
     def validate(self) -> None:
         if self.warmup_steps < 0:
             raise ConfigError(f"decomposition.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not math.isfinite(self.background_bias):
-            raise ConfigError(f"decomposition.background_bias must be finite, got {self.background_bias}")
 
 
 @dataclass

@@ -44,10 +44,11 @@ def main() -> None:
     preset = AccuracyPreset(name="ladder", width=192, height=64, train_sequences=6, frames_per_sequence=40,
                             heldout_sequences=2, heldout_frames=20, steps=args.steps, batch_size=args.batch_size,
                             seed=args.seed, device="cpu")
-    from mds_core.tools.accuracy import training_config
+    from mds_core.tools.accuracy import Variant, training_config
 
     samples = len(build_dataset(DataConfig(root=str(data / "train")), ModelConfig(height=64, width=192), training=True))
-    config = training_config(preset, args.components, data / "train", out, samples)
+    config = training_config(preset, Variant(f"K={args.components}", args.components), data / "train", out, samples,
+                             args.seed)
     config.logging.progress = False
     config.logging.tensorboard = False
     config.logging.image_every = args.steps  # one panel at the end

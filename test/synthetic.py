@@ -31,6 +31,10 @@ def tiny_config(data_root: Path, output: Path, components: int = 2, **optim) -> 
         setattr(config.optim, key, value)
     config.logging.progress = False
     config.logging.tensorboard = False
+    # tests train for a few steps: the components and auto-masking act from the first one
+    # (the warm-ups have tests of their own)
+    config.decomposition.warmup_steps = 0
+    config.loss.automask_start_step = 0
     return config
 
 

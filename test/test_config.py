@@ -152,16 +152,19 @@ def test_other_config_errors_are_one_line(tmp_path):
 
 def test_decomposition_options_are_typed_and_validated():
     config = apply_overrides(TrainConfig(), ["model.depth_source=ground_truth", "decomposition.warmup_steps=50",
-                                             "loss.mask_sparsity_weight=0.1", "model.mask_mode=straight_through"])
+                                             "loss.assignment_margin=0.05", "model.motion_hypotheses=[3, -1, 0, 2]"])
     assert config.model.depth_source == "ground_truth" and config.decomposition.warmup_steps == 50
+    assert config.loss.assignment_margin == 0.05 and config.model.hypotheses == [3.0, -1.0, 0.0, 2.0]
     defaults = TrainConfig()
-    assert defaults.model.depth_source == "network" and defaults.model.mask_mode == "soft"
-    assert defaults.decomposition.warmup_steps == 0 and defaults.loss.mask_sparsity_weight == 0.0
+    assert defaults.model.depth_source == "network" and defaults.model.hypotheses == [2.0, 0.0, -0.5, 1.5]
+    assert defaults.decomposition.warmup_steps == 150 and defaults.loss.automask_start_step == 100
     with pytest.raises(ConfigError, match="model.depth_source: must be one of"):
         apply_overrides(TrainConfig(), ["model.depth_source=lidar"])
     with pytest.raises(ConfigError, match="decomposition.warmup_steps must be >= 0"):
         apply_overrides(TrainConfig(), ["decomposition.warmup_steps=-1"])
-    with pytest.raises(ConfigError, match="loss.mask_entropy_weight must be >= 0"):
-        apply_overrides(TrainConfig(), ["loss.mask_entropy_weight=-1"])
+    with pytest.raises(ConfigError, match="loss.mask_assignment_weight must be >= 0"):
+        apply_overrides(TrainConfig(), ["loss.mask_assignment_weight=-1"])
+    with pytest.raises(ConfigError, match="needs model.motion_hypotheses set explicitly"):
+        apply_overrides(TrainConfig(), ["model.num_components=9"])
     with pytest.raises(ConfigError, match="ground_truth_depth_scale must be > 0"):
         apply_overrides(TrainConfig(), ["model.ground_truth_depth_scale=0"])

@@ -123,24 +123,6 @@ def test_objective_warps_with_the_ground_truth_depth():
     assert interior < 0.5 * loss(2.0) and interior < 0.5 * loss(8.0)
 
 
-def test_straight_through_masks_are_one_hot_forward_and_soft_backward():
-    from mds_core.method.decomposition import straight_through_masks
-
-    logits = torch.tensor([[0.2, 1.0, -0.5]]).view(1, 3, 1, 1).requires_grad_()
-    soft = torch.softmax(logits, dim=1)
-    hard = straight_through_masks(soft)
-    assert torch.allclose(hard.detach().view(-1), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
-    weights = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
-    (hard * weights).sum().backward()
-    expected = torch.autograd.grad((torch.softmax(logits, dim=1) * weights).sum(), logits)[0]
-    assert torch.allclose(logits.grad, expected)
-    model = _tiny_model(mask_mode="straight_through")
-    with torch.no_grad():
-        masks = model(torch.rand(1, 2, 3, 64, 64), [1]).sources[0].motion.masks
-    assert torch.allclose(masks.sum(dim=1), torch.ones(1, 64, 64))
-    assert torch.allclose(masks, masks.round(), atol=1e-6)
-
-
 def test_warmup_puts_all_mask_mass_on_the_background_component():
     model = _tiny_model()
     model.components_enabled = False
@@ -149,32 +131,6 @@ def test_warmup_puts_all_mask_mass_on_the_background_component():
     masks = out.sources[0].motion.masks
     assert torch.equal(masks[:, 0], torch.ones(1, 64, 64)) and torch.equal(masks[:, 1:], torch.zeros(1, 2, 64, 64))
     assert not torch.equal(out.sources[0].soft_masks, masks)  # the priors still see the soft masks
-
-
-def test_background_bias_makes_component_0_dominant_at_initialisation():
-    from mds_core.config import TrainConfig
-    from mds_core.training.loop import build_model
-
-    config = TrainConfig()
-    config.model = ModelConfig(height=64, width=64, depth_encoder="resnet18", pose_mask_encoder="resnet18",
-                               num_components=3)
-    images = torch.rand(1, 2, 3, 64, 64)
-
-    def background_mass(bias: float) -> float:
-        torch.manual_seed(0)
-        config.decomposition.background_bias = bias
-        with torch.no_grad():
-            return float(build_model(config).eval()(images, [1]).sources[0].motion.masks[:, 0].mean())
-
-    assert background_mass(0.0) < 0.5 < 0.9 < background_mass(5.0)
-
-
-def test_mask_priors_by_hand():
-    from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
-
-    masks = torch.tensor([[1.0, 0.0], [0.5, 0.5]]).T.reshape(1, 2, 1, 2)  # pixel 1 one-hot bg, pixel 2 half
-    assert math.isclose(float(mask_sparsity(masks)), 0.25, abs_tol=1e-6)
-    assert math.isclose(float(mask_entropy(masks)), math.log(2) / 2, abs_tol=1e-5)
 
 
 def test_motion_hypotheses_scale_the_background_motion():

@@ -76,7 +76,7 @@ def test_disparity_smoothness_is_scale_invariant():
 
 
 def test_component_terms_train_a_motion_that_has_no_mask_mass():
-    """With all mask mass on component 0, only the per-component minimum reaches component 1's motion."""
+    """With all mask mass on component 0, only the assigned reprojection reaches component 1's motion."""
     import math
 
     from synthetic import kitti_like_intrinsics, textured_image
@@ -109,7 +109,7 @@ def test_component_terms_train_a_motion_that_has_no_mask_mass():
         loss.total.backward()
         return float(transforms.grad[0, 1].abs().sum())
 
-    assert gradient_of_component_1() == 0.0
+    assert gradient_of_component_1(assigned_reprojection_weight=0.0, mask_assignment_weight=0.0) == 0.0
     assert gradient_of_component_1(assigned_reprojection_weight=1.0) > 0.0
     # assignment by hand: -log M of each pixel's target component, averaged over pixels
     soft = torch.tensor([[0.9, 0.5], [0.1, 0.5]]).reshape(1, 2, 1, 2)
@@ -128,3 +128,30 @@ def test_assignment_targets_leave_the_background_only_by_a_margin():
     assert targets.tolist() == [[[1, 0, 0, 2]]]
     assert assignment_targets(errors, margin=0.0).tolist() == [[[1, 1, 0, 2]]]
     assert assignment_targets(errors, margin=0.3).tolist() == [[[0, 0, 0, 0]]]
+
+
+def test_automasking_starts_at_the_configured_step():
+    from synthetic import kitti_like_intrinsics, textured_image
+
+    from mds_core.config import LossConfig, ModelConfig
+    from mds_core.data.sample import Batch
+    from mds_core.method.decomposition import ComponentMotion
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.method.model import ModelOutput, SourceMotion
+
+    height, width = 32, 64
+    image = textured_image(height, width, seed=1)
+    images = torch.stack([image, image], dim=1)  # a static camera: the identity explains every pixel
+    batch = Batch(images=images, network_images=images, intrinsics=kitti_like_intrinsics(width, height),
+                  depth=None, motion=None, names=["x"])
+    depth = torch.full((1, 1, height, width), 5.0)
+    transforms = torch.eye(4).view(1, 1, 4, 4).clone()
+    transforms[0, 0, 0, 3] = 0.2  # a wrong motion: worse than the identity almost everywhere
+    ones = torch.ones(1, 1, height, width)
+    output = ModelOutput([torch.zeros_like(depth)], depth,
+                         [SourceMotion(1, ComponentMotion(ones, transforms), ones, ones, transforms)], warp_depth=depth)
+    objective = SelfSupervisedObjective(LossConfig(automask_start_step=10),
+                                        ModelConfig(height=height, width=width, num_components=1, depth_source="ground_truth"))
+    assert float(objective(batch, output, step=9).automask_fraction) == 1.0  # every pixel in the loss
+    assert float(objective(batch, output, step=10).automask_fraction) < 0.5  # auto-masking drops most
+    assert float(objective(batch, output).automask_fraction) < 0.5  # no step: after every warm-up

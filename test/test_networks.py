@@ -14,7 +14,9 @@ H, W = 64, 96
 @pytest.mark.parametrize("encoder", ["resnet18", "resnet50"])
 @pytest.mark.parametrize("k", [1, 2, 5, 10])
 def test_output_shapes(encoder, k):
-    config = ModelConfig(height=H, width=W, depth_encoder=encoder, pose_mask_encoder=encoder, num_components=k)
+    hypotheses = [2.0, 0.0, -0.5, 1.5, 3.0, -1.0, 2.5, -1.5, 4.0] if k == 10 else None  # more than the standard list
+    config = ModelConfig(height=H, width=W, depth_encoder=encoder, pose_mask_encoder=encoder, num_components=k,
+                         motion_hypotheses=hypotheses)
     model = MonoDepthSeg(config).eval()
     with torch.no_grad():
         out = model(torch.rand(2, 3, 3, H, W), [-1, 1])

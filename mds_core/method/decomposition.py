@@ -6,9 +6,8 @@
   ``x' = sum_i M_i(p) (R_i x + t_i)`` -- the whole transformed point is weighted, not only
   the rotation.
 * Learning aids (docs/decomposition-ladder.md): :func:`hypothesis_motions` (components start as
-  distinct scalings of the background's motion), :func:`straight_through_masks` (one-hot masks in
-  the forward pass, soft gradients), :func:`background_only_masks` (the K=1 warm-up) and
-  :func:`set_background_bias` (component :data:`BACKGROUND_COMPONENT` starts dominant).
+  distinct scalings of the background's motion) and :func:`background_only_masks` (the K=1
+  warm-up).
 """
 
 from __future__ import annotations
@@ -91,17 +90,6 @@ def zero_residual_motions(pose_head: nn.Conv2d) -> None:
         pose_head.bias[6:].zero_()
 
 
-def straight_through_masks(masks: Tensor) -> Tensor:
-    """One-hot ``argmax`` masks in the forward pass, the gradient of the soft ``masks`` backwards.
-
-    ``hard + masks - masks.detach()``: every pixel follows exactly one rigid motion in the warp,
-    so a soft mixture cannot interpolate between transforms to emulate a per-pixel flow, while
-    the loss still tells each soft mask which component would have explained the pixel better.
-    """
-    hard = torch.zeros_like(masks).scatter_(1, masks.argmax(dim=1, keepdim=True), 1.0)
-    return hard + masks - masks.detach()
-
-
 def background_only_masks(masks: Tensor) -> Tensor:
     """All mass on :data:`BACKGROUND_COMPONENT` (the K=1 warm-up), keeping ``masks`` in the graph.
 
@@ -111,18 +99,6 @@ def background_only_masks(masks: Tensor) -> Tensor:
     one_hot = torch.zeros_like(masks)
     one_hot[:, BACKGROUND_COMPONENT] = 1.0
     return one_hot + 0.0 * masks
-
-
-def set_background_bias(mask_head: nn.Conv2d, bias: float) -> None:
-    """Initialise the mask head's bias: ``bias`` for the background component, 0 for the others.
-
-    With eq. (3) the background logit is multiplied by ``d_1 = 1``, so at initialisation
-    (near-zero weights' contribution) the background holds about ``e^b / (e^b + K - 1)`` of
-    every pixel.
-    """
-    with torch.no_grad():
-        mask_head.bias.zero_()
-        mask_head.bias[BACKGROUND_COMPONENT] = bias
 
 
 @dataclass

@@ -15,9 +15,8 @@ caller passes the ground-truth depth (:mod:`mds_core.method.oracle`) and the mod
 a single-scale "disparity" so that the objective and the predictor work unchanged.
 
 Learning aids: ``model.motion_hypotheses`` makes components 1..K-1 scaled copies of the
-background's motion plus the decoder's residuals; ``components_enabled = False`` (set by the training loop during
-``decomposition.warmup_steps``) puts all mask mass on the background component;
-``model.mask_mode = "straight_through"`` warps with one-hot masks.
+background's motion plus a bounded residual; ``components_enabled = False`` (set by the training
+loop during ``decomposition.warmup_steps``) puts all mask mass on the background component.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from mds_core.method.decomposition import (
     depth_ordered_softmax,
     hypothesis_motions,
     plain_softmax,
-    straight_through_masks,
     zero_residual_motions,
 )
 from mds_core.method.geometry import pose_vector_to_transform
@@ -49,7 +47,7 @@ class SourceMotion:
     offset: int  # temporal offset of the source frame relative to the target
     motion: ComponentMotion  # masks and target->source transforms (eq. 6)
     mask_logits: Tensor  # (B, K, H, W) decoder output M'
-    soft_masks: Tensor  # (B, K, H, W) eq. (3) masks before the straight-through / warm-up aids
+    soft_masks: Tensor  # (B, K, H, W) eq. (3) masks (the warm-up's one-hot masks are in ``motion``)
     component_transforms: Tensor  # (B, K, 4, 4) as predicted: earlier frame -> later frame
 
 
@@ -79,7 +77,6 @@ class MonoDepthSeg(nn.Module):
         if config.hypotheses:
             zero_residual_motions(self.pose_mask_net.pose_decoder.net[-1])
         self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
-        self.detach_depth_now = False  # True: detach the depth channel (warm-up aid, set by the loop)
 
     @property
     def uses_depth_network(self) -> bool:
@@ -92,11 +89,9 @@ class MonoDepthSeg(nn.Module):
         return plain_softmax(logits)
 
     def warp_masks(self, soft: Tensor) -> Tensor:
-        """The masks the warp uses: background-only during the warm-up, one-hot with straight-through."""
+        """The masks the warp uses: background-only during the warm-up, else the soft masks."""
         if not self.components_enabled:
             return background_only_masks(soft)
-        if self.config.mask_mode == "straight_through":
-            return straight_through_masks(soft)
         return soft
 
     def predict_disparity(self, image: Tensor) -> list[Tensor]:
@@ -113,8 +108,7 @@ class MonoDepthSeg(nn.Module):
         All S pairs go through the pose+mask network as one batch.
         """
         batch, num_sources = sources.shape[:2]
-        detach = self.config.detach_depth_input or self.detach_depth_now
-        depth_input = disparity.detach() if detach else disparity
+        depth_input = disparity.detach() if self.config.detach_depth_input else disparity
         earlier, later = [], []
         for s, offset in enumerate(offsets):
             pair = (sources[:, s], target) if offset < 0 else (target, sources[:, s])

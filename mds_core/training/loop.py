@@ -39,7 +39,6 @@ from mds_core.config import TrainConfig
 from mds_core.data.factory import build_dataset
 from mds_core.data.sample import Batch, collate_samples
 from mds_core.device import resolve_device
-from mds_core.method.decomposition import set_background_bias
 from mds_core.method.losses import LossOutput, SelfSupervisedObjective
 from mds_core.method.model import ModelOutput, MonoDepthSeg
 from mds_core.method.oracle import ground_truth_depth
@@ -114,8 +113,6 @@ def build_model(config: TrainConfig) -> MonoDepthSeg:
         model.depth_net.encoder.load_pretrained(config.pretrained.depth_encoder)
     if config.pretrained.pose_mask_encoder:
         model.pose_mask_net.encoder.load_pretrained(config.pretrained.pose_mask_encoder)
-    if config.decomposition.background_bias and config.model.num_components > 1:
-        set_background_bias(model.pose_mask_net.mask_decoder.head[-1], config.decomposition.background_bias)
     return model
 
 
@@ -178,7 +175,6 @@ def apply_decomposition_schedule(state: TrainingState) -> None:
     schedule = state.config.decomposition
     warming_up = state.step < schedule.warmup_steps
     state.model.components_enabled = not warming_up
-    state.model.detach_depth_now = warming_up and schedule.detach_depth_during_warmup
 
 
 def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: Batch) -> tuple[LossOutput, ModelOutput]:

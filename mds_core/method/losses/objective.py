@@ -9,9 +9,7 @@ resized to that scale, weighted ``1e-3 / 2^s``. The total is averaged over scale
 relying on the depth ordering of eq. (3).
 
 With the oracle rung "depth" the model output carries ``warp_depth`` (the scaled ground truth)
-and a single scale; the warp then uses that depth. The optional mask priors
-(:mod:`mds_core.method.losses.mask_priors`) are added with ``loss.mask_sparsity_weight`` and
-``loss.mask_entropy_weight`` on the soft masks of eq. (3), and the per-component reprojection
+and a single scale; the warp then uses that depth. The per-component assignment
 terms (:mod:`mds_core.method.losses.component_assignment`) with ``loss.assigned_reprojection_weight`` and
 ``loss.mask_assignment_weight``, at scale 0 only.
 """
@@ -27,7 +25,6 @@ from torch import Tensor
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
 from mds_core.method.losses.component_assignment import assignment_targets, component_errors, mask_assignment
-from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
@@ -44,8 +41,6 @@ class LossOutput:
     smoothness: Tensor
     mask_smoothness: Tensor
     automask_fraction: Tensor
-    mask_sparsity: Tensor
-    mask_entropy: Tensor
     assigned_reprojection: Tensor
     mask_assignment: Tensor
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
@@ -58,8 +53,6 @@ class LossOutput:
             "loss/smoothness": float(self.smoothness),
             "loss/mask_smoothness": float(self.mask_smoothness),
             "automask/fraction_kept": float(self.automask_fraction),
-            "masks/sparsity": float(self.mask_sparsity),
-            "masks/entropy": float(self.mask_entropy),
             "masks/assigned_reprojection": float(self.assigned_reprojection),
             "masks/assignment": float(self.mask_assignment),
         }
@@ -129,14 +122,6 @@ class SelfSupervisedObjective:
                 [edge_aware_smoothness(src.motion.masks.float(), target) for src in output.sources]
             ).mean()
             total = total + cfg.mask_smoothness_weight * mask_smoothness
-        sparsity = entropy = target.new_zeros(())
-        if self.model.num_components > 1:
-            soft = torch.cat([src.soft_masks.float() for src in output.sources])
-            sparsity, entropy = mask_sparsity(soft), mask_entropy(soft)
-            if cfg.mask_sparsity_weight > 0:
-                total = total + cfg.mask_sparsity_weight * sparsity
-            if cfg.mask_entropy_weight > 0:
-                total = total + cfg.mask_entropy_weight * entropy
         automask_fraction = (
             automask_scale0.mean() if automask_scale0 is not None else target.new_ones(())
         )
@@ -146,8 +131,6 @@ class SelfSupervisedObjective:
             smoothness=torch.stack(smooth_terms).mean(),
             mask_smoothness=mask_smoothness.detach(),
             automask_fraction=automask_fraction.detach(),
-            mask_sparsity=sparsity.detach(),
-            mask_entropy=entropy.detach(),
             assigned_reprojection=assigned_reprojection.detach(),
             mask_assignment=assignment.detach(),
             warped_sources=warped_scale0,
