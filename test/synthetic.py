@@ -38,6 +38,15 @@ def tiny_config(data_root: Path, output: Path, components: int = 2, **optim) -> 
     return config
 
 
+def use_published_objective(config: TrainConfig) -> TrainConfig:
+    """The paper's formulation alone (eq. 9, K independent motions): the loss-drop tests train 20
+    steps, in which the assignment terms pull the masks towards their targets at the photometric
+    loss's expense."""
+    config.model.motion_hypotheses = []
+    config.loss.assigned_reprojection_weight = config.loss.mask_assignment_weight = 0.0
+    return config
+
+
 def photometric_before_and_after(config: TrainConfig, batch, steps: int = 20) -> tuple[float, float]:
     """The photometric loss of ``batch`` before and after ``steps`` training steps on it (CPU)."""
     import torch

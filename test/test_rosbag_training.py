@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config, truncate_storage
+from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config, truncate_storage, use_published_objective
 
 from mds_core.cli.main import main
 from mds_core.config import BagConfig, ConfigError, DataConfig, TrainConfig
@@ -148,7 +148,7 @@ def test_intrinsics_override_and_clear_error_without_camera_info(tmp_path, frame
 
 # --------------------------------------------------------------------------------------- training
 def test_training_on_bags_of_every_kind_lowers_the_loss(bags):
-    config = tiny_config(Path("."), Path("."), components=2, learning_rate=1e-3)
+    config = use_published_objective(tiny_config(Path("."), Path("."), components=2, learning_rate=1e-3))
     config.data = bag_data(*bags.values())
     torch.manual_seed(0)
     dataset = build_dataset(config.data, config.model, training=True)

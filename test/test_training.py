@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from synthetic import make_sequences, photometric_before_and_after, tiny_config
+from synthetic import make_sequences, photometric_before_and_after, tiny_config, use_published_objective
 
 from mds_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mds_core.data.factory import build_dataset
@@ -21,10 +21,7 @@ def data_root(tmp_path_factory):
 def test_short_training_run_lowers_the_loss_clearly(data_root, tmp_path):
     config = tiny_config(data_root, tmp_path, components=2, learning_rate=1e-3)
     config.data.augmentation.enabled = False
-    # the published objective (eq. 9) alone: the assignment terms pull the masks towards their targets
-    # at the photometric loss's expense in the first steps
-    config.model.motion_hypotheses = []
-    config.loss.assigned_reprojection_weight = config.loss.mask_assignment_weight = 0.0
+    use_published_objective(config)
     torch.manual_seed(0)
     dataset = build_dataset(config.data, config.model, training=True)
     batch = collate_samples([dataset[i] for i in range(len(dataset))])
