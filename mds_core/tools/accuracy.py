@@ -223,10 +223,10 @@ class AccuracyResult:
     def runs(self, variant: Variant) -> list[ModelResult]:
         return [m for m in self.models if m.variant == variant]
 
-    def depth_summary(self, variant: Variant, region: str, metric: str) -> tuple[float, float]:
+    def depth_statistic(self, variant: Variant, region: str, metric: str) -> tuple[float, float]:
         return mean_and_std([getattr(m.region(region), metric, None) for m in self.runs(variant)])
 
-    def motion_summary(self, variant: Variant, key: str, field_name: str) -> tuple[float, float]:
+    def motion_statistic(self, variant: Variant, key: str, field_name: str) -> tuple[float, float]:
         return mean_and_std([getattr(m.motion(key), field_name, None) for m in self.runs(variant)])
 
     def chance(self, key: str) -> tuple[float, float]:
@@ -243,11 +243,11 @@ class AccuracyResult:
 
         summary = {}
         for variant in self.preset.variants:
-            entry: dict[str, Any] = {"depth": {key: {metric: self.depth_summary(variant, key, metric)
+            entry: dict[str, Any] = {"depth": {key: {metric: self.depth_statistic(variant, key, metric)
                                                      for metric in SUMMARY_METRICS} for _, key in REGIONS}}
             if variant.num_components > 1:
-                entry["motion"] = {key: {"best_f1": self.motion_summary(variant, key, "best_f1"),
-                                         "average_precision": self.motion_summary(variant, key, "average_precision")}
+                entry["motion"] = {key: {"best_f1": self.motion_statistic(variant, key, "best_f1"),
+                                         "average_precision": self.motion_statistic(variant, key, "average_precision")}
                                    for key, _ in MOTION_SCORES}
             summary[variant.name] = entry
         return json_safe({
@@ -290,7 +290,7 @@ class AccuracyResult:
             "|---|" + "---|" * (len(REGIONS) * len(SUMMARY_METRICS)),
         ]
         for variant in p.variants:
-            cells = [_pm(self.depth_summary(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
+            cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += ["", "Motion segmentation of the decomposition (moving probability = 1 - mask of the largest "
                       "component). *Relative movers*: moving pixels that the previous frame does not already "
@@ -300,8 +300,8 @@ class AccuracyResult:
         for variant in p.variants:
             if variant.num_components == 1:
                 continue
-            cells = [f"{_pm(self.motion_summary(variant, key, 'best_f1'))} | "
-                     f"{_pm(self.motion_summary(variant, key, 'average_precision'))}" for key, _ in MOTION_SCORES]
+            cells = [f"{_pm(self.motion_statistic(variant, key, 'best_f1'))} | "
+                     f"{_pm(self.motion_statistic(variant, key, 'average_precision'))}" for key, _ in MOTION_SCORES]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         chance = [f"{label}: calling every pixel moving gives F1 {_fmt(self.chance(key)[1])}, a random score "
                   f"AP {_fmt(self.chance(key)[0])} (the prevalence)" for key, label in MOTION_SCORES]
