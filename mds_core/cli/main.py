@@ -106,7 +106,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     spec = TrainStepBenchmark(width=args.width, height=args.height, encoder=args.encoder,
                               num_components=args.components, batch_size=args.batch_size,
-                              steps=args.steps, warmup=args.warmup, device=args.device, amp=not args.no_amp)
+                              steps=args.steps, warmup=args.warmup, device=args.device, amp=not args.no_amp,
+                              overrides=list(args.set or []))
     print(run_train_step_benchmark(spec).to_text())
     return 0
 
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a training config entry after the options above, e.g. loss.component_min_weight=1")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="generate scenes, train briefly, evaluate, write panels")

@@ -1,6 +1,8 @@
 """``mds benchmark``: training step time and peak memory on random frames.
 
 Times full optimisation steps (forward, the four-scale loss, backward, Adam) after warm-up.
+``overrides`` (``section.key=value``, as ``mds train --set``) change the training config after
+the size settings, e.g. to include the decomposition learning aids in the loss.
 Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident
 set size on CPU (which includes the Python interpreter and libraries).
 """
@@ -10,11 +12,11 @@ from __future__ import annotations
 import resource
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from mds_core.config import ModelConfig, TrainConfig
+from mds_core.config import ModelConfig, TrainConfig, apply_overrides
 from mds_core.data.sample import Batch
 from mds_core.device import resolve_device
 from mds_core.method.losses import SelfSupervisedObjective
@@ -33,6 +35,7 @@ class TrainStepBenchmark:
     warmup: int = 2
     device: str = "auto"
     amp: bool = True
+    overrides: list[str] = field(default_factory=list)  # section.key=value, applied last
 
 
 @dataclass
@@ -43,12 +46,14 @@ class TrainStepResult:
     step_times: list[float]
     peak_memory_mb: float
     threads: int
+    config: TrainConfig  # the training config that was measured (after the overrides)
 
     def to_text(self) -> str:
         median = statistics.median(self.step_times)
         s = self.spec
         return "\n".join([
             f"train step  {s.width}x{s.height}  {s.encoder}  K={s.num_components}  batch {s.batch_size}",
+            *([f"overrides   {' '.join(s.overrides)}"] if s.overrides else []),
             f"device      {self.device} ({self.precision}, {self.threads} CPU threads)",
             f"step time   median {median * 1000:.0f} ms  (min {min(self.step_times) * 1000:.0f}, "
             f"max {max(self.step_times) * 1000:.0f}, {len(self.step_times)} steps)",
@@ -64,6 +69,7 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
                           pose_mask_encoder=spec.encoder, num_components=spec.num_components),
         device=str(device), amp=spec.amp,
     )
+    config = apply_overrides(config, spec.overrides)
     config.validate()
     state = build_training_state(config, device, DistributedContext())
     objective = SelfSupervisedObjective(config.loss, config.model)
@@ -90,4 +96,4 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
-                           torch.get_num_threads())
+                           torch.get_num_threads(), config)
