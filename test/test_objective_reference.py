@@ -1,0 +1,224 @@
+"""The objective's batched implementation against a plain per-scale, per-source, per-component loop.
+
+:func:`reference_objective` is the objective as first written (before the warps, SSIMs and
+photometric errors of all scales, sources and components were batched into single calls): one
+warp and one SSIM per scale and source, Monodepth2's SSIM with ``avg_pool2d``, and the
+per-component reprojection as one warp per component. It is kept here, with its own copies of
+the warp and SSIM, as the definition the fast path must reproduce: on a fixed seeded batch, the
+total loss within 1e-5 relative (fp32) and the gradients of every network output alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from synthetic import kitti_like_intrinsics, textured_image
+
+from mds_core.config import LossConfig, ModelConfig
+from mds_core.data.sample import Batch
+from mds_core.method.decomposition import ComponentMotion, depth_ordered_softmax, straight_through_masks
+from mds_core.method.geometry import pose_vector_to_transform
+from mds_core.method.losses import SelfSupervisedObjective
+from mds_core.method.losses.component_assignment import assignment_targets, mask_assignment
+from mds_core.method.losses.mask_priors import mask_entropy, mask_sparsity
+from mds_core.method.losses.photometric import minimum_reprojection
+from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
+from mds_core.method.model import ModelOutput, SourceMotion
+from mds_core.method.networks import disparity_to_depth
+
+RELATIVE_TOLERANCE = 1e-5
+B, H, W = 2, 32, 64
+OFFSETS = [-1, 1]
+
+
+# --- the reference: the per-scale / per-source / per-component loop, with its own warp and SSIM ---
+
+def reference_ssim(x, y):
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x * mu_x
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y * mu_y
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
+
+
+def reference_photometric_error(prediction, target, ssim_weight):
+    l1 = (target - prediction).abs().mean(dim=1, keepdim=True)
+    dssim = ((1.0 - reference_ssim(prediction, target)) / 2.0).clamp(0.0, 1.0).mean(dim=1, keepdim=True)
+    return ssim_weight * dssim + (1.0 - ssim_weight) * l1
+
+
+def reference_warp(source, depth, intrinsics, masks, transforms):
+    """Eqs. (4)-(7) for one source: back-project, eq. (6) over the K transforms, project, sample."""
+    v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype), torch.arange(W, dtype=depth.dtype), indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)])
+    points = torch.einsum("bij,jhw->bihw", torch.linalg.inv(intrinsics), pixels) * depth
+    moved = torch.einsum("bkij,bjhw->bkihw", transforms[:, :, :3, :3], points) + transforms[:, :, :3, 3, None, None]
+    moved = (masks[:, :, None] * moved).sum(dim=1)
+    homogeneous = torch.einsum("bij,bjhw->bihw", intrinsics, moved)
+    uv = (homogeneous[:, :2] / (homogeneous[:, 2:3] + 1e-7)).permute(0, 2, 3, 1)
+    grid = uv / uv.new_tensor([W - 1, H - 1]) * 2.0 - 1.0
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def reference_objective(loss: LossConfig, model: ModelConfig, batch: Batch, output: ModelOutput,
+                        step: int | None) -> dict[str, torch.Tensor]:
+    target, sources, intrinsics = batch.target, batch.sources, batch.intrinsics
+    identity = None
+    if loss.automask and (step is None or step >= loss.automask_start_step):
+        identity = torch.cat([reference_photometric_error(sources[:, s], target, loss.ssim_weight)
+                              for s in range(sources.shape[1])], dim=1)
+    totals, photometric_terms = [], []
+    component_min = assignment = torch.zeros(())
+    for scale, disparity in enumerate(output.disparities):
+        full = F.interpolate(disparity, size=(H, W), mode="bilinear", align_corners=False)
+        depth = output.warp_depth if output.warp_depth is not None else disparity_to_depth(
+            full, model.min_depth, model.max_depth)
+        warped = [reference_warp(sources[:, s], depth, intrinsics, src.motion.masks, src.motion.transforms)
+                  for s, src in enumerate(output.sources)]
+        errors = torch.cat([reference_photometric_error(w, target, loss.ssim_weight) for w in warped], dim=1)
+        reprojection = minimum_reprojection(errors, identity, loss.min_reprojection)
+        photometric = reprojection.per_pixel.mean()
+        smoothness = disparity_smoothness(disparity, F.interpolate(target, size=disparity.shape[-2:], mode="area"))
+        totals.append(photometric + loss.smoothness_weight / (2**scale) * smoothness)
+        photometric_terms.append(photometric)
+        if scale == 0 and model.num_components > 1 and output.components_enabled and (
+                loss.component_min_weight > 0 or loss.mask_assignment_weight > 0):
+            per_source = []
+            for s, src in enumerate(output.sources):
+                ones = torch.ones_like(depth)
+                per_source.append(torch.cat([
+                    reference_photometric_error(reference_warp(sources[:, s], depth, intrinsics, ones,
+                                                               src.motion.transforms[:, k:k + 1]),
+                                                target, loss.ssim_weight)
+                    for k in range(src.motion.transforms.shape[1])], dim=1))
+            window = 2 * int(loss.assignment_window * W / 2) + 1
+            targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), loss.assignment_margin, window)
+            chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
+            component_min = minimum_reprojection(chosen, identity, loss.min_reprojection).per_pixel.mean()
+            assignment = torch.stack([mask_assignment(src.soft_masks, targets) for src in output.sources]).mean()
+            totals[-1] = totals[-1] + loss.component_min_weight * component_min + loss.mask_assignment_weight * assignment
+        if scale == 0:
+            per_pixel, warped_scale0 = reprojection.per_pixel, torch.stack(warped, dim=1)
+    total = torch.stack(totals).mean()
+    if model.mask_regulariser == "smoothness" and model.num_components > 1:
+        total = total + loss.mask_smoothness_weight * torch.stack(
+            [edge_aware_smoothness(src.motion.masks, target) for src in output.sources]).mean()
+    if model.num_components > 1:
+        soft = torch.cat([src.soft_masks for src in output.sources])
+        total = total + loss.mask_sparsity_weight * mask_sparsity(soft) + loss.mask_entropy_weight * mask_entropy(soft)
+    return {"total": total, "photometric": torch.stack(photometric_terms).mean(), "component_min": component_min,
+            "mask_assignment": assignment, "per_pixel": per_pixel, "warped_sources": warped_scale0}
+
+
+# --- a fixed seeded batch and model output whose leaves stand for the networks' outputs ---
+
+@dataclasses.dataclass
+class Case:
+    batch: Batch
+    output: ModelOutput
+    leaves: list[torch.Tensor]
+
+
+def fixed_case(num_components: int, straight_through: bool = False, oracle_depth: bool = False,
+               seed: int = 0) -> Case:
+    generator = torch.Generator().manual_seed(seed)
+    target = textured_image(H, W, batch=B, seed=seed)
+    # sources: the target shifted by a few pixels, plus a little noise, so that warps can explain them
+    sources = [torch.roll(target, shifts=offset * 2, dims=-1) + 0.02 * torch.rand(target.shape, generator=generator)
+               for offset in OFFSETS]
+    images = torch.stack([target, *sources], dim=1).clamp(0, 1)
+    batch = Batch(images, images, kitti_like_intrinsics(W, H, B), None, None, [str(i) for i in range(B)])
+    scales = 1 if oracle_depth else 4
+    disparities = [torch.rand(B, 1, H >> s, W >> s, generator=generator).mul(0.3).add(0.05).requires_grad_()
+                   for s in range(scales)]
+    leaves = list(disparities)
+    motions = []
+    for offset in OFFSETS:
+        logits = torch.randn(B, num_components, H, W, generator=generator).requires_grad_()
+        axis_angle = (0.01 * torch.randn(B, num_components, 3, generator=generator)).requires_grad_()
+        translation = (0.05 * torch.randn(B, num_components, 3, generator=generator)).requires_grad_()
+        leaves += [logits, axis_angle, translation]
+        soft = depth_ordered_softmax(logits)
+        masks = straight_through_masks(soft) if straight_through else soft
+        transforms = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)
+        motions.append(SourceMotion(offset, ComponentMotion(masks, transforms), logits, soft, transforms))
+    warp_depth = 1.0 + 9.0 * torch.rand(B, 1, H, W, generator=generator) if oracle_depth else None
+    depth = warp_depth if oracle_depth else disparity_to_depth(disparities[0], 0.1, 100.0)
+    return Case(batch, ModelOutput(disparities, depth, motions, warp_depth=warp_depth), leaves)
+
+
+CONFIGS = {
+    "decomposition aids": (dict(component_min_weight=1.0, mask_assignment_weight=0.1), {}, {}),
+    "defaults": ({}, {}, {}),
+    "aids, straight-through, priors, mask smoothness": (
+        dict(component_min_weight=1.0, mask_assignment_weight=0.1, mask_sparsity_weight=0.01, mask_entropy_weight=0.01),
+        dict(mask_regulariser="smoothness"), dict(straight_through=True)),
+    "no auto-masking, mean over sources": (
+        dict(automask=False, min_reprojection=False, component_min_weight=1.0, mask_assignment_weight=0.1), {}, {}),
+    "before the auto-masking start step": (
+        dict(automask_start_step=10, component_min_weight=1.0, mask_assignment_weight=0.1), {}, {}),
+    "oracle depth": (dict(component_min_weight=1.0, mask_assignment_weight=0.1), {}, dict(oracle_depth=True)),
+}
+
+
+def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
+    value, reference = value.detach(), reference.detach()
+    return float((value - reference).norm() / reference.norm().clamp_min(1e-12))
+
+
+def loss_and_gradients(compute, case: Case) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    torch.manual_seed(1234)  # the same auto-masking noise for both computations
+    result = compute(case)
+    gradients = torch.autograd.grad(result["total"], case.leaves, retain_graph=True, allow_unused=True)
+    return result, [g if g is not None else torch.zeros_like(leaf) for g, leaf in zip(gradients, case.leaves)]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_objective_matches_the_reference_loop(name):
+    loss_overrides, model_overrides, case_options = CONFIGS[name]
+    num_components = 5
+    loss = dataclasses.replace(LossConfig(), **loss_overrides)
+    model = dataclasses.replace(ModelConfig(height=H, width=W, num_components=num_components), **model_overrides)
+    case = fixed_case(num_components, **case_options)
+    step = 0
+
+    def fast(c: Case) -> dict[str, torch.Tensor]:
+        out = SelfSupervisedObjective(loss, model)(c.batch, c.output, step=step)
+        return {"total": out.total, "photometric": out.photometric, "component_min": out.component_min,
+                "mask_assignment": out.mask_assignment, "per_pixel": out.per_pixel,
+                "warped_sources": out.warped_sources}
+
+    expected, expected_gradients = loss_and_gradients(
+        lambda c: reference_objective(loss, model, c.batch, c.output, step), case)
+    result, gradients = loss_and_gradients(fast, case)
+
+    assert relative_difference(result["total"], expected["total"]) < RELATIVE_TOLERANCE
+    for key in ("photometric", "component_min", "mask_assignment", "per_pixel", "warped_sources"):
+        assert relative_difference(result[key], expected[key]) < RELATIVE_TOLERANCE, key
+    if loss.component_min_weight > 0:
+        assert float(expected["component_min"]) > 0  # the per-component terms were really computed
+    assert any(g.abs().sum() > 0 for g in expected_gradients)
+    for gradient, reference, leaf in zip(gradients, expected_gradients, case.leaves):
+        assert relative_difference(gradient, reference) < RELATIVE_TOLERANCE, tuple(leaf.shape)
+
+
+def test_the_comparison_detects_a_wrong_objective():
+    """The tolerance is far below the effect of a small change of the maths (0.1% of the SSIM weight)."""
+    loss = LossConfig(component_min_weight=1.0, mask_assignment_weight=0.1)
+    model = ModelConfig(height=H, width=W, num_components=5)
+    case = fixed_case(5)
+    torch.manual_seed(1234)
+    expected = reference_objective(loss, model, case.batch, case.output, None)["total"]
+    torch.manual_seed(1234)
+    fast = SelfSupervisedObjective(loss, model)(case.batch, case.output).total
+    assert relative_difference(fast, expected) < RELATIVE_TOLERANCE
+    shifted = dataclasses.replace(loss, ssim_weight=loss.ssim_weight * (1 + 1e-3))
+    torch.manual_seed(1234)
+    perturbed = SelfSupervisedObjective(shifted, model)(case.batch, case.output).total
+    assert relative_difference(perturbed, expected) > 10 * RELATIVE_TOLERANCE
