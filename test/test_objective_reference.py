@@ -5,7 +5,10 @@ photometric errors of all scales, sources and components were batched into singl
 warp and one SSIM per scale and source, Monodepth2's SSIM with ``avg_pool2d``, and the
 per-component reprojection as one warp per component. It is kept here, with its own copies of
 the warp and SSIM, as the definition the fast path must reproduce: on a fixed seeded batch, the
-total loss within 1e-5 relative (fp32) and the gradients of every network output alike.
+total loss and its parts within 1e-5 relative (fp32). Per-pixel maps and the gradients of
+every network output are compared at 1e-4: in fp32 a pixel's SSIM is only good to about 1e-5
+relative (its variances ``E[x^2] - mu^2`` cancel), and the reference itself differs from the
+float64 value by that much.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_s
 from mds_core.method.model import ModelOutput, SourceMotion
 from mds_core.method.networks import disparity_to_depth
 
-RELATIVE_TOLERANCE = 1e-5
+RELATIVE_TOLERANCE = 1e-5  # the loss and its parts
+MAP_TOLERANCE = 1e-4  # per-pixel maps and gradients (fp32 rounding of the per-pixel SSIM)
 B, H, W = 2, 32, 64
 OFFSETS = [-1, 1]
 
@@ -199,13 +203,15 @@ def test_objective_matches_the_reference_loop(name):
     result, gradients = loss_and_gradients(fast, case)
 
     assert relative_difference(result["total"], expected["total"]) < RELATIVE_TOLERANCE
-    for key in ("photometric", "component_min", "mask_assignment", "per_pixel", "warped_sources"):
+    for key in ("photometric", "component_min", "mask_assignment"):
         assert relative_difference(result[key], expected[key]) < RELATIVE_TOLERANCE, key
+    for key in ("per_pixel", "warped_sources"):
+        assert relative_difference(result[key], expected[key]) < MAP_TOLERANCE, key
     if loss.component_min_weight > 0:
-        assert float(expected["component_min"]) > 0  # the per-component terms were really computed
+        assert float(expected["component_min"].detach()) > 0  # the per-component terms were really computed
     assert any(g.abs().sum() > 0 for g in expected_gradients)
     for gradient, reference, leaf in zip(gradients, expected_gradients, case.leaves):
-        assert relative_difference(gradient, reference) < RELATIVE_TOLERANCE, tuple(leaf.shape)
+        assert relative_difference(gradient, reference) < MAP_TOLERANCE, tuple(leaf.shape)
 
 
 def test_the_comparison_detects_a_wrong_objective():

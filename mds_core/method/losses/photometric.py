@@ -13,9 +13,13 @@ AUTOMASK_NOISE_STD = 1e-5
 
 
 def photometric_error(prediction: Tensor, target: Tensor, ssim_weight: float = 0.85) -> Tensor:
-    """``pe = a * mean_c((1 - SSIM) / 2) + (1 - a) * mean_c |I_t - I_hat|`` as ``(B, 1, H, W)``."""
-    l1 = (target - prediction).abs().mean(dim=1, keepdim=True)
-    dssim = ssim_dissimilarity(prediction, target).mean(dim=1, keepdim=True)
+    """``pe = a * mean_c((1 - SSIM) / 2) + (1 - a) * mean_c |I_t - I_hat|`` as ``(B, 1, H, W)``.
+
+    ``prediction`` may carry leading dimensions, ``(..., B, C, H, W)``, to compare many images with
+    one ``(B, C, H, W)`` target in one call; the result is then ``(..., B, 1, H, W)``.
+    """
+    l1 = (target - prediction).abs().mean(dim=-3, keepdim=True)
+    dssim = ssim_dissimilarity(prediction, target).mean(dim=-3, keepdim=True)
     return ssim_weight * dssim + (1.0 - ssim_weight) * l1
 
 
