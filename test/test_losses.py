@@ -155,3 +155,19 @@ def test_automasking_starts_at_the_configured_step():
     assert float(objective(batch, output, step=9).automask_fraction) == 1.0  # every pixel in the loss
     assert float(objective(batch, output, step=10).automask_fraction) < 0.5  # auto-masking drops most
     assert float(objective(batch, output).automask_fraction) < 0.5  # no step: after every warm-up
+
+
+def test_ssim_gradient_is_exact_and_predictions_may_be_batched():
+    import torch.nn.functional as F
+
+    from mds_core.method.losses.ssim import box_mean_3x3, ssim_reference
+
+    generator = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 1, 4, 5, dtype=torch.float64, generator=generator)
+    x = torch.rand(3, 2, 1, 4, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: ssim(v, y), (x,), fast_mode=True)  # the written-out gradient
+    assert torch.allclose(ssim(x, y), ssim_reference(x, y), atol=1e-12)
+    assert torch.allclose(ssim(x, y)[1], ssim(x[1], y), atol=1e-12)  # as if compared alone
+    y_grad = y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: ssim(x.detach(), v), (y_grad,), fast_mode=True)  # a target with a gradient
+    assert torch.allclose(box_mean_3x3(x), F.avg_pool2d(x.flatten(0, 1), 3, 1).view(3, 2, 1, 2, 3))

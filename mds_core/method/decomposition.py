@@ -117,10 +117,19 @@ class ComponentMotion:
     def num_components(self) -> int:
         return self.masks.shape[1]
 
-    def transform_points(self, points: Tensor) -> Tensor:
-        """Eq. (6): ``x' = sum_i M_i(p) (R_i x + t_i)`` for ``(B, 3, H, W)`` target points."""
+    def component_points(self, points: Tensor) -> Tensor:
+        """``R_i x + t_i`` for each of the K transforms alone: ``(..., B, 3, H, W)`` -> ``(..., B, K, 3, H, W)``."""
         rotation = self.transforms[:, :, :3, :3]
         translation = self.transforms[:, :, :3, 3]
-        moved = torch.einsum("bkij,bjhw->bkihw", rotation, points)
-        moved = moved + translation[:, :, :, None, None]
-        return (self.masks[:, :, None] * moved).sum(dim=1)
+        moved = torch.einsum("bkij,...bjhw->...bkihw", rotation, points)
+        return moved + translation[:, :, :, None, None]
+
+    def transform_points(self, points: Tensor) -> Tensor:
+        """Eq. (6): ``x' = sum_i M_i(p) (R_i x + t_i)`` for ``(..., B, 3, H, W)`` target points.
+
+        Computed as ``(sum_i M_i R_i) x + sum_i M_i t_i``: the per-pixel blended motion is formed once
+        and then applied to every set of points (e.g. each scale's), instead of moving them K times.
+        """
+        rotation = torch.einsum("bkhw,bkij->bijhw", self.masks, self.transforms[:, :, :3, :3])
+        translation = torch.einsum("bkhw,bki->bihw", self.masks, self.transforms[:, :, :3, 3])
+        return (rotation * points.unsqueeze(-4)).sum(dim=-3) + translation

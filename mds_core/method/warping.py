@@ -4,7 +4,7 @@ Every target pixel is back-projected with the target depth (eq. 4), moved into t
 camera by a *motion model* (eq. 6 for MonoDepthSeg), projected into the source image
 (eq. 5), and the SOURCE image is bilinearly sampled there: ``I_hat_s(p) = I_s(p')``.
 
-A motion model is anything with ``transform_points((B, 3, H, W)) -> (B, 3, H, W)``:
+A motion model is anything with ``transform_points((..., B, 3, H, W)) -> (..., B, 3, H, W)``:
 :class:`mds_core.method.decomposition.ComponentMotion` (K masks and K rigid motions) is one; a
 per-pixel scene-flow model such as Dynamo-Depth's fits the same protocol.
 """
@@ -40,11 +40,17 @@ def sample_source(source: Tensor, pixels: Tensor) -> Tensor:
     """Eq. (7): bilinear sampling of the source image at continuous pixel coordinates.
 
     ``grid_sample`` with ``align_corners=True`` (matching the ``u / (W - 1)`` normalisation)
-    and ``padding_mode="border"``, as in Monodepth2.
+    and ``padding_mode="border"``, as in Monodepth2. ``source`` is ``(..., B, C, H, W)`` and
+    ``pixels`` ``(..., B, H', W', 2)``; their leading dimensions broadcast, and every image is
+    sampled in one ``grid_sample`` call.
     """
     height, width = source.shape[-2:]
     grid = pixels_to_sampling_grid(pixels, height, width).to(source.dtype)
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    leading = torch.broadcast_shapes(source.shape[:-3], grid.shape[:-3])
+    source = source.expand(*leading, *source.shape[-3:]).reshape(-1, *source.shape[-3:])
+    sampled = F.grid_sample(source, grid.expand(*leading, *grid.shape[-3:]).reshape(-1, *grid.shape[-3:]),
+                            mode="bilinear", padding_mode="border", align_corners=True)
+    return sampled.view(*leading, *sampled.shape[-3:])
 
 
 def warp_source(

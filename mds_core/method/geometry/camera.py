@@ -32,15 +32,16 @@ def backproject(depth: Tensor, inv_intrinsics: Tensor) -> Tensor:
     """Eq. (4): ``x = D(p) K^-1 p`` for every pixel ``p``.
 
     Args:
-        depth: ``(B, 1, H, W)`` depth along the optical axis.
+        depth: ``(B, 1, H, W)`` depth along the optical axis, or ``(..., B, 1, H, W)`` for several
+            depth maps of the same cameras (e.g. one per scale), which share the rays ``K^-1 p``.
         inv_intrinsics: ``(B, 3, 3)`` inverse camera matrices.
 
     Returns:
-        ``(B, 3, H, W)`` points in the camera frame.
+        ``(..., B, 3, H, W)`` points in the camera frame.
     """
-    if depth.dim() != 4 or depth.shape[1] != 1:
-        raise ValueError(f"depth must be (B, 1, H, W), got {tuple(depth.shape)}")
-    _, _, height, width = depth.shape
+    if depth.dim() < 4 or depth.shape[-3] != 1:
+        raise ValueError(f"depth must be (..., B, 1, H, W), got {tuple(depth.shape)}")
+    height, width = depth.shape[-2:]
     pixels = pixel_grid(height, width, device=depth.device, dtype=depth.dtype)
     rays = torch.einsum("bij,jhw->bihw", inv_intrinsics.to(depth.dtype), pixels)
     return rays * depth
@@ -50,15 +51,15 @@ def project(points: Tensor, intrinsics: Tensor, eps: float = PROJECTION_EPS) -> 
     """Eq. (5), second half: ``p' = K x'`` followed by the perspective division.
 
     Args:
-        points: ``(B, 3, H, W)`` points in the frame of the camera to project into.
+        points: ``(..., B, 3, H, W)`` points in the frame of the camera to project into.
         intrinsics: ``(B, 3, 3)`` camera matrices.
 
     Returns:
-        ``(B, H, W, 2)`` pixel coordinates ``(u, v)`` in pixel units.
+        ``(..., B, H, W, 2)`` pixel coordinates ``(u, v)`` in pixel units.
     """
-    homogeneous = torch.einsum("bij,bjhw->bihw", intrinsics.to(points.dtype), points)
-    uv = homogeneous[:, :2] / (homogeneous[:, 2:3] + eps)
-    return uv.permute(0, 2, 3, 1)
+    homogeneous = torch.einsum("bij,...bjhw->...bihw", intrinsics.to(points.dtype), points)
+    uv = homogeneous[..., :2, :, :] / (homogeneous[..., 2:3, :, :] + eps)
+    return uv.movedim(-3, -1)
 
 
 def pixels_to_sampling_grid(pixels: Tensor, height: int, width: int) -> Tensor:

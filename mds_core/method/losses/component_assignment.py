@@ -7,8 +7,9 @@ as region-by-region corrections of the ego-motion instead of objects. Here each 
 transforms also warps the source on its own, and each pixel is *assigned* to one of them, hard,
 as in the E-step of EM:
 
-* :func:`component_errors`: ``pe_k(p)``, the photometric error of the source warped by ``T_k``
-  alone (eq. 8 with ``M_k = 1``), ``(B, K, H, W)``;
+* ``pe_k(p)``, the photometric error of the source warped by ``T_k`` alone (eq. 8 with
+  ``M_k = 1``), ``(B, K, H, W)``: the source sampled at :func:`component_pixels` (the objective
+  samples and compares these together with its other warps);
 * :func:`assignment_targets`: ``k*(p)``, the component with the lowest error over the sources,
   ``min_s pe_{s,k}(p)`` (so an occluded source does not decide), averaged over a small window (a
   rigid object moves its neighbours alike; one pixel's error is noisy), where it beats the
@@ -33,22 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mds_core.method.decomposition import BACKGROUND_COMPONENT, ComponentMotion
-from mds_core.method.losses.photometric import photometric_error
-from mds_core.method.warping import warp_source
+from mds_core.method.geometry import project
 
 ASSIGNMENT_EPS = 1e-7
 
 
-def component_errors(source: Tensor, target: Tensor, depth: Tensor, intrinsics: Tensor, inv_intrinsics: Tensor,
-                     transforms: Tensor, ssim_weight: float) -> Tensor:
-    """``(B, K, H, W)`` photometric error of ``source`` warped by each of the K ``transforms`` alone."""
-    ones = torch.ones_like(depth)
-    errors = []
-    for k in range(transforms.shape[1]):
-        single = ComponentMotion(masks=ones, transforms=transforms[:, k : k + 1])
-        warped = warp_source(source, depth, intrinsics, single, inv_intrinsics).image
-        errors.append(photometric_error(warped, target, ssim_weight))
-    return torch.cat(errors, dim=1)
+def component_pixels(points: Tensor, intrinsics: Tensor, motion: ComponentMotion) -> Tensor:
+    """``(K, B, H, W, 2)``: where each of the K transforms of ``motion`` alone moves the target
+    ``points`` ``(B, 3, H, W)`` in the source image (eq. 6 with ``M_k = 1``, then eq. 5)."""
+    return project(motion.component_points(points).movedim(-4, 0), intrinsics)
 
 
 def assignment_targets(errors: Tensor, margin: float, window: int = 1,
