@@ -98,3 +98,22 @@ def test_missing_or_mismatched_weights_are_clear_errors(tmp_path):
 def test_adapt_first_conv_rejects_impossible_channel_counts():
     with pytest.raises(PretrainedWeightsError):
         adapt_first_conv(torch.zeros(64, 3, 7, 7), 5)
+
+
+def test_decoder_elu_matches_torch_elu_and_its_gradient():
+    import torch.nn.functional as F
+
+    from mds_core.method.networks.layers import ELU
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(1000, generator=generator) * 4, torch.tensor([0.0, -1e-9, -3e-8, -100.0, 100.0])])
+    x = x.requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    out, expected = ELU()(x), F.elu(reference)
+    assert (out - expected).abs().max() <= 6e-8
+    grad = torch.randn(x.shape, generator=generator)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.allclose(x.grad, reference.grad, atol=1e-6)
+    x64 = torch.randn(20, dtype=torch.float64, generator=generator).requires_grad_()
+    assert torch.autograd.gradcheck(ELU(), (x64,), fast_mode=True)

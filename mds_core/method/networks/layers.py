@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -13,11 +14,38 @@ class Conv3x3(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3))
 
 
+class _ELUByExp(torch.autograd.Function):
+    """``ELU(x) = max(x, exp(min(x, 0)) - 1)`` (alpha 1); gradient ``1`` where the output is positive, else
+    ``output + 1``. Equal to ``F.elu`` within 6e-8 absolute (``exp(x) - 1`` instead of ``expm1``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = torch.maximum(x, x.clamp(max=0).exp_().sub_(1))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return grad * (out.clamp(max=0) + 1)
+
+
+class ELU(nn.Module):
+    """The ELU of Monodepth2's decoders. On CPU it is computed through ``exp``: the CPU ``expm1`` of
+    ``F.elu`` is not vectorised and took a tenth of a training step; elsewhere it is ``F.elu``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu":
+            return _ELUByExp.apply(x)
+        return F.elu(x, inplace=True)
+
+
 class ConvBlock(nn.Sequential):
     """Reflection-padded 3x3 convolution followed by ELU."""
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(Conv3x3(in_channels, out_channels), nn.ELU(inplace=True))
+        super().__init__(Conv3x3(in_channels, out_channels), ELU())
 
 
 def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
