@@ -260,3 +260,27 @@ def test_warmup_switches_the_components_on_after_the_configured_steps(data_root,
         apply_decomposition_schedule(state)
         seen.append(state.model.components_enabled)
     assert seen == [False, False, True, True]
+
+
+def test_the_fused_adam_steps_like_the_default_adam():
+    import copy
+
+    from mds_core.config import OptimConfig
+    from mds_core.training.schedule import build_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3))
+    reference, initial = copy.deepcopy(net), copy.deepcopy(net)
+    config = OptimConfig()
+    fused = build_optimizer(net.parameters(), config)
+    plain = torch.optim.Adam(reference.parameters(), lr=config.learning_rate, betas=tuple(config.betas),
+                             eps=config.eps, fused=False, foreach=False)
+    assert fused.param_groups[0]["fused"]
+    images = torch.rand(2, 3, 16, 16)
+    for _ in range(20):
+        for model, optimizer in ((net, fused), (reference, plain)):
+            optimizer.zero_grad()
+            model(images).square().mean().backward()
+            optimizer.step()
+    for p, q, start in zip(net.parameters(), reference.parameters(), initial.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-7) and not torch.allclose(p, start, rtol=0, atol=1e-4)
