@@ -60,30 +60,35 @@ class _SSIMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
+        # the expressions of ssim_reference, with the large temporaries updated in place
         x_padded, y_padded = reflection_pad(x), reflection_pad(y)
         mu_y = box_mean_3x3(y_padded)
         sigma_y = box_mean_3x3(y_padded * y_padded) - mu_y * mu_y
         mu_x = box_mean_3x3(x_padded)
-        sigma_x = box_mean_3x3(x_padded * x_padded) - mu_x * mu_x
-        sigma_xy = box_mean_3x3(x_padded * y_padded) - mu_x * mu_y
-        n1 = 2 * mu_x * mu_y + C1
-        n2 = 2 * sigma_xy + C2
-        d1 = mu_x * mu_x + mu_y * mu_y + C1
-        d2 = sigma_x + sigma_y + C2
-        similarity = (n1 * n2) / (d1 * d2)
-        ctx.save_for_backward(x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, similarity)
+        sigma_x = box_mean_3x3(x_padded * x_padded).addcmul_(mu_x, mu_x, value=-1)
+        sigma_xy = box_mean_3x3(x_padded * y_padded).addcmul_(mu_x, mu_y, value=-1)
+        n1 = torch.addcmul(mu_x.new_tensor(C1), mu_x, mu_y, value=2)
+        n2 = sigma_xy.mul_(2).add_(C2)
+        d1 = torch.addcmul(mu_y * mu_y + C1, mu_x, mu_x)
+        d2 = sigma_x.add_(sigma_y + C2)
+        denominator = d1 * d2
+        similarity = torch.mul(n1, n2).div_(denominator)
+        ctx.save_for_backward(x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity)
         return similarity
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, similarity = ctx.saved_tensors
-        scaled = grad / (d1 * d2)
-        grad_mu = 2 * (mu_y * (n2 - n1) + mu_x * similarity * (d1 - d2)) * scaled
-        grad_xx = -grad * similarity / d2
-        grad_xy = 2 * n1 * scaled
-        grad_padded = (box_mean_3x3_adjoint(grad_mu) + 2 * x_padded * box_mean_3x3_adjoint(grad_xx)
-                       + y_padded * box_mean_3x3_adjoint(grad_xy))
+        x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity = ctx.saved_tensors
+        scaled = grad / denominator
+        # dS/dmu_x, dS/dE[xx] and dS/dE[xy] times the incoming gradient (see the class docstring)
+        grad_mu = torch.sub(d1, d2).mul_(similarity).mul_(mu_x)
+        grad_mu.addcmul_(torch.sub(n2, n1), mu_y).mul_(scaled).mul_(2)
+        grad_xx = torch.mul(grad, similarity).div_(d2).neg_()
+        grad_xy = torch.mul(n1, scaled).mul_(2)
+        grad_padded = box_mean_3x3_adjoint(grad_mu)
+        grad_padded.addcmul_(x_padded, box_mean_3x3_adjoint(grad_xx), value=2)
+        grad_padded.addcmul_(y_padded, box_mean_3x3_adjoint(grad_xy))
         return reflection_pad_adjoint(grad_padded, x), None
 
 
