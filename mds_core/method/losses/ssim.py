@@ -32,15 +32,20 @@ def reflection_pad_adjoint(grad: Tensor, x: Tensor) -> Tensor:
     return unpadded.view(x.shape)
 
 
+def box_sum_3x3(x: Tensor) -> Tensor:
+    """The sum of every 3x3 window of ``(..., H, W)``, ``(..., H - 2, W - 2)``, in two separable passes."""
+    rows = (x[..., :, :-2] + x[..., :, 1:-1]).add_(x[..., :, 2:])
+    return (rows[..., :-2, :] + rows[..., 1:-1, :]).add_(rows[..., 2:, :])
+
+
 def box_mean_3x3(x: Tensor) -> Tensor:
-    """The mean of every 3x3 window of ``(..., H, W)``, ``(..., H - 2, W - 2)``: ``avg_pool2d(x, 3, 1)``."""
-    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
-    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9.0
+    """The mean of every 3x3 window, ``avg_pool2d(x, 3, 1)`` (several times faster on CPU, equal up to rounding)."""
+    return box_sum_3x3(x).div_(9.0)
 
 
-def box_mean_3x3_adjoint(grad: Tensor) -> Tensor:
-    """The gradient of :func:`box_mean_3x3`'s input: the window mean of ``grad`` zero-padded by 2."""
-    return box_mean_3x3(F.pad(grad, (2, 2, 2, 2)))
+def box_sum_3x3_adjoint(grad: Tensor) -> Tensor:
+    """The gradient of :func:`box_sum_3x3`'s input: the window sum of ``grad`` zero-padded by 2."""
+    return box_sum_3x3(F.pad(grad, (2, 2, 2, 2)))
 
 
 class _SSIMFunction(torch.autograd.Function):
@@ -54,8 +59,9 @@ class _SSIMFunction(torch.autograd.Function):
         dS/dE[xx] = -S / d2
         dS/dE[xy] = 2 n1 / (d1 d2)
 
-    and each window mean passes its gradient back through the adjoint of the window mean (and
-    ``E[xx]``, ``E[xy]`` through ``2 x`` and ``y``), then of the reflection padding.
+    and each window mean passes its gradient back through the adjoint of the window mean (the
+    window sum of the zero-padded gradient, divided by 9; ``E[xx]`` and ``E[xy]`` then through
+    ``2 x`` and ``y``), then through the adjoint of the reflection padding.
     """
 
     @staticmethod
@@ -81,14 +87,15 @@ class _SSIMFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity = ctx.saved_tensors
         scaled = grad / denominator
-        # dS/dmu_x, dS/dE[xx] and dS/dE[xy] times the incoming gradient (see the class docstring)
+        # dS/dmu_x, dS/dE[xx] and dS/dE[xy] times the incoming gradient (see the class docstring), and
+        # the 1/9 of the window means, whose adjoints are then window sums
         grad_mu = torch.sub(d1, d2).mul_(similarity).mul_(mu_x)
-        grad_mu.addcmul_(torch.sub(n2, n1), mu_y).mul_(scaled).mul_(2)
-        grad_xx = torch.mul(grad, similarity).div_(d2).neg_()
-        grad_xy = torch.mul(n1, scaled).mul_(2)
-        grad_padded = box_mean_3x3_adjoint(grad_mu)
-        grad_padded.addcmul_(x_padded, box_mean_3x3_adjoint(grad_xx), value=2)
-        grad_padded.addcmul_(y_padded, box_mean_3x3_adjoint(grad_xy))
+        grad_mu.addcmul_(torch.sub(n2, n1), mu_y).mul_(scaled).mul_(2 / 9)
+        grad_xx = torch.mul(grad, similarity).div_(d2).mul_(-1 / 9)
+        grad_xy = torch.mul(n1, scaled).mul_(2 / 9)
+        grad_padded = box_sum_3x3_adjoint(grad_mu)
+        grad_padded.addcmul_(x_padded, box_sum_3x3_adjoint(grad_xx), value=2)
+        grad_padded.addcmul_(y_padded, box_sum_3x3_adjoint(grad_xy))
         return reflection_pad_adjoint(grad_padded, x), None
 
 
