@@ -25,11 +25,14 @@ def reflection_pad(x: Tensor) -> Tensor:
     return F.pad(flat, (1, 1, 1, 1), mode="reflect").view(*x.shape[:-2], x.shape[-2] + 2, x.shape[-1] + 2)
 
 
-def reflection_pad_adjoint(grad: Tensor, x: Tensor) -> Tensor:
-    """The gradient with respect to ``x`` of :func:`reflection_pad` given the gradient of its output."""
-    flat = grad.reshape(-1, *grad.shape[-3:])
-    unpadded = torch.ops.aten.reflection_pad2d_backward(flat, x.reshape(-1, *x.shape[-3:]), [1, 1, 1, 1])
-    return unpadded.view(x.shape)
+def reflection_pad_adjoint(grad: Tensor) -> Tensor:
+    """The gradient of :func:`reflection_pad`'s input from the gradient of its output (which it updates
+    in place): each mirrored border row and column is added back onto the row or column it copies."""
+    grad[..., 2, :] += grad[..., 0, :]
+    grad[..., -3, :] += grad[..., -1, :]
+    grad[..., :, 2] += grad[..., :, 0]
+    grad[..., :, -3] += grad[..., :, -1]
+    return grad[..., 1:-1, 1:-1]
 
 
 def box_sum_3x3(x: Tensor) -> Tensor:
@@ -79,13 +82,13 @@ class _SSIMFunction(torch.autograd.Function):
         d2 = sigma_x.add_(sigma_y + C2)
         denominator = d1 * d2
         similarity = torch.mul(n1, n2).div_(denominator)
-        ctx.save_for_backward(x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity)
+        ctx.save_for_backward(x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity)
         return similarity
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        x, x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity = ctx.saved_tensors
+        x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity = ctx.saved_tensors
         scaled = grad / denominator
         # dS/dmu_x, dS/dE[xx] and dS/dE[xy] times the incoming gradient (see the class docstring), and
         # the 1/9 of the window means, whose adjoints are then window sums
@@ -96,7 +99,7 @@ class _SSIMFunction(torch.autograd.Function):
         grad_padded = box_sum_3x3_adjoint(grad_mu)
         grad_padded.addcmul_(x_padded, box_sum_3x3_adjoint(grad_xx), value=2)
         grad_padded.addcmul_(y_padded, box_sum_3x3_adjoint(grad_xy))
-        return reflection_pad_adjoint(grad_padded, x), None
+        return reflection_pad_adjoint(grad_padded), None
 
 
 def ssim_reference(x: Tensor, y: Tensor) -> Tensor:
