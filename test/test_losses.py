@@ -157,17 +157,25 @@ def test_automasking_starts_at_the_configured_step():
     assert float(objective(batch, output).automask_fraction) < 0.5  # no step: after every warm-up
 
 
-def test_ssim_gradient_is_exact_and_predictions_may_be_batched():
+def test_photometric_error_gradient_is_exact_and_predictions_may_be_batched():
     import torch.nn.functional as F
 
-    from mds_core.method.losses.ssim import box_mean_3x3, ssim_reference
+    from mds_core.method.losses.ssim import box_mean_3x3
 
     generator = torch.Generator().manual_seed(0)
-    y = torch.rand(2, 1, 4, 5, dtype=torch.float64, generator=generator)
-    x = torch.rand(3, 2, 1, 4, 5, dtype=torch.float64, generator=generator, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v: ssim(v, y), (x,), fast_mode=True)  # the written-out gradient
-    assert torch.allclose(ssim(x, y), ssim_reference(x, y), atol=1e-12)
-    assert torch.allclose(ssim(x, y)[1], ssim(x[1], y), atol=1e-12)  # as if compared alone
-    y_grad = y.clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda v: ssim(x.detach(), v), (y_grad,), fast_mode=True)  # a target with a gradient
-    assert torch.allclose(box_mean_3x3(x), F.avg_pool2d(x.flatten(0, 1), 3, 1).view(3, 2, 1, 2, 3))
+    target = torch.rand(2, 3, 4, 5, dtype=torch.float64, generator=generator)
+    x = torch.rand(3, 2, 3, 4, 5, dtype=torch.float64, generator=generator)
+    x[0, 0] = target[0]  # an exact match: SSIM 1, the clamp's and |.|'s kinks
+    x.requires_grad_()
+    # the written-out gradient (a target without gradient) ...
+    assert torch.autograd.gradcheck(lambda v: photometric_error(v, target), (x,), fast_mode=True)
+    # ... against autograd through the plain expressions (a target with a gradient takes that path)
+    fast = photometric_error(x, target)
+    plain = photometric_error(x, target.clone().requires_grad_())
+    assert torch.allclose(fast, plain, atol=1e-12)
+    weights = torch.rand(fast.shape, dtype=torch.float64, generator=generator)
+    (fast_gradient,) = torch.autograd.grad(fast, x, weights)
+    (plain_gradient,) = torch.autograd.grad(plain, x, weights)
+    assert torch.allclose(fast_gradient, plain_gradient, atol=1e-12)
+    assert torch.allclose(fast[1], photometric_error(x[1], target), atol=1e-12)  # as if compared alone
+    assert torch.allclose(box_mean_3x3(x), F.avg_pool2d(x.flatten(0, 1), 3, 1).view(3, 2, 3, 2, 3))

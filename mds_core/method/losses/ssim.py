@@ -4,12 +4,15 @@
 with one target): the target's statistics are then computed once for all of them.
 
 The 3x3 means are two separable sums of shifted views (several times faster on CPU than
-``avg_pool2d``, equal up to float rounding), and the gradient with respect to ``x`` is written out
-(:class:`_SSIMFunction`) instead of being recorded op by op: the loss's SSIMs then take a fraction
-of the memory traffic and of the operations that autograd would run.
+``avg_pool2d``, equal up to float rounding). :class:`SSIMTerms` also writes out the gradient with
+respect to ``x``, for the photometric error's autograd function
+(:func:`mds_core.method.losses.photometric.photometric_error`): recorded op by op, autograd would
+run several times the operations and the memory traffic.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +54,9 @@ def box_sum_3x3_adjoint(grad: Tensor) -> Tensor:
     return box_sum_3x3(F.pad(grad, (2, 2, 2, 2)))
 
 
-class _SSIMFunction(torch.autograd.Function):
-    """SSIM of ``x`` against ``y`` (which takes no gradient), with the gradient written out.
+@dataclass
+class SSIMTerms:
+    """The SSIM ``S`` of ``x`` against ``y`` and the intermediate terms its gradient needs.
 
     With the window means ``mu``, ``E[xx]``, ``E[xy]`` and ``n1 = 2 mu_x mu_y + C1``,
     ``n2 = 2 sigma_xy + C2``, ``d1 = mu_x^2 + mu_y^2 + C1``, ``d2 = sigma_x + sigma_y + C2``,
@@ -67,43 +71,60 @@ class _SSIMFunction(torch.autograd.Function):
     ``2 x`` and ``y``), then through the adjoint of the reflection padding.
     """
 
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
-        # the expressions of ssim_reference, with the large temporaries updated in place
-        x_padded, y_padded = reflection_pad(x), reflection_pad(y)
-        mu_y = box_mean_3x3(y_padded)
-        sigma_y = box_mean_3x3(y_padded * y_padded) - mu_y * mu_y
-        mu_x = box_mean_3x3(x_padded)
-        sigma_x = box_mean_3x3(x_padded * x_padded).addcmul_(mu_x, mu_x, value=-1)
-        sigma_xy = box_mean_3x3(x_padded * y_padded).addcmul_(mu_x, mu_y, value=-1)
-        n1 = torch.addcmul(mu_x.new_tensor(C1), mu_x, mu_y, value=2)
-        n2 = sigma_xy.mul_(2).add_(C2)
-        d1 = torch.addcmul(mu_y * mu_y + C1, mu_x, mu_x)
-        d2 = sigma_x.add_(sigma_y + C2)
-        denominator = d1 * d2
-        similarity = torch.mul(n1, n2).div_(denominator)
-        ctx.save_for_backward(x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity)
-        return similarity
+    x_padded: Tensor
+    y_padded: Tensor
+    mu_x: Tensor
+    mu_y: Tensor
+    n1: Tensor
+    n2: Tensor
+    d1: Tensor
+    d2: Tensor
+    denominator: Tensor
+    similarity: Tensor
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity = ctx.saved_tensors
-        scaled = grad / denominator
-        # dS/dmu_x, dS/dE[xx] and dS/dE[xy] times the incoming gradient (see the class docstring), and
-        # the 1/9 of the window means, whose adjoints are then window sums
-        grad_mu = torch.sub(d1, d2).mul_(similarity).mul_(mu_x)
-        grad_mu.addcmul_(torch.sub(n2, n1), mu_y).mul_(scaled).mul_(2 / 9)
-        grad_xx = torch.mul(grad, similarity).div_(d2).mul_(-1 / 9)
-        grad_xy = torch.mul(n1, scaled).mul_(2 / 9)
-        grad_padded = box_sum_3x3_adjoint(grad_mu)
-        grad_padded.addcmul_(x_padded, box_sum_3x3_adjoint(grad_xx), value=2)
-        grad_padded.addcmul_(y_padded, box_sum_3x3_adjoint(grad_xy))
-        return reflection_pad_adjoint(grad_padded), None
+    @classmethod
+    def compute(cls, x: Tensor, y: Tensor) -> SSIMTerms:
+        """The expressions of :func:`ssim`, without autograd, the large temporaries updated in place."""
+        with torch.no_grad():
+            x_padded, y_padded = reflection_pad(x), reflection_pad(y)
+            mu_y = box_mean_3x3(y_padded)
+            sigma_y = box_mean_3x3(y_padded * y_padded) - mu_y * mu_y
+            mu_x = box_mean_3x3(x_padded)
+            sigma_x = box_mean_3x3(x_padded * x_padded).addcmul_(mu_x, mu_x, value=-1)
+            sigma_xy = box_mean_3x3(x_padded * y_padded).addcmul_(mu_x, mu_y, value=-1)
+            n1 = torch.addcmul(mu_x.new_tensor(C1), mu_x, mu_y, value=2)
+            n2 = sigma_xy.mul_(2).add_(C2)
+            d1 = torch.addcmul(mu_y * mu_y + C1, mu_x, mu_x)
+            d2 = sigma_x.add_(sigma_y + C2)
+            denominator = d1 * d2
+            similarity = torch.mul(n1, n2).div_(denominator)
+        return cls(x_padded, y_padded, mu_x, mu_y, n1, n2, d1, d2, denominator, similarity)
+
+    def tensors(self) -> list[Tensor]:
+        """The terms in field order (``SSIMTerms(*terms.tensors())`` rebuilds them)."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def x_gradient(self, grad: Tensor) -> Tensor:
+        """``dL/dx`` from ``grad = dL/dS`` (the class docstring's derivatives)."""
+        with torch.no_grad():
+            scaled = grad / self.denominator
+            # the derivatives times the incoming gradient and the 1/9 of the window means, whose
+            # adjoints are then window sums
+            grad_mu = torch.sub(self.d1, self.d2).mul_(self.similarity).mul_(self.mu_x)
+            grad_mu.addcmul_(torch.sub(self.n2, self.n1), self.mu_y).mul_(scaled).mul_(2 / 9)
+            grad_xx = torch.mul(grad, self.similarity).div_(self.d2).mul_(-1 / 9)
+            grad_xy = torch.mul(self.n1, scaled).mul_(2 / 9)
+            grad_padded = box_sum_3x3_adjoint(grad_mu)
+            grad_padded.addcmul_(self.x_padded, box_sum_3x3_adjoint(grad_xx), value=2)
+            grad_padded.addcmul_(self.y_padded, box_sum_3x3_adjoint(grad_xy))
+            return reflection_pad_adjoint(grad_padded)
 
 
-def ssim_reference(x: Tensor, y: Tensor) -> Tensor:
-    """:func:`ssim` recorded op by op by autograd (any input may take a gradient)."""
+def ssim(x: Tensor, y: Tensor) -> Tensor:
+    """Per-pixel, per-channel structural similarity of images in [0, 1], recorded by autograd.
+
+    ``y``: ``(B, C, H, W)``; ``x``: ``(..., B, C, H, W)``; the result has ``x``'s shape.
+    """
     x, y = reflection_pad(x), reflection_pad(y)
     mu_x, mu_y = box_mean_3x3(x), box_mean_3x3(y)
     sigma_x = box_mean_3x3(x * x) - mu_x * mu_x
@@ -112,16 +133,6 @@ def ssim_reference(x: Tensor, y: Tensor) -> Tensor:
     numerator = (2 * mu_x * mu_y + C1) * (2 * sigma_xy + C2)
     denominator = (mu_x * mu_x + mu_y * mu_y + C1) * (sigma_x + sigma_y + C2)
     return numerator / denominator
-
-
-def ssim(x: Tensor, y: Tensor) -> Tensor:
-    """Per-pixel, per-channel structural similarity of images in [0, 1].
-
-    ``y``: ``(B, C, H, W)``; ``x``: ``(..., B, C, H, W)``; the result has ``x``'s shape.
-    """
-    if y.requires_grad:
-        return ssim_reference(x, y)
-    return _SSIMFunction.apply(x, y)
 
 
 def ssim_dissimilarity(x: Tensor, y: Tensor) -> Tensor:
