@@ -43,7 +43,7 @@ from mds_core.method.losses import LossOutput, SelfSupervisedObjective
 from mds_core.method.model import ModelOutput, MonoDepthSeg
 from mds_core.method.oracle import ground_truth_depth
 from mds_core.progress import progress
-from mds_core.training.cpu import keep_freed_memory
+from mds_core.training.cpu import keep_freed_memory, use_channels_last
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
 from mds_core.training.sampler import EpochBatches
@@ -120,6 +120,7 @@ def build_model(config: TrainConfig) -> MonoDepthSeg:
 def build_training_state(config: TrainConfig, device: torch.device, context: DistributedContext) -> TrainingState:
     model = build_model(config).to(device)
     if device.type == "cpu":
+        use_channels_last(model)
         keep_freed_memory()
     network: nn.Module = model
     if context.enabled:
