@@ -15,9 +15,9 @@ terms (:mod:`mds_core.method.losses.component_assignment`) with ``loss.assigned_
 
 Every warp of a step -- each source at each scale's depth, and at scale 0 each source by each
 component alone -- is sampled in one ``grid_sample`` call and compared with the target in one
-photometric call (one SSIM), instead of one call per scale, source and component: the same
-maths, several times faster on CPU, where the many small calls dominated the loss's cost
-(``test/test_objective_reference.py`` holds the plain loop as the reference).
+photometric call, instead of one call per scale, source and component: the same maths in a
+fraction of the operations (``test/test_objective_reference.py`` keeps the plain loop as the
+reference).
 """
 
 from __future__ import annotations
