@@ -154,11 +154,11 @@ def test_predictor_matches_the_model_run_directly(trained):
 def test_benchmark_measures_the_overridden_config():
     from mds_core.tools.benchmark import TrainStepBenchmark, run_train_step_benchmark
 
-    aids = ["model.motion_hypotheses=[2,0]", "loss.component_min_weight=1", "loss.mask_assignment_weight=0.1"]
+    aids = ["model.motion_hypotheses=[2,0]", "loss.assigned_reprojection_weight=0.5", "loss.mask_assignment_weight=0.1"]
     spec = TrainStepBenchmark(width=WIDTH, height=HEIGHT, num_components=3, batch_size=1, steps=1, warmup=0, device="cpu",
                               overrides=aids)
     result = run_train_step_benchmark(spec)
-    assert result.config.model.motion_hypotheses == [2, 0] and result.config.loss.component_min_weight == 1
+    assert result.config.model.motion_hypotheses == [2, 0] and result.config.loss.assigned_reprojection_weight == 0.5
     assert result.config.model.width == WIDTH and len(result.step_times) == 1
     assert "overrides   " + " ".join(aids) in result.to_text()
     done = mds("benchmark", "--device", "cpu", "--set", "loss.no_such_weight=1", check=False)

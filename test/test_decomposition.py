@@ -152,7 +152,7 @@ def test_motion_hypotheses_scale_the_background_motion():
     # the model applies them: with a zero residual every component is the scaled background motion
     model = _tiny_model(motion_hypotheses=[2.0, 0.0])
     head = model.pose_mask_net.pose_decoder.net[-1]
-    assert float(head.weight[6:].abs().sum()) == 0.0  # residuals start at zero
+    assert float(head.weight[6:].detach().abs().sum()) == 0.0  # residuals start at zero
     with torch.no_grad():
         head.weight.zero_()
         head.bias.zero_()

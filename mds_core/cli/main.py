@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a training config entry after the options above, e.g. loss.component_min_weight=1")
+                   help="override a training config entry after the options above, e.g. loss.mask_assignment_weight=0")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="generate scenes, train briefly, evaluate, write panels")
