@@ -160,6 +160,9 @@ def test_benchmark_measures_the_overridden_config():
     result = run_train_step_benchmark(spec)
     assert result.config.model.motion_hypotheses == [2, 0] and result.config.loss.assigned_reprojection_weight == 0.5
     assert result.config.model.width == WIDTH and len(result.step_times) == 1
+    # timed past the K=1 warm-up and the auto-masking start: the assignment terms are in the step
+    assert result.step == max(result.config.decomposition.warmup_steps, result.config.loss.automask_start_step) > 0
+    assert result.loss_terms["masks/assigned_reprojection"] > 0 and result.loss_terms["automask/fraction_kept"] < 1
     assert "overrides   " + " ".join(aids) in result.to_text()
     done = mds("benchmark", "--device", "cpu", "--set", "loss.no_such_weight=1", check=False)
     assert done.returncode == 2 and "unknown key 'loss.no_such_weight'" in done.stderr, done.stderr

@@ -1,6 +1,8 @@
 """``mds benchmark``: training step time and peak memory on random frames.
 
 Times full optimisation steps (forward, the four-scale loss, backward, Adam) after warm-up.
+The steps are timed as training runs them once past its warm-ups (the K=1 warm-up of the
+decomposition and the start of auto-masking), so every loss term the config enables is in them.
 ``overrides`` (``section.key=value``, as ``mds train --set``) change the training config after
 the size settings, e.g. to include the decomposition learning aids in the loss.
 Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident
@@ -47,6 +49,8 @@ class TrainStepResult:
     peak_memory_mb: float
     threads: int
     config: TrainConfig  # the training config that was measured (after the overrides)
+    step: int  # the training step the steps were timed as (past the warm-ups)
+    loss_terms: dict[str, float]  # the last timed step's loss parts (which terms were computed)
 
     def to_text(self) -> str:
         median = statistics.median(self.step_times)
@@ -55,11 +59,17 @@ class TrainStepResult:
             f"train step  {s.width}x{s.height}  {s.encoder}  K={s.num_components}  batch {s.batch_size}",
             *([f"overrides   {' '.join(s.overrides)}"] if s.overrides else []),
             f"device      {self.device} ({self.precision}, {self.threads} CPU threads)",
+            f"timed as    training step {self.step} (past the warm-ups: every enabled loss term computed)",
             f"step time   median {median * 1000:.0f} ms  (min {min(self.step_times) * 1000:.0f}, "
             f"max {max(self.step_times) * 1000:.0f}, {len(self.step_times)} steps)",
             f"throughput  {s.batch_size / median:.2f} samples/s",
             f"peak memory {self.peak_memory_mb:.0f} MB",
         ])
+
+
+def steady_state_step(config: TrainConfig) -> int:
+    """The first training step past every warm-up: components on, auto-masking on."""
+    return max(config.decomposition.warmup_steps, config.loss.automask_start_step)
 
 
 def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
@@ -72,6 +82,7 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     config = apply_overrides(config, spec.overrides)
     config.validate()
     state = build_training_state(config, device, DistributedContext())
+    state.step = steady_state_step(config)  # train_step does not advance it: every step is timed there
     objective = SelfSupervisedObjective(config.loss, config.model)
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(spec.batch_size, 3, 3, spec.height, spec.width, generator=generator)
@@ -86,7 +97,7 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        train_step(state, objective, batch)
+        loss, _ = train_step(state, objective, batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if step >= spec.warmup:
@@ -96,4 +107,4 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
-                           torch.get_num_threads(), config)
+                           torch.get_num_threads(), config, state.step, loss.scalars())
