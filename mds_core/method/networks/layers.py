@@ -14,13 +14,19 @@ class Conv3x3(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3))
 
 
+def elu_by_exp(x: Tensor) -> Tensor:
+    """``ELU(x) = max(x, exp(min(x, 0)) - 1)`` (alpha 1): equal to ``F.elu`` within 6e-8 absolute
+    (``exp(x) - 1`` instead of ``expm1``)."""
+    return torch.maximum(x, x.clamp(max=0).exp_().sub_(1))
+
+
 class _ELUByExp(torch.autograd.Function):
-    """``ELU(x) = max(x, exp(min(x, 0)) - 1)`` (alpha 1); gradient ``1`` where the output is positive, else
-    ``output + 1``. Equal to ``F.elu`` within 6e-8 absolute (``exp(x) - 1`` instead of ``expm1``)."""
+    """:func:`elu_by_exp` with its gradient written out: ``1`` where the output is positive, else
+    ``output + 1`` (only the output is kept for the backward pass)."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        out = torch.maximum(x, x.clamp(max=0).exp_().sub_(1))
+        out = elu_by_exp(x)
         ctx.save_for_backward(out)
         return out
 
@@ -36,9 +42,11 @@ class ELU(nn.Module):
     ``F.elu`` is not vectorised and took a tenth of a training step; elsewhere it is ``F.elu``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type == "cpu":
+        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            return F.elu(x, inplace=True)  # exporters see the standard operator
+        if torch.is_grad_enabled() and x.requires_grad:
             return _ELUByExp.apply(x)
-        return F.elu(x, inplace=True)
+        return elu_by_exp(x)
 
 
 class ConvBlock(nn.Sequential):
