@@ -179,3 +179,19 @@ def test_photometric_error_gradient_is_exact_and_predictions_may_be_batched():
     assert torch.allclose(fast_gradient, plain_gradient, atol=1e-12)
     assert torch.allclose(fast[1], photometric_error(x[1], target), atol=1e-12)  # as if compared alone
     assert torch.allclose(box_mean_3x3(x), F.avg_pool2d(x.flatten(0, 1), 3, 1).view(3, 2, 3, 2, 3))
+
+
+def test_window_sums_match_the_pooling_they_replace():
+    import torch.nn.functional as F
+
+    from mds_core.method.losses.component_assignment import window_mean
+    from mds_core.method.losses.ssim import box_sum_3x3, box_sum_3x3_adjoint
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(2, 3, 12, 17, generator=generator)
+    for window in (3, 5, 9):
+        expected = F.avg_pool2d(values, window, stride=1, padding=window // 2, count_include_pad=False)
+        assert torch.allclose(window_mean(values, window), expected, atol=1e-6)
+    for shape in ((2, 3, 6, 7), (1, 1, 2, 5), (1, 1, 1, 1)):  # the adjoint: window sum of the zero-padded gradient
+        grad = torch.rand(shape, dtype=torch.float64, generator=generator)
+        assert torch.allclose(box_sum_3x3_adjoint(grad), box_sum_3x3(F.pad(grad, (2, 2, 2, 2))), atol=1e-12)

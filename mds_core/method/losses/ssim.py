@@ -49,9 +49,36 @@ def box_mean_3x3(x: Tensor) -> Tensor:
     return box_sum_3x3(x).div_(9.0)
 
 
+def _three_sum_adjoint(grad: Tensor, dim: int) -> Tensor:
+    """The adjoint of the valid 3-sum ``y[i] = x[i] + x[i+1] + x[i+2]`` along ``dim`` (length n -> n + 2):
+    ``x[j] = y[j] + y[j-1] + y[j-2]``, terms outside ``y`` left out (no zero-padded copy)."""
+    n = grad.shape[dim]
+    if n < 3:
+        pad = [0, 0] * (grad.dim() - 1 - dim % grad.dim()) + [2, 2]
+        padded = F.pad(grad, pad)
+        return padded.narrow(dim, 0, n + 2) + padded.narrow(dim, 1, n + 2) + padded.narrow(dim, 2, n + 2)
+    shape = list(grad.shape)
+    shape[dim] = n + 2
+    out = grad.new_empty(shape)
+
+    def y(start: int, length: int = 1) -> Tensor:
+        return grad.narrow(dim, start, length)
+
+    def x(start: int, length: int = 1) -> Tensor:
+        return out.narrow(dim, start, length)
+
+    x(0).copy_(y(0))
+    torch.add(y(0), y(1), out=x(1))
+    torch.add(y(2, n - 2), y(1, n - 2), out=x(2, n - 2)).add_(y(0, n - 2))
+    torch.add(y(n - 1), y(n - 2), out=x(n))
+    x(n + 1).copy_(y(n - 1))
+    return out
+
+
 def box_sum_3x3_adjoint(grad: Tensor) -> Tensor:
-    """The gradient of :func:`box_sum_3x3`'s input: the window sum of ``grad`` zero-padded by 2."""
-    return box_sum_3x3(F.pad(grad, (2, 2, 2, 2)))
+    """The gradient of :func:`box_sum_3x3`'s input: the window sum of ``grad`` zero-padded by 2,
+    computed as the adjoint of each separable 3-sum."""
+    return _three_sum_adjoint(_three_sum_adjoint(grad, -1), -2)
 
 
 @dataclass
