@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 
 import cv2
 
@@ -14,11 +15,10 @@ WIDTH, HEIGHT = 64, 64
 
 def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     out = tmp_path / "accuracy"
-    status = main(["accuracy", "--preset", "cpu", "--output", str(out), "--device", "cpu", "--steps", "3",
-                   "--width", str(WIDTH), "--height", str(HEIGHT), "--train-sequences", "1", "--frames", "6",
-                   "--heldout-sequences", "1", "--heldout-frames", "4", "--batch-size", "2", "--seed", "3",
-                   "--seeds", "1"])
-    assert status == 0
+    args = ["accuracy", "--preset", "cpu", "--output", str(out), "--device", "cpu", "--steps", "3",
+            "--width", str(WIDTH), "--height", str(HEIGHT), "--train-sequences", "1", "--frames", "6",
+            "--heldout-sequences", "1", "--heldout-frames", "4", "--batch-size", "2", "--seed", "3", "--seeds", "1"]
+    assert main(args) == 0
     markdown, report, picture = out / "accuracy.md", out / "accuracy.json", out / "accuracy.png"
     assert markdown.is_file() and report.is_file() and picture.is_file()
 
@@ -51,6 +51,21 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     rows = len(data["montage_frames"])
     assert rows >= 1
     assert image.shape == (rows * HEIGHT, 7 * WIDTH, 3)  # six columns and the oracle's decomposition
+    assert "| K=5 vs K=1 |" in text and "moving relative to camera" in text
+    assert set(k5["depth"]) >= {"moving_relative", "moving_with_camera"}
+
+    # --reuse evaluates the finished models again instead of retraining them
+    checkpoints = {r["variant"]: r["checkpoint"] for r in runs}
+    written = {name: os.stat(path).st_mtime_ns for name, path in checkpoints.items()}
+    assert main([*args, "--reuse"]) == 0
+    again = json.loads(report.read_text())["runs"]
+    assert {r["variant"]: os.stat(r["checkpoint"]).st_mtime_ns for r in again} == written
+    assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in runs]
+    assert [r["depth"] for r in again] == [r["depth"] for r in runs]  # the same models, scored the same
+    # another budget is another config: that run trains anew
+    assert main([*args, "--reuse", "--batch-size", "1"]) == 0  # a later option wins
+    retrained = json.loads(report.read_text())["runs"]
+    assert all(os.stat(r["checkpoint"]).st_mtime_ns != written[r["variant"]] for r in retrained)
 
 
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):

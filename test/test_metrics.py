@@ -169,8 +169,26 @@ def test_overall_is_per_image_mean_and_regions_are_pooled() -> None:
     assert result.regions_per_image["moving"].abs_rel == pytest.approx(0.25)
     assert result.regions["static_movable"].abs_rel == pytest.approx(1.0)
     assert result.regions["static_background"].abs_rel == 0.0
-    assert result.region_pixels == {"moving": 4, "static_movable": 1, "static_background": 1}
-    assert result.region_images == {"moving": 2, "static_movable": 1, "static_background": 1}
+    assert result.region_pixels == {"moving": 4, "moving_relative": 0, "moving_with_camera": 0, "static_movable": 1,
+                                    "static_background": 1}  # no with-camera map: the moving kinds are not split
+    assert result.region_images == {"moving": 2, "moving_relative": 0, "moving_with_camera": 0, "static_movable": 1,
+                                    "static_background": 1}
+
+
+def test_moving_pixels_split_by_kind() -> None:
+    evaluator = DepthEvaluator(NO_SCALING)
+    labels = np.array([[1, 1, 1, 0, 2]], np.uint8)
+    with_camera = np.array([[True, False, False, True, False]])  # only moving pixels count as movers
+    # errors: with-camera mover 1.0 (2 vs 1), relative movers 0 and 0.5, background and static movable exact
+    evaluator.add(row(2.0, 1.0, 3.0, 1.0, 1.0), row(1.0, 1.0, 2.0, 1.0, 1.0), labels, with_camera)
+    result = evaluator.result()
+    assert result.regions["moving"].abs_rel == pytest.approx(1.5 / 3)
+    assert result.regions["moving_relative"].abs_rel == pytest.approx(0.25)
+    assert result.regions["moving_with_camera"].abs_rel == pytest.approx(1.0)
+    assert result.region_pixels["moving_relative"] == 2 and result.region_pixels["moving_with_camera"] == 1
+    assert result.regions["static_background"].abs_rel == 0.0
+    with pytest.raises(ValueError, match="with-camera map"):
+        evaluator.add(row(1.0), row(1.0), None, np.array([[True]]))
 
 
 def test_region_scale_comes_from_the_whole_image() -> None:
@@ -187,7 +205,7 @@ def test_regions_without_labels_or_pixels_are_none() -> None:
     evaluator.add(row(1.0, 2.0), row(1.0, 2.0))
     result = evaluator.result()
     assert all(v is None for v in result.regions.values())
-    assert result.region_pixels == {"moving": 0, "static_movable": 0, "static_background": 0}
+    assert set(result.region_pixels.values()) == {0}
     evaluator.add(row(1.0, 2.0), row(1.0, 2.0), np.array([[0, 255]], np.uint8))
     result = evaluator.result()
     assert result.regions["moving"] is None and result.regions["static_background"] is not None

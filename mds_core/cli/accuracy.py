@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         preset.validate()
     except ValueError as error:
         raise SystemExit(f"accuracy: error: {error}") from error
-    result = run_accuracy_benchmark(preset, args.output)
+    result = run_accuracy_benchmark(preset, args.output, reuse=args.reuse)
     print(result.markdown_path.read_text())
     print(f"wrote {result.markdown_path}, {result.json_path}, {result.png_path}")
     return 0
@@ -56,5 +56,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--heldout-sequences", type=int, help="generated held-out sequences")
     parser.add_argument("--heldout-frames", type=int, help="frames per held-out sequence")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate again, instead of retraining, every model of an earlier run in OUTPUT "
+                             "that finished training with exactly this run's config (continues an interrupted "
+                             "run; re-scores a finished one)")
     parser.set_defaults(func=run)
     return parser

@@ -90,8 +90,11 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         gt_h, gt_w = gt_depth.shape
         depth = resize_disparity_to_depth(prediction.disparity, (gt_w, gt_h), cfg.min_depth, cfg.max_depth)
         motion = sequence.motion(index)
-        depth_evaluator.add(depth, gt_depth, motion)
-        if motion is not None and prediction.moving_probability is not None:
+        split = None
+        if motion is not None and previous is not None:
+            split = split_moving_labels(motion, identity_difference(image, previous))
+        depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera)
+        if split is not None and prediction.moving_probability is not None:
             moving = cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
             motion_evaluator.add(np.clip(moving, 0.0, 1.0), motion)
             distance = cv2.resize(prediction.motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
@@ -99,7 +102,6 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
             scores = {"mask": np.clip(moving, 0.0, 1.0),
                       "distance": np.clip(distance_to_probability(np.maximum(distance, 0.0)), 0.0, 1.0),
                       "flat": np.clip(distance_to_probability(np.maximum(flat, 0.0)), 0.0, 1.0)}
-            split = split_moving_labels(motion, identity_difference(image, previous))
             for key in MOTION_SCORE_KEYS:
                 score, subset = key.split("/")
                 labels = {"all": motion, "relative": split.relative, "with_camera": split.with_camera}[subset]

@@ -18,6 +18,12 @@ Conventions (see the method notes, "Evaluation"):
   255 unlabelled/ignored) are **pooled**: every valid pixel of the region across all images counts
   once (Dynamo-Depth's convention), using the whole-image scale. The per-image mean over the
   images that contain the region is reported beside them (``regions_per_image``).
+* Moving pixels are further split by kind when the caller says which of them move *with the
+  camera* (the un-warped previous frame already explains them,
+  :func:`mds_core.evaluation.motion_scores.split_moving_labels`): ``moving_relative`` and
+  ``moving_with_camera``. The photometric loss says nothing about the depth of a with-camera
+  mover (the image does not change whatever its depth), so only the relative movers show what a
+  motion model does for the depth of moving objects.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import numpy as np
 
 #: Region name -> motion label value.
 REGION_LABELS: dict[str, int] = {"moving": 1, "static_movable": 2, "static_background": 0}
+#: The moving region split by kind (``DepthEvaluator.add(..., with_camera=...)``).
+MOVER_KIND_REGIONS: tuple[str, ...] = ("moving_relative", "moving_with_camera")
+#: Every region of :class:`DepthEvaluation`, in report order.
+DEPTH_REGIONS: tuple[str, ...] = ("moving", *MOVER_KIND_REGIONS, "static_movable", "static_background")
 #: Label value for unlabelled pixels (never counted in any region).
 IGNORE_LABEL = 255
 
@@ -202,8 +212,8 @@ class DepthEvaluator:
         self._valid_pixels = 0
         self._skipped = 0
         self._labelled = 0
-        self._region_sums = {name: _ErrorSums() for name in REGION_LABELS}
-        self._region_per_image: dict[str, list[np.ndarray]] = {name: [] for name in REGION_LABELS}
+        self._region_sums = {name: _ErrorSums() for name in DEPTH_REGIONS}
+        self._region_per_image: dict[str, list[np.ndarray]] = {name: [] for name in DEPTH_REGIONS}
         self._crop_cache: dict[tuple[int, int], np.ndarray] = {}
 
     def _crop(self, height: int, width: int) -> np.ndarray:
@@ -212,10 +222,13 @@ class DepthEvaluator:
             self._crop_cache[key] = eigen_crop_mask(height, width)
         return self._crop_cache[key]
 
-    def add(self, pred_depth: np.ndarray, gt_depth: np.ndarray, motion: np.ndarray | None = None) -> bool:
+    def add(self, pred_depth: np.ndarray, gt_depth: np.ndarray, motion: np.ndarray | None = None,
+            with_camera: np.ndarray | None = None) -> bool:
         """Add one image; returns False (and counts it as skipped) when it has no valid GT pixel.
 
-        ``pred_depth`` and ``gt_depth`` are ``(H, W)``; ``motion`` an optional ``(H, W)`` label map.
+        ``pred_depth`` and ``gt_depth`` are ``(H, W)``; ``motion`` an optional ``(H, W)`` label map;
+        ``with_camera`` an optional ``(H, W)`` boolean map of the pixels that move with the camera
+        (splits the moving region into ``moving_relative`` and ``moving_with_camera``).
         """
         s = self.settings
         pred_depth = np.asarray(pred_depth)
@@ -227,6 +240,9 @@ class DepthEvaluator:
             )
         if motion is not None and np.shape(motion) != gt_depth.shape:
             raise ValueError(f"motion labels {np.shape(motion)} do not match ground truth {gt_depth.shape}")
+        if with_camera is not None and (motion is None or np.shape(with_camera) != gt_depth.shape):
+            raise ValueError(f"the with-camera map {np.shape(with_camera)} needs motion labels of the ground "
+                             f"truth's shape {gt_depth.shape}")
         valid = (gt_depth > s.min_depth) & (gt_depth < s.max_depth)
         if s.eigen_crop:
             valid &= self._crop(*gt_depth.shape)
@@ -254,8 +270,12 @@ class DepthEvaluator:
         if motion is not None:
             self._labelled += 1
             labels = np.asarray(motion)[valid]
-            for name, value in REGION_LABELS.items():
-                in_region = labels == value
+            regions = {name: labels == value for name, value in REGION_LABELS.items()}
+            if with_camera is not None:
+                moves_with_camera = np.asarray(with_camera, dtype=bool)[valid]
+                regions["moving_relative"] = regions["moving"] & ~moves_with_camera
+                regions["moving_with_camera"] = regions["moving"] & moves_with_camera
+            for name, in_region in regions.items():
                 if not in_region.any():
                     continue
                 self._region_sums[name].add(gt[in_region], pred[in_region])

@@ -98,6 +98,11 @@ class MovingSplit:
     relative: np.ndarray  # movers the identity does not explain are positives; with-camera movers ignored
     with_camera: np.ndarray  # movers the identity explains are positives; relative movers ignored
 
+    @property
+    def moves_with_camera(self) -> np.ndarray:
+        """``(H, W)`` bool: the moving pixels that the un-warped previous frame explains."""
+        return self.with_camera == POSITIVE_LABEL
+
 
 def split_moving_labels(labels: np.ndarray, difference: np.ndarray,
                         threshold: float = IDENTITY_THRESHOLD) -> MovingSplit:

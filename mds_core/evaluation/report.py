@@ -22,6 +22,8 @@ from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
 _ROWS: tuple[tuple[str, str | None], ...] = (
     ("overall", None),
     ("moving", "moving"),
+    ("moving, relative to the camera", "moving_relative"),
+    ("moving, with the camera", "moving_with_camera"),
     ("static movable", "static_movable"),
     ("static background", "static_background"),
 )

@@ -8,9 +8,15 @@
 3. evaluates each on the held-out sequences: depth overall and per motion region, motion
    segmentation of the decomposition for all movers and for the movers the loss can see
    (those that move relative to the camera);
-4. writes ``accuracy.md`` (mean and standard deviation over seeds), ``accuracy.json`` (every run)
-   and ``accuracy.png`` (first seed: image | GT depth | K=1 depth | K=5 depth | K=5
-   decomposition | GT motion labels) into the output directory.
+4. writes ``accuracy.md`` (mean and standard deviation over seeds, and K=5's change of abs_rel
+   against K=1 region by region), ``accuracy.json`` (every run) and ``accuracy.png`` (first seed:
+   image | GT depth | K=1 depth | K=5 depth | K=5 decomposition | GT motion labels) into the
+   output directory.
+
+Each trained model's folder gets a ``training.json`` (time, steps, losses). With ``reuse``, a
+model whose folder holds one, next to a checkpoint trained with exactly the config this run
+would train, is evaluated again instead of retrained: an interrupted run continues where it
+stopped, and a finished one can be re-scored with a newer evaluation.
 
 Presets: ``quick`` (one seed, about 15 minutes on 2 CPU cores), ``cpu`` (three seeds, under an
 hour) and ``gpu`` (640x192, the paper's resolution and batch size, for a CUDA GPU).
@@ -47,6 +53,8 @@ LOG = logging.getLogger(__name__)
 REGIONS: tuple[tuple[str, str], ...] = (
     ("overall", "overall"),
     ("moving", "moving"),
+    ("moving relative to camera", "moving_relative"),
+    ("moving with camera", "moving_with_camera"),
     ("static movable", "static_movable"),
     ("static background", "static_background"),
 )
@@ -171,6 +179,12 @@ class ModelResult:
             return None
         return self.report.motion_scores.get(key)
 
+    def training_record(self) -> dict[str, Any]:
+        """What ``training.json`` keeps of the training (everything but the evaluation)."""
+        return {"variant": self.variant.name, "seed": self.seed, "train_seconds": self.train_seconds,
+                "steps": self.steps, "epochs": self.epochs, "loss_first_10": self.loss_first,
+                "loss_last_10": self.loss_last, "checkpoint": str(self.checkpoint)}
+
     def to_json_dict(self) -> dict[str, Any]:
         from mds_core.evaluation.report import json_safe, motion_summary
 
@@ -292,6 +306,7 @@ class AccuracyResult:
         for variant in p.variants:
             cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+        lines += self._change_lines()
         lines += ["", "Motion segmentation of the decomposition (moving probability = 1 - mask of the largest "
                       "component). *Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
@@ -318,6 +333,37 @@ class AccuracyResult:
         if self.notes:
             lines += [""] + [f"Note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
+
+
+    def abs_rel_change(self, variant: Variant, region: str) -> tuple[float, float]:
+        """Mean and std over seeds of ``variant``'s abs_rel relative to K=1's of the same seed, minus 1
+        (negative: ``variant`` is better there)."""
+        baseline = {m.seed: m.region(region) for m in self.runs(VARIANTS[0])}
+        changes = []
+        for model in self.runs(variant):
+            mine, theirs = model.region(region), baseline.get(model.seed)
+            if mine is not None and theirs is not None and theirs.abs_rel > 0:
+                changes.append(mine.abs_rel / theirs.abs_rel - 1.0)
+        return mean_and_std(changes)
+
+    def _change_lines(self) -> list[str]:
+        """The table of K=5's abs_rel change against K=1, seed by seed, per region."""
+        lines = ["", "abs_rel of K=5 relative to K=1 trained with the same seed (negative: K=5 is better); "
+                     "the decomposition should help moving objects more than the static background:", "",
+                 "| model | " + " | ".join(label for label, _ in REGIONS) + " |", "|---|" + "---|" * len(REGIONS)]
+        for variant in self.preset.variants[1:]:
+            if variant.rung != "full":
+                continue  # the oracle rung's depth is the ground truth
+            cells = [_percent(self.abs_rel_change(variant, key)) for _, key in REGIONS]
+            lines.append(f"| {variant.name} vs K=1 | " + " | ".join(cells) + " |")
+        return lines
+
+
+def _percent(summary: tuple[float, float]) -> str:
+    mean, std = summary
+    if not math.isfinite(mean):
+        return "-"
+    return f"{100 * mean:+.1f}% ± {100 * std:.1f}%"
 
 
 def _schedule(epochs: int) -> str:
@@ -451,8 +497,36 @@ def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
                                    seed=preset.seed, on_frame=lambda _: bar.update(1))
 
 
-def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> AccuracyResult:
-    """Generate data once; for each seed train and evaluate every variant; write the reports."""
+TRAINING_RECORD = "training.json"
+
+
+def reusable_training(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The ``training.json`` record of ``folder`` when its checkpoint finished training with exactly
+    ``config`` (same data, seed, budget and model), else None (with the reason in the log)."""
+    from mds_core.checkpoint import CheckpointError, load_checkpoint
+    from mds_core.config import config_to_dict
+
+    record_path = folder / TRAINING_RECORD
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        checkpoint = load_checkpoint(record["checkpoint"], mmap=True)
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+        LOG.warning("not reusing %s: %s", folder, error)
+        return None
+    if config_to_dict(checkpoint.config) != config_to_dict(config):
+        LOG.warning("not reusing %s: it was trained with another config", folder)
+        return None
+    if checkpoint.step != config.optim.max_steps:
+        LOG.warning("not reusing %s: its checkpoint is at step %d of %d", folder, checkpoint.step, config.optim.max_steps)
+        return None
+    return record
+
+
+def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse: bool = False) -> AccuracyResult:
+    """Generate data once; for each seed train (or, with ``reuse``, take the finished training of an
+    earlier run: :func:`reusable_training`) and evaluate every variant; write the reports."""
     import numpy as np
 
     from mds_core.data.factory import build_dataset
@@ -478,19 +552,29 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path) -> Ac
         for variant in preset.variants:
             folder = out / f"seed{seed}" / _folder_name(variant)
             config = training_config(preset, variant, split.train, folder, num_samples, seed)
-            LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples", seed, variant.name, preset.steps,
-                     config.optim.epochs, num_samples)
-            t0 = time.perf_counter()
-            result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
-            seconds = time.perf_counter() - t0
-            predictor = Predictor.from_checkpoint(result.checkpoint, device=str(device))
+            record = reusable_training(folder, config) if reuse else None
+            if record is not None:
+                LOG.info("seed %d, %s: reusing the trained model in %s", seed, variant.name, folder)
+                checkpoint, seconds, steps = Path(record["checkpoint"]), record["train_seconds"], record["steps"]
+                loss_first, loss_last = record["loss_first_10"], record["loss_last_10"]
+            else:
+                LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples", seed, variant.name,
+                         preset.steps, config.optim.epochs, num_samples)
+                t0 = time.perf_counter()
+                result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
+                seconds = time.perf_counter() - t0
+                losses = result.losses or [float("nan")]
+                checkpoint, steps = result.checkpoint, result.steps
+                loss_first, loss_last = float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
+            predictor = Predictor.from_checkpoint(checkpoint, device=str(device))
             LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
-            report = run_evaluation(EvaluationRequest(checkpoint=str(result.checkpoint), data=str(split.heldout),
+            report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),
                                                       device=str(device)), predictor=predictor)
             report.save(folder / "evaluation.json")
-            losses = result.losses or [float("nan")]
-            models.append(ModelResult(variant, seed, report, seconds, result.steps, config.optim.epochs,
-                                      float(np.mean(losses[:10])), float(np.mean(losses[-10:])), result.checkpoint))
+            model = ModelResult(variant, seed, report, seconds, steps, config.optim.epochs, loss_first, loss_last,
+                                checkpoint)
+            (folder / TRAINING_RECORD).write_text(json.dumps(model.training_record(), indent=2, allow_nan=True) + "\n")
+            models.append(model)
             if seed == preset.seed:
                 pictured[variant.name] = predictor
 
