@@ -36,6 +36,11 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     # the summary is the mean and standard deviation over seeds (one here: see test_mean_and_std_over_seeds)
     k5 = next(r for r in runs if r["variant"] == "K=5")
     assert data["summary"]["K=5"]["depth"]["moving"]["abs_rel"] == [k5["depth"]["moving"]["abs_rel"], 0.0]
+    k1 = next(r for r in runs if r["variant"] == "K=1")
+    change = {region: k5["depth"][region]["abs_rel"] / k1["depth"][region]["abs_rel"] - 1
+              for region in ("moving", "static_background")}
+    assert data["summary"]["K=5"]["abs_rel_change_vs_k1"]["moving"] == [change["moving"], 0.0]
+    assert data["summary"]["K=5"]["moving_minus_background"] == [change["moving"] - change["static_background"], 0.0]
     oracle = next(r for r in runs if r["variant"] == "K=5, GT depth")
     assert data["summary"]["K=5, GT depth"]["motion"]["mask/all"]["average_precision"] == [
         oracle["motion_segmentation"]["mask/all"]["average_precision"], 0.0]
@@ -46,12 +51,13 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
 
     text = markdown.read_text()
     assert "| K=1 |" in text and "| K=5, GT depth |" in text and "±" in text
+    assert "| K=5, GT depth | 0.000" not in text  # the oracle's depth is the ground truth: no depth row
 
     image = cv2.imread(str(picture))
     rows = len(data["montage_frames"])
     assert rows >= 1
     assert image.shape == (rows * HEIGHT, 7 * WIDTH, 3)  # six columns and the oracle's decomposition
-    assert "| K=5 vs K=1 |" in text and "moving relative to camera" in text
+    assert "| K=5 vs K=1 |" in text and "moving relative to camera" in text and " points |" in text
     assert set(k5["depth"]) >= {"moving_relative", "moving_with_camera"}
 
     # --reuse evaluates the finished models again instead of retraining them
@@ -62,6 +68,7 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     assert {r["variant"]: os.stat(r["checkpoint"]).st_mtime_ns for r in again} == written
     assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in runs]
     assert [r["depth"] for r in again] == [r["depth"] for r in runs]  # the same models, scored the same
+    assert len(json.loads(report.read_text())["reused"]) == 3 and "only evaluated again" in markdown.read_text()
     # another budget is another config: that run trains anew
     assert main([*args, "--reuse", "--batch-size", "1"]) == 0  # a later option wins
     retrained = json.loads(report.read_text())["runs"]

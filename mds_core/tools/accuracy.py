@@ -233,6 +233,7 @@ class AccuracyResult:
     json_path: Path
     png_path: Path
     notes: list[str] = field(default_factory=list)
+    reused: list[tuple[str, int]] = field(default_factory=list)  # (variant, seed) taken from an earlier run
 
     def runs(self, variant: Variant) -> list[ModelResult]:
         return [m for m in self.models if m.variant == variant]
@@ -259,6 +260,9 @@ class AccuracyResult:
         for variant in self.preset.variants:
             entry: dict[str, Any] = {"depth": {key: {metric: self.depth_statistic(variant, key, metric)
                                                      for metric in SUMMARY_METRICS} for _, key in REGIONS}}
+            if variant.rung == "full" and variant != VARIANTS[0]:
+                entry["abs_rel_change_vs_k1"] = {key: self.abs_rel_change(variant, key) for _, key in REGIONS}
+                entry["moving_minus_background"] = self.moving_minus_background(variant)
             if variant.num_components > 1:
                 entry["motion"] = {key: {"best_f1": self.motion_statistic(variant, key, "best_f1"),
                                          "average_precision": self.motion_statistic(variant, key, "average_precision")}
@@ -276,6 +280,7 @@ class AccuracyResult:
             "chance": {key: dict(zip(("prevalence", "all_moving_f1"), self.chance(key), strict=True))
                        for key, _ in MOTION_SCORES},
             "runs": [m.to_json_dict() for m in self.models],
+            "reused": [{"variant": name, "seed": seed} for name, seed in self.reused],
             "notes": self.notes,
         })
 
@@ -294,7 +299,7 @@ class AccuracyResult:
             f"- **held-out data**: {p.heldout_sequences} sequence(s) x {p.heldout_frames} frames (other seeds); "
             f"{depth.num_images} frames scored for depth, {depth.num_labelled_images} with motion labels",
             f"- **machine**: {self.machine}; device `{self.device}`",
-            f"- **wall time**: {self.wall_seconds / 60:.1f} min in all (data, trainings, evaluation, pictures)",
+            f"- **wall time**: {self._wall_time()}",
             "",
             f"Mean ± standard deviation over {p.seeds} training seed(s). Depth: per-image median scaling, "
             "valid 1e-3 < gt < 80 m; overall = mean over images, regions = pixels pooled over images. "
@@ -304,6 +309,8 @@ class AccuracyResult:
             "|---|" + "---|" * (len(REGIONS) * len(SUMMARY_METRICS)),
         ]
         for variant in p.variants:
+            if variant.rung == "depth":
+                continue  # its depth is the ground truth
             cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += self._change_lines()
@@ -335,6 +342,14 @@ class AccuracyResult:
         return "\n".join(lines) + "\n"
 
 
+    def _wall_time(self) -> str:
+        text = f"{self.wall_seconds / 60:.1f} min in all (data, trainings, evaluation, pictures)"
+        if self.reused:
+            seconds = sum(m.train_seconds for m in self.models if (m.variant.name, m.seed) in self.reused)
+            text += (f"; {len(self.reused)} of the {len(self.models)} models were trained by an earlier run "
+                     f"({seconds / 60:.1f} min of training) and only evaluated again (`--reuse`)")
+        return text
+
     def abs_rel_change(self, variant: Variant, region: str) -> tuple[float, float]:
         """Mean and std over seeds of ``variant``'s abs_rel relative to K=1's of the same seed, minus 1
         (negative: ``variant`` is better there)."""
@@ -346,23 +361,43 @@ class AccuracyResult:
                 changes.append(mine.abs_rel / theirs.abs_rel - 1.0)
         return mean_and_std(changes)
 
+    def moving_minus_background(self, variant: Variant) -> tuple[float, float]:
+        """Mean and std over seeds of (abs_rel change on moving objects) - (change on the static
+        background), each against K=1 of the same seed: negative where ``variant`` helps moving
+        objects more than the background."""
+        moving = {m.seed: m for m in self.runs(variant)}
+        baseline = {m.seed: m for m in self.runs(VARIANTS[0])}
+        differences = []
+        for seed in sorted(set(moving) & set(baseline)):
+            regions = [(moving[seed].region(key), baseline[seed].region(key)) for key in ("moving", "static_background")]
+            if all(mine is not None and theirs is not None and theirs.abs_rel > 0 for mine, theirs in regions):
+                (m, m1), (b, b1) = regions
+                differences.append((m.abs_rel / m1.abs_rel) - (b.abs_rel / b1.abs_rel))
+        return mean_and_std(differences)
+
     def _change_lines(self) -> list[str]:
         """The table of K=5's abs_rel change against K=1, seed by seed, per region."""
-        lines = ["", "abs_rel of K=5 relative to K=1 trained with the same seed (negative: K=5 is better); "
-                     "the decomposition should help moving objects more than the static background:", "",
-                 "| model | " + " | ".join(label for label, _ in REGIONS) + " |", "|---|" + "---|" * len(REGIONS)]
+        lines = ["", "abs_rel of K=5 relative to K=1 trained with the same seed (negative: K=5 is better). The "
+                     "decomposition should help moving objects more than the static background (last column: "
+                     "the moving objects' change minus the background's, seed by seed):", "",
+                 "| model | " + " | ".join(label for label, _ in REGIONS) + " | moving minus background |",
+                 "|---|" + "---|" * (len(REGIONS) + 1)]
         for variant in self.preset.variants[1:]:
             if variant.rung != "full":
                 continue  # the oracle rung's depth is the ground truth
             cells = [_percent(self.abs_rel_change(variant, key)) for _, key in REGIONS]
+            cells.append(_percent(self.moving_minus_background(variant), points=True))
             lines.append(f"| {variant.name} vs K=1 | " + " | ".join(cells) + " |")
         return lines
 
 
-def _percent(summary: tuple[float, float]) -> str:
+def _percent(summary: tuple[float, float], points: bool = False) -> str:
+    """``+1.2% ± 0.3%`` (or percentage points, ``+1.2 ± 0.3 points``)."""
     mean, std = summary
     if not math.isfinite(mean):
         return "-"
+    if points:
+        return f"{100 * mean:+.1f} ± {100 * std:.1f} points"
     return f"{100 * mean:+.1f}% ± {100 * std:.1f}%"
 
 
@@ -547,6 +582,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
                                     seed=preset.seed, training=True))
 
     models: list[ModelResult] = []
+    reused: list[tuple[str, int]] = []
     pictured: dict[str, Predictor] = {}  # the first seed's predictors, by variant name
     for seed in preset.training_seeds:
         for variant in preset.variants:
@@ -555,6 +591,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
             record = reusable_training(folder, config) if reuse else None
             if record is not None:
                 LOG.info("seed %d, %s: reusing the trained model in %s", seed, variant.name, folder)
+                reused.append((variant.name, seed))
                 checkpoint, seconds, steps = Path(record["checkpoint"]), record["train_seconds"], record["steps"]
                 loss_first, loss_last = record["loss_first_10"], record["loss_last_10"]
             else:
@@ -591,7 +628,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
         preset=preset, device=str(device), machine=describe_machine(device), models=models,
         wall_seconds=time.perf_counter() - started, data=split, num_train_samples=num_samples,
         montage=[(p.name, i) for p, i in frames], markdown_path=out / "accuracy.md",
-        json_path=out / "accuracy.json", png_path=png_path, notes=notes,
+        json_path=out / "accuracy.json", png_path=png_path, notes=notes, reused=reused,
     )
     accuracy.json_path.write_text(json.dumps(accuracy.to_json_dict(), indent=2, allow_nan=False) + "\n")
     accuracy.markdown_path.write_text(accuracy.to_markdown())
