@@ -334,7 +334,8 @@ class AccuracyResult:
                          f"{model.train_seconds / max(1, model.steps):.2f} s/step) | "
                          f"{model.loss_first:.4f} -> {model.loss_last:.4f} |")
         shown = ", ".join(f"{s} #{f}" for s, f in self.montage)
-        lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(MONTAGE_COLUMNS)}), seed {p.seed}; held-out "
+        columns = list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if "depth" in p.rungs else [])
+        lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(columns)}), seed {p.seed}; held-out "
                       f"frames {shown} (the frames with the most moving pixels in the ground truth, at least 5 "
                       "frames apart)."]
         if self.notes:
