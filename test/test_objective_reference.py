@@ -110,7 +110,8 @@ def reference_objective(loss: LossConfig, model: ModelConfig, batch: Batch, outp
             chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
             assigned_reprojection = minimum_reprojection(chosen, identity, loss.min_reprojection).per_pixel.mean()
             assignment = torch.stack([mask_assignment(src.soft_masks, targets) for src in output.sources]).mean()
-            totals[-1] = totals[-1] + loss.assigned_reprojection_weight * assigned_reprojection + loss.mask_assignment_weight * assignment
+            totals[-1] = (totals[-1] + loss.assigned_reprojection_weight * assigned_reprojection
+                          + loss.mask_assignment_weight * assignment)
         if scale == 0:
             per_pixel, warped_scale0 = reprojection.per_pixel, torch.stack(warped, dim=1)
     total = torch.stack(totals).mean()
