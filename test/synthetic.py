@@ -59,7 +59,9 @@ def photometric_before_and_after(config: TrainConfig, batch, steps: int = 20) ->
     objective = SelfSupervisedObjective(config.loss, config.model)
 
     def photometric() -> float:
-        state.network.eval()
+        # batch statistics, as in training: after a few steps the batch-norm running statistics are
+        # still far from them, and an eval-mode loss would measure that instead of the learning
+        state.network.train()
         with torch.no_grad():
             return float(objective(batch, state.network(batch.network_images, config.data.source_offsets)).photometric)
 
