@@ -72,6 +72,6 @@ def invert_transform(transform: Tensor) -> Tensor:
 
 
 def transform_points(transform: Tensor, points: Tensor) -> Tensor:
-    """Eq. (5), first half: ``x' = R x + t`` for ``(B, 4, 4)`` transforms and ``(B, 3, H, W)`` points."""
-    rotated = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points)
+    """Eq. (5), first half: ``x' = R x + t`` for ``(B, 4, 4)`` transforms and ``(..., B, 3, H, W)`` points."""
+    rotated = torch.einsum("bij,...bjhw->...bihw", transform[:, :3, :3], points)
     return rotated + transform[:, :3, 3, None, None]
