@@ -85,3 +85,24 @@ def test_constant_velocity_signs():
     assert torch.equal(constant_velocity_flow(flow, 2), 2 * flow)  # two frames ahead: twice as far
     with pytest.raises(ValueError, match="offset 0"):
         constant_velocity_flow(flow, 0)
+
+
+def test_scene_flow_networks_shapes_condition_and_detached_ego_motion():
+    from mds_core.method.networks import EgoPoseNet, SceneFlowNet
+
+    torch.manual_seed(0)
+    height, width = 64, 96
+    frames = [torch.rand(B, 3, height, width) for _ in range(3)]
+    axis_angle, translation = EgoPoseNet("resnet18")(frames[0], frames[1])
+    assert axis_angle.shape == translation.shape == (B, 3)
+    network = SceneFlowNet("resnet18")  # training mode: batch statistics (eval-mode BN at init saturates the ELUs)
+    ego = (torch.randn(B, 12) * 0.01).requires_grad_()
+    out = network(*frames, ego)
+    assert out.complete_flow.shape == (B, 3, height, width) and out.mask_logits.shape == (B, 1, height, width)
+    assert ((out.motion_mask > 0) & (out.motion_mask < 1)).all()
+    assert out.complete_flow.abs().max() < 1.0  # scaled by 0.01
+    other = network(*frames, ego + 0.05)
+    assert (other.mask_logits - out.mask_logits).abs().max() > 1e-3  # the decoders see the ego-motion
+    (out.complete_flow.sum() + out.mask_logits.sum()).backward()
+    assert ego.grad is None  # ... detached: the flow does not train the pose
+    assert all(p.grad is not None for p in network.flow_decoder.parameters())
