@@ -5,7 +5,6 @@ from mds_core.method.networks.depth_decoder import DepthDecoder, DepthNet, dispa
 from mds_core.method.networks.pose_mask import MaskDecoder, PoseDecoder, PoseMaskNet, PoseMaskOutput
 from mds_core.method.networks.resnet_encoder import PretrainedWeightsError, ResnetEncoder, adapt_first_conv
 from mds_core.method.networks.scene_flow import EgoPoseNet, SceneFlowNet, SceneFlowOutput
-from mds_core.method.networks.unet_decoder import UNetDecoder
 
 __all__ = [
     "DepthDecoder",
@@ -19,7 +18,6 @@ __all__ = [
     "ResnetEncoder",
     "SceneFlowNet",
     "SceneFlowOutput",
-    "UNetDecoder",
     "adapt_first_conv",
     "disparity_to_depth",
 ]

@@ -3,8 +3,8 @@
 One encoder over 7 channels -- the earlier frame, the later frame (RGB each) and the
 target's depth estimate -- shared by two decoders:
 
-* :class:`MaskDecoder`: a U-Net decoder (:class:`UNetDecoder`) with transposed-convolution
-  upsampling and skip connections that returns K mask logits at the input resolution;
+* :class:`MaskDecoder`: a U-Net decoder with transposed-convolution upsampling and skip
+  connections that returns K mask logits at the input resolution;
 * :class:`PoseDecoder`: Table 7 (1x1 256 ReLU, 3x3 256 ReLU, 3x3 256 ReLU, 1x1 K*6), averaged
   over space and scaled by 0.01 -> K (axis-angle, translation) pairs.
 """
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mds_core.method.networks.layers import Conv3x3, ConvBlock
 from mds_core.method.networks.resnet_encoder import ResnetEncoder
-from mds_core.method.networks.unet_decoder import UNetDecoder
 
+MASK_DECODER_CHANNELS = [16, 32, 64, 128, 256]
 POSE_DECODER_CHANNELS = 256
 
 
@@ -37,11 +38,38 @@ class PoseMaskOutput:
     translation: Tensor
 
 
-class MaskDecoder(UNetDecoder):
+class MaskDecoder(nn.Module):
     """K-channel mask logits at full resolution from the shared encoder's features."""
 
     def __init__(self, encoder_channels: list[int], reductions: list[int], num_components: int):
-        super().__init__(encoder_channels, reductions, num_components)
+        super().__init__()
+        self.blocks_0 = nn.ModuleList()
+        self.upsamplers = nn.ModuleList()
+        self.blocks_1 = nn.ModuleList()
+        for i in range(4, -1, -1):
+            in_ch = encoder_channels[-1] if i == 4 else MASK_DECODER_CHANNELS[i + 1]
+            out_ch = MASK_DECODER_CHANNELS[i]
+            self.blocks_0.append(ConvBlock(in_ch, out_ch))
+            next_reduction = reductions[i - 1] if i > 0 else 1
+            factor = reductions[i] // next_reduction
+            if factor == 2:
+                self.upsamplers.append(nn.ConvTranspose2d(out_ch, out_ch, 4, stride=2, padding=1))
+            elif factor == 1:
+                self.upsamplers.append(nn.Identity())
+            else:
+                raise ValueError(f"unsupported encoder reductions {reductions}")
+            skip = encoder_channels[i - 1] if i > 0 else 0
+            self.blocks_1.append(ConvBlock(out_ch + skip, out_ch))
+        self.head = Conv3x3(MASK_DECODER_CHANNELS[0], num_components)
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        x = features[-1]
+        for step, i in enumerate(range(4, -1, -1)):
+            x = self.upsamplers[step](self.blocks_0[step](x))
+            if i > 0:
+                x = torch.cat([x, features[i - 1]], dim=1)
+            x = self.blocks_1[step](x)
+        return self.head(x)
 
 
 class PoseDecoder(nn.Module):
