@@ -107,3 +107,76 @@ def test_scene_flow_networks_shapes_condition_and_detached_ego_motion():
     (out.complete_flow[0].sum() + out.mask_logits[0].sum()).backward()
     assert ego.grad is None  # detached: the flow does not train the pose
     assert all(p.grad is not None for p in network.flow_decoder.parameters())
+
+
+# --- the scene-flow regularisers, on cases small enough to compute by hand ---
+
+def test_flow_consistency_by_hand():
+    from mds_core.method.losses.scene_flow_terms import flow_consistency
+
+    complete = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 1, 4).repeat(1, 3, 1, 1).requires_grad_()
+    rigid = torch.zeros(1, 3, 1, 4)
+    mask = torch.tensor([0.0, 0.5, 1.0, 0.0]).view(1, 1, 1, 4).requires_grad_()
+    disparity = torch.tensor([0.5, 0.5, 0.5, 0.01]).view(1, 1, 1, 4)  # the last pixel is too far: not counted
+    # per pixel and channel: 1*1, 0.5*2, 0*3, 0 -> (1 + 1 + 0 + 0) * 3 channels / 12 elements
+    value = flow_consistency(complete, rigid, mask, disparity)
+    assert value.item() == pytest.approx(6 / 12)
+    value.backward()
+    assert mask.grad is None  # the mask is detached: this term never raises it
+    expected = torch.tensor([1 / 12, 0.5 / 12, 0.0, 0.0]).expand(3, 4)
+    assert torch.allclose(complete.grad[0, :, 0], expected)  # it pulls C toward E (sign of C - E)
+
+
+def test_mask_sparsity_by_hand():
+    from mds_core.method.losses.scene_flow_terms import mask_sparsity
+
+    logits = torch.tensor([0.0, 2.0, -1.0, 3.0]).view(1, 1, 1, 4)
+    rigid = torch.zeros(1, 1, 4, 2)
+    complete = torch.zeros(1, 1, 4, 2)
+    complete[0, 0, 3] = torch.tensor([5.0, 0.0])  # only the last pixel's complete flow disagrees with the rigid one
+    expected = torch.nn.functional.softplus(torch.tensor([0.0, 2.0, -1.0])).mean()  # -log(1 - sigmoid)
+    assert mask_sparsity(logits, rigid, complete).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert mask_sparsity(logits, rigid, rigid).item() == 0.0  # no pixel below the mean gap: nothing to say
+
+
+def ground_scene(height=32, width=48, plane=(0.05, 0.02, 1.5)):
+    """Depth of a camera looking at the plane y = w1 x + w2 z + w3 (y down) in its lower half; far above."""
+    from mds_core.method.geometry import pixel_grid
+
+    intrinsics = kitti_like_intrinsics(width, height)
+    rays = torch.einsum("bij,jhw->bihw", torch.linalg.inv(intrinsics), pixel_grid(height, width))
+    w1, w2, w3 = plane
+    depth = w3 / (rays[:, 1] - w1 * rays[:, 0] - w2 * rays[:, 2])
+    depth = torch.where((depth > 0) & (depth < 80), depth, torch.full_like(depth, 80.0))[:, None]
+    return depth, intrinsics
+
+
+def test_the_ground_plane_is_found_among_outliers():
+    from mds_core.method.geometry import backproject
+    from mds_core.method.losses.scene_flow_terms import fit_ground_plane
+
+    depth, intrinsics = ground_scene()
+    depth[..., 28:, 10:20] = 3.0  # an object standing on the road: outliers in the bottom rows
+    points = backproject(depth, torch.linalg.inv(intrinsics))
+    plane = fit_ground_plane(points, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(plane[0], torch.tensor([0.05, 0.02, 1.5]), atol=1e-4)
+
+
+def test_ground_plane_term_penalises_only_points_below_the_ground():
+    from mds_core.method.losses.scene_flow_terms import ground_plane_term
+    from mds_core.method.oracle import depth_to_disparity
+
+    depth, intrinsics = ground_scene()
+    inv = torch.linalg.inv(intrinsics)
+    on_ground = depth_to_disparity(depth, 0.1, 100.0)
+    generator = torch.Generator().manual_seed(0)
+    assert ground_plane_term(on_ground, inv, 0.1, 100.0, generator=generator).item() == pytest.approx(0.0, abs=1e-6)
+    below = depth.clone()
+    below[..., 26:28, 30:34] *= 1.5  # eight road pixels pushed beyond the road surface
+    disparity = depth_to_disparity(below, 0.1, 100.0).requires_grad_()
+    value = ground_plane_term(disparity, inv, 0.1, 100.0, generator=torch.Generator().manual_seed(0))
+    assert value.item() > 0
+    value.backward()
+    touched = disparity.grad[0, 0] != 0
+    assert touched.sum() == 8 and touched[26:28, 30:34].all()  # only they are pushed back toward the ground
+    assert (disparity.grad[0, 0][touched] < 0).all()  # ... by raising their disparity (nearer)
