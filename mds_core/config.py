@@ -35,6 +35,7 @@ EncoderName = Literal["resnet18", "resnet50"]
 PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
 MaskRegulariser = Literal["depth_ordering", "smoothness"]
 DepthSource = Literal["network", "ground_truth"]
+MotionModelName = Literal["components", "scene_flow"]
 
 
 #: Default motion-hypothesis factors, in order of use (docs/decomposition-ladder.md): oncoming,
@@ -49,6 +50,11 @@ class ModelConfig:
 
     height: int = 192
     width: int = 640
+    # "components": MonoDepthSeg's K masks and K rigid motions (eq. 6); "scene_flow": Dynamo-Depth's
+    # ego-motion plus per-pixel 3D flow gated by a motion mask (mds_core.method.dynamo_depth). The
+    # scene-flow model uses pose_mask_encoder for its ego-pose and flow encoders, and ignores
+    # num_components, mask_regulariser and the motion hypotheses.
+    motion_model: MotionModelName = "components"
     depth_encoder: EncoderName = "resnet50"
     pose_mask_encoder: PoseMaskBackbone = "resnet50"
     num_components: int = 5
@@ -125,6 +131,34 @@ class PretrainedConfig:
 
 
 @dataclass
+class SceneFlowLossConfig:
+    """The scene-flow model's regularisers (Dynamo-Depth's weights; mds_core.method.losses.scene_flow_terms).
+
+    Each is divided by ``2^s`` at scale ``s`` and by the number of source frames; the four motion
+    terms are ramped in linearly over the first ``ramp_steps`` steps of each training stage.
+    """
+
+    flow_smoothness_weight: float = 1e-3
+    flow_consistency_weight: float = 5.0
+    mask_sparsity_weight: float = 0.04
+    mask_smoothness_weight: float = 0.1
+    ground_weight: float = 0.1
+    consistency_min_disparity: float = 0.03  # flow consistency only where the sigmoid disparity is above
+    ground_rows: float = 0.4  # the ground plane is fitted to this bottom fraction of the rows
+    ground_tolerance: float = 0.005  # RANSAC inlier distance (depth units), also the plane's downward shift
+    ramp_steps: int = 0
+
+    def validate(self) -> None:
+        for name in ("flow_smoothness_weight", "flow_consistency_weight", "mask_sparsity_weight",
+                     "mask_smoothness_weight", "ground_weight", "consistency_min_disparity", "ground_tolerance",
+                     "ramp_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.scene_flow.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.ground_rows <= 1:
+            raise ConfigError(f"loss.scene_flow.ground_rows must be in (0, 1], got {self.ground_rows}")
+
+
+@dataclass
 class LossConfig:
     """Monodepth2's self-supervised losses (paper eqs. 8-9, shared/notes/method.md)."""
 
@@ -146,8 +180,10 @@ class LossConfig:
     # the errors are averaged over a square window of this fraction of the image width (odd pixels)
     # before the assignment compares them
     assignment_window: float = 0.05
+    scene_flow: SceneFlowLossConfig = field(default_factory=SceneFlowLossConfig)
 
     def validate(self) -> None:
+        self.scene_flow.validate()
         if self.automask_start_step < 0:
             raise ConfigError(f"loss.automask_start_step must be >= 0, got {self.automask_start_step}")
         if not 0.0 <= self.ssim_weight <= 1.0:
@@ -335,6 +371,9 @@ class TrainConfig:
         self.data.validate()
         self.optim.validate()
         self.decomposition.validate()
+        if self.model.motion_model == "scene_flow" and sorted(self.data.source_offsets) != [-1, 1]:
+            raise ConfigError(f"model.motion_model=scene_flow needs data.source_offsets [-1, 1] (its flow network "
+                              f"sees the previous, target and next frames), got {self.data.source_offsets}")
 
 
 # A number with an exponent, as YAML 1.2 and Python read it (``1e-3``, ``5E-4``, ``1.5e2``, ``.5e+1``).

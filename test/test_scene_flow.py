@@ -115,12 +115,12 @@ def test_flow_consistency_by_hand():
     from mds_core.method.losses.scene_flow_terms import flow_consistency
 
     complete = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 1, 4).repeat(1, 3, 1, 1).requires_grad_()
-    rigid = torch.zeros(1, 3, 1, 4)
+    rigid = torch.full((1, 3, 1, 4), 0.5)
     mask = torch.tensor([0.0, 0.5, 1.0, 0.0]).view(1, 1, 1, 4).requires_grad_()
     disparity = torch.tensor([0.5, 0.5, 0.5, 0.01]).view(1, 1, 1, 4)  # the last pixel is too far: not counted
-    # per pixel and channel: 1*1, 0.5*2, 0*3, 0 -> (1 + 1 + 0 + 0) * 3 channels / 12 elements
-    value = flow_consistency(complete, rigid, mask, disparity)
-    assert value.item() == pytest.approx(6 / 12)
+    # per pixel and channel |C - E| (1 - M): 0.5*1, 1.5*0.5, 2.5*0, 0 (too far) -> 1.25 * 3 channels / 12 elements
+    value = flow_consistency(complete - rigid, mask, disparity)
+    assert value.item() == pytest.approx(3.75 / 12)
     value.backward()
     assert mask.grad is None  # the mask is detached: this term never raises it
     expected = torch.tensor([1 / 12, 0.5 / 12, 0.0, 0.0]).expand(3, 4)
@@ -135,8 +135,8 @@ def test_mask_sparsity_by_hand():
     complete = torch.zeros(1, 1, 4, 2)
     complete[0, 0, 3] = torch.tensor([5.0, 0.0])  # only the last pixel's complete flow disagrees with the rigid one
     expected = torch.nn.functional.softplus(torch.tensor([0.0, 2.0, -1.0])).mean()  # -log(1 - sigmoid)
-    assert mask_sparsity(logits, rigid, complete).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert mask_sparsity(logits, rigid, rigid).item() == 0.0  # no pixel below the mean gap: nothing to say
+    assert mask_sparsity(logits, rigid, complete, 8, 8).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert mask_sparsity(logits, rigid, rigid, 8, 8).item() == 0.0  # no pixel below the mean gap: nothing to say
 
 
 def ground_scene(height=32, width=48, plane=(0.05, 0.02, 1.5)):
@@ -180,3 +180,47 @@ def test_ground_plane_term_penalises_only_points_below_the_ground():
     touched = disparity.grad[0, 0] != 0
     assert touched.sum() == 8 and touched[26:28, 30:34].all()  # only they are pushed back toward the ground
     assert (disparity.grad[0, 0][touched] < 0).all()  # ... by raising their disparity (nearer)
+
+
+# --- the scene-flow model and its objective ---
+
+def scene_flow_setup(height=64, width=96):
+    from mds_core.config import LossConfig, ModelConfig
+    from mds_core.data.sample import Batch
+    from mds_core.method.motion_models import create_model
+
+    config = ModelConfig(height=height, width=width, motion_model="scene_flow", depth_encoder="resnet18",
+                         pose_mask_encoder="resnet18")
+    model = create_model(config)
+    images = torch.stack([textured_image(height, width, batch=B, seed=s) for s in range(3)], dim=1)
+    batch = Batch(images, images, kitti_like_intrinsics(width, height, B), None, None, ["a", "b"])
+    return config, LossConfig(), model, batch
+
+
+@pytest.mark.parametrize("stage", ["rigid", "flow", "mask"])
+def test_the_scene_flow_model_trains_each_stage_through_the_shared_objective(stage):
+    from mds_core.method.dynamo_depth import DynamoDepth
+    from mds_core.method.losses import SelfSupervisedObjective
+
+    torch.manual_seed(0)
+    config, loss_config, model, batch = scene_flow_setup()
+    assert isinstance(model, DynamoDepth)
+    model.flow_enabled, model.mask_enabled = stage != "rigid", stage == "mask"
+    output = model(batch.network_images, [-1, 1])
+    assert [tuple(d.shape) for d in output.disparities] == [(B, 1, 64 >> s, 96 >> s) for s in range(4)]
+    source = output.sources[0]
+    assert source.motion.complete_flow.shape == (4, B, 3, 64, 96) and source.motion.mask.shape == (4, B, 1, 64, 96)
+    if stage != "rigid":  # constant velocity: the flow toward the previous frame is minus the flow toward the next
+        assert torch.allclose(output.sources[0].complete_flow[0], -output.sources[1].complete_flow[0])
+    loss = SelfSupervisedObjective(loss_config, config)(batch, output, step=None)
+    assert torch.isfinite(loss.total)
+    terms = loss.scalars()
+    assert (terms["scene_flow/flow_smoothness"] > 0) == (stage != "rigid")
+    assert (terms["scene_flow/mask_sparsity"] > 0) == (stage == "mask")
+    assert (terms["scene_flow/ground"] >= 0) and (terms["scene_flow/flow_consistency"] > 0) == (stage == "mask")
+    loss.total.backward()
+    flow_grads = [p.grad for p in model.scene_flow_net.flow_decoder.parameters()]
+    mask_grads = [p.grad for p in model.scene_flow_net.mask_decoder.parameters()]
+    assert all(g is None for g in flow_grads) == (stage == "rigid")
+    assert all(g is None or not g.any() for g in mask_grads) == (stage != "mask")
+    assert any(p.grad is not None and p.grad.any() for p in model.ego_pose_net.parameters()) == (stage != "flow")

@@ -22,6 +22,7 @@ loop during ``decomposition.warmup_steps``) puts all mask mass on the background
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,9 @@ from mds_core.method.decomposition import (
 from mds_core.method.geometry import pose_vector_to_transform
 from mds_core.method.networks import DepthNet, PoseMaskNet, disparity_to_depth
 from mds_core.method.oracle import depth_to_disparity
+
+if TYPE_CHECKING:
+    from mds_core.method.dynamo_depth import SceneFlowSource
 
 
 @dataclass
@@ -57,7 +61,7 @@ class ModelOutput:
 
     disparities: list[Tensor]  # sigmoid disparity per scale, (B, 1, H/2^s, W/2^s)
     depth: Tensor  # (B, 1, H, W) depth at scale 0
-    sources: list[SourceMotion]
+    sources: list[SourceMotion] | list[SceneFlowSource]  # per source frame: components, or scene flow
     # (B, 1, H, W) the depth the warp must use when it is not the disparities' (the oracle rung's
     # scaled ground truth); None: depth from each scale's disparity
     warp_depth: Tensor | None = None

@@ -41,6 +41,7 @@ from mds_core.data.sample import Batch, collate_samples
 from mds_core.device import resolve_device
 from mds_core.method.losses import LossOutput, SelfSupervisedObjective
 from mds_core.method.model import ModelOutput, MonoDepthSeg
+from mds_core.method.motion_models import MotionModel, create_model, motion_encoders
 from mds_core.method.oracle import ground_truth_depth
 from mds_core.progress import progress
 from mds_core.training.cpu import keep_freed_memory, use_channels_last
@@ -80,7 +81,7 @@ class Precision:
 @dataclass
 class TrainingState:
     config: TrainConfig
-    model: MonoDepthSeg
+    model: MotionModel
     network: nn.Module  # the model, wrapped in DDP when distributed
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -107,13 +108,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: TrainConfig) -> MonoDepthSeg:
+def build_model(config: TrainConfig) -> MotionModel:
     """The model, with encoders initialised from local pretrained files when configured."""
-    model = MonoDepthSeg(config.model)
+    model = create_model(config.model)
     if config.pretrained.depth_encoder and model.depth_net is not None:
         model.depth_net.encoder.load_pretrained(config.pretrained.depth_encoder)
     if config.pretrained.pose_mask_encoder:
-        model.pose_mask_net.encoder.load_pretrained(config.pretrained.pose_mask_encoder)
+        for encoder in motion_encoders(model):
+            encoder.load_pretrained(config.pretrained.pose_mask_encoder)
     return model
 
 
@@ -178,7 +180,8 @@ def apply_decomposition_schedule(state: TrainingState) -> None:
     """Switch the K components on after ``decomposition.warmup_steps`` steps (K=1 before)."""
     schedule = state.config.decomposition
     warming_up = state.step < schedule.warmup_steps
-    state.model.components_enabled = not warming_up
+    if isinstance(state.model, MonoDepthSeg):
+        state.model.components_enabled = not warming_up
 
 
 def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: Batch) -> tuple[LossOutput, ModelOutput]:
@@ -239,7 +242,7 @@ def claim_checkpoint_folder(directory: Path, continuing: str | None, overwrite: 
 
 def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None,
           overwrite: bool = False) -> TrainResult:
-    """Train MonoDepthSeg; returns the last checkpoint written and this process's step losses.
+    """Train the configured model (either motion model); returns the last checkpoint written and this process's step losses.
 
     ``resume`` continues a run exactly (weights, optimiser, schedule, position, RNG, run id) from
     a checkpoint file, from the newest complete checkpoint in a run's output folder, or with

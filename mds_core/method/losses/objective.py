@@ -33,6 +33,7 @@ from mds_core.data.sample import Batch
 from mds_core.method.geometry import backproject, project
 from mds_core.method.losses.component_assignment import assignment_targets, component_pixels, mask_assignment
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
+from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
 from mds_core.method.networks import disparity_to_depth
@@ -52,9 +53,11 @@ class LossOutput:
     mask_assignment: Tensor
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
+    scene_flow: SceneFlowTerms | None = None  # the scene-flow model's regularisers (unweighted)
 
     def scalars(self) -> dict[str, float]:
-        return {
+        extra = self.scene_flow.scalars() if self.scene_flow is not None else {}
+        return extra | {
             "loss/total": float(self.total.detach()),
             "loss/photometric": float(self.photometric),
             "loss/smoothness": float(self.smoothness),
@@ -118,8 +121,14 @@ class SelfSupervisedObjective:
         warped_scale0 = warped[:, 0].transpose(0, 1).detach()
 
         total = torch.stack(totals).mean()
+        flow_terms = None
+        if self.model.motion_model == "scene_flow":
+            flow_terms = scene_flow_terms(output.sources, disparities, target, points, intrinsics, cfg.scene_flow,
+                                          self.model.min_depth, self.model.max_depth,
+                                          with_ground=output.warp_depth is None)
+            total = total + flow_terms.weighted(cfg.scene_flow, step)
         mask_smoothness = target.new_zeros(())
-        if self.model.mask_regulariser == "smoothness" and self.model.num_components > 1:
+        if self.model.mask_regulariser == "smoothness" and self._has_components:
             mask_smoothness = torch.stack(
                 [edge_aware_smoothness(src.motion.masks.float(), target) for src in output.sources]
             ).mean()
@@ -137,6 +146,7 @@ class SelfSupervisedObjective:
             mask_assignment=assignment.detach(),
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
+            scene_flow=flow_terms,
         )
 
     def _warp_depths(self, output: ModelOutput, disparities: list[Tensor], size: tuple[int, int]) -> Tensor:
@@ -147,9 +157,13 @@ class SelfSupervisedObjective:
         full = torch.stack([F.interpolate(d, size=size, mode="bilinear", align_corners=False) for d in disparities])
         return disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
 
+    @property
+    def _has_components(self) -> bool:
+        return self.model.motion_model == "components" and self.model.num_components > 1
+
     def _uses_component_terms(self, output: ModelOutput) -> bool:
         cfg = self.loss
-        return (self.model.num_components > 1 and output.components_enabled
+        return (self._has_components and output.components_enabled
                 and (cfg.assigned_reprojection_weight > 0 or cfg.mask_assignment_weight > 0))
 
     def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None) -> tuple[Tensor, Tensor]:
