@@ -337,6 +337,56 @@ class DecompositionConfig:
             raise ConfigError(f"decomposition.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
+#: The network groups a training stage can train (``StageConfig.train``).
+NETWORK_GROUPS: tuple[str, ...] = ("depth", "pose", "flow", "mask")
+
+
+@dataclass
+class StageConfig:
+    """One stage of a staged training (Dynamo-Depth's schedule; mds_core.training.stages).
+
+    ``fraction``: this stage's share of the run's steps (the shares are normalised over the
+    stages). ``train``: the network groups that learn (``depth``; ``pose``: the ego-pose network,
+    or MonoDepthSeg's pose+mask network; ``flow``: the scene-flow encoder and flow decoder; ``mask``:
+    the scene-flow encoder and mask decoder); the others are frozen (no gradient, batch-norm
+    statistics fixed). ``flow``/``mask``: whether the warp uses the complete flow and the motion
+    mask (scene flow). ``automask``: auto-masking in this stage. Each stage starts a fresh Adam at
+    ``optim.learning_rate * learning_rate_factor``.
+    """
+
+    name: str = "all"
+    fraction: float = 1.0
+    train: list[str] = field(default_factory=lambda: list(NETWORK_GROUPS))
+    flow: bool = True
+    mask: bool = True
+    automask: bool = True
+    learning_rate_factor: float = 1.0
+
+    def validate(self) -> None:
+        if not self.fraction > 0:
+            raise ConfigError(f"stage {self.name!r}: fraction must be > 0, got {self.fraction}")
+        unknown = [g for g in self.train if g not in NETWORK_GROUPS]
+        if unknown or not self.train:
+            raise ConfigError(f"stage {self.name!r}: train must name some of {list(NETWORK_GROUPS)}, got {self.train}")
+        if self.mask and not self.flow:
+            raise ConfigError(f"stage {self.name!r}: the motion mask gates the flow (mask needs flow)")
+        if not self.learning_rate_factor > 0:
+            raise ConfigError(f"stage {self.name!r}: learning_rate_factor must be > 0, got {self.learning_rate_factor}")
+
+
+#: Dynamo-Depth's stages, in the public release's proportions (epochs 1, 1, 5, 20): depth and pose
+#: with the rigid warp (auto-masking only here); the complete flow alone on frozen depth and pose;
+#: pose, flow and mask on frozen depth (the "early estimation of motion segmentation"); everything
+#: at half the learning rate.
+SCENE_FLOW_STAGES: tuple[StageConfig, ...] = (
+    StageConfig("rigid", 1.0, ["depth", "pose"], flow=False, mask=False, automask=True),
+    StageConfig("flow", 1.0, ["flow"], flow=True, mask=False, automask=False),
+    StageConfig("mask", 5.0, ["pose", "flow", "mask"], flow=True, mask=True, automask=False),
+    StageConfig("joint", 20.0, ["depth", "pose", "flow", "mask"], flow=True, mask=True, automask=False,
+                learning_rate_factor=0.5),
+)
+
+
 @dataclass
 class LoggingConfig:
     """TensorBoard scalars every ``scalar_every`` steps, image panels every ``image_every``."""
@@ -359,6 +409,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     decomposition: DecompositionConfig = field(default_factory=DecompositionConfig)
+    # Staged training (mds_core.training.stages). null: the scene-flow model trains in
+    # SCENE_FLOW_STAGES, the components model in one stage that trains everything; []: one stage.
+    stages: list[StageConfig] | None = None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     output_dir: str = "runs/mds"
     seed: int = 0
@@ -371,6 +424,11 @@ class TrainConfig:
         self.data.validate()
         self.optim.validate()
         self.decomposition.validate()
+        for stage in self.stages or []:
+            stage.validate()
+            if self.model.motion_model == "components" and (set(stage.train) & {"flow", "mask"}):
+                raise ConfigError(f"stage {stage.name!r}: the components model has no flow or mask networks to train "
+                                  f"(its masks are trained with 'pose', the pose+mask network)")
         if self.model.motion_model == "scene_flow" and sorted(self.data.source_offsets) != [-1, 1]:
             raise ConfigError(f"model.motion_model=scene_flow needs data.source_offsets [-1, 1] (its flow network "
                               f"sees the previous, target and next frames), got {self.data.source_offsets}")

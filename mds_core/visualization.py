@@ -38,6 +38,13 @@ def colourise_masks(masks: np.ndarray) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def colourise_moving_probability(probability: np.ndarray) -> np.ndarray:
+    """A motion mask ``(H, W)`` in [0, 1] -> ``(H, W, 3)``: static grey, moving red, blended in between."""
+    static, moving = np.array([90, 90, 90], np.float32), np.array([230, 40, 40], np.float32)
+    p = np.clip(probability.astype(np.float32), 0.0, 1.0)[..., None]
+    return ((1.0 - p) * static + p * moving).astype(np.uint8)
+
+
 def colourise_labels(labels: np.ndarray, num_components: int) -> np.ndarray:
     """Argmax labels ``(H, W)`` -> ``(H, W, 3)`` with :func:`component_colours`."""
     return component_colours(num_components)[labels]

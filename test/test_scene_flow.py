@@ -1,5 +1,7 @@
 """The scene-flow motion model (Dynamo-Depth) on hand-computed cases."""
 
+import dataclasses
+
 import pytest
 import torch
 from synthetic import kitti_like_intrinsics, textured_image
@@ -224,3 +226,91 @@ def test_the_scene_flow_model_trains_each_stage_through_the_shared_objective(sta
     assert all(g is None for g in flow_grads) == (stage == "rigid")
     assert all(g is None or not g.any() for g in mask_grads) == (stage != "mask")
     assert any(p.grad is not None and p.grad.any() for p in model.ego_pose_net.parameters()) == (stage != "flow")
+
+
+# --- staged training ---
+
+def test_stage_boundaries_follow_the_fractions():
+    from mds_core.config import TrainConfig
+    from mds_core.training.stages import stage_at, training_stages
+
+    config = TrainConfig()
+    config.model.motion_model = "scene_flow"
+    stages = training_stages(config, 27)  # Dynamo-Depth's proportions 1 : 1 : 5 : 20
+    assert [(s.name, s.start, s.end) for s in stages] == [("rigid", 0, 1), ("flow", 1, 2), ("mask", 2, 7),
+                                                          ("joint", 7, 27)]
+    assert [s.name for s in training_stages(config, 4)] == ["rigid", "flow", "mask", "joint"]  # each gets a step
+    assert stage_at(stages, 6).name == "mask" and stage_at(stages, 7).name == "joint"
+    config.stages = []
+    assert [(s.name, s.start, s.end) for s in training_stages(config, 10)] == [("all", 0, 10)]  # one stage
+    config.model.motion_model = "components"
+    config.stages = None
+    assert [s.config.train for s in training_stages(config, 10)] == [["depth", "pose", "flow", "mask"]]
+
+
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory):
+    """A scene-flow run of 8 steps in four stages of 2, with a checkpoint after every step."""
+    from synthetic import make_sequences, tiny_config
+
+    from mds_core.config import SCENE_FLOW_STAGES
+    from mds_core.training.loop import train
+
+    root = tmp_path_factory.mktemp("staged")
+    data = make_sequences(root / "data", count=1, frames=6)
+
+    def config(name):
+        run = tiny_config(data, root / name, epochs=4, lr_decay_epochs=0)  # 4 samples, batch 2: 2 steps an epoch
+        run.model.motion_model = "scene_flow"
+        run.data.augmentation.enabled = False
+        run.stages = [dataclasses.replace(stage, fraction=1.0) for stage in SCENE_FLOW_STAGES]  # 2 steps each
+        run.logging.checkpoint_every = 1
+        run.logging.keep_checkpoints = 20
+        return run
+
+    full = train(config("full"))
+    return root, config, full
+
+
+def _weights(checkpoint, prefix):
+    return {k: v for k, v in checkpoint.model.items() if k.startswith(prefix)}
+
+
+def test_frozen_networks_do_not_change_and_each_stage_starts_a_fresh_optimiser(staged_run):
+    from mds_core.checkpoint import load_checkpoint
+
+    root, _, full = staged_run
+    steps = {s: load_checkpoint(root / "full" / "checkpoints" / f"step_{s:07d}.pt") for s in range(1, 9)}
+    assert full.steps == 8
+
+    def changed(a, b, prefix):
+        first, second = _weights(steps[a], prefix), _weights(steps[b], prefix)
+        assert first, prefix
+        return any(not torch.equal(first[k], second[k]) for k in first)
+
+    # stages: rigid steps 0-1, flow 2-3, mask 4-5, joint 6-7; checkpoint s holds the weights after s steps
+    assert changed(1, 2, "depth_net.") and changed(1, 2, "ego_pose_net.")
+    assert not changed(2, 4, "depth_net.") and not changed(2, 4, "ego_pose_net.")  # the flow stage: both frozen,
+    assert changed(2, 4, "scene_flow_net.flow_decoder.")  # ... batch-norm statistics included
+    assert not changed(2, 4, "scene_flow_net.mask_decoder.")  # no mask yet
+    assert not changed(4, 6, "depth_net.") and changed(4, 6, "ego_pose_net.") and changed(4, 6, "scene_flow_net.mask")
+    assert changed(6, 8, "depth_net.")
+    # a checkpoint at a stage's first step holds that stage's fresh optimiser: no moments yet, its learning rate
+    assert not steps[2].optimizer["state"] and not steps[4].optimizer["state"] and not steps[6].optimizer["state"]
+    assert steps[3].optimizer["state"]
+    lrs = [steps[s].optimizer["param_groups"][0]["lr"] for s in (3, 5, 7)]
+    assert lrs[0] == lrs[1] == 1e-4 and lrs[2] == pytest.approx(0.5e-4)  # joint: half the learning rate
+
+
+@pytest.mark.parametrize("resume_step", [2, 3])
+def test_resume_is_exact_across_a_stage_boundary(staged_run, resume_step):
+    from mds_core.checkpoint import load_checkpoint
+    from mds_core.training.loop import train
+
+    root, config, full = staged_run
+    reference = load_checkpoint(full.checkpoint)
+    middle = root / "full" / "checkpoints" / f"step_{resume_step:07d}.pt"
+    resumed = load_checkpoint(train(config(f"resumed{resume_step}"), resume=middle).checkpoint)
+    assert resumed.step == reference.step == 8
+    for name, tensor in reference.model.items():
+        assert torch.equal(tensor, resumed.model[name]), f"{name} differs after resuming at step {resume_step}"

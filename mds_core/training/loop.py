@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
 from mds_core.training.sampler import EpochBatches
 from mds_core.training.schedule import build_optimizer, build_scheduler
+from mds_core.training.stages import Stage, apply_stage, set_training_modes, stage_at, training_stages
 from mds_core.visualization import save_png
 
 LOG = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class TrainingState:
     epoch: int = 0
     batch_in_epoch: int = 0
     run_id: str = ""  # recorded in every checkpoint: which run a checkpoint folder belongs to
+    stage: Stage | None = None  # the training stage in progress (None: everything trains, as built)
 
 
 @dataclass
@@ -133,6 +137,17 @@ def build_training_state(config: TrainConfig, device: torch.device, context: Dis
     scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
     return TrainingState(config, model, network, optimizer, build_scheduler(optimizer, config.optim),
                          scaler, precision, device)
+
+
+def enter_stage(state: TrainingState, stage: Stage) -> None:
+    """Freeze and switch as ``stage`` says, with a fresh optimiser (and epoch schedule) over what it trains."""
+    apply_stage(state.model, stage)
+    trained = [p for p in state.model.parameters() if p.requires_grad]
+    state.optimizer = build_optimizer(trained, state.config.optim, stage.config.learning_rate_factor)
+    state.scheduler = build_scheduler(state.optimizer, state.config.optim, state.epoch)
+    if isinstance(state.network, DistributedDataParallel):  # DDP registers the trained parameters when built
+        state.network = DistributedDataParallel(state.model, device_ids=state.network.device_ids)
+    state.stage = stage
 
 
 def restore_training_state(state: TrainingState, checkpoint: Checkpoint, source: str) -> None:
@@ -186,12 +201,18 @@ def apply_decomposition_schedule(state: TrainingState) -> None:
 
 def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: Batch) -> tuple[LossOutput, ModelOutput]:
     """One optimisation step. Networks run under autocast; the warp and losses in fp32."""
-    state.network.train()
+    if state.stage is not None:
+        set_training_modes(state.model, state.stage)
+    else:
+        state.network.train()
     apply_decomposition_schedule(state)
     depth = oracle_depth(state.config, batch)
     with state.precision.autocast():
         output = state.network(batch.network_images, state.config.data.source_offsets, depth)
-    loss = objective(batch, output, step=state.step)
+    stage = state.stage
+    loss = objective(batch, output, step=state.step, stage_step=None if stage is None else state.step - stage.start,
+                     automask=stage is None or stage.config.automask,
+                     trains_depth=stage is None or stage.trains("depth"))
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
         state.scaler.scale(loss.total).backward()
@@ -278,11 +299,18 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         remove_stale_temporaries(checkpoint_dir)  # partial files of a killed run's interrupted writes
     dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
     batches = EpochBatches(len(dataset), config.optim.batch_size, config.seed, context.rank, context.world_size)
+    total_steps = config.optim.epochs * batches.batches_per_epoch
+    if config.optim.max_steps is not None:
+        total_steps = min(total_steps, config.optim.max_steps)
+    stages = training_stages(config, total_steps)
     state = build_training_state(config, device, context)
     state.run_id = new_run_id()
     if init_from is not None:
         source = load_checkpoint(init_from)
         load_model_state(state.model, source.model, config.model, source.config.model, str(init_from))
+    if resumed is not None:
+        state.epoch = resumed.epoch  # the stage's optimiser and schedule are built for the checkpoint's place
+    enter_stage(state, stage_at(stages, resumed.step if resumed is not None else 0))
     if resumed is not None:
         restore_training_state(state, resumed, str(resume))
         if context.rank:
@@ -292,9 +320,6 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
 
     objective = SelfSupervisedObjective(config.loss, config.model)
     monitor = TrainingMonitor(output_dir / "tensorboard", config.logging.tensorboard and context.is_main)
-    total_steps = config.optim.epochs * batches.batches_per_epoch
-    if config.optim.max_steps is not None:
-        total_steps = min(total_steps, config.optim.max_steps)
     losses: list[float] = []
     last_path: Path | None = None
     loader_generator = torch.Generator()  # keeps DataLoader from consuming the global RNG
@@ -326,6 +351,10 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                 state.step += 1
                 state.batch_in_epoch += 1
                 losses.append(float(loss.total.detach()))
+                following = stage_at(stages, state.step)
+                if state.step < total_steps and following is not state.stage:
+                    LOG.info("step %d: stage %r (trains %s)", state.step, following.name, ", ".join(following.config.train))
+                    enter_stage(state, following)  # before any checkpoint of this step: it holds the new optimiser
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{state.optimizer.param_groups[0]['lr']:.1e}")
                 if context.is_main:
                     if state.step % config.logging.scalar_every == 0 or state.step == 1:
@@ -345,7 +374,11 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
             if state.batch_in_epoch >= batches.batches_per_epoch:
                 state.epoch += 1
                 state.batch_in_epoch = 0
-                state.scheduler.step()
+                with warnings.catch_warnings():
+                    # an optimiser that has not stepped yet (a stage begun, or a run resumed, at the epoch's
+                    # last step) is built at its epoch's factor: stepping the schedule first is what is meant
+                    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+                    state.scheduler.step()
         if context.is_main:
             last_path = save(checkpoint_dir / LAST)
             LOG.info("wrote %s (step %d)", last_path, state.step)

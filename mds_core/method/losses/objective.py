@@ -75,8 +75,15 @@ class SelfSupervisedObjective:
         self.loss = loss
         self.model = model
 
-    def __call__(self, batch: Batch, output: ModelOutput, step: int | None = None) -> LossOutput:
-        """``step``: the training step, for ``loss.automask_start_step`` (None: past every warm-up)."""
+    def __call__(self, batch: Batch, output: ModelOutput, step: int | None = None, stage_step: int | None = None,
+                 automask: bool = True, trains_depth: bool = True) -> LossOutput:
+        """``step``: the training step, for ``loss.automask_start_step`` (None: past every warm-up).
+
+        The training stage (mds_core.training.stages) says the rest: ``stage_step``, the step within
+        the stage, ramps the scene-flow terms in (None: fully on); ``automask``: whether the stage
+        auto-masks; ``trains_depth``: whether the depth network learns in it (the disparity
+        smoothness and the ground term act only then, as in Dynamo-Depth's stages).
+        """
         cfg = self.loss
         target = batch.target.float()
         sources = batch.sources.float().transpose(0, 1)  # (S, B, 3, H, W)
@@ -85,7 +92,7 @@ class SelfSupervisedObjective:
         num_scales = len(disparities)
 
         identity = None
-        if cfg.automask and (step is None or step >= cfg.automask_start_step):
+        if cfg.automask and automask and (step is None or step >= cfg.automask_start_step):
             # (B, S, H, W), contiguous: the auto-masking noise (randn_like) follows the memory layout
             identity = photometric_error(sources, target, cfg.ssim_weight)[:, :, 0].transpose(0, 1).contiguous()
 
@@ -108,7 +115,7 @@ class SelfSupervisedObjective:
 
             scaled_image = F.interpolate(target, size=disparity.shape[-2:], mode="area")
             smoothness = disparity_smoothness(disparity, scaled_image)
-            totals.append(photometric + cfg.smoothness_weight / (2**scale) * smoothness)
+            totals.append(photometric + (cfg.smoothness_weight / (2**scale) * smoothness if trains_depth else 0.0))
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
             if scale == 0 and with_components:
@@ -125,8 +132,8 @@ class SelfSupervisedObjective:
         if self.model.motion_model == "scene_flow":
             flow_terms = scene_flow_terms(output.sources, disparities, target, points, intrinsics, cfg.scene_flow,
                                           self.model.min_depth, self.model.max_depth,
-                                          with_ground=output.warp_depth is None)
-            total = total + flow_terms.weighted(cfg.scene_flow, step)
+                                          with_ground=output.warp_depth is None and trains_depth)
+            total = total + flow_terms.weighted(cfg.scene_flow, stage_step)
         mask_smoothness = target.new_zeros(())
         if self.model.mask_regulariser == "smoothness" and self._has_components:
             mask_smoothness = torch.stack(
