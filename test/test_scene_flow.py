@@ -314,3 +314,32 @@ def test_resume_is_exact_across_a_stage_boundary(staged_run, resume_step):
     assert resumed.step == reference.step == 8
     for name, tensor in reference.model.items():
         assert torch.equal(tensor, resumed.model[name]), f"{name} differs after resuming at step {resume_step}"
+
+
+def test_a_scene_flow_checkpoint_predicts_and_evaluates(staged_run):
+    import numpy as np
+
+    from mds_core.data.sequence_folder import find_sequences
+    from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
+    from mds_core.inference.predictor import Predictor
+
+    root, _, full = staged_run
+    predictor = Predictor.from_checkpoint(full.checkpoint, device="cpu")
+    assert predictor.uses_scene_flow and predictor.num_components == 2
+    sequence = find_sequences(root / "data")[0]
+    intrinsics, _ = sequence.intrinsics()
+    frames = [sequence.image(i) for i in range(3)]
+    alone = predictor.predict(frames[1], intrinsics)
+    assert alone.moving_probability is None and alone.ego_motion is None
+    pair = predictor.predict(frames[1], intrinsics, frames[0])  # no next frame: the ego-motion only
+    assert pair.ego_motion.shape == (4, 4) and pair.moving_probability is None
+    full_prediction = predictor.predict(frames[1], intrinsics, frames[0], following=frames[2])
+    h, w = full_prediction.depth.shape
+    assert full_prediction.moving_probability.shape == (h, w) and full_prediction.independent_flow.shape == (3, h, w)
+    assert np.allclose(full_prediction.ego_motion, pair.ego_motion, atol=1e-6)
+    assert full_prediction.labels.dtype == np.uint8 and set(np.unique(full_prediction.labels)) <= {0, 1}
+    assert np.all(full_prediction.motion_distance >= 0)
+    report = run_evaluation(EvaluationRequest(checkpoint=str(full.checkpoint), data=str(root / "data"), device="cpu"),
+                            progress=False)
+    assert report.motion is not None and 0.0 <= report.motion.average_precision <= 1.0
+    assert report.metadata["background_component"].startswith("the ego-motion")

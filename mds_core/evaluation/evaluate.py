@@ -86,7 +86,10 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         image = sequence.image(index)
         previous = sequence.image(index - 1) if index > 0 else None
         oracle = None if predictor.model.uses_depth_network else gt_depth
-        prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle)
+        following = None  # the scene-flow model's motion mask needs the next frame (none at a sequence's end)
+        if predictor.uses_scene_flow and index + 1 < len(sequence):
+            following = sequence.image(index + 1)
+        prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle, following=following)
         gt_h, gt_w = gt_depth.shape
         depth = resize_disparity_to_depth(prediction.disparity, (gt_w, gt_h), cfg.min_depth, cfg.max_depth)
         motion = sequence.motion(index)
@@ -115,6 +118,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
             "checkpoint": str(request.checkpoint),
             "request": asdict(request),
             "model": asdict(cfg),
-            "background_component": "largest total mask mass per frame",
+            "background_component": ("the ego-motion (scene flow)" if predictor.uses_scene_flow
+                                     else "largest total mask mass per frame"),
         },
     )

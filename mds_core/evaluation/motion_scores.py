@@ -38,6 +38,8 @@ from torch import Tensor
 from mds_core.evaluation.metrics import IGNORE_LABEL
 from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
 from mds_core.method.decomposition import ComponentMotion
+from mds_core.method.geometry import transform_points
+from mds_core.method.scene_flow import SceneFlowMotion
 
 #: Relative 3D distance at which :func:`distance_to_probability` gives 0.5.
 DISTANCE_SCALE = 0.01
@@ -56,19 +58,23 @@ def mask_moving_score(masks: Tensor) -> Tensor:
     return 1.0 - masks[torch.arange(masks.shape[0], device=masks.device), dominant]
 
 
-def motion_distance(motion: ComponentMotion, points: Tensor, depth: Tensor) -> Tensor:
+def motion_distance(motion: ComponentMotion | SceneFlowMotion, points: Tensor, depth: Tensor) -> Tensor:
     """``(B, H, W)``: ``|x'_mixture - x'_dominant| / depth`` (see the module docstring).
 
     Args:
-        motion: the K masks and target->source transforms of one source frame (eq. 6).
+        motion: the K masks and target->source transforms of one source frame (eq. 6), or the
+            scene-flow motion of one source frame, whose dominant motion is the ego-motion (the
+            distance is then that of the independent flow, ``|R F| / depth``).
         points: ``(B, 3, H, W)`` back-projected target points (eq. 4).
         depth: ``(B, 1, H, W)`` the depth the points were back-projected with.
     """
-    mixture = motion.transform_points(points)
-    dominant = dominant_components(motion.masks)
-    transform = motion.transforms[torch.arange(points.shape[0], device=points.device), dominant]
-    single = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points) + transform[:, :3, 3, None, None]
-    return (mixture - single).norm(dim=1) / depth[:, 0].clamp_min(1e-7)
+    moved = motion.transform_points(points)
+    if isinstance(motion, SceneFlowMotion):
+        transform = motion.ego
+    else:
+        dominant = dominant_components(motion.masks)
+        transform = motion.transforms[torch.arange(points.shape[0], device=points.device), dominant]
+    return (moved - transform_points(transform, points)).norm(dim=1) / depth[:, 0].clamp_min(1e-7)
 
 
 def flat_points(depth: Tensor, inv_intrinsics: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,6 +1,9 @@
-"""Inference API: load a checkpoint, predict depth and the scene decomposition of a frame pair.
+"""Inference API: load a checkpoint, predict depth and the scene's motion from consecutive frames.
 
-:class:`Predictor` is what ``mds infer``, ``mds eval`` and the ROS node call. Frames are
+:class:`Predictor` is what ``mds infer``, ``mds eval`` and the ROS node call, for either motion
+model: the K components need the previous frame; the scene flow needs the previous and the next
+frame (its motion mask describes the middle one), and with the previous frame alone gives the
+ego-motion. Frames are
 ``(H, W, 3)`` uint8 RGB arrays at any size; they are resized to the model resolution and
 the intrinsics scaled to match. :meth:`Predictor.prepare` returns the preprocessed frame on the
 inference device so that a streaming caller can keep the previous frame there.
@@ -22,10 +25,12 @@ from mds_core.checkpoint import load_checkpoint, load_model_state
 from mds_core.config import ModelConfig
 from mds_core.device import resolve_device
 from mds_core.evaluation.motion_scores import flat_points, motion_distance
-from mds_core.method.geometry import backproject, scale_intrinsics
-from mds_core.method.model import MonoDepthSeg
+from mds_core.method.dynamo_depth import DynamoDepth
+from mds_core.method.geometry import backproject, pose_vector_to_transform, scale_intrinsics
+from mds_core.method.motion_models import MotionModel, create_model
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.oracle import ground_truth_depth as oracle_ground_truth_depth
+from mds_core.method.scene_flow import SceneFlowMotion
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +62,14 @@ class Prediction:
             or None.
         flat_motion_distance: the same with every point at the frame's median depth (no depth
             prior; :func:`mds_core.evaluation.motion_scores.flat_points`), or None.
+        independent_flow: ``(3, h, w)`` scene flow only: the 3D motion of each point toward the next
+            frame that the ego-motion does not explain, ``M (C - E)``, target camera frame, depth units
+            per frame; None otherwise.
+        ego_motion: ``(4, 4)`` the camera's motion from the previous frame to the current one (for
+            the components model, the background component's), or None.
+
+    For the scene-flow model ``masks`` is ``(2, h, w)`` (static, moving), ``labels`` 1 where the
+    motion mask exceeds 0.5, ``transforms`` ``(1, 4, 4)`` the ego-motion and ``background`` 0.
     """
 
     depth: np.ndarray
@@ -69,6 +82,8 @@ class Prediction:
     moving_probability: np.ndarray | None = None
     motion_distance: np.ndarray | None = None
     flat_motion_distance: np.ndarray | None = None
+    independent_flow: np.ndarray | None = None
+    ego_motion: np.ndarray | None = None
 
 
 def background_component(masks: Tensor) -> int:
@@ -83,9 +98,9 @@ def scale_intrinsics_to(intrinsics: np.ndarray, from_size: tuple[int, int], to_s
 
 
 class Predictor:
-    """Depth and scene decomposition from a trained MonoDepthSeg checkpoint."""
+    """Depth and scene motion from a trained checkpoint of either motion model."""
 
-    def __init__(self, model: MonoDepthSeg, device: torch.device | str = "cpu",
+    def __init__(self, model: MotionModel, device: torch.device | str = "cpu",
                  size: tuple[int, int] | None = None):
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
@@ -109,7 +124,7 @@ class Predictor:
         one they were trained at (multiples of 32); by default the training resolution.
         """
         checkpoint = load_checkpoint(path)
-        model = MonoDepthSeg(checkpoint.config.model)
+        model = create_model(checkpoint.config.model)
         load_model_state(model, checkpoint.model, checkpoint.config.model, checkpoint.config.model, str(path))
         LOG.info("loaded %s (step %d)", path, checkpoint.step)
         predictor = cls(model, device, size)
@@ -123,7 +138,12 @@ class Predictor:
 
     @property
     def num_components(self) -> int:
-        return self.config.num_components
+        """K for the components model; 2 (static, moving) for the scene flow."""
+        return 2 if self.uses_scene_flow else self.config.num_components
+
+    @property
+    def uses_scene_flow(self) -> bool:
+        return isinstance(self.model, DynamoDepth)
 
     def prepare(self, image: np.ndarray) -> PreparedFrame:
         """``(H, W, 3)`` uint8 RGB -> a :class:`PreparedFrame` on the device."""
@@ -143,8 +163,10 @@ class Predictor:
         intrinsics: np.ndarray,
         previous: np.ndarray | PreparedFrame | None = None,
         ground_truth_depth: np.ndarray | None = None,
+        following: np.ndarray | PreparedFrame | None = None,
     ) -> Prediction:
-        """Predict for ``current``; with ``previous`` also the K masks and motions.
+        """Predict for ``current``; with ``previous`` also the K masks and motions (components), or
+        the ego-motion, and with ``following`` too the motion mask and independent flow (scene flow).
 
         ``intrinsics`` is the 3x3 camera matrix of the frames as given (original size).
         ``ground_truth_depth``: ``(H, W)`` metres (0 = none) at any size; required by models of the
@@ -172,6 +194,10 @@ class Predictor:
         if previous is None:
             return prediction
         previous = previous if isinstance(previous, PreparedFrame) else self.prepare(previous)
+        k_tensor = torch.as_tensor(k_model, dtype=warp_depth.dtype, device=self.device)[None]
+        if self.uses_scene_flow:
+            following = following if following is None or isinstance(following, PreparedFrame) else self.prepare(following)
+            return self._scene_flow(prediction, current, previous, following, warp_depth, k_tensor)
         source = self.model.predict_motion(current.tensor, previous.tensor[:, None], [-1], disparity)[0]
         masks = source.motion.masks[0]
         background = background_component(masks)
@@ -180,13 +206,47 @@ class Predictor:
         prediction.transforms = source.component_transforms[0].float().cpu().numpy()
         prediction.background = background
         prediction.moving_probability = (1.0 - masks[background]).float().cpu().numpy()
-        k_tensor = torch.as_tensor(k_model, dtype=warp_depth.dtype, device=self.device)[None]
+        prediction.ego_motion = prediction.transforms[background]
         inv_k = torch.linalg.inv(k_tensor)
         distance = motion_distance(source.motion, backproject(warp_depth, inv_k), warp_depth)
         prediction.motion_distance = distance[0].float().cpu().numpy()
         flat_distance = motion_distance(source.motion, *flat_points(warp_depth, inv_k))
         prediction.flat_motion_distance = flat_distance[0].float().cpu().numpy()
         return prediction
+
+    def _scene_flow(self, prediction: Prediction, current: PreparedFrame, previous: PreparedFrame,
+                    following: PreparedFrame | None, warp_depth: Tensor, k_tensor: Tensor) -> Prediction:
+        """The ego-motion from (previous, current); with ``following`` the motion mask and independent
+        flow of the current frame (toward the next one) and the motion scores."""
+        model: DynamoDepth = self.model
+        if following is None:
+            pose, _ = model.predict_ego_motion(current.tensor, previous.tensor[:, None], [-1])[0]
+            prediction.ego_motion = _pose_matrix(pose)
+            prediction.transforms = prediction.ego_motion[None]
+            return prediction
+        frames = torch.stack([previous.tensor, following.tensor], dim=1)
+        ego = model.predict_ego_motion(current.tensor, frames, [-1, 1])
+        flow = model.predict_scene_flow(previous.tensor, current.tensor, following.tensor, [pose for pose, _ in ego])
+        mask, complete = flow.motion_mask[0], flow.complete_flow[0]  # toward the next frame
+        motion = SceneFlowMotion(ego[1][1], complete, mask)
+        points = backproject(warp_depth, torch.linalg.inv(k_tensor))
+        probability = mask[0, 0].float().cpu().numpy()
+        prediction.moving_probability = probability
+        prediction.masks = np.stack([1.0 - probability, probability])
+        prediction.labels = (probability > 0.5).astype(np.uint8)
+        prediction.background = 0
+        prediction.ego_motion = _pose_matrix(ego[0][0])
+        prediction.transforms = prediction.ego_motion[None]
+        prediction.independent_flow = motion.independent_flow(points)[0].float().cpu().numpy()
+        prediction.motion_distance = motion_distance(motion, points, warp_depth)[0].float().cpu().numpy()
+        flat, flat_depth = flat_points(warp_depth, torch.linalg.inv(k_tensor))
+        prediction.flat_motion_distance = motion_distance(motion, flat, flat_depth)[0].float().cpu().numpy()
+        return prediction
+
+
+def _pose_matrix(pose: Tensor) -> np.ndarray:
+    """``(1, 6)`` translation and axis-angle -> ``(4, 4)`` float32 (earlier frame -> later frame)."""
+    return pose_vector_to_transform(pose[:, 3:], pose[:, :3])[0].float().cpu().numpy()
 
 
 def resize_disparity_to_depth(disparity: np.ndarray, size: tuple[int, int], min_depth: float,
