@@ -25,7 +25,7 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     data = json.loads(report.read_text())
     runs = data["runs"]
     assert sorted((r["variant"], r["seed"]) for r in runs) == sorted(
-        (v, 3) for v in ("K=1", "K=5", "K=5, GT depth"))
+        (v, 3) for v in ("K=1", "K=5", "K=5, GT depth", "scene flow"))
     for run in runs:
         assert run["steps"] == 3
         assert math.isfinite(run["depth"]["overall"]["abs_rel"])
@@ -56,7 +56,10 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     image = cv2.imread(str(picture))
     rows = len(data["montage_frames"])
     assert rows >= 1
-    assert image.shape == (rows * HEIGHT, 7 * WIDTH, 3)  # six columns and the oracle's decomposition
+    assert image.shape == (rows * HEIGHT, 9 * WIDTH, 3)  # six columns, the oracle's decomposition, the scene flow's two
+    flow = next(r for r in runs if r["variant"] == "scene flow")
+    assert 0.0 <= flow["motion_segmentation"]["mask/all"]["average_precision"] <= 1.0  # its motion mask is scored
+    assert "| scene flow vs K=1 |" in text and "| scene flow |" in text
     assert "| K=5 vs K=1 |" in text and "moving relative to camera" in text and " points |" in text
     assert set(k5["depth"]) >= {"moving_relative", "moving_with_camera"}
 
@@ -68,7 +71,7 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     assert {r["variant"]: os.stat(r["checkpoint"]).st_mtime_ns for r in again} == written
     assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in runs]
     assert [r["depth"] for r in again] == [r["depth"] for r in runs]  # the same models, scored the same
-    assert len(json.loads(report.read_text())["reused"]) == 3 and "only evaluated again" in markdown.read_text()
+    assert len(json.loads(report.read_text())["reused"]) == 4 and "only evaluated again" in markdown.read_text()
     # another budget is another config: that run trains anew
     assert main([*args, "--reuse", "--batch-size", "1"]) == 0  # a later option wins
     retrained = json.loads(report.read_text())["runs"]
@@ -77,8 +80,9 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
 
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     preset = PRESETS["cpu"]
-    k1, k5, oracle = (dataclasses.asdict(training_config(preset, v, tmp_path, tmp_path / "run", num_samples=200))
-                      for v in VARIANTS)
+    k1, k5, oracle, flow = (dataclasses.asdict(training_config(preset, v, tmp_path, tmp_path / "run", num_samples=200))
+                            for v in VARIANTS)
+    assert flow["model"]["motion_model"] == "scene_flow" and k5["model"]["motion_model"] == "components"
     assert k1["model"].pop("num_components") == 1 and k5["model"].pop("num_components") == 5
     assert k1 == k5
     assert oracle["model"]["depth_source"] == "ground_truth" and k5["model"]["depth_source"] == "network"

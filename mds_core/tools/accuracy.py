@@ -64,16 +64,31 @@ SUMMARY_METRICS: tuple[str, ...] = ("abs_rel", "a1")
 MOTION_SCORES: tuple[tuple[str, str], ...] = (("mask/all", "all movers"), ("mask/relative", "relative movers"))
 MONTAGE_COLUMNS: tuple[str, ...] = ("image", "GT depth", "K=1 depth", "K=5 depth", "K=5 decomposition", "GT motion")
 ORACLE_COLUMN = "K=5 decomposition, GT depth"
+SCENE_FLOW_COLUMNS: tuple[str, ...] = ("scene-flow depth", "scene-flow motion mask")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One compared model: a number of components and the config overrides that make it."""
+    """One compared model: a motion model, a number of components and the config overrides that make it."""
 
     name: str
     num_components: int
     overrides: tuple[str, ...] = ()
     rung: str = "full"  # "full": the method as published; "depth": ground-truth depth (oracle rung)
+    motion_model: str = "components"  # or "scene_flow" (Dynamo-Depth)
+
+    @property
+    def segments(self) -> bool:
+        """Whether the model says what moves (K > 1 components, or the scene flow's motion mask)."""
+        return self.motion_model == "scene_flow" or self.num_components > 1
+
+    @property
+    def folder(self) -> str:
+        """``k1``, ``k5``, ``k5_gt_depth``, ``scene_flow``: the variant's output folder below its seed's."""
+        if self.motion_model == "scene_flow":
+            return "scene_flow"
+        name = f"k{self.num_components}"
+        return name if self.rung == "full" else f"{name}_gt_{self.rung}"
 
 
 #: The compared variants, by rung. The GT-depth scale: docs/decomposition-ladder.md, finding 1.
@@ -81,6 +96,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("K=1", 1),
     Variant("K=5", 5),
     Variant("K=5, GT depth", 5, ("model.depth_source=ground_truth", "model.ground_truth_depth_scale=0.01"), "depth"),
+    Variant("scene flow", 1, rung="full", motion_model="scene_flow"),
 )
 RUNGS: tuple[str, ...] = ("full", "depth")
 
@@ -174,8 +190,8 @@ class ModelResult:
         return depth.overall if key == "overall" else depth.regions.get(key)
 
     def motion(self, key: str) -> MotionSegmentationResult | None:
-        """A motion score of the decomposition; None for K=1 (one component: nothing to segment)."""
-        if self.num_components == 1:
+        """A motion score of the model; None for K=1 (one component: nothing to segment)."""
+        if not self.variant.segments:
             return None
         return self.report.motion_scores.get(key)
 
@@ -201,7 +217,7 @@ class ModelResult:
             "checkpoint": str(self.checkpoint),
             "depth": {key: json_safe(self.region(key)) for _, key in REGIONS},
             "region_pixels": dict(self.report.depth.region_pixels),
-            "motion_segmentation": None if self.num_components == 1 else {
+            "motion_segmentation": None if not self.variant.segments else {
                 key: motion_summary(value) for key, value in self.report.motion_scores.items()},
         }
 
@@ -263,7 +279,7 @@ class AccuracyResult:
             if variant.rung == "full" and variant != VARIANTS[0]:
                 entry["abs_rel_change_vs_k1"] = {key: self.abs_rel_change(variant, key) for _, key in REGIONS}
                 entry["moving_minus_background"] = self.moving_minus_background(variant)
-            if variant.num_components > 1:
+            if variant.segments:
                 entry["motion"] = {key: {"best_f1": self.motion_statistic(variant, key, "best_f1"),
                                          "average_precision": self.motion_statistic(variant, key, "average_precision")}
                                    for key, _ in MOTION_SCORES}
@@ -320,7 +336,7 @@ class AccuracyResult:
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
                   "|---|" + "---|---|" * len(MOTION_SCORES)]
         for variant in p.variants:
-            if variant.num_components == 1:
+            if not variant.segments:
                 continue
             cells = [f"{_pm(self.motion_statistic(variant, key, 'best_f1'))} | "
                      f"{_pm(self.motion_statistic(variant, key, 'average_precision'))}" for key, _ in MOTION_SCORES]
@@ -334,7 +350,8 @@ class AccuracyResult:
                          f"{model.train_seconds / max(1, model.steps):.2f} s/step) | "
                          f"{model.loss_first:.4f} -> {model.loss_last:.4f} |")
         shown = ", ".join(f"{s} #{f}" for s, f in self.montage)
-        columns = list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if "depth" in p.rungs else [])
+        columns = (list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if "depth" in p.rungs else [])
+                   + (list(SCENE_FLOW_COLUMNS) if any(v.motion_model == "scene_flow" for v in p.variants) else []))
         lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(columns)}), seed {p.seed}; held-out "
                       f"frames {shown} (the frames with the most moving pixels in the ground truth, at least 5 "
                       "frames apart)."]
@@ -454,7 +471,8 @@ def training_config(preset: AccuracyPreset, variant: Variant, data_root: Path, o
     epochs = max(1, math.ceil(preset.steps / batches_per_epoch))
     config = TrainConfig()
     config.model = ModelConfig(height=preset.height, width=preset.width, depth_encoder=preset.encoder,
-                               pose_mask_encoder=preset.encoder, num_components=variant.num_components)
+                               pose_mask_encoder=preset.encoder, num_components=variant.num_components,
+                               motion_model=variant.motion_model)
     config.data.root = str(data_root)
     config.data.num_workers = preset.num_workers
     config.output_dir = str(output_dir)
@@ -493,13 +511,22 @@ def montage_frames(heldout: Path, count: int, min_gap: int = 5) -> list[tuple[Pa
 
 
 def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[tuple[Path, int]],
-                       oracle: Predictor | None = None) -> np.ndarray:
+                       oracle: Predictor | None = None, scene_flow: Predictor | None = None) -> np.ndarray:
     """One row per frame: image | GT depth | K=1 depth | K=5 depth | K=5 decomposition | GT motion,
-    plus the decomposition of the oracle rung (GT depth) when ``oracle`` is given."""
+    plus the decomposition of the oracle rung (GT depth) when ``oracle`` is given and the scene-flow
+    model's depth and motion mask when ``scene_flow`` is."""
     import cv2
+    import numpy as np
 
     from mds_core.data.sequence_folder import SequenceFolder
-    from mds_core.visualization import colourise_depth, colourise_masks, colourise_motion_labels, overlay, panel
+    from mds_core.visualization import (
+        colourise_depth,
+        colourise_masks,
+        colourise_motion_labels,
+        colourise_moving_probability,
+        overlay,
+        panel,
+    )
 
     tiles = []
     size = decomposer.size
@@ -517,7 +544,13 @@ def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[
         if oracle is not None:
             masks = oracle.predict(image, intrinsics, previous, ground_truth_depth=sequence.depth(index)).masks
             tiles.append(overlay(small, colourise_masks(masks), 0.6))
-    names = list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if oracle is not None else [])
+        if scene_flow is not None:
+            following = sequence.image(index + 1) if index + 1 < len(sequence) else None
+            flow = scene_flow.predict(image, intrinsics, previous, following=following)
+            moving = flow.moving_probability if flow.moving_probability is not None else np.zeros(flow.depth.shape)
+            tiles += [colourise_depth(flow.depth), overlay(small, colourise_moving_probability(moving), 0.6)]
+    names = (list(MONTAGE_COLUMNS) + ([ORACLE_COLUMN] if oracle is not None else [])
+             + (list(SCENE_FLOW_COLUMNS) if scene_flow is not None else []))
     return panel(tiles, columns=len(names), labels=names * (len(tiles) // len(names)))
 
 
@@ -587,7 +620,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
     pictured: dict[str, Predictor] = {}  # the first seed's predictors, by variant name
     for seed in preset.training_seeds:
         for variant in preset.variants:
-            folder = out / f"seed{seed}" / _folder_name(variant)
+            folder = out / f"seed{seed}" / variant.folder
             config = training_config(preset, variant, split.train, folder, num_samples, seed)
             record = reusable_training(folder, config) if reuse else None
             if record is not None:
@@ -620,7 +653,8 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
     png_path = out / "accuracy.png"
     baseline, method = (pictured[v.name] for v in VARIANTS[:2])
     oracle = next((pictured[v.name] for v in preset.variants if v.rung == "depth"), None)
-    save_png(png_path, comparison_montage(baseline, method, frames, oracle))
+    scene_flow = next((pictured[v.name] for v in preset.variants if v.motion_model == "scene_flow"), None)
+    save_png(png_path, comparison_montage(baseline, method, frames, oracle, scene_flow))
 
     notes = []
     if device.type == "cpu":
@@ -634,9 +668,3 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
     accuracy.json_path.write_text(json.dumps(accuracy.to_json_dict(), indent=2, allow_nan=False) + "\n")
     accuracy.markdown_path.write_text(accuracy.to_markdown())
     return accuracy
-
-
-def _folder_name(variant: Variant) -> str:
-    """``k1``, ``k5``, ``k5_gt_depth``: a variant's output folder below its seed's."""
-    name = f"k{variant.num_components}"
-    return name if variant.rung == "full" else f"{name}_gt_{variant.rung}"
