@@ -25,14 +25,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mds_core.config import ModelConfig
 from mds_core.method.geometry import pose_vector_to_transform
-from mds_core.method.model import ModelOutput
-from mds_core.method.networks import DepthNet, EgoPoseNet, SceneFlowNet, disparity_to_depth
+from mds_core.method.model import DepthModel, ModelOutput
+from mds_core.method.networks import EgoPoseNet, SceneFlowNet
 from mds_core.method.networks.scene_flow import SceneFlowOutput
-from mds_core.method.oracle import depth_to_disparity
 from mds_core.method.scene_flow import SceneFlowMotion, constant_velocity_flow
 
 #: The frames the scene-flow network sees around the target.
@@ -66,33 +65,15 @@ class SceneFlowSource:
         return SceneFlowMotion(self.motion.ego, self.motion.complete_flow[scale], self.motion.mask[scale])
 
 
-class DynamoDepth(nn.Module):
+class DynamoDepth(DepthModel):
     """Depth network + ego-pose network + scene-flow network (``model.motion_model: scene_flow``)."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        config.validate()
-        self.config = config
-        self.depth_net = DepthNet(config.depth_encoder, config.num_scales) if self.uses_depth_network else None
+        super().__init__(config)
         self.ego_pose_net = EgoPoseNet(config.pose_mask_encoder, config.pose_scale)
         self.scene_flow_net = SceneFlowNet(config.pose_mask_encoder, config.num_scales, pose_scale=config.pose_scale)
         self.flow_enabled = True  # False in the rigid stage (set by the training schedule)
         self.mask_enabled = True  # False in the rigid and flow stages
-
-    @property
-    def uses_depth_network(self) -> bool:
-        return self.config.depth_source == "network"
-
-    def predict_disparity(self, image: Tensor) -> list[Tensor]:
-        if self.depth_net is None:
-            raise RuntimeError("this model uses ground-truth depth (model.depth_source); it has no depth network")
-        return self.depth_net(image)
-
-    def to_depth(self, disparity: Tensor) -> Tensor:
-        return disparity_to_depth(disparity, self.config.min_depth, self.config.max_depth)
-
-    def oracle_disparity(self, depth: Tensor) -> Tensor:
-        return depth_to_disparity(depth, self.config.min_depth, self.config.max_depth)
 
     def predict_ego_motion(self, target: Tensor, sources: Tensor, offsets: list[int]) -> list[tuple[Tensor, Tensor]]:
         """Per source, ``(pose (B, 6) as predicted, earlier -> later; (B, 4, 4) target -> source)``.

@@ -69,22 +69,42 @@ class ModelOutput:
     components_enabled: bool = True
 
 
-class MonoDepthSeg(nn.Module):
-    """Depth network + pose/mask network with a shared encoder."""
+class DepthModel(nn.Module):
+    """The depth half both motion models share: the depth network, or on the oracle rung "depth"
+    (``model.depth_source = "ground_truth"``) none, the caller passing the ground truth."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()
         self.config = config
         self.depth_net = DepthNet(config.depth_encoder, config.num_scales) if self.uses_depth_network else None
-        self.pose_mask_net = PoseMaskNet(config.pose_mask_encoder, config.num_components, config.pose_scale)
-        if config.hypotheses:
-            zero_residual_motions(self.pose_mask_net.pose_decoder.net[-1])
-        self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
 
     @property
     def uses_depth_network(self) -> bool:
         return self.config.depth_source == "network"
+
+    def predict_disparity(self, image: Tensor) -> list[Tensor]:
+        if self.depth_net is None:
+            raise RuntimeError("this model uses ground-truth depth (model.depth_source); it has no depth network")
+        return self.depth_net(image)
+
+    def to_depth(self, disparity: Tensor) -> Tensor:
+        return disparity_to_depth(disparity, self.config.min_depth, self.config.max_depth)
+
+    def oracle_disparity(self, depth: Tensor) -> Tensor:
+        """The sigmoid disparity of ground-truth ``depth`` (metres, clamped; the motion networks' input)."""
+        return depth_to_disparity(depth, self.config.min_depth, self.config.max_depth)
+
+
+class MonoDepthSeg(DepthModel):
+    """Depth network + pose/mask network with a shared encoder."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.pose_mask_net = PoseMaskNet(config.pose_mask_encoder, config.num_components, config.pose_scale)
+        if config.hypotheses:
+            zero_residual_motions(self.pose_mask_net.pose_decoder.net[-1])
+        self.components_enabled = True  # False during the K=1 warm-up (set by the training loop)
 
     def to_masks(self, logits: Tensor) -> Tensor:
         """Soft masks of eq. (3) (or a plain softmax with the smoothness regulariser)."""
@@ -97,14 +117,6 @@ class MonoDepthSeg(nn.Module):
         if not self.components_enabled:
             return background_only_masks(soft)
         return soft
-
-    def predict_disparity(self, image: Tensor) -> list[Tensor]:
-        if self.depth_net is None:
-            raise RuntimeError("this model uses ground-truth depth (model.depth_source); it has no depth network")
-        return self.depth_net(image)
-
-    def to_depth(self, disparity: Tensor) -> Tensor:
-        return disparity_to_depth(disparity, self.config.min_depth, self.config.max_depth)
 
     def predict_motion(self, target: Tensor, sources: Tensor, offsets: list[int], disparity: Tensor) -> list[SourceMotion]:
         """Decompose the motion between ``target`` and each of ``sources`` ``(B, S, 3, H, W)``.
@@ -143,10 +155,6 @@ class MonoDepthSeg(nn.Module):
                 )
             )
         return results
-
-    def oracle_disparity(self, depth: Tensor) -> Tensor:
-        """The sigmoid disparity of ground-truth ``depth`` (metres, clamped; the pose+mask input)."""
-        return depth_to_disparity(depth, self.config.min_depth, self.config.max_depth)
 
     def forward(self, images: Tensor, offsets: list[int], depth: Tensor | None = None) -> ModelOutput:
         """``images``: ``(B, 1 + S, 3, H, W)`` network inputs, target first (see :class:`Sample`).
