@@ -191,23 +191,8 @@ def _warp_previous(prev: SynthFrame, cur: SynthFrame, object_motion: bool) -> tu
     h, w = cur.depth.shape
     K = torch.from_numpy(cur.intrinsics)[None]
     points = backproject(torch.from_numpy(cur.depth.astype(np.float64))[None, None], torch.linalg.inv(K))
-    pts = points[0].reshape(3, -1).numpy()
-    pts_h = np.concatenate([pts, np.ones((1, pts.shape[1]))])
-    prev_from_cur = np.linalg.inv(prev.camera_pose) @ cur.camera_pose
-    moved = prev_from_cur @ pts_h
-    if object_motion:
-        instance = cur.instance.reshape(-1)
-        for oid in np.unique(instance[instance > 0]):
-            # camera_t -> world -> object at t -> world at t-1 -> camera_t-1
-            transform = (
-                np.linalg.inv(prev.camera_pose)
-                @ prev.object_poses[oid]
-                @ np.linalg.inv(cur.object_poses[oid])
-                @ cur.camera_pose
-            )
-            sel = instance == oid
-            moved[:, sel] = transform @ pts_h[:, sel]
-    moved_t = torch.from_numpy(moved[:3].reshape(1, 3, h, w))
+    moved = _moved_points(prev, cur, points, object_motion)[0].reshape(3, -1).numpy()
+    moved_t = torch.from_numpy(moved.reshape(1, 3, h, w))
     pixels = project(moved_t, K)
     image_prev = torch.from_numpy(prev.image.astype(np.float64) / 255.0).permute(2, 0, 1)[None]
     warped = sample_source(image_prev, pixels)[0].permute(1, 2, 0).numpy()
@@ -263,6 +248,49 @@ def test_ground_truth_warp_is_photometrically_consistent(kitti_frames: list[Synt
     assert static_err < 0.03 and static_err < 0.3 * static_id
     assert parked_err < 0.03 and parked_err < 0.3 * parked_id
     assert moving_err < 0.03 and moving_err < 0.3 * moving_cam
+
+
+def test_the_scene_flow_warp_with_ground_truth_reproduces_the_previous_frame(kitti_frames: list[SynthFrame]) -> None:
+    """The scene-flow motion model (Dynamo-Depth's warp) given GT depth, GT ego-motion, the complete flow
+    that GT object motion implies and the mask 1 on movers lands every point exactly where the
+    generator's own ground-truth warp does, so it reproduces the previous frame as well as that check."""
+    from mds_core.method.scene_flow import SceneFlowMotion
+    from mds_core.method.warping import warp_source
+
+    for prev, cur in zip(kitti_frames, kitti_frames[1:]):
+        h, w = cur.depth.shape
+        intrinsics = torch.from_numpy(cur.intrinsics)[None]
+        depth = torch.from_numpy(cur.depth.astype(np.float64))[None, None]
+        points = backproject(depth, torch.linalg.inv(intrinsics))
+        ego = torch.from_numpy(np.linalg.inv(prev.camera_pose) @ cur.camera_pose)[None]  # target -> source
+        expected, _, _ = _warp_previous(prev, cur, object_motion=True)
+        # where GT motion puts each point in the previous camera, and the flow that T (P + F) needs for it
+        true_points = _moved_points(prev, cur, points)
+        inverse_ego = torch.linalg.inv(ego)
+        independent = torch.einsum("bij,bjhw->bihw", inverse_ego[:, :3, :3], true_points) \
+            + inverse_ego[:, :3, 3, None, None] - points
+        moving = torch.from_numpy((cur.motion == MOTION_MOVING).astype(np.float64))[None, None]
+        motion = SceneFlowMotion(ego, torch.zeros_like(points), moving)
+        motion.complete_flow = independent + motion.rigid_flow(points)  # C = F + E
+        image_prev = torch.from_numpy(prev.image.astype(np.float64) / 255.0).permute(2, 0, 1)[None]
+        warped = warp_source(image_prev, depth, intrinsics, motion).image[0].permute(1, 2, 0).numpy()
+        movers = cur.motion == MOTION_MOVING
+        assert movers.sum() > 0
+        np.testing.assert_allclose(warped, expected, atol=1e-6)  # on movers and static pixels alike
+
+
+def _moved_points(prev: SynthFrame, cur: SynthFrame, points: torch.Tensor, object_motion: bool = True) -> torch.Tensor:
+    """``(1, 3, H, W)``: the target points in the previous camera under GT camera (and object) motion."""
+    pts = points[0].reshape(3, -1).numpy()
+    pts_h = np.concatenate([pts, np.ones((1, pts.shape[1]))])
+    moved = (np.linalg.inv(prev.camera_pose) @ cur.camera_pose) @ pts_h
+    instance = cur.instance.reshape(-1)
+    for oid in np.unique(instance[instance > 0]) if object_motion else []:
+        transform = np.linalg.inv(prev.camera_pose) @ prev.object_poses[oid] @ np.linalg.inv(cur.object_poses[oid]) \
+            @ cur.camera_pose
+        selected = instance == oid
+        moved[:, selected] = transform @ pts_h[:, selected]
+    return torch.from_numpy(moved[:3].reshape(1, 3, *cur.depth.shape))
 
 
 # ------------------------------------------------------------------------------ writers
