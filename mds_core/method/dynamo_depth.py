@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mds_core.config import ModelConfig
 from mds_core.method.geometry import pose_vector_to_transform
 from mds_core.method.model import DepthModel, ModelOutput
 from mds_core.method.networks import EgoPoseNet, SceneFlowNet
+from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.networks.scene_flow import SceneFlowOutput
 from mds_core.method.scene_flow import SceneFlowMotion, constant_velocity_flow
 
@@ -47,16 +47,12 @@ class SceneFlowSource:
         motion: the warp's motion model; its flow and mask carry a leading scale dimension
             ``(S, B, C, H, W)`` at the input resolution (scale 0 first), matching the objective's
             per-scale points.
-        ego_transform: ``(B, 4, 4)`` target camera -> source camera.
-        pose: ``(B, 6)`` translation and axis-angle as predicted (earlier frame -> later frame).
         complete_flow: per scale, ``(B, 3, H/2^s, W/2^s)`` complete flow toward this source.
         mask_logits: per scale, ``(B, 1, H/2^s, W/2^s)`` motion-mask logits (None before the mask stage).
     """
 
     offset: int
     motion: SceneFlowMotion
-    ego_transform: Tensor
-    pose: Tensor
     complete_flow: list[Tensor] | None
     mask_logits: list[Tensor] | None
 
@@ -119,30 +115,24 @@ class DynamoDepth(DepthModel):
             flow = self.predict_scene_flow(previous, target, following, [pose for pose, _ in ego])
         sources = []
         for s, offset in enumerate(offsets):
-            pose, to_source = ego[s]
-            sources.append(self._source_motion(offset, pose, to_source, flow, len(disparities), (height, width)))
+            _, to_source = ego[s]
+            sources.append(self._source_motion(offset, to_source, flow, len(disparities), (height, width)))
         return ModelOutput(disparities=disparities, depth=output_depth, sources=sources, warp_depth=warp_depth)
 
-    def _source_motion(self, offset: int, pose: Tensor, to_source: Tensor, flow: SceneFlowOutput | None,
+    def _source_motion(self, offset: int, to_source: Tensor, flow: SceneFlowOutput | None,
                        num_scales: int, size: tuple[int, int]) -> SceneFlowSource:
-        batch = pose.shape[0]
+        batch = to_source.shape[0]
         if flow is None:  # rigid stage: the ego-motion alone
-            zeros = pose.new_zeros(1, 1, 1, 1, 1)
+            zeros = to_source.new_zeros(1, 1, 1, 1, 1)
             motion = SceneFlowMotion(to_source, zeros.expand(num_scales, batch, 3, *size),
                                      zeros.expand(num_scales, batch, 1, *size))
-            return SceneFlowSource(offset, motion, to_source, pose, None, None)
+            return SceneFlowSource(offset, motion, None, None)
         complete = [constant_velocity_flow(c, offset) for c in flow.complete_flow[:num_scales]]
-        full_flow = torch.stack([_upsample(c, size) for c in complete])
+        full_flow = torch.stack([resize_bilinear(c, size) for c in complete])
         if not self.mask_enabled:  # flow stage: P + C, no ego-motion, no mask
             identity = torch.eye(4, dtype=to_source.dtype, device=to_source.device).expand(batch, 4, 4)
             ones = full_flow.new_ones(1, 1, 1, 1, 1).expand(num_scales, batch, 1, *size)
-            return SceneFlowSource(offset, SceneFlowMotion(identity, full_flow, ones), to_source, pose, complete, None)
-        masks = torch.stack([_upsample(m, size) for m in flow.motion_mask[:num_scales]])
-        return SceneFlowSource(offset, SceneFlowMotion(to_source, full_flow, masks), to_source, pose, complete,
-                               flow.mask_logits[:num_scales])
+            return SceneFlowSource(offset, SceneFlowMotion(identity, full_flow, ones), complete, None)
+        masks = torch.stack([resize_bilinear(m, size) for m in flow.motion_mask[:num_scales]])
+        return SceneFlowSource(offset, SceneFlowMotion(to_source, full_flow, masks), complete, flow.mask_logits[:num_scales])
 
-
-def _upsample(values: Tensor, size: tuple[int, int]) -> Tensor:
-    if values.shape[-2:] == size:
-        return values
-    return F.interpolate(values, size=size, mode="bilinear", align_corners=False)

@@ -2,7 +2,8 @@
 
 A run's steps are split into stages (``TrainConfig.stages``, by default
 :data:`mds_core.config.SCENE_FLOW_STAGES` for the scene-flow model and one stage for the
-components model). Entering a stage (:func:`enter_stage`):
+components model). Entering a stage (:func:`mds_core.training.loop.enter_stage`, with
+:func:`apply_stage` here):
 
 * freezes the network groups the stage does not train: no gradient (``requires_grad`` off) and
   batch-norm statistics fixed (those modules run in eval mode), so their weights and buffers do

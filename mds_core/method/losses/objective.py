@@ -37,6 +37,7 @@ from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_t
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
 from mds_core.method.networks import disparity_to_depth
+from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.warping import sample_source
 
 
@@ -161,7 +162,7 @@ class SelfSupervisedObjective:
         the input resolution, or the oracle rung's ``warp_depth``."""
         if output.warp_depth is not None:
             return output.warp_depth.float()[None].expand(len(disparities), *output.warp_depth.shape)
-        full = torch.stack([F.interpolate(d, size=size, mode="bilinear", align_corners=False) for d in disparities])
+        full = torch.stack([resize_bilinear(d, size) for d in disparities])
         return disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
 
     @property

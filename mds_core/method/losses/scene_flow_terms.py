@@ -30,6 +30,7 @@ from mds_core.config import SceneFlowLossConfig
 from mds_core.method.geometry import backproject, pixel_grid, project, scale_intrinsics, transform_points
 from mds_core.method.losses.smoothness import edge_aware_smoothness
 from mds_core.method.networks import disparity_to_depth
+from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.oracle import depth_to_disparity
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def scene_flow_terms(sources: list[SceneFlowSource], disparities: list[Tensor], 
             masked = True
             motion = source.at_scale(scale)
             rigid = transform_points(motion.ego, points[scale])
-            residual = _resize(motion.complete_flow - (rigid - points[scale]), size)
+            residual = resize_bilinear(motion.complete_flow - (rigid - points[scale]), size)
             logits = source.mask_logits[scale]
             mask = torch.sigmoid(logits)
             terms["flow_consistency"] = terms["flow_consistency"] + weight / num_sources * flow_consistency(
@@ -186,12 +187,6 @@ def scene_flow_terms(sources: list[SceneFlowSource], disparities: list[Tensor], 
     return SceneFlowTerms(**terms)
 
 
-def _resize(values: Tensor, size: tuple[int, int]) -> Tensor:
-    if values.shape[-2:] == size:
-        return values
-    return F.interpolate(values, size=size, mode="bilinear", align_corners=False)
-
-
 def _resize_pixels(pixels: Tensor, size: tuple[int, int]) -> Tensor:
     """``(B, H, W, 2)`` pixel coordinates sampled at ``size`` (their values stay full-resolution pixels)."""
-    return _resize(pixels.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+    return resize_bilinear(pixels.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)

@@ -59,3 +59,11 @@ class ConvBlock(nn.Sequential):
 def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour upsampling to ``size`` (x2 for the usual stride-2 encoder levels)."""
     return F.interpolate(x, size=size, mode="nearest")
+
+
+def resize_bilinear(values: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(..., C, h, w)`` maps resized to ``size`` bilinearly (``align_corners=False``, as the
+    disparities are upsampled); unchanged when already that size."""
+    if tuple(values.shape[-2:]) == tuple(size):
+        return values
+    return F.interpolate(values, size=size, mode="bilinear", align_corners=False)
