@@ -284,3 +284,47 @@ def test_the_fused_adam_steps_like_the_default_adam():
             optimizer.step()
     for p, q, start in zip(net.parameters(), reference.parameters(), initial.parameters()):
         assert torch.allclose(p, q, rtol=0, atol=1e-7) and not torch.allclose(p, start, rtol=0, atol=1e-4)
+
+
+def test_adam_over_channels_last_weights_steps_like_adam_and_saves_the_same_state():
+    import copy
+
+    from mds_core.config import OptimConfig
+    from mds_core.training.cpu import FlatViewAdam, use_channels_last
+    from mds_core.training.schedule import build_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 1), torch.nn.Conv2d(4, 1, 3))
+    use_channels_last(net)
+    reference = copy.deepcopy(net)  # the same layout, so the same convolution rounding
+    config = OptimConfig()
+    views = build_optimizer(net.parameters(), config)
+    plain = torch.optim.Adam(reference.parameters(), lr=config.learning_rate, betas=tuple(config.betas),
+                             eps=config.eps, fused=True)
+    assert isinstance(views, FlatViewAdam) and len(views.views) == 2  # the two 3x3 weights; 1x1 is contiguous
+    images = torch.rand(2, 3, 16, 16)
+
+    def train(model, optimizer, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(images).square().mean().backward()
+            optimizer.step()
+
+    for model, optimizer in ((net, views), (reference, plain)):
+        train(model, optimizer, 5)
+    for p, q in zip(net.parameters(), reference.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-6)
+    views.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+    # the state dict is a plain Adam's (moments in the weights' shapes): it resumes either optimiser
+    saved = views.state_dict()
+    assert saved["state"][0]["exp_avg"].shape == net[0].weight.shape
+    assert torch.allclose(saved["state"][0]["exp_avg"], plain.state_dict()["state"][0]["exp_avg"], atol=1e-9)
+    resumed_net = copy.deepcopy(net)
+    resumed = build_optimizer(resumed_net.parameters(), config)
+    resumed.load_state_dict(copy.deepcopy(plain.state_dict()))
+    train(resumed_net, resumed, 3)
+    train(reference, plain, 3)
+    for p, q in zip(resumed_net.parameters(), reference.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-6)
