@@ -346,7 +346,7 @@ def resolve_resume(resume: str | Path, output_dir: str | Path) -> Path:
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], expected: ModelConfig,
                      found: ModelConfig, source: str) -> None:
     """Load weights, with a clear error when the checkpoint's architecture differs."""
-    architecture = ("depth_encoder", "pose_mask_encoder", "num_components", "num_scales")
+    architecture = ("motion_model", "depth_encoder", "pose_mask_encoder", "num_components", "num_scales")
     differences = [
         f"{name}: checkpoint {getattr(found, name)!r} vs model {getattr(expected, name)!r}"
         for name in architecture
@@ -376,11 +376,13 @@ def _first_mismatch(error: RuntimeError) -> str:
 def write_untrained_checkpoint(path: str | Path, model: ModelConfig, seed: int = 0) -> Path:
     """A checkpoint of a freshly initialised model: what speed benchmarks (and plumbing tests)
     need when the weights do not matter. Loads like any trained checkpoint."""
-    from mds_core.method.model import MonoDepthSeg
+    from mds_core.method.motion_models import create_model
 
     torch.manual_seed(seed)
     config = TrainConfig()
     config.model = model
-    network = MonoDepthSeg(model)
+    if model.motion_model == "scene_flow":
+        config.data.source_offsets = [-1, 1]
+    network = create_model(model)
     return save_checkpoint(path, Checkpoint(config=config, model={k: v.detach().cpu() for k, v in
                                                                   network.state_dict().items()}))

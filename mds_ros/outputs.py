@@ -10,12 +10,29 @@ topic (node-private)       type                                 content
                                                                 NaN where invalid (REP 118)
 ``~/depth/camera_info``    sensor_msgs/CameraInfo               intrinsics at the depth image size
 ``~/labels``               sensor_msgs/Image ``mono8``           argmax component per pixel
+                                                                (scene flow: 1 moving, 0 static)
 ``~/overlay``              sensor_msgs/Image ``rgb8``            decomposition colours over the image
+                                                                (scene flow: moving probability)
 ``~/masks``                sensor_msgs/Image ``32FC<K>``         channel k = soft mask of component k
+                                                                (scene flow: static, moving)
+``~/moving_probability``   sensor_msgs/Image ``32FC1``           probability that the point moves
+                                                                (components: 1 - background mask)
+``~/independent_flow``     sensor_msgs/Image ``32FC3``           scene flow only: x, y, z motion of
+                                                                each point not explained by the
+                                                                ego-motion, camera frame, depth
+                                                                units per frame
 ``~/motions``              geometry_msgs/PoseArray              pose k = motion of component k,
                                                                 previous -> current camera frame
-``~/points``               sensor_msgs/PointCloud2              organised x, y, z, rgb
+                                                                (scene flow: the ego-motion)
+``~/ego_motion``           geometry_msgs/PoseStamped            the camera's motion, previous ->
+                                                                current camera frame
+``~/points``               sensor_msgs/PointCloud2              organised x, y, z, rgb (coloured
+                                                                like the overlay)
 =========================  ===================================  ==================================
+
+Translations and flows are in the depth's output units (``depth_scale_mode``). The scene-flow
+model's outputs of a frame are published when the next frame has arrived (its motion mask needs
+it), stamped with the frame they describe.
 """
 
 from __future__ import annotations
@@ -26,13 +43,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import PoseArray, TransformStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, TransformStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from mds_core.inference.streaming import StreamOutput
-from mds_core.visualization import colourise_masks, overlay
+from mds_core.inference.predictor import Prediction
+from mds_core.visualization import colourise_masks, colourise_moving_probability, overlay
 from mds_ros.conversions import (
     float_image_msg,
     mono8_msg,
@@ -68,12 +86,38 @@ class OutputBatch:
             send(message)
 
 
+def output_scale(settings: PerceptionParameters) -> float:
+    """Published units per network depth unit (``depth_scale_mode``)."""
+    return settings.depth_scale if settings.depth_scale_mode == "fixed" else 1.0
+
+
 def depth_in_output_units(depth: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
     """Network depth -> published depth: scaled (``depth_scale_mode``), NaN where not positive finite."""
-    scale = settings.depth_scale if settings.depth_scale_mode == "fixed" else 1.0
-    out = depth.astype(np.float32) * np.float32(scale)
+    out = depth.astype(np.float32) * np.float32(output_scale(settings))
     out[~(np.isfinite(out) & (out > 0))] = np.nan
     return out
+
+
+def transforms_in_output_units(transforms: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
+    """``(K, 4, 4)`` rigid motions with their translations in the depth's output units."""
+    out = np.array(transforms, dtype=np.float64)
+    out[:, :3, 3] *= output_scale(settings)
+    return out
+
+
+def motion_colours(prediction: Prediction) -> np.ndarray:
+    """``(h, w, 3)`` colours of the motion: the components' colours, or the scene flow's moving probability."""
+    if prediction.independent_flow is not None:
+        return colourise_moving_probability(prediction.moving_probability)
+    return colourise_masks(prediction.masks)
+
+
+def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
+    """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header``."""
+    message = PoseStamped()
+    message.header = header
+    message.pose = pose_array_msg(transform[None], header).poses[0]
+    return message
 
 
 class OutputPublishers:
@@ -85,7 +129,10 @@ class OutputPublishers:
         self.labels = node.create_publisher(Image, "~/labels", qos)
         self.overlay = node.create_publisher(Image, "~/overlay", qos)
         self.masks = node.create_publisher(Image, "~/masks", qos)
+        self.moving_probability = node.create_publisher(Image, "~/moving_probability", qos)
+        self.independent_flow = node.create_publisher(Image, "~/independent_flow", qos)
         self.motions = node.create_publisher(PoseArray, "~/motions", qos)
+        self.ego_motion = node.create_publisher(PoseStamped, "~/ego_motion", qos)
         self.points = node.create_publisher(PointCloud2, "~/points", qos)
         self._tf = None
         self._node = node
@@ -114,25 +161,36 @@ class OutputPublishers:
             batch.add(self.depth.publish, float_image_msg(depth, header))
             batch.add(self.depth_info.publish, scaled_camera_info(frame.camera_info, prediction.intrinsics, header,
                                                                   size))
+        transforms = None if prediction.transforms is None else transforms_in_output_units(prediction.transforms,
+                                                                                           settings)
+        if prediction.ego_motion is not None and self._wanted(settings.publish_ego_motion, self.ego_motion):
+            ego = transforms_in_output_units(prediction.ego_motion[None], settings)[0]
+            batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header))
+        if transforms is not None and self._wanted(settings.publish_motions, self.motions):
+            batch.add(self.motions.publish, pose_array_msg(transforms, header))
         if prediction.masks is None:
-            return batch  # first frame after a reset: depth only
+            return batch  # no linked neighbours (first frame after a reset): depth (and ego-motion) only
         if self._wanted(settings.publish_labels, self.labels):
             batch.add(self.labels.publish, mono8_msg(prediction.labels, header))
         if self._wanted(settings.publish_masks, self.masks):
             batch.add(self.masks.publish, float_image_msg(prediction.masks.astype(np.float32), header))
-        if self._wanted(settings.publish_motions, self.motions):
-            batch.add(self.motions.publish, pose_array_msg(prediction.transforms, header))
+        if self._wanted(settings.publish_moving_probability, self.moving_probability):
+            batch.add(self.moving_probability.publish, float_image_msg(prediction.moving_probability, header))
+        if prediction.independent_flow is not None and self._wanted(settings.publish_independent_flow,
+                                                                    self.independent_flow):
+            flow = prediction.independent_flow * np.float32(output_scale(settings))
+            batch.add(self.independent_flow.publish, float_image_msg(flow, header))
         want_overlay = self._wanted(settings.publish_overlay, self.overlay)
         if want_overlay or want_points:
             height, width = prediction.depth.shape
             small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
-            coloured = overlay(small, colourise_masks(prediction.masks), settings.overlay_alpha)
+            coloured = overlay(small, motion_colours(prediction), settings.overlay_alpha)
             if want_overlay:
                 batch.add(self.overlay.publish, rgb8_msg(coloured, header))
             if want_points:
                 batch.add(self.points.publish, point_cloud_msg(depth, prediction.intrinsics, coloured, header))
         if settings.publish_tf and self._tf_broadcaster() is not None:
-            batch.add(self._tf.sendTransform, self._tf_messages(prediction.transforms, header))
+            batch.add(self._tf.sendTransform, self._tf_messages(transforms, header))
         return batch
 
     def _tf_broadcaster(self) -> Any:

@@ -92,9 +92,15 @@ class PerceptionParameters(CameraInputParameters):
     publish_labels: bool = param(True, "publish ~/labels (mono8 argmax component)", dynamic=True)
     publish_overlay: bool = param(True, "publish ~/overlay (rgb8 decomposition over the image)", dynamic=True)
     publish_masks: bool = param(True, "publish ~/masks (one 32FC<K> image, channel k = soft mask k)", dynamic=True)
+    publish_moving_probability: bool = param(True, "publish ~/moving_probability (32FC1: the scene flow's motion "
+                                             "mask, or 1 - the background component's mask)", dynamic=True)
+    publish_independent_flow: bool = param(True, "publish ~/independent_flow (32FC3, scene-flow models: 3D motion "
+                                           "not explained by the ego-motion, per frame)", dynamic=True)
     publish_motions: bool = param(True, "publish ~/motions (PoseArray: component motions, previous -> current)",
                                   dynamic=True)
-    publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured by component)",
+    publish_ego_motion: bool = param(True, "publish ~/ego_motion (PoseStamped: the camera's motion, previous -> "
+                                     "current)", dynamic=True)
+    publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured like ~/overlay)",
                                       dynamic=True)
     publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",
                              dynamic=True)

@@ -139,6 +139,7 @@ class PerceptionNode(Node):
             "device": str(predictor.device),
             "model": f"{self.settings.checkpoint} (step {predictor.checkpoint_step})",
             "input_size": "{}x{}".format(*predictor.size),
+            "motion_model": predictor.motion_model,
             "components": str(predictor.num_components),
         }, stall_periods=self.settings.stall_periods)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -152,7 +153,7 @@ class PerceptionNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: {self.settings.checkpoint} on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
-            f"K={predictor.num_components}, image {self._image_topic} ({self.settings.input_transport}), intrinsics "
+            f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} ({self.settings.input_transport}), intrinsics "
             f"from {self.settings.camera_info_source}")
 
     # -- start-up ---------------------------------------------------------------------------
@@ -237,18 +238,25 @@ class PerceptionNode(Node):
             return False
         converted = time.perf_counter()
         try:
-            result = self.stream.push(rgb, intrinsics, stamp_nanoseconds(frame.image) * 1e-9)
+            # the tag comes back with the prediction of this frame: at once for the components model,
+            # with the next frame for the scene flow (whose motion mask needs it)
+            result = self.stream.push(rgb, intrinsics, stamp_nanoseconds(frame.image) * 1e-9,
+                                      tag=(frame.image.header, rgb, frame.info))
             inferred = time.perf_counter()
-            self.outputs.build(OutputFrame(frame.image.header, rgb, frame.info, result), self.settings).publish()
+            if result is not None:
+                header, image, info = result.tag
+                self.outputs.build(OutputFrame(header, image, info, result), self.settings).publish()
         except Exception as error:  # keep the stream alive whatever one frame does
             self._failure(error, "frame failed", failed_frames=1)
             return True
         published = time.perf_counter()
+        self.statistics.count(frames_processed=1)
+        if result is None:
+            return True  # the scene flow's first frame: published with the next one
         if result.reset is not None:
             self.statistics.count(resets=1)
             if result.gap is not None:
                 self.get_logger().info(f"previous frame reset: {result.reset.value} (gap {result.gap:.3f} s)")
-        self.statistics.count(frames_processed=1)
         self.statistics.output_rate.tick()
         self.statistics.latency.add(conversion=converted - started, network=inferred - converted,
                                     publish=published - inferred, total=published - frame.received)
@@ -299,6 +307,9 @@ class PerceptionNode(Node):
         current = self.stream.predictor
         try:
             predictor = Predictor.from_checkpoint(self._swap.path, device=str(current.device), size=current.size)
+            if predictor.motion_model != current.motion_model:
+                raise CheckpointError(f"it is a {predictor.motion_model} model, the running one "
+                                      f"{current.motion_model}")
             if predictor.num_components != current.num_components:
                 raise CheckpointError(f"it has K={predictor.num_components}, the running model "
                                       f"K={current.num_components}")

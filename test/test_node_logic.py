@@ -52,6 +52,34 @@ def test_frame_stream_resets_on_first_frame_time_backwards_gap_resolution_and_re
     assert output.reset is None and output.prediction.masks is not None and output.gap == pytest.approx(0.1)
 
 
+@pytest.fixture(scope="module")
+def scene_flow_predictor(tmp_path_factory) -> Predictor:
+    path = write_untrained_checkpoint(tmp_path_factory.mktemp("flow") / "m.pt", ModelConfig(
+        width=64, height=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", motion_model="scene_flow"))
+    return Predictor.from_checkpoint(path, device="cpu")
+
+
+def test_a_scene_flow_stream_answers_each_frame_with_the_one_before_it(scene_flow_predictor):
+    """The motion mask of frame t needs frame t+1: a push returns the previous frame's prediction,
+    with the tag given with it; the frame before a reset gets no mask, the one after no previous."""
+    stream = FrameStream(scene_flow_predictor, StreamSettings(max_frame_gap=0.5))
+    frames = np.random.default_rng(1).integers(0, 255, (6, 32, 64, 3), dtype=np.uint8)
+    outputs = [stream.push(frame, K, stamp, tag=i)
+               for i, (frame, stamp) in enumerate(zip(frames, (1.0, 1.1, 1.2, 1.3, 2.5, 2.6)))]
+    assert outputs[0] is None
+    assert [o.tag for o in outputs[1:]] == [0, 1, 2, 3, 4]
+    assert [o.reset for o in outputs[1:]] == [None, None, None, ResetReason.GAP, None]
+    first, middle, before_gap, after_gap = outputs[1], outputs[2], outputs[4], outputs[5]
+    assert first.prediction.masks is None and first.prediction.ego_motion is None  # no previous frame
+    assert middle.prediction.masks.shape == (2, 64, 64) and middle.prediction.independent_flow.shape == (3, 64, 64)
+    assert middle.prediction.labels.dtype == np.uint8 and middle.prediction.ego_motion.shape == (4, 4)
+    assert before_gap.prediction.masks is None and before_gap.prediction.ego_motion is not None  # no next frame
+    assert after_gap.prediction.masks is None and after_gap.prediction.ego_motion is None  # no previous frame
+    # the same triple through the predictor directly gives the same motion mask
+    direct = scene_flow_predictor.predict(frames[1], K, frames[0], following=frames[2])
+    np.testing.assert_allclose(middle.prediction.moving_probability, direct.moving_probability, atol=1e-6)
+
+
 def message(stamp: float, name: str) -> SimpleNamespace:
     sec = int(stamp)
     return SimpleNamespace(name=name, header=SimpleNamespace(stamp=SimpleNamespace(

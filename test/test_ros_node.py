@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseArray
+from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from ros_support import Probe, RosProcess, ros_environment, wait_until
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.ros
 NODE = "/mds_perception"
 OUTPUTS = {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
            f"{NODE}/overlay": Image, f"{NODE}/masks": Image, f"{NODE}/motions": PoseArray,
-           f"{NODE}/points": PointCloud2}
+           f"{NODE}/points": PointCloud2, f"{NODE}/moving_probability": Image, f"{NODE}/ego_motion": PoseStamped}
 MODEL_W, MODEL_H, K = 96, 64, 3
 CAMERA_W, CAMERA_H = 144, 96
 FRAMES = 8
@@ -131,6 +131,70 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
         if index:
             masks = float_image(probe.messages(f"{NODE}/masks")[index - 1])
             np.testing.assert_allclose(masks.transpose(2, 0, 1), expected.masks, atol=1e-5)
+            moving = float_image(probe.messages(f"{NODE}/moving_probability")[index - 1])
+            np.testing.assert_allclose(moving, expected.moving_probability, atol=1e-5)
+            ego = probe.messages(f"{NODE}/ego_motion")[index - 1].pose.position
+            np.testing.assert_allclose([ego.x, ego.y, ego.z], expected.ego_motion[:3, 3], atol=1e-6)
+
+
+SCENE_FLOW_OUTPUTS = {f"{NODE}/{name}": kind for name, kind in (
+    ("depth/image", Image), ("labels", Image), ("masks", Image), ("moving_probability", Image),
+    ("independent_flow", Image), ("overlay", Image), ("points", PointCloud2), ("ego_motion", PoseStamped),
+    ("motions", PoseArray))}
+
+
+def test_a_scene_flow_checkpoint_publishes_its_outputs_one_frame_late(bag, tmp_path):
+    """The scene flow's motion mask of a frame needs the next frame: each frame's outputs come with
+    the next frame, stamped as the frame they describe; the last frame waits for a next one."""
+    checkpoint = write_untrained_checkpoint(tmp_path / "flow.pt", ModelConfig(
+        width=MODEL_W, height=MODEL_H, depth_encoder="resnet18", pose_mask_encoder="resnet18",
+        motion_model="scene_flow"))
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
+        for topic, message_type in SCENE_FLOW_OUTPUTS.items():
+            probe.subscribe(topic, message_type)
+        probe.subscribe("/camera/image_raw", Image)
+        probe.subscribe("/camera/camera_info", CameraInfo)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
+        for topic in SCENE_FLOW_OUTPUTS:
+            probe.wait_for_publishers(topic, 1, timeout=30)
+        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
+                        log_path=tmp_path / "replay.log") as replay:
+            assert replay.wait(60) == 0, replay.log()
+        probe.wait_for_messages(f"{NODE}/depth/image", FRAMES - 1, timeout=60)
+        probe.wait_for_messages(f"{NODE}/points", FRAMES - 2, timeout=30)
+        values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))
+        assert node.running, node.log()
+
+    assert values["motion_model"] == "scene_flow" and values["components"] == "2"
+    inputs = probe.messages("/camera/image_raw")
+    stamps = [stamp_ns(m) for m in inputs]
+    assert len(inputs) == FRAMES
+    # depth for every frame but the last (no next frame yet); motion outputs for frames 1 .. FRAMES - 2
+    assert [stamp_ns(m) for m in probe.messages(f"{NODE}/depth/image")] == stamps[:-1]
+    for topic in SCENE_FLOW_OUTPUTS:
+        if topic != f"{NODE}/depth/image":
+            assert [stamp_ns(m) for m in probe.messages(topic)] == stamps[1:-1], topic
+    for topic, encoding in [("labels", "mono8"), ("masks", "32FC2"), ("moving_probability", "32FC1"),
+                            ("independent_flow", "32FC3"), ("overlay", "rgb8")]:
+        message = probe.messages(f"{NODE}/{topic}")[-1]
+        assert (message.encoding, message.width, message.height) == (encoding, MODEL_W, MODEL_H), topic
+    assert len(probe.messages(f"{NODE}/motions")[-1].poses) == 1  # the ego-motion
+
+    # frame 3's outputs equal the Predictor's on frames 2, 3, 4
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    images = [image_to_rgb(m) for m in inputs]
+    k_in = camera_matrix(probe.messages("/camera/camera_info")[-1])
+    expected = predictor.predict(images[3], k_in, images[2], following=images[4])
+    moving = float_image(probe.messages(f"{NODE}/moving_probability")[2])
+    np.testing.assert_allclose(moving, expected.moving_probability, atol=1e-5)
+    labels = np.frombuffer(bytes(probe.messages(f"{NODE}/labels")[2].data), np.uint8).reshape(MODEL_H, MODEL_W)
+    np.testing.assert_array_equal(labels, expected.labels)
+    flow = float_image(probe.messages(f"{NODE}/independent_flow")[2])
+    np.testing.assert_allclose(flow.transpose(2, 0, 1), expected.independent_flow, atol=1e-5)
+    ego = probe.messages(f"{NODE}/ego_motion")[2].pose.position
+    np.testing.assert_allclose([ego.x, ego.y, ego.z], expected.ego_motion[:3, 3], atol=1e-6)
 
 
 def frame(stamp: float, rgb: np.ndarray, fx: float = 100.0) -> tuple[Image, CameraInfo]:

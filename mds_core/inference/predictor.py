@@ -145,6 +145,11 @@ class Predictor:
     def uses_scene_flow(self) -> bool:
         return isinstance(self.model, DynamoDepth)
 
+    @property
+    def motion_model(self) -> str:
+        """``components`` or ``scene_flow`` (``model.motion_model`` of the checkpoint)."""
+        return self.config.motion_model
+
     def prepare(self, image: np.ndarray) -> PreparedFrame:
         """``(H, W, 3)`` uint8 RGB -> a :class:`PreparedFrame` on the device."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
