@@ -53,6 +53,24 @@ def test_online_trainer_learns_on_buffered_frames_and_writes_atomic_checkpoints(
     assert trainer.status.checkpoints_written == 3 and Predictor.from_checkpoint(tmp_path / "online.pt").checkpoint_step
 
 
+def test_online_trainer_adapts_a_scene_flow_model_in_its_joint_stage(frames, tmp_path):
+    images, config = frames
+    start = write_untrained_checkpoint(tmp_path / "flow.pt", ModelConfig(
+        width=W, height=H, depth_encoder="resnet18", pose_mask_encoder="resnet18", motion_model="scene_flow"))
+    trainer = OnlineTrainer(start, tmp_path / "online.pt", OnlineSettings(batch_size=2, checkpoint_every=4),
+                            device="cpu")
+    assert trainer.state.stage.name == "joint" and trainer.state.model.mask_enabled
+    for index, image in enumerate(images):
+        trainer.buffer.add(image, config.intrinsics(), 10.0 + 0.1 * index)
+    losses = [trainer.step() for _ in range(8)]
+    assert all(np.isfinite(losses)) and trainer.status.checkpoints_written == 2
+    before, after = Predictor.from_checkpoint(start).model, Predictor.from_checkpoint(tmp_path / "online.pt").model
+    for name in ("depth_net", "ego_pose_net", "scene_flow_net"):  # every network adapts
+        changed = [not np.allclose(p.detach(), q.detach()) for p, q in
+                   zip(getattr(before, name).parameters(), getattr(after, name).parameters())]
+        assert any(changed), name
+
+
 def test_online_trainer_run_survives_a_failing_step_and_writes_a_last_checkpoint(checkpoint, frames, tmp_path):
     """The loop the training node runs: a failing step is reported and skipped; stopping at max_steps
     between two periodic checkpoints writes one more."""

@@ -26,6 +26,7 @@ from mds_core.data.rosbag.reader import TopicEntry
 from mds_core.data.rosbag.topics import choose_camera_info_topic, choose_image_topic
 from mds_core.data.sample import collate_samples
 from mds_core.data.sequence_folder import DataError
+from mds_core.inference.predictor import Predictor
 from mds_core.method.losses import SelfSupervisedObjective
 from mds_core.tools.synth import SynthConfig, generate_sequence, write_rosbag
 from mds_core.tools.synth.writers import camera_info_message, image_message
@@ -180,6 +181,23 @@ def test_train_command_takes_bags_topics_and_intrinsics(bags, tmp_path, capsys):
     for args, message in cases:
         assert main(args) == 2, args
         assert message in capsys.readouterr().err, args
+
+
+def test_the_scene_flow_model_trains_on_a_bag_through_its_stages(bags, tmp_path, capsys):
+    bag = bags[("sqlite3", "jpeg")]
+    code = main(["train", "--bag", str(bag), "--image-topic", "/camera/image_raw/compressed",
+                 "--intrinsics", "60", "120", "48", "32", "--output", str(tmp_path / "run"), "--device", "cpu",
+                 *[arg for setting in (f"model.height={HEIGHT}", f"model.width={WIDTH}", "model.depth_encoder=resnet18",
+                                       "model.pose_mask_encoder=resnet18", "model.motion_model=scene_flow",
+                                       "optim.batch_size=2", "optim.max_steps=4", "logging.progress=false",
+                                       "logging.tensorboard=false") for arg in ("--set", setting)]])
+    assert code == 0 and "trained 4 steps" in capsys.readouterr().out
+    predictor = Predictor.from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", device="cpu")
+    assert predictor.uses_scene_flow and predictor.checkpoint_step == 4
+    frames = np.random.default_rng(0).integers(0, 255, (3, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    k = np.array([[60.0, 0, 48], [0, 120.0, 32], [0, 0, 1]])
+    prediction = predictor.predict(frames[1], k, frames[0], following=frames[2])
+    assert prediction.moving_probability.shape == (HEIGHT, WIDTH) and np.isfinite(prediction.independent_flow).all()
 
 
 # ------------------------------------------------------------------------------------- stationary

@@ -7,7 +7,8 @@ a triplet. :class:`OnlineTrainer` takes a snapshot of the buffer for each step, 
 exactly as offline training does (:class:`~mds_core.data.dataset.TripletDataset`: the same
 resizing, intrinsics scaling and augmentation), runs :func:`~mds_core.training.loop.train_step`
 and writes the weights atomically every ``checkpoint_every`` steps, where the inference node's
-hot swap picks them up. Nothing here knows about ROS.
+hot swap picks them up. Either motion model adapts, in the last stage of its training (for the
+scene flow every network, at half the learning rate). Nothing here knows about ROS.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from mds_core.device import resolve_device
 from mds_core.inference.predictor import scale_intrinsics_to
 from mds_core.method.losses import SelfSupervisedObjective
 from mds_core.training.distributed import DistributedContext
-from mds_core.training.loop import build_training_state, checkpoint_of
+from mds_core.training.loop import build_training_state, checkpoint_of, enter_stage
+from mds_core.training.stages import Stage, stage_configs
 
 LOG = logging.getLogger(__name__)
 
@@ -150,6 +152,9 @@ class OnlineTrainer:
         self.state = build_training_state(config, self.device, DistributedContext())
         load_model_state(self.state.model, source.model, config.model, source.config.model, str(checkpoint))
         self.state.step = source.step
+        # adaptation goes on as training ended: in its last stage (the scene flow's joint stage: every
+        # network at half the learning rate, no auto-masking; the components model's only stage)
+        enter_stage(self.state, Stage(stage_configs(config)[-1], 0, source.step + 2**62))
         self.objective = SelfSupervisedObjective(config.loss, config.model)
         self.buffer = FrameBuffer(self.settings.buffer_frames, (config.model.width, config.model.height))
         self.output = Path(output)
