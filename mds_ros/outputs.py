@@ -48,8 +48,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from mds_core.inference.streaming import StreamOutput
 from mds_core.inference.predictor import Prediction
+from mds_core.inference.streaming import StreamOutput
 from mds_core.visualization import colourise_masks, colourise_moving_probability, overlay
 from mds_ros.conversions import (
     float_image_msg,

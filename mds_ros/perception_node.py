@@ -153,8 +153,8 @@ class PerceptionNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: {self.settings.checkpoint} on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
-            f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} ({self.settings.input_transport}), intrinsics "
-            f"from {self.settings.camera_info_source}")
+            f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} "
+            f"({self.settings.input_transport}), intrinsics from {self.settings.camera_info_source}")
 
     # -- start-up ---------------------------------------------------------------------------
     def _declare_parameters(self) -> PerceptionParameters:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-
 from typing import Any
 
 import torch
