@@ -1,6 +1,6 @@
 """mds: self-supervised monocular depth and scene decomposition (MonoDepthSeg) for ROS 2.
 
-One package, installable with pip (``pip install -e .[ros,dev]``) and buildable by colcon as
+One package, installable with pip (``pip install -e .[ros,onnx,dev]``) and buildable by colcon as
 an ament_python package on a ROS 2 Jazzy install.
 """
 
@@ -53,6 +53,7 @@ setup(
             "ros-jazzy-std-msgs",
             "ros-jazzy-diagnostic-msgs",
         ],
+        "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
         "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.6", "colcon-common-extensions>=0.3"],
     },
     entry_points={

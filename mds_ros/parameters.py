@@ -80,6 +80,11 @@ class CameraInputParameters(NodeParameters):
 
 @dataclass
 class PerceptionParameters(CameraInputParameters):
+    backend: str = param("torch", "torch: the checkpoint in PyTorch; onnxruntime: the networks as ONNX graphs in "
+                         "onnxruntime (TensorRT, CUDA or CPU provider; needs the onnx extra)",
+                         choices=("torch", "onnxruntime"))
+    onnx_model: str = param("", "backend onnxruntime: an export folder (`mds export`); empty = export the "
+                            "checkpoint at start-up and on every hot swap")
     width: int = param(0, "network input width in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
     height: int = param(0, "network input height in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
     num_components: int = param(0, "K, the number of motion components; 0 = the checkpoint's (it cannot be changed)",
@@ -171,7 +176,9 @@ def validate(parameters: CameraInputParameters) -> list[str]:
     """Every reason why ``parameters`` cannot start a node (empty when they can)."""
     cls = type(parameters)
     problems = [p for p in (cls.validate_value(n, getattr(parameters, n)) for n in cls.names()) if p]
-    if not parameters.checkpoint:
+    exported = isinstance(parameters, PerceptionParameters) and parameters.backend == "onnxruntime" \
+        and parameters.onnx_model
+    if not parameters.checkpoint and not exported:
         problems.append("checkpoint is not set: train a model first (`bash scripts/demo.sh` writes "
                         "outputs/ros_demo/model/run/checkpoints/last.pt, `mds train` writes your own) and pass "
                         "-p checkpoint:=PATH")

@@ -137,9 +137,10 @@ class PerceptionNode(Node):
         self._image_topic = subscribe_camera(self, self.settings, self._on_frame)
         self.diagnostics = DiagnosticsReporter(self.statistics, str(predictor.device), {
             "device": str(predictor.device),
-            "model": f"{self.settings.checkpoint} (step {predictor.checkpoint_step})",
+            "model": f"{self.settings.checkpoint or self.settings.onnx_model} (step {predictor.checkpoint_step})",
             "input_size": "{}x{}".format(*predictor.size),
             "motion_model": predictor.motion_model,
+            "backend": predictor.backend + (f" ({', '.join(predictor.providers)})" if predictor.providers else ""),
             "components": str(predictor.num_components),
         }, stall_periods=self.settings.stall_periods)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -152,7 +153,7 @@ class PerceptionNode(Node):
         self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: {self.settings.checkpoint} on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
+            f"ready: {self.settings.checkpoint or self.settings.onnx_model} ({predictor.backend}) on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
             f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} "
             f"({self.settings.input_transport}), intrinsics from {self.settings.camera_info_source}")
 
@@ -175,10 +176,11 @@ class PerceptionNode(Node):
     def _load_predictor(self) -> Predictor:
         s = self.settings
         try:
-            predictor = Predictor.from_checkpoint(s.checkpoint, device=s.device,
-                                                  size=(s.width, s.height) if s.width else None)
-        except (CheckpointError, FileNotFoundError, ValueError) as error:
-            raise StartupError(f"cannot load checkpoint {s.checkpoint!r}: {error}") from error
+            predictor = Predictor.load(s.checkpoint, device=s.device, size=(s.width, s.height) if s.width else None,
+                                       backend=s.backend, onnx_folder=s.onnx_model or None)
+        except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
+            source = s.onnx_model if s.backend == "onnxruntime" and s.onnx_model else s.checkpoint
+            raise StartupError(f"cannot load {source!r} ({s.backend} backend): {error}") from error
         if s.device.startswith("cuda") and predictor.device.type != "cuda":
             self.get_logger().warning(f"device {s.device} requested but CUDA is not available: running on cpu")
         if s.num_components and s.num_components != predictor.num_components:
@@ -306,14 +308,15 @@ class PerceptionNode(Node):
     def _load_new_weights(self, signature: tuple[int, int]) -> None:
         current = self.stream.predictor
         try:
-            predictor = Predictor.from_checkpoint(self._swap.path, device=str(current.device), size=current.size)
+            predictor = Predictor.load(self._swap.path, device=self.settings.device, size=current.size,
+                                       backend=current.backend)
             if predictor.motion_model != current.motion_model:
                 raise CheckpointError(f"it is a {predictor.motion_model} model, the running one "
                                       f"{current.motion_model}")
             if predictor.num_components != current.num_components:
                 raise CheckpointError(f"it has K={predictor.num_components}, the running model "
                                       f"K={current.num_components}")
-        except (CheckpointError, OSError, ValueError, RuntimeError) as error:
+        except (CheckpointError, OSError, ValueError, RuntimeError, ImportError) as error:
             self._swap.finished(signature)
             self._problem(f"refused the new checkpoint {self._swap.path} ({error}); keeping the weights "
                           f"of step {current.checkpoint_step}", checkpoints_refused=1)

@@ -18,5 +18,5 @@ case "$(uname -m)" in
   aarch64|arm64) pip install -q "torch==2.9.1" "torchvision==0.24.1" ;;
   *)             pip install -q "torch==2.14.1" "torchvision==0.29.1" ;;
 esac
-pip install -q -e ".[ros,dev]"
+pip install -q -e ".[ros,onnx,dev]"
 echo "$want" > "$stamp"

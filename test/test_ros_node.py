@@ -137,6 +137,38 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
             np.testing.assert_allclose([ego.x, ego.y, ego.z], expected.ego_motion[:3, 3], atol=1e-6)
 
 
+def test_the_onnxruntime_backend_publishes_what_the_torch_predictor_predicts(checkpoint, bag, tmp_path):
+    """backend:=onnxruntime exports the checkpoint at start-up and runs the graphs in onnxruntime."""
+    pytest.importorskip("onnxruntime")
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log", backend="onnxruntime") as node, Probe(env) as probe:
+        for name, kind in (("depth/image", Image), ("masks", Image), ("motions", PoseArray)):
+            probe.subscribe(f"{NODE}/{name}", kind)
+        probe.subscribe("/camera/image_raw", Image)
+        probe.subscribe("/camera/camera_info", CameraInfo)
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=90)
+        probe.wait_for_publishers(f"{NODE}/masks", 1, timeout=30)
+        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
+                        log_path=tmp_path / "replay.log") as replay:
+            assert replay.wait(60) == 0, replay.log()
+        depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
+        probe.wait_for_messages(f"{NODE}/masks", FRAMES - 1, timeout=30)
+        values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))
+        assert node.running, node.log()
+    assert values["backend"] == "onnxruntime (CPUExecutionProvider)"
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    inputs = probe.messages("/camera/image_raw")
+    images = [image_to_rgb(m) for m in inputs]
+    k_in = camera_matrix(probe.messages("/camera/camera_info")[-1])
+    for index in (0, 4):
+        expected = predictor.predict(images[index], k_in, images[index - 1] if index else None)
+        np.testing.assert_allclose(float_image(depth_msgs[index]), expected.depth, rtol=1e-4, atol=1e-4)
+        if index:
+            masks = float_image(probe.messages(f"{NODE}/masks")[index - 1])
+            np.testing.assert_allclose(masks.transpose(2, 0, 1), expected.masks, atol=1e-4)
+
+
 SCENE_FLOW_OUTPUTS = {f"{NODE}/{name}": kind for name, kind in (
     ("depth/image", Image), ("labels", Image), ("masks", Image), ("moving_probability", Image),
     ("independent_flow", Image), ("overlay", Image), ("points", PointCloud2), ("ego_motion", PoseStamped),

@@ -1,4 +1,4 @@
-"""The ``mds`` command line: train, eval, infer, synth, bag-info, benchmark, demo, accuracy.
+"""The ``mds`` command line: train, eval, infer, export, synth, bag-info, benchmark, demo, accuracy.
 
 Every subcommand reports a bad path, bag, checkpoint or config as one clear line on stderr and
 exits with status 2; it never shows a traceback for a user error.
@@ -18,9 +18,12 @@ from mds_core.config import ConfigError, TrainConfig, apply_overrides, load_conf
 def _user_errors() -> tuple[type[Exception], ...]:
     from mds_core.checkpoint import CheckpointError
     from mds_core.data.sequence_folder import DataError
+    from mds_core.inference.onnx_backend import OnnxModelError
+    from mds_core.inference.onnx_export import ExportError
     from mds_core.method.networks import PretrainedWeightsError
 
-    return (ConfigError, DataError, CheckpointError, PretrainedWeightsError, FileNotFoundError)
+    return (ConfigError, DataError, CheckpointError, PretrainedWeightsError, FileNotFoundError, ExportError,
+            OnnxModelError)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -196,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mds_core.cli.accuracy import register as register_accuracy
     from mds_core.cli.bag_info import register as register_bag_info
+    from mds_core.cli.export import register as register_export
     from mds_core.cli.synth import register as register_synth
 
     register_synth(sub)
     register_bag_info(sub)
     register_accuracy(sub)
+    register_export(sub)
     _register_plugins(sub)
     return parser
 

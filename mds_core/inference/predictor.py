@@ -107,6 +107,8 @@ class Predictor:
         self.config: ModelConfig = model.config
         self._size = self._checked_size(size) if size else (self.config.width, self.config.height)
         self.checkpoint_step: int | None = None
+        self.backend = "torch"
+        self.providers: list[str] = []  # onnxruntime execution providers (backend "onnxruntime")
 
     @staticmethod
     def _checked_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -129,6 +131,49 @@ class Predictor:
         LOG.info("loaded %s (step %d)", path, checkpoint.step)
         predictor = cls(model, device, size)
         predictor.checkpoint_step = checkpoint.step
+        return predictor
+
+    @classmethod
+    def from_onnx(cls, folder: str | Path, device: str = "auto", size: tuple[int, int] | None = None,
+                  threads: int = 0) -> Predictor:
+        """The networks of an export folder (``mds export``) in onnxruntime, at the size they were
+        exported at; the rest of the prediction as with :meth:`from_checkpoint`. ``threads``: the
+        sessions' intra-op threads (0: onnxruntime's default)."""
+        from mds_core.inference.onnx_backend import OnnxModelError, load_onnx_model
+
+        model, metadata = load_onnx_model(folder, device, threads)
+        exported = (model.config.width, model.config.height)
+        if size is not None and tuple(size) != exported:
+            raise OnnxModelError(f"{folder} was exported at {exported[0]}x{exported[1]}, not {size[0]}x{size[1]} "
+                                 f"(export again with --size)")
+        uses_gpu = any(p != "CPUExecutionProvider" for p in metadata["providers"])
+        predictor = cls(model, resolve_device(device) if uses_gpu else torch.device("cpu"))
+        predictor.checkpoint_step = metadata.get("checkpoint_step")
+        predictor.backend = "onnxruntime"
+        predictor.providers = metadata["providers"]
+        return predictor
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "auto", size: tuple[int, int] | None = None,
+             backend: str = "torch", onnx_folder: str | Path | None = None) -> Predictor:
+        """A predictor on either backend. ``backend="onnxruntime"`` runs the export folder
+        ``onnx_folder``, or, without one, exports ``checkpoint`` first (into a temporary folder that
+        lives as long as the predictor; a few seconds per network)."""
+        if backend == "torch":
+            return cls.from_checkpoint(checkpoint, device=device, size=size)
+        if backend != "onnxruntime":
+            raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
+        if onnx_folder:
+            return cls.from_onnx(onnx_folder, device=device, size=size)
+        import tempfile
+
+        from mds_core.inference.onnx_export import export_onnx
+
+        source = cls.from_checkpoint(checkpoint, device="cpu", size=size)
+        folder = tempfile.TemporaryDirectory(prefix="mds_onnx_")
+        export_onnx(source.model, folder.name, size=source.size, checkpoint_step=source.checkpoint_step)
+        predictor = cls.from_onnx(folder.name, device=device)
+        predictor._export_folder = folder  # removed with the predictor
         return predictor
 
     @property

@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default="outputs/ros_benchmark")
     p.add_argument("--online", action="store_true", help="also run the online training node on the stream")
+    p.add_argument("--backends", default="torch",
+                   help="comma-separated node backends to run one after the other: torch, onnxruntime "
+                        "(with several: a table of their rates and ratio)")
+    p.add_argument("--sizes", default="", help="comma-separated model input sizes WxH to run (untrained models; "
+                   "default: --width x --height)")
     p.set_defaults(func=cmd_ros_benchmark)
 
 
@@ -48,13 +53,26 @@ def cmd_ros_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ros_benchmark(args: argparse.Namespace) -> int:
-    from mds_ros.tools.benchmark import NodeBenchmark, run_node_benchmark
+    from mds_core.config import ConfigError
+    from mds_ros.tools.benchmark import NodeBenchmark, compare_backends
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in ("torch", "onnxruntime")]
+    if unknown or not backends:
+        raise ConfigError(f"--backends: expected torch and/or onnxruntime, got {args.backends!r}")
+    try:
+        sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(",") if size.strip()]
+    except ValueError as error:
+        raise ConfigError(f"--sizes: expected WxH[,WxH...], got {args.sizes!r}") from error
+    if any(len(size) != 2 or size[0] % 32 or size[1] % 32 or min(size) <= 0 for size in sizes):
+        raise ConfigError(f"--sizes: each size must be WxH with multiples of 32, got {args.sizes!r}")
+    if sizes and args.checkpoint:
+        raise ConfigError("--sizes runs untrained models of each size; a --checkpoint runs at its own size")
     spec = NodeBenchmark(checkpoint=args.checkpoint, width=args.width, height=args.height,
                          components=args.components, camera_width=args.camera_width,
                          camera_height=args.camera_height, frames=args.frames, fps=args.fps, device=args.device,
                          output=Path(args.output), online=args.online)
-    print(run_node_benchmark(spec))
+    print(compare_backends(spec, backends, sizes or [(args.width, args.height)]))
     return 0

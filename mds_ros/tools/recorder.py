@@ -53,6 +53,14 @@ class TopicRecorder:
         with self._lock:
             return len(self._messages[topic])
 
+    def arrival_rate(self, topic: str) -> float:
+        """Messages per second of ``topic`` between its first and its last arrival (0 with fewer than 2)."""
+        with self._lock:
+            stamps = [m.received_ns for m in self._messages[topic]]
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return 0.0
+        return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) * 1e-9)
+
     def messages(self, topic: str) -> list[Any]:
         """Deserialised messages of ``topic`` in arrival order."""
         with self._lock:
