@@ -153,7 +153,8 @@ class PerceptionNode(Node):
         self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: {self.settings.checkpoint or self.settings.onnx_model} ({predictor.backend}) on {predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
+            f"ready: {self.settings.checkpoint or self.settings.onnx_model} ({predictor.backend}) on "
+            f"{predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
             f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} "
             f"({self.settings.input_transport}), intrinsics from {self.settings.camera_info_source}")
 
@@ -179,8 +180,9 @@ class PerceptionNode(Node):
             predictor = Predictor.load(s.checkpoint, device=s.device, size=(s.width, s.height) if s.width else None,
                                        backend=s.backend, onnx_folder=s.onnx_model or None)
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
-            source = s.onnx_model if s.backend == "onnxruntime" and s.onnx_model else s.checkpoint
-            raise StartupError(f"cannot load {source!r} ({s.backend} backend): {error}") from error
+            source = f"ONNX export {s.onnx_model!r}" if s.backend == "onnxruntime" and s.onnx_model \
+                else f"checkpoint {s.checkpoint!r}"
+            raise StartupError(f"cannot load {source} ({s.backend} backend): {error}") from error
         if s.device.startswith("cuda") and predictor.device.type != "cuda":
             self.get_logger().warning(f"device {s.device} requested but CUDA is not available: running on cpu")
         if s.num_components and s.num_components != predictor.num_components:
