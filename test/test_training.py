@@ -328,3 +328,35 @@ def test_adam_over_channels_last_weights_steps_like_adam_and_saves_the_same_stat
     train(reference, plain, 3)
     for p, q in zip(resumed_net.parameters(), reference.parameters()):
         assert torch.allclose(p, q, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("motion_model", ["components", "scene_flow"])
+def test_a_training_step_under_bf16_autocast_warps_with_fp32_poses(data_root, tmp_path, motion_model):
+    """Mixed precision: the networks run in bf16 (CPU autocast here, as AMP does on a GPU), the poses
+    enter the warp as fp32 transforms, and the loss stays close to the fp32 loss of the same step."""
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.training.distributed import DistributedContext
+    from mds_core.training.loop import Precision, build_training_state, train_step
+
+    config = tiny_config(data_root, tmp_path, components=2)
+    config.model.motion_model = motion_model
+    config.data.augmentation.enabled = False
+    dataset = build_dataset(config.data, config.model, training=True)
+    batch = collate_samples([dataset[i] for i in range(2)])
+    losses = {}
+    for precision in (Precision(None, "cpu"), Precision(torch.bfloat16, "cpu")):
+        torch.manual_seed(0)
+        state = build_training_state(config, torch.device("cpu"), DistributedContext())
+        state.precision = precision
+        before = [p.detach().clone() for p in state.model.parameters()]
+        loss, output = train_step(state, SelfSupervisedObjective(config.loss, config.model), batch)
+        losses[precision.dtype] = float(loss.total.detach())
+        transforms = [s.motion.transforms if motion_model == "components" else s.motion.ego for s in output.sources]
+        assert all(t.dtype == torch.float32 for t in transforms)
+        assert any(not torch.equal(p, q) for p, q in zip(before, state.model.parameters()))  # it trained
+    if motion_model == "components":  # bf16 ran in the networks (their outputs are bf16) ...
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert state.model.pose_mask_net(batch.network_images[:, 1], batch.network_images[:, 0],
+                                             output.disparities[0]).mask_logits.dtype == torch.bfloat16
+    # ... and the loss of the same batch and weights is close to fp32's
+    assert abs(losses[torch.bfloat16] - losses[None]) < 0.05 * losses[None], losses

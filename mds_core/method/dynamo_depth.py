@@ -81,14 +81,16 @@ class DynamoDepth(DepthModel):
         motions = []
         for s, offset in enumerate(offsets):
             rows = slice(s * batch, (s + 1) * batch)
-            pose = torch.cat([translation[rows], axis_angle[rows]], dim=1)
+            pose = torch.cat([translation[rows], axis_angle[rows]], dim=1).float()  # fp32 whatever autocast did
             motions.append((pose, pose_vector_to_transform(axis_angle[rows], translation[rows], invert=offset < 0)))
         return motions
 
     def predict_scene_flow(self, previous: Tensor, target: Tensor, following: Tensor,
                            poses: list[Tensor]) -> SceneFlowOutput:
         """The scene-flow network, conditioned on the mean one-step ego-motion of the pairs."""
-        return self.scene_flow_net(previous, target, following, torch.stack(poses).mean(dim=0))
+        out = self.scene_flow_net(previous, target, following, torch.stack(poses).mean(dim=0))
+        # fp32 for the warp and losses, whatever autocast did in the network
+        return SceneFlowOutput([c.float() for c in out.complete_flow], [m.float() for m in out.mask_logits])
 
     def forward(self, images: Tensor, offsets: list[int], depth: Tensor | None = None) -> ModelOutput:
         """``images``: ``(B, 1 + S, 3, H, W)``, target first; ``offsets`` must be -1 and +1.

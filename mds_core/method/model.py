@@ -86,7 +86,7 @@ class DepthModel(nn.Module):
     def predict_disparity(self, image: Tensor) -> list[Tensor]:
         if self.depth_net is None:
             raise RuntimeError("this model uses ground-truth depth (model.depth_source); it has no depth network")
-        return self.depth_net(image)
+        return [d.float() for d in self.depth_net(image)]  # fp32 for the warp and losses, whatever autocast did
 
     def to_depth(self, disparity: Tensor) -> Tensor:
         return disparity_to_depth(disparity, self.config.min_depth, self.config.max_depth)
@@ -136,14 +136,15 @@ class MonoDepthSeg(DepthModel):
         results = []
         for s, offset in enumerate(offsets):
             rows = slice(s * batch, (s + 1) * batch)
-            axis_angle, translation = out.axis_angle[rows], out.translation[rows]
+            # fp32 from here on whatever autocast did in the network (poses enter the warp in fp32)
+            axis_angle, translation = out.axis_angle[rows].float(), out.translation[rows].float()
             if self.config.hypotheses:
                 axis_angle, translation = hypothesis_motions(
                     axis_angle, translation, self.config.hypotheses, self.config.hypothesis_spread,
                     self.config.pose_scale)
             predicted = pose_vector_to_transform(axis_angle, translation)
             to_source = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)
-            logits = out.mask_logits[rows]
+            logits = out.mask_logits[rows].float()
             soft = self.to_masks(logits)
             results.append(
                 SourceMotion(

@@ -56,12 +56,19 @@ def pose_vector_to_transform(axis_angle: Tensor, translation: Tensor, invert: bo
 
     ``invert=False`` gives ``T = Trans(t) R``; ``invert=True`` gives its exact inverse
     ``R^T Trans(-t)`` (the transform used for a source frame that precedes the target).
+
+    Computed in at least fp32 and outside autocast whatever the caller runs under: the poses of
+    networks run in bf16 or fp16 enter the warp as fp32 transforms (in bf16 a rotation's entries
+    carry about 3 significant digits, which moves a point 30 m away by several centimetres).
     """
-    rotation = axis_angle_to_matrix(axis_angle)
-    if not invert:
-        return _compose(rotation, translation)
-    rotation_t = rotation.transpose(-1, -2)
-    return _compose(rotation_t, -(rotation_t @ translation[..., None])[..., 0])
+    dtype = torch.promote_types(axis_angle.dtype, torch.float32)
+    with torch.autocast(axis_angle.device.type, enabled=False):
+        axis_angle, translation = axis_angle.to(dtype), translation.to(dtype)
+        rotation = axis_angle_to_matrix(axis_angle)
+        if not invert:
+            return _compose(rotation, translation)
+        rotation_t = rotation.transpose(-1, -2)
+        return _compose(rotation_t, -(rotation_t @ translation[..., None])[..., 0])
 
 
 def invert_transform(transform: Tensor) -> Tensor:
