@@ -200,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     from mds_core.cli.accuracy import register as register_accuracy
     from mds_core.cli.bag_info import register as register_bag_info
     from mds_core.cli.export import register as register_export
+    from mds_core.cli.gpu_check import register as register_gpu_check
     from mds_core.cli.synth import register as register_synth
 
     register_synth(sub)
     register_bag_info(sub)
     register_accuracy(sub)
     register_export(sub)
+    register_gpu_check(sub)
     _register_plugins(sub)
     return parser
 

@@ -130,9 +130,10 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def load_onnx_model(folder: str | Path, device: str = "auto", threads: int = 0) -> tuple[MotionModel, dict[str, Any]]:
+def load_onnx_model(folder: str | Path, device: str = "auto", threads: int = 0,
+                    providers: list[str] | None = None) -> tuple[MotionModel, dict[str, Any]]:
     """The motion model of an export folder, its networks running in onnxruntime, and the metadata
-    (with ``providers``: the execution providers chosen)."""
+    (with ``providers``: the execution providers used; by default :func:`choose_providers`)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
@@ -144,7 +145,7 @@ def load_onnx_model(folder: str | Path, device: str = "auto", threads: int = 0) 
     width, height = metadata["input_size"]
     config.width, config.height = int(width), int(height)
     model = create_model(config)
-    providers = choose_providers(device=device)
+    providers = list(providers) if providers else choose_providers(device=device)
     for name, graph in metadata["graphs"].items():
         attribute, module = _REPLACES[name]
         path = folder / graph["file"]
