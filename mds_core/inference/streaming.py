@@ -147,7 +147,8 @@ class FrameStream:
             else:
                 described, following = pushed, None
             prediction = None if described is None else predictor.predict(
-                described.prepared, described.intrinsics, described.previous, following=following)
+                described.prepared, described.intrinsics, described.previous, following=following,
+                motion_scores=False)
             finished = time.perf_counter()
             self._previous, self._reset_requested = pushed, False
         if prediction is None:
