@@ -80,20 +80,27 @@ def wait_for_diagnostics(probe: Probe, key: str, predicate, timeout: float = 20.
                       message=f"diagnostics {key} never satisfied the test")
 
 
+def replay_through_node(probe: Probe, env: dict, bag: Path, tmp_path: Path, outputs: dict,
+                        subscriber_timeout: float = 60) -> None:
+    """Subscribe to ``outputs``, the camera topics and /diagnostics, wait for the node, replay ``bag``
+    at a quarter of its rate into it."""
+    for topic, message_type in outputs.items():
+        probe.subscribe(topic, message_type)
+    probe.subscribe("/camera/image_raw", Image)
+    probe.subscribe("/camera/camera_info", CameraInfo)
+    probe.subscribe("/diagnostics", DiagnosticArray)
+    probe.wait_for_subscribers("/camera/image_raw", 1, timeout=subscriber_timeout)
+    for topic in outputs:
+        probe.wait_for_publishers(topic, 1, timeout=30)
+    with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
+                    log_path=tmp_path / "replay.log") as replay:
+        assert replay.wait(60) == 0, replay.log()
+
+
 def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag, tmp_path):
     env = ros_environment()
     with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
-        for topic, message_type in OUTPUTS.items():
-            probe.subscribe(topic, message_type)
-        probe.subscribe("/camera/image_raw", Image)
-        probe.subscribe("/camera/camera_info", CameraInfo)
-        probe.subscribe("/diagnostics", DiagnosticArray)
-        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
-        for topic in OUTPUTS:
-            probe.wait_for_publishers(topic, 1, timeout=30)
-        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
-                        log_path=tmp_path / "replay.log") as replay:
-            assert replay.wait(60) == 0, replay.log()
+        replay_through_node(probe, env, bag, tmp_path, OUTPUTS)
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
         probe.wait_for_messages(f"{NODE}/points", FRAMES - 1, timeout=30)
         values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))
@@ -142,16 +149,8 @@ def test_the_onnxruntime_backend_publishes_what_the_torch_predictor_predicts(che
     pytest.importorskip("onnxruntime")
     env = ros_environment()
     with node_process(checkpoint, env, tmp_path / "node.log", backend="onnxruntime") as node, Probe(env) as probe:
-        for name, kind in (("depth/image", Image), ("masks", Image), ("motions", PoseArray)):
-            probe.subscribe(f"{NODE}/{name}", kind)
-        probe.subscribe("/camera/image_raw", Image)
-        probe.subscribe("/camera/camera_info", CameraInfo)
-        probe.subscribe("/diagnostics", DiagnosticArray)
-        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=90)
-        probe.wait_for_publishers(f"{NODE}/masks", 1, timeout=30)
-        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
-                        log_path=tmp_path / "replay.log") as replay:
-            assert replay.wait(60) == 0, replay.log()
+        replay_through_node(probe, env, bag, tmp_path, {f"{NODE}/depth/image": Image, f"{NODE}/masks": Image},
+                            subscriber_timeout=90)
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
         probe.wait_for_messages(f"{NODE}/masks", FRAMES - 1, timeout=30)
         values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))
@@ -183,17 +182,7 @@ def test_a_scene_flow_checkpoint_publishes_its_outputs_one_frame_late(bag, tmp_p
         motion_model="scene_flow"))
     env = ros_environment()
     with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
-        for topic, message_type in SCENE_FLOW_OUTPUTS.items():
-            probe.subscribe(topic, message_type)
-        probe.subscribe("/camera/image_raw", Image)
-        probe.subscribe("/camera/camera_info", CameraInfo)
-        probe.subscribe("/diagnostics", DiagnosticArray)
-        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
-        for topic in SCENE_FLOW_OUTPUTS:
-            probe.wait_for_publishers(topic, 1, timeout=30)
-        with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
-                        log_path=tmp_path / "replay.log") as replay:
-            assert replay.wait(60) == 0, replay.log()
+        replay_through_node(probe, env, bag, tmp_path, SCENE_FLOW_OUTPUTS)
         probe.wait_for_messages(f"{NODE}/depth/image", FRAMES - 1, timeout=60)
         probe.wait_for_messages(f"{NODE}/points", FRAMES - 2, timeout=30)
         values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(FRAMES))

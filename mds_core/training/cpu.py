@@ -113,23 +113,26 @@ class FlatViewAdam(torch.optim.Adam):
         ordered = [p for group in self.param_groups for p in group["params"]]
         return {i: of_view[id(p)] for i, p in enumerate(ordered) if id(p) in of_view}
 
-    @staticmethod
-    def _moments_as_weights(optimizer: FlatViewAdam, state_dict: dict[str, Any]) -> dict[str, Any]:
-        weights = optimizer._weights_by_index()
+    def _map_moments(self, state_dict: dict[str, Any], convert) -> dict[str, Any]:
+        """``state_dict`` with ``convert(value, weight)`` applied to the state of every view parameter."""
         state = dict(state_dict["state"])
-        for index, weight in weights.items():
+        for index, weight in self._weights_by_index().items():
             if index in state:
-                state[index] = {k: unflatten_like(v, weight) if torch.is_tensor(v) and v.dim() == 1
-                                and v.numel() == weight.numel() else v for k, v in state[index].items()}
+                state[index] = {k: convert(v, weight) for k, v in state[index].items()}
         return {**state_dict, "state": state}
 
     @staticmethod
+    def _moments_as_weights(optimizer: FlatViewAdam, state_dict: dict[str, Any]) -> dict[str, Any]:
+        def as_weight(value: Any, weight: Tensor) -> Any:
+            flat = torch.is_tensor(value) and value.dim() == 1 and value.numel() == weight.numel()
+            return unflatten_like(value, weight) if flat else value
+
+        return optimizer._map_moments(state_dict, as_weight)
+
+    @staticmethod
     def _moments_as_views(optimizer: FlatViewAdam, state_dict: dict[str, Any]) -> dict[str, Any]:
-        weights = optimizer._weights_by_index()
-        state = dict(state_dict["state"])
-        for index, weight in weights.items():
-            if index in state:
-                state[index] = {k: flat_view(v.contiguous(memory_format=torch.channels_last))
-                                if torch.is_tensor(v) and v.shape == weight.shape else v
-                                for k, v in state[index].items()}
-        return {**state_dict, "state": state}
+        def as_view(value: Any, weight: Tensor) -> Any:
+            shaped = torch.is_tensor(value) and value.shape == weight.shape
+            return flat_view(value.contiguous(memory_format=torch.channels_last)) if shaped else value
+
+        return optimizer._map_moments(state_dict, as_view)
