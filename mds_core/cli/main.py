@@ -84,7 +84,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, data=args.data, data_format=args.format, split=args.split,
         eigen_crop=args.eigen_crop, fixed_scale=args.fixed_scale, min_depth=args.min_depth,
         max_depth=args.max_depth, device=args.device, max_images=args.max_images,
+        camera_height=args.camera_height if args.scale == "camera-height" else None, camera_pitch=args.camera_pitch,
     )
+    if args.scale == "camera-height" and args.camera_height is None:
+        raise ConfigError("--scale camera-height needs --camera-height METRES (the camera's height above the road)")
+    if args.camera_height is not None and not args.camera_height > 0:
+        raise ConfigError(f"--camera-height must be > 0 metres, got {args.camera_height}")
     report = run_evaluation(request, progress=not args.quiet)
     print(report.to_markdown())
     if args.output:
@@ -160,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split file (KITTI: e.g. splits/eigen/test_files.txt)")
     p.add_argument("--eigen-crop", action="store_true", help="apply the Eigen crop (KITTI)")
     p.add_argument("--fixed-scale", type=float, help="multiply predictions by this instead of per-image median scaling")
+    p.add_argument("--scale", choices=["median", "camera-height"], default="median",
+                   help="median: per-image median scaling (Monodepth2); camera-height: metric scale from the ground "
+                        "plane and --camera-height, no ground truth used")
+    p.add_argument("--camera-height", type=float, help="metres from the road to the camera centre (--scale camera-height)")
+    p.add_argument("--camera-pitch", type=float, default=0.0, help="expected camera pitch in degrees, positive down")
     p.add_argument("--min-depth", type=float, default=1e-3)
     p.add_argument("--max-depth", type=float, default=80.0)
     p.add_argument("--max-images", type=int)

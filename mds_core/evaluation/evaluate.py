@@ -27,6 +27,7 @@ from mds_core.evaluation.motion_scores import distance_to_probability, identity_
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.evaluation.report import EvaluationReport
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
+from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 from mds_core.progress import progress as progress_bar
 
 #: ``score/movers`` keys of ``EvaluationReport.motion_scores``: score ``mask`` (1 - dominant mask),
@@ -50,6 +51,10 @@ class EvaluationRequest:
     max_depth: float = 80.0
     device: str = "auto"
     max_images: int | None = None
+    #: Metric scale from the camera height (metres) instead of median scaling: the ground plane of
+    #: each predicted depth map, smoothed over the sequence (mds_core.method.metric_scale).
+    camera_height: float | None = None
+    camera_pitch: float = 0.0  # degrees, positive looking down
 
 
 def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, int]]:
@@ -66,18 +71,38 @@ def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, i
     return frames
 
 
+def median_scale(depth: np.ndarray, gt_depth: np.ndarray, settings: EvalSettings) -> float:
+    """The per-image median scaling factor of ``depth`` against ``gt_depth`` (valid pixels)."""
+    valid = (gt_depth > settings.min_depth) & (gt_depth < settings.max_depth)
+    return float(np.median(gt_depth[valid])) / float(np.median(depth[valid]))
+
+
+def camera_height_summary(trackers: dict[str, ScaleTracker], errors: list[float]) -> dict[str, object]:
+    """What the camera-height scaling did: its error against median scaling, frames without a plane."""
+    absolute = np.abs(errors) if errors else np.array([np.nan])
+    return {"scaling": "camera height (ground plane, running median per sequence)",
+            "camera_height_scale_error_median": float(np.median(absolute)),
+            "camera_height_scale_error_mean": float(np.mean(absolute)),
+            "camera_height_frames_without_plane": sum(t.failures for t in trackers.values())}
+
+
 def run_evaluation(request: EvaluationRequest, progress: bool = True,
                    predictor: Predictor | None = None) -> EvaluationReport:
     predictor = predictor or Predictor.from_checkpoint(request.checkpoint, device=request.device)
+    by_height = request.camera_height is not None
     settings = EvalSettings(min_depth=request.min_depth, max_depth=request.max_depth,
-                            eigen_crop=request.eigen_crop, median_scaling=request.fixed_scale is None,
-                            fixed_scale=request.fixed_scale)
+                            eigen_crop=request.eigen_crop, median_scaling=request.fixed_scale is None and not by_height,
+                            fixed_scale=request.fixed_scale,
+                            external_scale=f"camera height {request.camera_height:g} m (ground plane)" if by_height
+                            else "")
     depth_evaluator = DepthEvaluator(settings)
     motion_evaluator = MotionSegmentationEvaluator()
     score_evaluators = {key: MotionSegmentationEvaluator() for key in MOTION_SCORE_KEYS}
     frames = evaluation_frames(request)
     with_labels = 0
     cfg = predictor.config
+    trackers: dict[str, ScaleTracker] = {}
+    scale_errors: list[float] = []  # camera-height scale / median-scaling scale - 1, per image
     for sequence, index in progress_bar(frames, desc="eval", enabled=progress):
         gt_depth = sequence.depth(index)
         if gt_depth is None:
@@ -96,7 +121,17 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         split = None
         if motion is not None and previous is not None:
             split = split_moving_labels(motion, identity_difference(image, previous))
-        depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera)
+        scale = None
+        if request.camera_height is not None:
+            tracker = trackers.setdefault(sequence.name, ScaleTracker())
+            static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
+            scale = tracker.update(camera_height_scale(prediction.depth, prediction.intrinsics, request.camera_height,
+                                                       request.camera_pitch, static=static))
+            if scale is not None:
+                scale_errors.append(scale / median_scale(depth, gt_depth, settings) - 1.0)
+        if request.camera_height is None or scale is not None:  # no ground plane yet in the sequence: not scored
+            depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera,
+                                scale=scale)
         if split is not None and prediction.moving_probability is not None:
             moving = cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
             motion_evaluator.add(np.clip(moving, 0.0, 1.0), motion)
@@ -120,5 +155,6 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
             "model": asdict(cfg),
             "background_component": ("the ego-motion (scene flow)" if predictor.uses_scene_flow
                                      else "largest total mask mass per frame"),
+            **(camera_height_summary(trackers, scale_errors) if request.camera_height is not None else {}),
         },
     )

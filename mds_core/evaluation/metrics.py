@@ -141,6 +141,8 @@ class EvalSettings:
     median_scaling: bool = True
     #: Multiply predictions by this instead of median scaling (takes precedence) when set.
     fixed_scale: float | None = None
+    #: Where the per-image scales passed to :meth:`DepthEvaluator.add` come from ("" when none are).
+    external_scale: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_depth < self.max_depth:
@@ -223,12 +225,13 @@ class DepthEvaluator:
         return self._crop_cache[key]
 
     def add(self, pred_depth: np.ndarray, gt_depth: np.ndarray, motion: np.ndarray | None = None,
-            with_camera: np.ndarray | None = None) -> bool:
+            with_camera: np.ndarray | None = None, scale: float | None = None) -> bool:
         """Add one image; returns False (and counts it as skipped) when it has no valid GT pixel.
 
         ``pred_depth`` and ``gt_depth`` are ``(H, W)``; ``motion`` an optional ``(H, W)`` label map;
         ``with_camera`` an optional ``(H, W)`` boolean map of the pixels that move with the camera
-        (splits the moving region into ``moving_relative`` and ``moving_with_camera``).
+        (splits the moving region into ``moving_relative`` and ``moving_with_camera``); ``scale``:
+        this image's scale from elsewhere (the camera height), instead of the settings' scaling.
         """
         s = self.settings
         pred_depth = np.asarray(pred_depth)
@@ -253,7 +256,9 @@ class DepthEvaluator:
         pred = pred_depth[valid].astype(np.float64)
         if not np.all(np.isfinite(pred)):
             raise ValueError("prediction has non-finite values at valid ground-truth pixels")
-        if s.fixed_scale is not None:
+        if scale is not None:  # the caller's (camera height)
+            scale = float(scale)
+        elif s.fixed_scale is not None:
             scale = float(s.fixed_scale)
         elif s.median_scaling:
             pred_median = float(np.median(pred))

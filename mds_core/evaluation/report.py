@@ -61,6 +61,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def _scaling(depth: DepthEvaluation) -> str:
     settings = depth.settings
+    if settings.external_scale:
+        return settings.external_scale
     if settings.fixed_scale is not None:
         return f"fixed x{settings.fixed_scale:g}"
     return "per-image median" if settings.median_scaling else "none"
