@@ -5,6 +5,8 @@ Key names are stable (the benchmark and the tests read them): ``input_rate_hz``,
 passed the checks), ``frames_processed``, ``frames_dropped`` (valid frames replaced by a newer
 one while inference was busy), ``malformed_messages`` (refused as malformed, never counted as
 dropped), ``failed_frames``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``,
+``depth_scale`` (applied now; "not estimated yet" before the first ground plane),
+``depth_scale_spread`` and ``frames_without_ground_plane`` (camera-height scale),
 ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
 for the stages ``conversion``, ``network``, ``publish`` and ``total``, ``device``, ``model``.
 """
@@ -64,6 +66,9 @@ class NodeStatistics:
     resets: int = 0
     checkpoints_swapped: int = 0
     checkpoints_refused: int = 0
+    frames_without_ground_plane: int = 0  # camera-height scale: frames whose scale could not be measured
+    depth_scale: str = "1"  # published units per network depth unit, as the node applies it now
+    depth_scale_spread: str = ""  # camera-height scale: std/median of its running window
     last_problem: str = ""
     worker_failure: str = ""  # why the inference worker stopped; empty while it runs
     input_rate: RateMeter = field(default_factory=RateMeter)
@@ -114,6 +119,9 @@ class DiagnosticsReporter:
                 "resets": str(s.resets),
                 "checkpoints_swapped": str(s.checkpoints_swapped),
                 "checkpoints_refused": str(s.checkpoints_refused),
+                "depth_scale": s.depth_scale,
+                "depth_scale_spread": s.depth_scale_spread,
+                "frames_without_ground_plane": str(s.frames_without_ground_plane),
                 "last_problem": clip_problem(s.last_problem),
             }
         for stage, (median, p99) in s.latency.summary().items():

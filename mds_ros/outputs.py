@@ -30,7 +30,9 @@ topic (node-private)       type                                 content
                                                                 like the overlay)
 =========================  ===================================  ==================================
 
-Translations and flows are in the depth's output units (``depth_scale_mode``). The scene-flow
+Translations and flows are in the depth's output units (``depth_scale_mode``). With the
+camera-height scale, until the first ground plane is found the depth is all NaN and no motion
+is published (their units are not known yet). The scene-flow
 model's outputs of a frame are published when the next frame has arrived (its motion mask needs
 it), stamped with the frame they describe.
 """
@@ -70,6 +72,7 @@ class OutputFrame:
     image: np.ndarray  # (H, W, 3) uint8 RGB input image
     camera_info: CameraInfo | None  # the paired input camera info (None with intrinsics from parameters)
     result: StreamOutput
+    depth_scale: float = 1.0  # published units per network depth unit; NaN: not known yet (no metric output)
 
 
 @dataclass
@@ -86,22 +89,18 @@ class OutputBatch:
             send(message)
 
 
-def output_scale(settings: PerceptionParameters) -> float:
-    """Published units per network depth unit (``depth_scale_mode``)."""
-    return settings.depth_scale if settings.depth_scale_mode == "fixed" else 1.0
-
-
-def depth_in_output_units(depth: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
-    """Network depth -> published depth: scaled (``depth_scale_mode``), NaN where not positive finite."""
-    out = depth.astype(np.float32) * np.float32(output_scale(settings))
+def depth_in_output_units(depth: np.ndarray, scale: float) -> np.ndarray:
+    """Network depth -> published depth: times ``scale``, NaN where not positive finite (all NaN
+    while the scale is not known)."""
+    out = depth.astype(np.float32) * np.float32(scale)
     out[~(np.isfinite(out) & (out > 0))] = np.nan
     return out
 
 
-def transforms_in_output_units(transforms: np.ndarray, settings: PerceptionParameters) -> np.ndarray:
+def transforms_in_output_units(transforms: np.ndarray, scale: float) -> np.ndarray:
     """``(K, 4, 4)`` rigid motions with their translations in the depth's output units."""
     out = np.array(transforms, dtype=np.float64)
-    out[:, :3, 3] *= output_scale(settings)
+    out[:, :3, 3] *= scale
     return out
 
 
@@ -155,16 +154,18 @@ class OutputPublishers:
         prediction, header = frame.result.prediction, frame.header
         want_points = self._wanted(settings.publish_point_cloud, self.points)
         want_depth = self._wanted(settings.publish_depth, self.depth, self.depth_info)
-        depth = depth_in_output_units(prediction.depth, settings) if want_depth or want_points else None
+        scale, metric = frame.depth_scale, bool(np.isfinite(frame.depth_scale))
+        depth = depth_in_output_units(prediction.depth, scale) if want_depth or want_points else None
         if want_depth:
             size = (depth.shape[1], depth.shape[0])
             batch.add(self.depth.publish, float_image_msg(depth, header))
             batch.add(self.depth_info.publish, scaled_camera_info(frame.camera_info, prediction.intrinsics, header,
                                                                   size))
-        transforms = None if prediction.transforms is None else transforms_in_output_units(prediction.transforms,
-                                                                                           settings)
-        if prediction.ego_motion is not None and self._wanted(settings.publish_ego_motion, self.ego_motion):
-            ego = transforms_in_output_units(prediction.ego_motion[None], settings)[0]
+        # motions need the depth's units: none are published while the camera-height scale is not known
+        transforms = None if prediction.transforms is None or not metric else \
+            transforms_in_output_units(prediction.transforms, scale)
+        if metric and prediction.ego_motion is not None and self._wanted(settings.publish_ego_motion, self.ego_motion):
+            ego = transforms_in_output_units(prediction.ego_motion[None], scale)[0]
             batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header))
         if transforms is not None and self._wanted(settings.publish_motions, self.motions):
             batch.add(self.motions.publish, pose_array_msg(transforms, header))
@@ -176,9 +177,9 @@ class OutputPublishers:
             batch.add(self.masks.publish, float_image_msg(prediction.masks.astype(np.float32), header))
         if self._wanted(settings.publish_moving_probability, self.moving_probability):
             batch.add(self.moving_probability.publish, float_image_msg(prediction.moving_probability, header))
-        if prediction.independent_flow is not None and self._wanted(settings.publish_independent_flow,
-                                                                    self.independent_flow):
-            flow = prediction.independent_flow * np.float32(output_scale(settings))
+        if metric and prediction.independent_flow is not None and self._wanted(settings.publish_independent_flow,
+                                                                               self.independent_flow):
+            flow = prediction.independent_flow * np.float32(scale)
             batch.add(self.independent_flow.publish, float_image_msg(flow, header))
         want_overlay = self._wanted(settings.publish_overlay, self.overlay)
         if want_overlay or want_points:

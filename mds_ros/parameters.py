@@ -109,10 +109,16 @@ class PerceptionParameters(CameraInputParameters):
                                       dynamic=True)
     publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",
                              dynamic=True)
-    depth_scale_mode: str = param("none", "none: network units; fixed: multiply by depth_scale (see README)",
-                                  choices=("none", "fixed"), dynamic=True)
+    depth_scale_mode: str = param("none", "none: network units; fixed: multiply by depth_scale; camera_height: metric "
+                                  "scale from the ground plane and camera_height (see README)",
+                                  choices=("none", "fixed", "camera_height"), dynamic=True)
     depth_scale: float = param(1.0, "metres per network depth unit (depth_scale_mode=fixed)", low=1e-6, high=1e6,
                                dynamic=True)
+    camera_height: float = param(0.0, "metres from the road to the camera centre (depth_scale_mode=camera_height)",
+                                 low=0.0, high=100.0, dynamic=True)
+    camera_pitch: float = param(0.0, "expected camera pitch in degrees, positive looking down "
+                                "(depth_scale_mode=camera_height)", low=-45.0, high=45.0, dynamic=True)
+    scale_window: int = param(15, "frames in the running median of the camera-height scale", low=1, high=10000)
     overlay_alpha: float = param(0.5, "opacity of the decomposition in ~/overlay", low=0.0, high=1.0, dynamic=True)
     diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
     stall_periods: int = param(10, "diagnostics periods with frames accepted but no output before the node "
@@ -186,6 +192,9 @@ def validate(parameters: CameraInputParameters) -> list[str]:
         problems.append("output_checkpoint is not set: the adapted weights need a file to go to")
     if isinstance(parameters, PerceptionParameters) and (parameters.width == 0) != (parameters.height == 0):
         problems.append("set both width and height, or neither (0 = the checkpoint's size)")
+    if isinstance(parameters, PerceptionParameters) and parameters.depth_scale_mode == "camera_height" \
+            and not parameters.camera_height > 0:
+        problems.append("depth_scale_mode camera_height needs camera_height > 0 (metres from the road to the camera)")
     if parameters.camera_info_source == "parameters":
         values = parameters.intrinsics
         if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:

@@ -20,6 +20,7 @@ Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camer
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -34,14 +35,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
 from mds_core.checkpoint import CheckpointError
-from mds_core.inference.predictor import Predictor
+from mds_core.inference.predictor import Prediction, Predictor
 from mds_core.inference.streaming import FrameStream, StreamSettings
+from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
 from mds_ros.outputs import OutputFrame, OutputPublishers
 from mds_ros.pairing import stamp_nanoseconds
-from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal
+from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal, validate
 from mds_ros.spin import spin_nodes
 
 NODE_NAME = "mds_perception"
@@ -126,6 +128,7 @@ class PerceptionNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         self.settings = self._declare_parameters()
         self.stream = FrameStream(self._load_predictor(), StreamSettings(self.settings.max_frame_gap))
+        self._scales = ScaleTracker(self.settings.scale_window)  # camera-height scale over recent frames
         predictor = self.stream.predictor
         self.statistics = NodeStatistics()
         self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
@@ -165,6 +168,9 @@ class PerceptionNode(Node):
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
         reason = refusal(PerceptionParameters, parameters)
+        if not reason and hasattr(self, "settings"):  # the values together (e.g. a mode and what it needs)
+            changed = {p.name: p.value for p in parameters if p.name in PerceptionParameters.names()}
+            reason = "; ".join(validate(dataclasses.replace(self.settings, **changed)))
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         if hasattr(self, "settings"):  # a change while running (read-only ones are refused by rclpy)
@@ -249,7 +255,8 @@ class PerceptionNode(Node):
             inferred = time.perf_counter()
             if result is not None:
                 header, image, info = result.tag
-                self.outputs.build(OutputFrame(header, image, info, result), self.settings).publish()
+                scale = self._depth_scale(result.prediction)
+                self.outputs.build(OutputFrame(header, image, info, result, scale), self.settings).publish()
         except Exception as error:  # keep the stream alive whatever one frame does
             self._failure(error, "frame failed", failed_frames=1)
             return True
@@ -265,6 +272,26 @@ class PerceptionNode(Node):
         self.statistics.latency.add(conversion=converted - started, network=inferred - converted,
                                     publish=published - inferred, total=published - frame.received)
         return True
+
+    def _depth_scale(self, prediction: Prediction) -> float:
+        """Published units per network depth unit (``depth_scale_mode``); with ``camera_height`` the
+        running median of the ground-plane scales, NaN until the first plane is found."""
+        s = self.settings
+        if s.depth_scale_mode != "camera_height":
+            scale = s.depth_scale if s.depth_scale_mode == "fixed" else 1.0
+            with self.statistics.lock:
+                self.statistics.depth_scale, self.statistics.depth_scale_spread = f"{scale:g}", ""
+            return scale
+        static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
+        measured = camera_height_scale(prediction.depth, prediction.intrinsics, s.camera_height, s.camera_pitch,
+                                       static=static)
+        scale = self._scales.update(measured)
+        spread = self._scales.spread
+        with self.statistics.lock:
+            self.statistics.frames_without_ground_plane += measured is None
+            self.statistics.depth_scale = "not estimated yet" if scale is None else f"{scale:.4g}"
+            self.statistics.depth_scale_spread = "" if spread is None else f"{spread:.3f}"
+        return float("nan") if scale is None else scale
 
     def _problem(self, text: str, **counter: int) -> None:
         text = clip_problem(text)

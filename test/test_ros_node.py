@@ -348,6 +348,22 @@ def test_runtime_parameters_are_validated_and_applied(checkpoint, tmp_path):
         after = float_image(probe.messages(f"{NODE}/depth/image")[-1])
         np.testing.assert_allclose(after, 2.0 * before, rtol=1e-3)
 
+        # the camera-height scale: refused without a height, then applied as the diagnostics report it
+        camera_height = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="camera_height")
+        result = set_parameter(probe, "depth_scale_mode", camera_height)
+        assert not result.successful and "needs camera_height > 0" in result.reason
+        assert set_parameter(probe, "camera_height", ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                    double_value=1.5)).successful
+        assert set_parameter(probe, "depth_scale_mode", camera_height).successful
+        live.send(14.2)
+        metric = float_image(probe.messages(f"{NODE}/depth/image")[-1])
+        values = wait_for_diagnostics(probe, "frames_processed", lambda v: v == str(live.outputs))
+        assert int(values["frames_without_ground_plane"]) <= 1
+        if values["depth_scale"] == "not estimated yet":  # no plane in this frame: no metric depth at all
+            assert int(values["frames_without_ground_plane"]) == 1 and np.isnan(metric).all()
+        else:  # network depth (after / 2) times the scale the node reports
+            np.testing.assert_allclose(metric, after / 2.0 * float(values["depth_scale"]), rtol=2e-3)
+
 
 def test_compressed_input_with_intrinsics_from_parameters(checkpoint, tmp_path):
     import cv2

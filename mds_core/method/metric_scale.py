@@ -46,13 +46,15 @@ class GroundPlane:
 
 
 def fit_ground_plane(points: Tensor, valid: Tensor | None = None, bottom_fraction: float = 0.4,
-                     iterations: int = 200, tolerance: float = 0.01, seed: int = 0) -> GroundPlane | None:
+                     iterations: int = 200, tolerance: float = 0.01, seed: int = 0,
+                     max_points: int = 4000) -> GroundPlane | None:
     """RANSAC plane through the ``(3, H, W)`` camera points of the bottom ``bottom_fraction`` rows.
 
     ``valid``: ``(H, W)`` bool, points that may be ground (e.g. static, finite depth). Three points
     span each hypothesis; the one with the most points closer than ``tolerance`` times their median
     depth wins, and is refitted to its inliers by least squares (smallest singular vector). None when
-    fewer than 50 points are usable.
+    fewer than 50 points are usable. Hypotheses are scored on at most ``max_points`` of the points
+    (an even subsample: a few ms per frame at any resolution); the refit uses all of them.
     """
     height = points.shape[-2]
     rows = max(1, int(bottom_fraction * height))
@@ -65,8 +67,10 @@ def fit_ground_plane(points: Tensor, valid: Tensor | None = None, bottom_fractio
         return None
     threshold = tolerance * float(candidates[:, 2].median())
     generator = torch.Generator().manual_seed(seed)
-    index = torch.randint(candidates.shape[0], (iterations, 3), generator=generator).to(candidates.device)
-    triples = candidates[index]  # (I, 3, 3)
+    step = max(1, candidates.shape[0] // max_points)
+    scored = candidates[::step]
+    index = torch.randint(scored.shape[0], (iterations, 3), generator=generator).to(candidates.device)
+    triples = scored[index]  # (I, 3, 3)
     normals = torch.linalg.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     lengths = normals.norm(dim=1, keepdim=True)
     usable = lengths[:, 0] > 1e-12
@@ -74,10 +78,9 @@ def fit_ground_plane(points: Tensor, valid: Tensor | None = None, bottom_fractio
         return None
     normals, triples = normals[usable] / lengths[usable], triples[usable]
     offsets = (normals * triples[:, 0]).sum(dim=1)  # n . X = d
-    distances = (candidates @ normals.T - offsets).abs()  # (N, I)
-    counts = (distances < threshold).sum(dim=0)
+    counts = ((scored @ normals.T - offsets).abs() < threshold).sum(dim=0)  # (I,)
     best = int(counts.argmax())
-    inliers = candidates[distances[:, best] < threshold]
+    inliers = candidates[(candidates @ normals[best] - offsets[best]).abs() < threshold]
     centre = inliers.mean(dim=0)
     normal = torch.linalg.svd(inliers - centre, full_matrices=False).Vh[-1]
     if normal[1] > 0:  # point up: away from the road, toward -y
