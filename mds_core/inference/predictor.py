@@ -109,6 +109,7 @@ class Predictor:
         self.checkpoint_step: int | None = None
         self.backend = "torch"
         self.providers: list[str] = []  # onnxruntime execution providers (backend "onnxruntime")
+        self._export_folder = None  # the temporary export an onnxruntime predictor runs (removed with it)
 
     @staticmethod
     def _checked_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -173,7 +174,7 @@ class Predictor:
         folder = tempfile.TemporaryDirectory(prefix="mds_onnx_")
         export_onnx(source.model, folder.name, size=source.size, checkpoint_step=source.checkpoint_step)
         predictor = cls.from_onnx(folder.name, device=device)
-        predictor._export_folder = folder  # removed with the predictor
+        predictor._export_folder = folder
         return predictor
 
     @property
