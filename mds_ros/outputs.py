@@ -190,7 +190,7 @@ class OutputPublishers:
                 batch.add(self.overlay.publish, rgb8_msg(coloured, header))
             if want_points:
                 batch.add(self.points.publish, point_cloud_msg(depth, prediction.intrinsics, coloured, header))
-        if settings.publish_tf and self._tf_broadcaster() is not None:
+        if transforms is not None and settings.publish_tf and self._tf_broadcaster() is not None:
             batch.add(self._tf.sendTransform, self._tf_messages(transforms, header))
         return batch
 
