@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mds_core.cli.bag_info import register as register_bag_info
     from mds_core.cli.export import register as register_export
     from mds_core.cli.gpu_check import register as register_gpu_check
+    from mds_core.cli.odometry import register as register_odometry
     from mds_core.cli.synth import register as register_synth
 
     register_synth(sub)
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_accuracy(sub)
     register_export(sub)
     register_gpu_check(sub)
+    register_odometry(sub)
     _register_plugins(sub)
     return parser
 

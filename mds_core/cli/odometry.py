@@ -1,0 +1,94 @@
+"""``mds odometry`` and ``mds eval-odometry``: the command line of :mod:`mds_core.evaluation.odometry`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mds_core.config import ConfigError
+from mds_core.evaluation import odometry
+
+
+def register(subparsers: Any) -> None:
+    """Add ``odometry`` and ``eval-odometry`` to the ``mds`` subcommands."""
+    p = subparsers.add_parser("odometry", help="the camera trajectory from the ego-motion of a sequence folder",
+                              description=odometry.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, help="a sequence folder (images/ and calib.json)")
+    p.add_argument("--output", required=True, help="TUM trajectory file; the KITTI one goes beside it (.kitti.txt)")
+    p.add_argument("--scale", choices=["none", "camera-height"], default="none",
+                   help="none: depth units; camera-height: metres from the ground plane and --camera-height")
+    p.add_argument("--camera-height", type=float, help="metres from the road to the camera centre")
+    p.add_argument("--camera-pitch", type=float, default=0.0, help="expected pitch in degrees, positive down")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run_odometry)
+
+    p = subparsers.add_parser("eval-odometry", help="ATE and RPE of a trajectory against ground-truth poses",
+                              description=odometry.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--estimate", required=True, help="TUM or KITTI trajectory (mds odometry writes both)")
+    p.add_argument("--ground-truth", required=True,
+                   help="a sequence folder (its poses.json), or a TUM or KITTI odometry poses file")
+    p.add_argument("--alignment", choices=["sim3", "se3"], default="sim3",
+                   help="sim3 for an estimate in depth units, se3 for a metric one (camera-height scale)")
+    p.add_argument("--plot", help="write a top-view PNG of both trajectories here")
+    p.set_defaults(func=run_eval_odometry)
+
+
+def run_odometry(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from mds_core.data.sequence_folder import SequenceFolder
+    from mds_core.inference.predictor import Predictor
+    from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
+
+    if args.scale == "camera-height" and not (args.camera_height or 0) > 0:
+        raise ConfigError("--scale camera-height needs --camera-height METRES > 0")
+    sequence = SequenceFolder(Path(args.input))
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    intrinsics, _ = sequence.intrinsics()
+    tracker = ScaleTracker()
+    poses, previous = [np.eye(4)], None
+    for index in range(len(sequence)):
+        image = sequence.image(index)
+        if previous is not None:
+            oracle = None if predictor.model.uses_depth_network else sequence.depth(index)  # the GT-depth rung
+            prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle, motion_scores=False)
+            step = np.array(prediction.ego_motion, dtype=np.float64)
+            if args.scale == "camera-height":
+                static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
+                scale = tracker.update(camera_height_scale(prediction.depth, prediction.intrinsics, args.camera_height,
+                                                           args.camera_pitch, static=static))
+                step[:3, 3] *= np.nan if scale is None else scale
+            poses.append(poses[-1] @ np.linalg.inv(step))
+        previous = image
+    stamps_file = Path(args.input) / "poses.json"
+    stamps = ([t * 1e-9 for t in json.loads(stamps_file.read_text())["timestamps_ns"]] if stamps_file.is_file()
+              else [float(i) for i in range(len(poses))])
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    odometry.write_tum(output, stamps[: len(poses)], poses)
+    kitti = odometry.write_kitti(output.with_suffix(".kitti.txt"), poses)
+    missing = f", {tracker.failures} frames without a ground plane" if args.scale == "camera-height" else ""
+    print(f"wrote {len(poses)} poses to {output} (TUM) and {kitti} (KITTI){missing}")
+    return 0
+
+
+def run_eval_odometry(args: argparse.Namespace) -> int:
+    from mds_core.visualization import save_png
+
+    try:
+        _, estimate = odometry.read_trajectory(args.estimate)
+        _, ground_truth = odometry.read_trajectory(args.ground_truth)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if len(estimate) != len(ground_truth):
+        raise ConfigError(f"the estimate has {len(estimate)} poses, the ground truth {len(ground_truth)}")
+    errors, aligned = odometry.evaluate_trajectory(estimate, ground_truth, args.alignment)
+    print(errors.to_text())
+    if args.plot:
+        save_png(Path(args.plot), odometry.trajectory_plot(ground_truth, aligned, f"ATE {errors.ate_rmse:.3f}"))
+        print(f"wrote {args.plot}")
+    return 0
