@@ -46,10 +46,12 @@ from typing import Any
 import cv2
 import numpy as np
 from geometry_msgs.msg import PoseArray, PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from mds_core.evaluation.odometry import OdometryStep
 from mds_core.inference.predictor import Prediction
 from mds_core.inference.streaming import StreamOutput
 from mds_core.visualization import colourise_masks, colourise_moving_probability, overlay
@@ -73,6 +75,8 @@ class OutputFrame:
     camera_info: CameraInfo | None  # the paired input camera info (None with intrinsics from parameters)
     result: StreamOutput
     depth_scale: float = 1.0  # published units per network depth unit; NaN: not known yet (no metric output)
+    odometry: OdometryStep | None = None  # the chained ego-motion after this frame (None: none this frame)
+    path: list[tuple[object, np.ndarray]] = field(default_factory=list)  # (stamp, world_from_camera) to publish
 
 
 @dataclass
@@ -111,6 +115,35 @@ def motion_colours(prediction: Prediction) -> np.ndarray:
     return colourise_masks(prediction.masks)
 
 
+def odometry_msg(step: OdometryStep, header, odom_frame: str) -> Odometry:
+    """``nav_msgs/Odometry``: the camera's pose in ``odom_frame`` and its velocity in the camera's frame."""
+    message = Odometry()
+    message.header.stamp = header.stamp
+    message.header.frame_id = odom_frame
+    message.child_frame_id = header.frame_id
+    message.pose.pose = pose_array_msg(step.pose[None], header).poses[0]
+    (message.twist.twist.linear.x, message.twist.twist.linear.y, message.twist.twist.linear.z) = \
+        (float(v) for v in step.linear)
+    (message.twist.twist.angular.x, message.twist.twist.angular.y, message.twist.twist.angular.z) = \
+        (float(v) for v in step.angular)
+    return message
+
+
+def path_msg(poses: list[tuple[object, np.ndarray]], header, odom_frame: str) -> Path:
+    """``nav_msgs/Path`` of ``(stamp, world_from_camera)`` in ``odom_frame``, stamped like ``header``."""
+    message = Path()
+    message.header.stamp = header.stamp
+    message.header.frame_id = odom_frame
+    array = pose_array_msg(np.stack([pose for _, pose in poses]), header)
+    for (stamp, _), pose in zip(poses, array.poses):
+        entry = PoseStamped()
+        entry.header.stamp = stamp
+        entry.header.frame_id = odom_frame
+        entry.pose = pose
+        message.poses.append(entry)
+    return message
+
+
 def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
     """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header``."""
     message = PoseStamped()
@@ -132,6 +165,8 @@ class OutputPublishers:
         self.independent_flow = node.create_publisher(Image, "~/independent_flow", qos)
         self.motions = node.create_publisher(PoseArray, "~/motions", qos)
         self.ego_motion = node.create_publisher(PoseStamped, "~/ego_motion", qos)
+        self.odometry = node.create_publisher(Odometry, "~/odometry", qos)
+        self.path = node.create_publisher(Path, "~/path", qos)
         self.points = node.create_publisher(PointCloud2, "~/points", qos)
         self._tf = None
         self._node = node
@@ -169,6 +204,10 @@ class OutputPublishers:
             batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header))
         if transforms is not None and self._wanted(settings.publish_motions, self.motions):
             batch.add(self.motions.publish, pose_array_msg(transforms, header))
+        if frame.odometry is not None and self._wanted(settings.publish_odometry, self.odometry):
+            batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame))
+        if frame.path and self._wanted(settings.publish_odometry, self.path):
+            batch.add(self.path.publish, path_msg(frame.path, header, settings.odom_frame))
         if prediction.masks is None:
             return batch  # no linked neighbours (first frame after a reset): depth (and ego-motion) only
         if self._wanted(settings.publish_labels, self.labels):

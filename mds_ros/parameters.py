@@ -105,6 +105,10 @@ class PerceptionParameters(CameraInputParameters):
                                   dynamic=True)
     publish_ego_motion: bool = param(True, "publish ~/ego_motion (PoseStamped: the camera's motion, previous -> "
                                      "current)", dynamic=True)
+    publish_odometry: bool = param(True, "publish ~/odometry (nav_msgs/Odometry, odom_frame -> the camera's frame) and "
+                                   "~/path (nav_msgs/Path): the ego-motion chained, in the depth's units", dynamic=True)
+    odom_frame: str = param("odom", "parent frame of ~/odometry and ~/path (REP 105)")
+    path_length: int = param(1000, "poses kept in ~/path", low=2, high=1000000)
     publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured like ~/overlay)",
                                       dynamic=True)
     publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",

@@ -26,15 +26,18 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
 from mds_core.checkpoint import CheckpointError
+from mds_core.evaluation.odometry import OdometryChain, OdometryStep
 from mds_core.inference.predictor import Prediction, Predictor
 from mds_core.inference.streaming import FrameStream, StreamSettings
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
@@ -129,6 +132,9 @@ class PerceptionNode(Node):
         self.settings = self._declare_parameters()
         self.stream = FrameStream(self._load_predictor(), StreamSettings(self.settings.max_frame_gap))
         self._scales = ScaleTracker(self.settings.scale_window)  # camera-height scale over recent frames
+        self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
+        self._odometry_stamp: float | None = None  # stamp of the last published frame
+        self._path: deque = deque(maxlen=self.settings.path_length)
         predictor = self.stream.predictor
         self.statistics = NodeStatistics()
         self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
@@ -256,7 +262,9 @@ class PerceptionNode(Node):
             if result is not None:
                 header, image, info = result.tag
                 scale = self._depth_scale(result.prediction)
-                self.outputs.build(OutputFrame(header, image, info, result, scale), self.settings).publish()
+                odometry = self._odometry(result.prediction, header, scale)
+                self.outputs.build(OutputFrame(header, image, info, result, scale, odometry, list(self._path)),
+                                   self.settings).publish()
         except Exception as error:  # keep the stream alive whatever one frame does
             self._failure(error, "frame failed", failed_frames=1)
             return True
@@ -292,6 +300,20 @@ class PerceptionNode(Node):
             self.statistics.depth_scale = "not estimated yet" if scale is None else f"{scale:.4g}"
             self.statistics.depth_scale_spread = "" if spread is None else f"{spread:.3f}"
         return float("nan") if scale is None else scale
+
+    def _odometry(self, prediction: Prediction, header: Any, scale: float) -> OdometryStep | None:
+        """Chain this frame's ego-motion (in the depth's output units); a frame without one, or without
+        known units, starts a new segment at the same pose."""
+        stamp = (int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)) * 1e-9
+        previous, self._odometry_stamp = self._odometry_stamp, stamp
+        if prediction.ego_motion is None or not np.isfinite(scale) or previous is None or stamp <= previous:
+            self._odometry_chain.reset()
+            return None
+        motion = np.array(prediction.ego_motion, dtype=np.float64)
+        motion[:3, 3] *= scale
+        step = self._odometry_chain.add(motion, stamp - previous)
+        self._path.append((header.stamp, step.pose))
+        return step
 
     def _problem(self, text: str, **counter: int) -> None:
         text = clip_problem(text)

@@ -86,3 +86,34 @@ def test_odometry_and_its_evaluation_from_the_command_line(sequence, tmp_path, c
     (tmp_path / "short.txt").write_text("0 0 0 0 0 0 0 1\n")
     assert main(["eval-odometry", "--estimate", str(tmp_path / "short.txt"), "--ground-truth", str(sequence)]) == 2
     assert "the estimate has 1 poses" in capsys.readouterr().err
+
+
+def test_a_known_motion_gives_the_expected_pose_and_twist():
+    from mds_core.evaluation.odometry import OdometryChain
+
+    chain = OdometryChain()
+    forward = np.eye(4)
+    forward[2, 3] = -1.5  # the camera drives 1.5 units forward: points come 1.5 closer
+    step = chain.add(forward, 0.1)
+    assert np.allclose(step.pose[:3, 3], [0, 0, 1.5]) and np.allclose(step.linear, [0, 0, 15.0])
+    assert np.allclose(step.angular, 0.0)
+    turn = np.eye(4)
+    turn[:3, :3] = _rotation_about_z(0.05).T  # points turn by -0.05 about the optical axis: the camera by +0.05
+    step = chain.add(turn, 0.5)
+    assert np.allclose(step.angular, [0, 0, 0.1]) and np.allclose(step.linear, 0.0)
+    chain.reset()
+    assert chain.segment == 1 and np.allclose(chain.pose[:3, 3], [0, 0, 1.5])  # a reset keeps the pose
+
+    pytest.importorskip("nav_msgs")
+    from std_msgs.msg import Header
+
+    from mds_ros.outputs import odometry_msg, path_msg
+
+    header = Header(frame_id="camera_optical_frame")
+    header.stamp.sec = 7
+    message = odometry_msg(step, header, "odom")
+    assert (message.header.frame_id, message.child_frame_id, message.header.stamp.sec) == \
+        ("odom", "camera_optical_frame", 7)
+    assert message.pose.pose.position.z == pytest.approx(1.5) and message.twist.twist.angular.z == pytest.approx(0.1)
+    path = path_msg([(header.stamp, np.eye(4)), (header.stamp, step.pose)], header, "odom")
+    assert len(path.poses) == 2 and path.header.frame_id == "odom" and path.poses[1].pose.position.z == pytest.approx(1.5)

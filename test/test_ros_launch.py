@@ -26,7 +26,8 @@ pytestmark = pytest.mark.ros
 
 NODE = "/mds_perception"
 OUTPUT_TOPICS = {f"{NODE}/{name}" for name in ("depth/image", "depth/camera_info", "labels", "overlay", "masks",
-                                                "motions", "points")}
+                                                "moving_probability", "independent_flow", "motions", "ego_motion",
+                                                "odometry", "path", "points")}
 
 
 @pytest.fixture(scope="module")

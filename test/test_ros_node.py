@@ -16,6 +16,8 @@ pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from ros_support import Probe, RosProcess, ros_environment, wait_until
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.ros
 NODE = "/mds_perception"
 OUTPUTS = {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
            f"{NODE}/overlay": Image, f"{NODE}/masks": Image, f"{NODE}/motions": PoseArray,
-           f"{NODE}/points": PointCloud2, f"{NODE}/moving_probability": Image, f"{NODE}/ego_motion": PoseStamped}
+           f"{NODE}/points": PointCloud2, f"{NODE}/moving_probability": Image, f"{NODE}/ego_motion": PoseStamped,
+           f"{NODE}/odometry": Odometry, f"{NODE}/path": PathMsg}
 MODEL_W, MODEL_H, K = 96, 64, 3
 CAMERA_W, CAMERA_H = 144, 96
 FRAMES = 8
@@ -115,11 +118,22 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
         messages = probe.messages(topic)
         assert len(messages) == expected, topic
         assert [stamp_ns(m) for m in messages] == stamps[FRAMES - expected:], topic
-        assert {m.header.frame_id for m in messages} == {inputs[0].header.frame_id}, topic
+        frame_id = "odom" if topic in (f"{NODE}/odometry", f"{NODE}/path") else inputs[0].header.frame_id
+        assert {m.header.frame_id for m in messages} == {frame_id}, topic
     for topic, encoding in [("depth/image", "32FC1"), ("labels", "mono8"), ("overlay", "rgb8"),
                             ("masks", f"32FC{K}")]:
         message = probe.messages(f"{NODE}/{topic}")[-1]
         assert (message.encoding, message.width, message.height) == (encoding, MODEL_W, MODEL_H), topic
+    # visual odometry: odom -> the camera's frame; the path grows by one pose a frame
+    odometry = probe.messages(f"{NODE}/odometry")
+    assert {(m.header.frame_id, m.child_frame_id) for m in odometry} == {("odom", inputs[0].header.frame_id)}
+    paths = probe.messages(f"{NODE}/path")
+    assert [len(p.poses) for p in paths] == list(range(1, FRAMES))
+    assert [stamp_ns(p) for p in paths[-1].poses] == stamps[1:]
+    last = paths[-1].poses[-1].pose.position
+    assert [last.x, last.y, last.z] == pytest.approx([odometry[-1].pose.pose.position.x,
+                                                      odometry[-1].pose.pose.position.y,
+                                                      odometry[-1].pose.pose.position.z])
     info = probe.messages(f"{NODE}/depth/camera_info")[-1]
     k_in = camera_matrix(probe.messages("/camera/camera_info")[-1])
     assert (info.width, info.height) == (MODEL_W, MODEL_H)

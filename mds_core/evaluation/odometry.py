@@ -209,3 +209,39 @@ def trajectory_plot(ground_truth: list[np.ndarray], estimate: list[np.ndarray], 
     if title:
         cv2.putText(image, title, (10, size - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return image
+
+
+@dataclass
+class OdometryStep:
+    """The camera's pose after one frame and its velocity over the step (in the camera frame)."""
+
+    pose: np.ndarray  # 4x4 world_from_camera
+    linear: np.ndarray  # (3,) units per second
+    angular: np.ndarray  # (3,) rad per second (rotation vector of the step over its duration)
+    segment: int  # increases at every reset of the stream
+
+
+class OdometryChain:
+    """Visual odometry on a stream: chains each frame's ego-motion (``X_t = T X_{t-1}``) into the
+    camera pose. A frame without an ego-motion (a stream reset) starts a new segment at the same pose
+    instead of jumping."""
+
+    def __init__(self):
+        self.pose = np.eye(4)
+        self.segment = 0
+
+    def reset(self) -> None:
+        self.segment += 1
+
+    def add(self, motion: np.ndarray, seconds: float) -> OdometryStep:
+        """``motion``: the ego-motion from the previous camera to this one (its translation in the
+        units wanted); ``seconds`` since the previous frame."""
+        step = np.linalg.inv(np.asarray(motion, dtype=np.float64))  # this camera in the previous one
+        self.pose = self.pose @ step
+        rotation = step[:3, :3]
+        angle = math.acos(float(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
+        axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+        rotation_vector = axis * (angle / (2.0 * math.sin(angle))) if angle > 1e-9 else axis / 2.0
+        dt = max(float(seconds), 1e-9)
+        # the displacement seen from this camera; a rotation's vector is the same in both frames
+        return OdometryStep(self.pose.copy(), rotation.T @ step[:3, 3] / dt, rotation_vector / dt, self.segment)
