@@ -23,7 +23,7 @@ from mds_core.data.sample import Batch
 from mds_core.device import resolve_device
 from mds_core.method.losses import SelfSupervisedObjective
 from mds_core.training.distributed import DistributedContext
-from mds_core.training.loop import build_training_state, train_step
+from mds_core.training.loop import Precision, build_training_state, train_step
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TrainStepBenchmark:
     device: str = "auto"
     amp: bool = True
     overrides: list[str] = field(default_factory=list)  # section.key=value, applied last
+    cpu_autocast: bool = False  # bf16 autocast on the CPU, as AMP runs on a GPU (the GPU check's dry run)
 
 
 @dataclass
@@ -67,6 +68,15 @@ class TrainStepResult:
         ])
 
 
+def random_batch(batch_size: int, height: int, width: int, device: torch.device, seed: int = 0) -> Batch:
+    """Random frames (target and two sources) with KITTI-like intrinsics: what speed measurements train on."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch_size, 3, 3, height, width, generator=generator)
+    intrinsics = torch.tensor([[0.58 * width, 0, 0.5 * width], [0, 1.92 * height, 0.5 * height], [0, 0, 1.0]])
+    return Batch(frames, frames, intrinsics.expand(batch_size, 3, 3).clone(), None, None,
+                 [str(i) for i in range(batch_size)]).to(device)
+
+
 def steady_state_step(config: TrainConfig) -> int:
     """The first training step past every warm-up: components on, auto-masking on."""
     return max(config.decomposition.warmup_steps, config.loss.automask_start_step)
@@ -84,12 +94,9 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     state = build_training_state(config, device, DistributedContext())
     state.step = steady_state_step(config)  # train_step does not advance it: every step is timed there
     objective = SelfSupervisedObjective(config.loss, config.model)
-    generator = torch.Generator().manual_seed(0)
-    frames = torch.rand(spec.batch_size, 3, 3, spec.height, spec.width, generator=generator)
-    intrinsics = torch.tensor([[0.58 * spec.width, 0, 0.5 * spec.width],
-                               [0, 1.92 * spec.height, 0.5 * spec.height], [0, 0, 1.0]])
-    batch = Batch(frames, frames, intrinsics.expand(spec.batch_size, 3, 3).clone(), None, None,
-                  [str(i) for i in range(spec.batch_size)]).to(device)
+    if spec.cpu_autocast and device.type == "cpu":
+        state.precision = Precision(torch.bfloat16, "cpu")
+    batch = random_batch(spec.batch_size, spec.height, spec.width, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []

@@ -134,68 +134,37 @@ def _state(config, device: torch.device, amp: bool):
     return state
 
 
-def _random_batch(settings: GpuCheckSettings, device: torch.device, seed: int):
-    from mds_core.data.sample import Batch
-
-    generator = torch.Generator().manual_seed(seed)
-    b, h, w = settings.batch_size, settings.height, settings.width
-    frames = torch.rand(b, 3, 3, h, w, generator=generator)
-    k = torch.tensor([[0.58 * w, 0, 0.5 * w], [0, 1.92 * h, 0.5 * h], [0, 0, 1.0]])
-    return Batch(frames, frames, k.expand(b, 3, 3).clone(), None, None, [str(i) for i in range(b)]).to(device)
-
-
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def training_throughput(settings: GpuCheckSettings, device: torch.device) -> list[dict[str, Any]]:
-    from mds_core.method.losses import SelfSupervisedObjective
-    from mds_core.tools.benchmark import steady_state_step
-    from mds_core.training.loop import train_step
+    """``mds benchmark``'s measurement for each encoder, in fp32 and with AMP."""
+    from mds_core.tools.benchmark import TrainStepBenchmark, run_train_step_benchmark
 
     rows = []
     for encoder in settings.encoders:
         for amp in (False, True):
-            config = _training_config(settings, encoder, device, amp)
-            state = _state(config, device, amp)
-            state.step = steady_state_step(config)
-            objective = SelfSupervisedObjective(config.loss, config.model)
-            batch = _random_batch(settings, device, 0)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            times = []
-            for step in range(3 + settings.train_steps):
-                _synchronise(device)
-                started = time.perf_counter()
-                train_step(state, objective, batch)
-                _synchronise(device)
-                if step >= 3:
-                    times.append(time.perf_counter() - started)
-            peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                    else _resident_peak_mb())
-            median = statistics.median(times)
-            precision = "fp32" if not amp else str(state.precision.dtype or torch.float32).replace("torch.", "")
+            result = run_train_step_benchmark(TrainStepBenchmark(
+                width=settings.width, height=settings.height, encoder=encoder, num_components=5,
+                batch_size=settings.batch_size, steps=settings.train_steps, warmup=3, device=str(device), amp=amp,
+                cpu_autocast=amp))
+            median = statistics.median(result.step_times)
+            precision = result.precision.replace("torch.", "") if amp else "fp32"
             rows.append({"encoder": encoder, "precision": precision, "samples_per_s": settings.batch_size / median,
-                         "step_ms": 1000 * median, "peak_memory_mb": peak})
+                         "step_ms": 1000 * median, "peak_memory_mb": result.peak_memory_mb})
             LOG.info("training %s %s: %.2f samples/s", encoder, precision, settings.batch_size / median)
-            del state
     return rows
-
-
-def _resident_peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def amp_agreement(settings: GpuCheckSettings, device: torch.device) -> dict[str, Any]:
     """fp32 and AMP from the same initial weights on the same batches: the loss of every step."""
     from mds_core.method.losses import SelfSupervisedObjective
-    from mds_core.tools.benchmark import steady_state_step
+    from mds_core.tools.benchmark import random_batch, steady_state_step
     from mds_core.training.loop import train_step
 
-    batches = [_random_batch(settings, device, seed) for seed in range(4)]
+    batches = [random_batch(settings.batch_size, settings.height, settings.width, device, seed) for seed in range(4)]
     curves, precision = {}, "fp32"
     for amp in (False, True):
         torch.manual_seed(0)
