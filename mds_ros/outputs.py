@@ -26,6 +26,13 @@ topic (node-private)       type                                 content
                                                                 (scene flow: the ego-motion)
 ``~/ego_motion``           geometry_msgs/PoseStamped            the camera's motion, previous ->
                                                                 current camera frame
+``~/odometry``             nav_msgs/Odometry                    the ego-motion chained: pose of the
+                                                                camera (or ``base_frame``) in
+                                                                ``odom_frame``, twist over the frame
+``~/path``                 nav_msgs/Path                        the recent odometry poses
+``~/components``           visualization_msgs/MarkerArray       per moving object: an arrow from its
+                                                                centroid along its own velocity
+                                                                (one second long) and its speed
 ``~/points``               sensor_msgs/PointCloud2              organised x, y, z, rgb (coloured
                                                                 like the overlay)
 =========================  ===================================  ==================================
@@ -45,16 +52,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import PoseArray, PoseStamped, TransformStamped
+from geometry_msgs.msg import Point, PoseArray, PoseStamped, TransformStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
 
 from mds_core.evaluation.odometry import OdometryStep
+from mds_core.inference.moving_objects import MovingObject, moving_objects
 from mds_core.inference.predictor import Prediction
 from mds_core.inference.streaming import StreamOutput
-from mds_core.visualization import colourise_masks, colourise_moving_probability, overlay
+from mds_core.visualization import colourise_masks, colourise_moving_probability, component_colours, overlay
 from mds_ros.conversions import (
     float_image_msg,
     mono8_msg,
@@ -63,6 +72,7 @@ from mds_ros.conversions import (
     rgb8_msg,
     scaled_camera_info,
 )
+from mds_ros.frames import OdometryFrames, transform_msg
 from mds_ros.parameters import PerceptionParameters
 
 
@@ -115,12 +125,13 @@ def motion_colours(prediction: Prediction) -> np.ndarray:
     return colourise_masks(prediction.masks)
 
 
-def odometry_msg(step: OdometryStep, header, odom_frame: str) -> Odometry:
-    """``nav_msgs/Odometry``: the camera's pose in ``odom_frame`` and its velocity in the camera's frame."""
+def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str) -> Odometry:
+    """``nav_msgs/Odometry``: the pose of ``child_frame`` (the camera's or the base frame) in ``odom_frame``
+    and its velocity in ``child_frame``."""
     message = Odometry()
     message.header.stamp = header.stamp
     message.header.frame_id = odom_frame
-    message.child_frame_id = header.frame_id
+    message.child_frame_id = child_frame
     message.pose.pose = pose_array_msg(step.pose[None], header).poses[0]
     (message.twist.twist.linear.x, message.twist.twist.linear.y, message.twist.twist.linear.z) = \
         (float(v) for v in step.linear)
@@ -144,6 +155,44 @@ def path_msg(poses: list[tuple[object, np.ndarray]], header, odom_frame: str) ->
     return message
 
 
+MARKER_NAMESPACE = "mds_components"
+MOVING_COLOUR = (230, 40, 40)  # the scene flow's moving colour (colourise_moving_probability)
+
+
+def component_markers(objects: list[MovingObject], header, units: str, num_components: int) -> MarkerArray:
+    """``MarkerArray`` of the moving objects in the image's frame: a DELETEALL first (objects that are gone
+    disappear), then per object an arrow from its centroid to where its own velocity takes it in one second
+    and a text with its speed. Sizes follow the object's distance, so they read in any depth units."""
+    clear = Marker()
+    clear.header = header
+    clear.ns, clear.action = MARKER_NAMESPACE, Marker.DELETEALL
+    markers = [clear]
+    colours = component_colours(num_components)
+    for obj in objects:
+        colour = colours[obj.id] if num_components > 1 else MOVING_COLOUR
+        size = max(float(obj.centroid[2]), 1e-3) * 0.02
+        arrow, text = Marker(), Marker()
+        for marker in (arrow, text):
+            marker.header = header
+            marker.ns, marker.action = MARKER_NAMESPACE, Marker.ADD
+            marker.color.r, marker.color.g, marker.color.b = (float(c) / 255.0 for c in colour)
+            marker.color.a = 1.0
+            marker.pose.orientation.w = 1.0
+        arrow.id, arrow.type = 2 * obj.id, Marker.ARROW
+        start, end = Point(), Point()
+        start.x, start.y, start.z = (float(v) for v in obj.centroid)
+        end.x, end.y, end.z = (float(v) for v in obj.centroid + obj.velocity)
+        arrow.points = [start, end]
+        arrow.scale.x, arrow.scale.y, arrow.scale.z = size, 2.0 * size, 3.0 * size  # shaft, head width, head
+        text.id, text.type = 2 * obj.id + 1, Marker.TEXT_VIEW_FACING
+        text.pose.position.x, text.pose.position.y, text.pose.position.z = \
+            start.x, start.y - 4.0 * size, start.z  # above the centroid (optical y points down)
+        text.scale.z = 3.0 * size
+        text.text = f"{obj.speed:.1f} {units}"
+        markers += [arrow, text]
+    return MarkerArray(markers=markers)
+
+
 def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
     """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header``."""
     message = PoseStamped()
@@ -153,7 +202,7 @@ def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
 
 
 class OutputPublishers:
-    def __init__(self, node: Node, reliability: str):
+    def __init__(self, node: Node, reliability: str, frames: OdometryFrames):
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         self.depth = node.create_publisher(Image, "~/depth/image", qos)
@@ -168,7 +217,10 @@ class OutputPublishers:
         self.odometry = node.create_publisher(Odometry, "~/odometry", qos)
         self.path = node.create_publisher(Path, "~/path", qos)
         self.points = node.create_publisher(PointCloud2, "~/points", qos)
+        self.components = node.create_publisher(MarkerArray, "~/components", qos)
         self._tf = None
+        self._static_tf = None  # the static broadcaster once base -> camera has been sent
+        self._frames = frames
         self._node = node
 
     @staticmethod
@@ -204,10 +256,20 @@ class OutputPublishers:
             batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header))
         if transforms is not None and self._wanted(settings.publish_motions, self.motions):
             batch.add(self.motions.publish, pose_array_msg(transforms, header))
+        child_frame = self._frames.child(header.frame_id)
         if frame.odometry is not None and self._wanted(settings.publish_odometry, self.odometry):
-            batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame))
+            batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame, child_frame))
         if frame.path and self._wanted(settings.publish_odometry, self.path):
             batch.add(self.path.publish, path_msg(frame.path, header, settings.odom_frame))
+        if frame.odometry is not None and settings.publish_odom_tf:
+            self._add_odometry_tf(batch, frame.odometry, header, settings.odom_frame, child_frame)
+        if self._wanted(settings.publish_components, self.components):
+            # nothing while the units are unknown; the DELETEALL still clears what was shown
+            objects = moving_objects(prediction, frame.result.gap or 0.0, scale, settings.component_min_pixels) \
+                if metric else []
+            units = "units/s" if settings.depth_scale_mode == "none" else "m/s"
+            kinds = 1 if prediction.independent_flow is not None or prediction.masks is None else len(prediction.masks)
+            batch.add(self.components.publish, component_markers(objects, header, units, kinds))
         if prediction.masks is None:
             return batch  # no linked neighbours (first frame after a reset): depth (and ego-motion) only
         if self._wanted(settings.publish_labels, self.labels):
@@ -233,14 +295,27 @@ class OutputPublishers:
             batch.add(self._tf.sendTransform, self._tf_messages(transforms, header))
         return batch
 
+    def _add_odometry_tf(self, batch: OutputBatch, step: OdometryStep, header, odom_frame: str,
+                         child_frame: str) -> None:
+        """``odom -> child`` on /tf every frame; ``base -> camera`` on /tf_static once (with a base frame)."""
+        if self._tf_broadcaster() is None:
+            return
+        batch.add(self._tf.sendTransform, [transform_msg(step.pose, header.stamp, odom_frame, child_frame)])
+        mounting = self._frames.camera_tf(header.stamp, header.frame_id)
+        if mounting is not None and self._static_tf is None:
+            from tf2_ros import StaticTransformBroadcaster
+
+            self._static_tf = StaticTransformBroadcaster(self._node)
+            batch.add(self._static_tf.sendTransform, [mounting])
+
     def _tf_broadcaster(self) -> Any:
         """The TF broadcaster, created on first use; None (with one warning) without tf2_ros."""
         if self._tf is None:
             try:
                 from tf2_ros import TransformBroadcaster
             except ImportError:
-                self._node.get_logger().warning("publish_tf is set but tf2_ros is not importable: no TF frames",
-                                                once=True)
+                self._node.get_logger().warning("publish_tf or publish_odom_tf is set but tf2_ros is not "
+                                                "importable: no TF frames", once=True)
                 return None
             self._tf = TransformBroadcaster(self._node)
         return self._tf

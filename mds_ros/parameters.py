@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mds_ros.frames import OPTICAL_IN_BASE
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
@@ -109,6 +111,19 @@ class PerceptionParameters(CameraInputParameters):
                                    "~/path (nav_msgs/Path): the ego-motion chained, in the depth's units", dynamic=True)
     odom_frame: str = param("odom", "parent frame of ~/odometry and ~/path (REP 105)")
     path_length: int = param(1000, "poses kept in ~/path", low=2, high=1000000)
+    base_frame: str = param("", "REP 105 base frame (e.g. base_link) whose pose ~/odometry and ~/path report, "
+                            "through camera_in_base; empty = the camera's frame (the images' frame_id)")
+    camera_in_base: list[float] = param(list(OPTICAL_IN_BASE), "pose of the camera's frame in base_frame: x, y, z "
+                                        "(m), roll, pitch, yaw (rad), as static_transform_publisher takes them; the "
+                                        "default is an optical frame (z forward, x right, y down) at the base origin "
+                                        "looking along the base's x axis")
+    publish_odom_tf: bool = param(False, "broadcast odom_frame -> base_frame (or the camera's frame) on /tf and, with "
+                                  "base_frame, base_frame -> the camera's frame on /tf_static (needs tf2_ros; leave "
+                                  "off when another node owns the odom frame)")
+    publish_components: bool = param(True, "publish ~/components (MarkerArray: an arrow along the own motion of every "
+                                     "moving object and a label with its speed)", dynamic=True)
+    component_min_pixels: int = param(20, "smallest moving object shown on ~/components, in pixels at the model "
+                                      "resolution", low=1, high=1 << 24, dynamic=True)
     publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured like ~/overlay)",
                                       dynamic=True)
     publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",
@@ -204,6 +219,10 @@ def validate(parameters: CameraInputParameters) -> list[str]:
         if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
             problems.append(f"intrinsics must be [fx, fy, cx, cy] with fx, fy > 0 when camera_info_source is "
                             f"parameters, got {values}")
+    if isinstance(parameters, PerceptionParameters) and (
+            len(parameters.camera_in_base) != 6 or not all(math.isfinite(v) for v in parameters.camera_in_base)):
+        problems.append(f"camera_in_base must be 6 finite numbers [x, y, z, roll, pitch, yaw], got "
+                        f"{list(parameters.camera_in_base)}")
     size = parameters.intrinsics_size
     if len(size) != 2 or any(v < 0 for v in size) or (size[0] == 0) != (size[1] == 0):
         problems.append(f"intrinsics_size must be [width, height], both > 0 or both 0, got {list(size)}")

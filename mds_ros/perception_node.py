@@ -44,6 +44,7 @@ from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
+from mds_ros.frames import OdometryFrames
 from mds_ros.outputs import OutputFrame, OutputPublishers
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal, validate
@@ -135,9 +136,10 @@ class PerceptionNode(Node):
         self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
         self._odometry_stamp: float | None = None  # stamp of the last published frame
         self._path: deque = deque(maxlen=self.settings.path_length)
+        self._frames = OdometryFrames(self.settings.odom_frame, self.settings.base_frame, self.settings.camera_in_base)
         predictor = self.stream.predictor
         self.statistics = NodeStatistics()
-        self.outputs = OutputPublishers(self, self.settings.publisher_reliability)
+        self.outputs = OutputPublishers(self, self.settings.publisher_reliability, self._frames)
         self.exit_code = 0
         self._slot = LatestFrameSlot()
         self._causes = CauseLog()
@@ -311,6 +313,7 @@ class PerceptionNode(Node):
             return None
         motion = np.array(prediction.ego_motion, dtype=np.float64)
         motion[:3, 3] *= scale
+        motion = self._frames.motion(motion)  # the base frame's motion when one is set
         step = self._odometry_chain.add(motion, stamp - previous)
         self._path.append((header.stamp, step.pose))
         return step

@@ -111,7 +111,7 @@ def test_a_known_motion_gives_the_expected_pose_and_twist():
 
     header = Header(frame_id="camera_optical_frame")
     header.stamp.sec = 7
-    message = odometry_msg(step, header, "odom")
+    message = odometry_msg(step, header, "odom", header.frame_id)
     assert (message.header.frame_id, message.child_frame_id, message.header.stamp.sec) == \
         ("odom", "camera_optical_frame", 7)
     assert message.pose.pose.position.z == pytest.approx(1.5) and message.twist.twist.angular.z == pytest.approx(0.1)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.ros
 NODE = "/mds_perception"
 OUTPUT_TOPICS = {f"{NODE}/{name}" for name in ("depth/image", "depth/camera_info", "labels", "overlay", "masks",
                                                 "moving_probability", "independent_flow", "motions", "ego_motion",
-                                                "odometry", "path", "points")}
+                                                "odometry", "path", "components", "points")}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def test_rviz_config_shows_the_node_outputs():
             "/camera/image_raw"} <= topics
     assert topics - {"/camera/image_raw"} <= OUTPUT_TOPICS
     assert displays["PointCloud2"]["Color Transformer"] == "RGB8"
-    assert {"Image", "PointCloud2", "PoseArray"} <= set(displays)
+    assert {"Image", "PointCloud2", "PoseArray", "MarkerArray", "Path", "Odometry"} <= set(displays)
+    assert displays["MarkerArray"]["Topic"]["Value"] == f"{NODE}/components" and displays["MarkerArray"]["Enabled"]
 
 
 def test_launch_file_nodes_and_parameters(checkpoint):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("rclpy")
 
@@ -22,11 +23,15 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from ros_support import Probe, RosProcess, ros_environment, wait_until
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
 
-from mds_core.checkpoint import write_untrained_checkpoint
+from mds_core.checkpoint import load_checkpoint, save_checkpoint, write_untrained_checkpoint
 from mds_core.config import ModelConfig
+from mds_core.inference.moving_objects import moving_objects
 from mds_core.inference.predictor import Predictor
+from mds_core.method.decomposition import depth_order_weights
 from mds_core.tools.synth import SynthConfig, write_rosbag
+from mds_core.tools.synth.sequence import generate_sequence
 from mds_ros.conversions import camera_matrix, image_to_rgb
 from mds_ros.tools.launch_file import load_launch
 
@@ -36,7 +41,8 @@ NODE = "/mds_perception"
 OUTPUTS = {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
            f"{NODE}/overlay": Image, f"{NODE}/masks": Image, f"{NODE}/motions": PoseArray,
            f"{NODE}/points": PointCloud2, f"{NODE}/moving_probability": Image, f"{NODE}/ego_motion": PoseStamped,
-           f"{NODE}/odometry": Odometry, f"{NODE}/path": PathMsg}
+           f"{NODE}/odometry": Odometry, f"{NODE}/path": PathMsg, f"{NODE}/components": MarkerArray}
+EVERY_FRAME = (f"{NODE}/depth/image", f"{NODE}/depth/camera_info", f"{NODE}/components")  # also the first
 MODEL_W, MODEL_H, K = 96, 64, 3
 CAMERA_W, CAMERA_H = 144, 96
 FRAMES = 8
@@ -49,10 +55,28 @@ def checkpoint(tmp_path_factory) -> Path:
                                                         pose_mask_encoder="resnet18", num_components=K))
 
 
+BAG_CONFIG = SynthConfig(width=CAMERA_W, height=CAMERA_H, num_frames=FRAMES, fps=10.0, seed=3)
+
+
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bags") / "drive"
-    return write_rosbag(path, SynthConfig(width=CAMERA_W, height=CAMERA_H, num_frames=FRAMES, fps=10.0, seed=3))
+    return write_rosbag(tmp_path_factory.mktemp("bags") / "drive", BAG_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def split_checkpoint(checkpoint, tmp_path_factory) -> Path:
+    """The untrained model with its mask logits shifted so that every component wins somewhere on the bag's
+    frames (untrained, one component takes every pixel): a decomposition with moving parts to show."""
+    frames = [frame.image for frame in generate_sequence(BAG_CONFIG)][:2]
+    prediction = Predictor.from_checkpoint(checkpoint, device="cpu").predict(
+        frames[1], np.array([[100.0, 0, CAMERA_W / 2], [0, 100.0, CAMERA_H / 2], [0, 0, 1]]), frames[0])
+    log_masks = np.log(prediction.masks.reshape(K, -1))
+    state = load_checkpoint(checkpoint)
+    bias = state.model["pose_mask_net.mask_decoder.head.1.bias"]
+    # eq. (3) weighs logit k by its order d_k: shift each so that the components' median weighted logits agree
+    shift = torch.as_tensor(np.median(log_masks - log_masks[0], axis=1), dtype=bias.dtype)
+    bias -= shift / depth_order_weights(K).flatten()
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "split.pt", state)
 
 
 def node_process(checkpoint: Path, env: dict, log: Path, **parameters) -> RosProcess:
@@ -62,6 +86,8 @@ def node_process(checkpoint: Path, env: dict, log: Path, **parameters) -> RosPro
 
 
 def stamp_ns(message) -> int:
+    if isinstance(message, MarkerArray):
+        message = message.markers[0]  # every marker carries the frame's header
     return message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
 
 
@@ -100,9 +126,10 @@ def replay_through_node(probe: Probe, env: dict, bag: Path, tmp_path: Path, outp
         assert replay.wait(60) == 0, replay.log()
 
 
-def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag, tmp_path):
+def test_replayed_bag_every_output_and_agreement_with_predictor(split_checkpoint, bag, tmp_path):
+    checkpoint = split_checkpoint
     env = ros_environment()
-    with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
+    with node_process(checkpoint, env, tmp_path / "node.log", base_frame="base_link") as node, Probe(env) as probe:
         replay_through_node(probe, env, bag, tmp_path, OUTPUTS)
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
         probe.wait_for_messages(f"{NODE}/points", FRAMES - 1, timeout=30)
@@ -113,20 +140,20 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
     stamps = [stamp_ns(m) for m in inputs]
     assert len(inputs) == FRAMES and values["frames_dropped"] == "0" and values["malformed_messages"] == "0"
     # every frame: depth + camera info; every frame but the first: the decomposition outputs
-    for topic, expected in [(f"{NODE}/depth/image", FRAMES), (f"{NODE}/depth/camera_info", FRAMES)] + [
-            (t, FRAMES - 1) for t in OUTPUTS if not t.startswith(f"{NODE}/depth")]:
+    for topic, expected in [(t, FRAMES if t in EVERY_FRAME else FRAMES - 1) for t in OUTPUTS]:
         messages = probe.messages(topic)
         assert len(messages) == expected, topic
         assert [stamp_ns(m) for m in messages] == stamps[FRAMES - expected:], topic
         frame_id = "odom" if topic in (f"{NODE}/odometry", f"{NODE}/path") else inputs[0].header.frame_id
-        assert {m.header.frame_id for m in messages} == {frame_id}, topic
+        headers = [m.markers[0].header if isinstance(m, MarkerArray) else m.header for m in messages]
+        assert {h.frame_id for h in headers} == {frame_id}, topic
     for topic, encoding in [("depth/image", "32FC1"), ("labels", "mono8"), ("overlay", "rgb8"),
                             ("masks", f"32FC{K}")]:
         message = probe.messages(f"{NODE}/{topic}")[-1]
         assert (message.encoding, message.width, message.height) == (encoding, MODEL_W, MODEL_H), topic
-    # visual odometry: odom -> the camera's frame; the path grows by one pose a frame
+    # visual odometry: odom -> the base frame; the path grows by one pose a frame
     odometry = probe.messages(f"{NODE}/odometry")
-    assert {(m.header.frame_id, m.child_frame_id) for m in odometry} == {("odom", inputs[0].header.frame_id)}
+    assert {(m.header.frame_id, m.child_frame_id) for m in odometry} == {("odom", "base_link")}
     paths = probe.messages(f"{NODE}/path")
     assert [len(p.poses) for p in paths] == list(range(1, FRAMES))
     assert [stamp_ns(p) for p in paths[-1].poses] == stamps[1:]
@@ -156,6 +183,18 @@ def test_replayed_bag_every_output_and_agreement_with_predictor(checkpoint, bag,
             np.testing.assert_allclose(moving, expected.moving_probability, atol=1e-5)
             ego = probe.messages(f"{NODE}/ego_motion")[index - 1].pose.position
             np.testing.assert_allclose([ego.x, ego.y, ego.z], expected.ego_motion[:3, 3], atol=1e-6)
+        # the markers: cleared, then an arrow from each moving object's centroid along its own velocity
+        markers = probe.messages(f"{NODE}/components")[index].markers
+        assert markers[0].action == Marker.DELETEALL
+        gap = (stamps[index] - stamps[index - 1]) * 1e-9 if index else 0.0
+        objects = moving_objects(expected, gap)
+        arrows = [m for m in markers if m.action == Marker.ADD and m.type == Marker.ARROW]
+        assert len(arrows) == len(objects) and len(markers) == 1 + 2 * len(objects), index
+        for arrow, obj in zip(arrows, objects):
+            assert arrow.id == 2 * obj.id
+            np.testing.assert_allclose([arrow.points[0].x, arrow.points[0].y, arrow.points[0].z], obj.centroid,
+                                       rtol=1e-3, atol=1e-4)
+    assert any(len(m.markers) > 1 for m in probe.messages(f"{NODE}/components")), "no moving object ever shown"
 
 
 def test_the_onnxruntime_backend_publishes_what_the_torch_predictor_predicts(checkpoint, bag, tmp_path):

@@ -50,11 +50,13 @@ def output_topics() -> dict[str, type]:
     from geometry_msgs.msg import PoseArray, PoseStamped
     from nav_msgs.msg import Odometry, Path
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from visualization_msgs.msg import MarkerArray
 
     return {f"{NODE}/depth/image": Image, f"{NODE}/depth/camera_info": CameraInfo, f"{NODE}/labels": Image,
             f"{NODE}/overlay": Image, f"{NODE}/masks": Image, f"{NODE}/moving_probability": Image,
             f"{NODE}/independent_flow": Image, f"{NODE}/motions": PoseArray, f"{NODE}/ego_motion": PoseStamped,
-            f"{NODE}/odometry": Odometry, f"{NODE}/path": Path, f"{NODE}/points": PointCloud2,
+            f"{NODE}/odometry": Odometry, f"{NODE}/path": Path, f"{NODE}/components": MarkerArray,
+            f"{NODE}/points": PointCloud2,
             "/diagnostics": DiagnosticArray}
 
 

@@ -1,0 +1,150 @@
+"""Moving objects from a prediction (centroid and own velocity), the node's markers of them, and the
+REP 105 base frame of the odometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mds_core.evaluation.odometry import OdometryChain
+from mds_core.inference.moving_objects import moving_objects
+from mds_core.inference.predictor import Prediction
+
+H, W = 40, 60
+K_MATRIX = np.array([[50.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]])
+
+
+def rigid(yaw: float = 0.0, translation=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A rotation about the camera's y axis (a turn of a forward-looking camera) and a translation."""
+    transform = np.eye(4)
+    c, s = math.cos(yaw), math.sin(yaw)
+    transform[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    transform[:3, 3] = translation
+    return transform
+
+
+def translation(vector) -> np.ndarray:
+    return rigid(0.0, vector)
+
+
+def back_projected(depth: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack([(u - 30.0) / 50.0 * depth, (v - 20.0) / 50.0 * depth, depth], axis=-1)
+
+
+def components_prediction() -> tuple[Prediction, np.ndarray]:
+    """Background (0), a car (1) driving on its own, a speck (2) too small to count; the camera turns and
+    drives forward. Returns the prediction and the car's displacement in the previous camera frame."""
+    depth = np.full((H, W), 10.0, np.float32)
+    depth[10:20, 20:40] = 5.0  # the car
+    labels = np.zeros((H, W), np.uint8)
+    labels[10:20, 20:40] = 1
+    labels[30:33, 5:8] = 2  # 9 pixels
+    ego = rigid(0.05, (0.0, 0.0, -1.0))  # points move 1 unit closer and turn: X_t = E X_t-1
+    displacement = np.array([0.3, 0.0, 0.8])  # the car's own motion, previous camera frame
+    car = ego @ translation(displacement)  # it moved, then the camera moved
+    transforms = np.stack([ego, car, rigid(0.0, (5.0, 0.0, 0.0))])
+    masks = np.stack([labels == k for k in range(3)]).astype(np.float32)
+    prediction = Prediction(depth=depth, disparity=1.0 / depth, intrinsics=K_MATRIX, masks=masks, labels=labels,
+                            transforms=transforms, background=0, moving_probability=1.0 - masks[0], ego_motion=ego)
+    return prediction, displacement
+
+
+def test_a_components_own_velocity_is_its_motion_with_the_cameras_removed():
+    prediction, displacement = components_prediction()
+    objects = moving_objects(prediction, seconds=0.1, scale=2.0, min_pixels=20)
+    assert [obj.id for obj in objects] == [1]  # not the background, not the 9-pixel speck
+    car = objects[0]
+    expected_velocity = rigid(0.05)[:3, :3] @ displacement * 2.0 / 0.1  # seen in the current camera frame
+    np.testing.assert_allclose(car.velocity, expected_velocity, atol=1e-9)
+    assert car.speed == pytest.approx(np.linalg.norm(displacement) * 20.0)
+    v, u = np.mgrid[10:20, 20:40]
+    np.testing.assert_allclose(car.centroid, np.median(back_projected(np.full(u.shape, 10.0), u, v).reshape(-1, 3),
+                                                       axis=0))
+    assert car.pixels == 200
+    # a component that moves like the background has no own motion
+    prediction.transforms[1] = prediction.transforms[0]
+    assert moving_objects(prediction, 0.1)[0].speed == pytest.approx(0.0, abs=1e-9)
+
+
+def test_no_objects_without_masks_time_or_units():
+    prediction, _ = components_prediction()
+    assert moving_objects(prediction, 0.0) == []
+    assert moving_objects(prediction, 0.1, scale=float("nan")) == []
+    alone = Prediction(depth=prediction.depth, disparity=prediction.disparity, intrinsics=K_MATRIX)
+    assert moving_objects(alone, 0.1) == []
+
+
+def test_scene_flow_objects_are_the_connected_moving_regions():
+    depth = np.full((H, W), 8.0, np.float32)
+    labels = np.zeros((H, W), np.uint8)
+    flow = np.zeros((3, H, W), np.float32)
+    labels[5:15, 5:15] = 1
+    flow[:, 5:15, 5:15] = np.array([0.1, 0.0, 0.2], np.float32)[:, None, None]
+    labels[25:35, 40:55] = 1
+    flow[:, 25:35, 40:55] = np.array([-0.3, 0.0, 0.0], np.float32)[:, None, None]
+    labels[0, 59] = 1  # a lone pixel: noise
+    prediction = Prediction(depth=depth, disparity=1.0 / depth, intrinsics=K_MATRIX,
+                            masks=np.stack([labels == 0, labels == 1]).astype(np.float32), labels=labels,
+                            transforms=np.eye(4)[None], background=0, independent_flow=flow, ego_motion=np.eye(4))
+    objects = moving_objects(prediction, seconds=0.5, scale=3.0, min_pixels=20)
+    assert sorted(obj.pixels for obj in objects) == [100, 150]
+    by_size = {obj.pixels: obj for obj in objects}
+    np.testing.assert_allclose(by_size[100].velocity, [0.6, 0.0, 1.2], atol=1e-6)
+    np.testing.assert_allclose(by_size[150].velocity, [-1.8, 0.0, 0.0], atol=1e-6)
+    assert by_size[150].centroid[2] == pytest.approx(24.0)  # depth 8 times the scale
+
+
+def test_markers_clear_then_show_an_arrow_and_a_speed_per_object():
+    pytest.importorskip("visualization_msgs")
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker
+
+    from mds_ros.outputs import component_markers
+
+    prediction, _ = components_prediction()
+    objects = moving_objects(prediction, 0.1)
+    header = Header(frame_id="camera_optical_frame")
+    header.stamp.sec = 3
+    markers = component_markers(objects, header, "m/s", 3).markers
+    assert [m.action for m in markers] == [Marker.DELETEALL, Marker.ADD, Marker.ADD]
+    arrow, text = markers[1], markers[2]
+    assert (arrow.type, arrow.id, text.type, text.id) == (Marker.ARROW, 2, Marker.TEXT_VIEW_FACING, 3)
+    assert all(m.header.frame_id == "camera_optical_frame" and m.header.stamp.sec == 3 for m in markers)
+    start, end = arrow.points
+    np.testing.assert_allclose([start.x, start.y, start.z], objects[0].centroid)
+    np.testing.assert_allclose([end.x - start.x, end.y - start.y, end.z - start.z], objects[0].velocity)
+    assert text.text == f"{objects[0].speed:.1f} m/s" and arrow.scale.x > 0 and text.scale.z > 0
+    assert [m.action for m in component_markers([], header, "m/s", 3).markers] == [Marker.DELETEALL]
+
+
+def test_the_odometry_in_a_base_frame_follows_the_mounting():
+    pytest.importorskip("geometry_msgs")
+    from mds_ros.frames import OPTICAL_IN_BASE, OdometryFrames, transform_from_xyz_rpy
+
+    # the default mounting: optical z (forward) is the base's x, optical x (right) its -y, optical y (down) its -z
+    rotation = transform_from_xyz_rpy(OPTICAL_IN_BASE)[:3, :3]
+    np.testing.assert_allclose(rotation, [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)
+    frames = OdometryFrames("odom", "base_link", OPTICAL_IN_BASE)
+    assert frames.child("camera_optical_frame") == "base_link"
+    step = OdometryChain().add(frames.motion(translation((0.0, 0.0, -1.5))), 0.1)  # the camera drives forward
+    np.testing.assert_allclose(step.pose[:3, 3], [1.5, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(step.linear, [15.0, 0.0, 0.0], atol=1e-9)
+
+    # a camera 2 m ahead of the base: when the base turns in place by 0.1 rad, the camera swings sideways;
+    # reported in the base frame the motion is the pure turn
+    mounting = (2.0, 0.0, 1.2, *OPTICAL_IN_BASE[3:])
+    frames = OdometryFrames("odom", "base_link", mounting)
+    base_turn = transform_from_xyz_rpy((0, 0, 0, 0, 0, 0.1))  # the base's new pose in the old one
+    camera_motion = np.linalg.inv(frames.base_from_camera) @ np.linalg.inv(base_turn) @ frames.base_from_camera
+    step = OdometryChain().add(frames.motion(camera_motion), 1.0)
+    np.testing.assert_allclose(step.pose, base_turn, atol=1e-12)
+    np.testing.assert_allclose(step.angular, [0.0, 0.0, 0.1], atol=1e-12)
+    # without a base frame the camera's own motion is reported
+    camera = OdometryFrames("odom", "", mounting)
+    assert camera.child("camera_optical_frame") == "camera_optical_frame" and camera.camera_tf(None, "c") is None
+    np.testing.assert_allclose(camera.motion(camera_motion), camera_motion)
+    static = frames.camera_tf(None, "camera_optical_frame")
+    assert (static.header.frame_id, static.child_frame_id) == ("base_link", "camera_optical_frame")
+    assert (static.transform.translation.x, static.transform.translation.z) == (2.0, 1.2)
