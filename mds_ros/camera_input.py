@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,26 +31,45 @@ from mds_ros.parameters import CameraInputParameters
 FrameCallback = Callable[[Any, "CameraInfo | None"], None]
 
 
-def subscribe_camera(node: Node, settings: CameraInputParameters, callback: FrameCallback) -> str:
+@dataclass
+class CameraSubscription:
+    """The subscriptions of one camera input; :meth:`close` destroys them (a lifecycle deactivate)."""
+
+    node: Node
+    topic: str  # the image topic
+    subscriptions: list = field(default_factory=list)
+    filters: tuple = ()  # message_filters objects, kept alive while subscribed
+
+    def close(self) -> None:
+        subscriptions = list(self.subscriptions) + [getattr(f, "sub", None) for f in self.filters[1:]]
+        for subscription in subscriptions:
+            if subscription is not None:
+                self.node.destroy_subscription(subscription)
+        self.subscriptions, self.filters = [], ()
+
+
+def subscribe_camera(node: Node, settings: CameraInputParameters, callback: FrameCallback) -> CameraSubscription:
     """Subscribe ``node`` (sensor-data QoS) and call ``callback(image, info)`` for every paired frame
-    (``info`` is None with ``camera_info_source: parameters``). Returns the image topic."""
+    (``info`` is None with ``camera_info_source: parameters``)."""
     compressed = settings.input_transport == "compressed"
     image_type = CompressedImage if compressed else Image
     image_topic = settings.image_topic.rstrip("/") + ("/compressed" if compressed else "")
+    camera = CameraSubscription(node, image_topic)
     if settings.camera_info_source == "parameters":
-        node.create_subscription(image_type, image_topic, lambda message: callback(message, None),
-                                 qos_profile_sensor_data)
-        return image_topic
+        camera.subscriptions.append(node.create_subscription(
+            image_type, image_topic, lambda message: callback(message, None), qos_profile_sensor_data))
+        return camera
     synchroniser = message_filters_pairing(node, image_type, image_topic, CameraInfo, settings.camera_info_topic,
                                            qos_profile_sensor_data, callback, settings.pairing_tolerance,
                                            settings.pairing_queue_size)
     if synchroniser is not None:
-        node._mds_synchroniser = synchroniser  # keep the message_filters objects alive
-        return image_topic
+        camera.filters = synchroniser  # (synchroniser, image subscriber, info subscriber)
+        return camera
     pairing = StampPairing(callback, settings.pairing_tolerance, settings.pairing_queue_size)
-    node.create_subscription(image_type, image_topic, pairing.add_image, qos_profile_sensor_data)
-    node.create_subscription(CameraInfo, settings.camera_info_topic, pairing.add_info, qos_profile_sensor_data)
-    return image_topic
+    camera.subscriptions += [
+        node.create_subscription(image_type, image_topic, pairing.add_image, qos_profile_sensor_data),
+        node.create_subscription(CameraInfo, settings.camera_info_topic, pairing.add_info, qos_profile_sensor_data)]
+    return camera
 
 
 class ParameterIntrinsics:

@@ -66,6 +66,7 @@ class NodeStatistics:
     resets: int = 0
     checkpoints_swapped: int = 0
     checkpoints_refused: int = 0
+    models_loaded: int = 0  # configure transitions that loaded a model (a re-activation loads none)
     frames_without_ground_plane: int = 0  # camera-height scale: frames whose scale could not be measured
     depth_scale: str = "1"  # published units per network depth unit, as the node applies it now
     depth_scale_spread: str = ""  # camera-height scale: std/median of its running window
@@ -87,6 +88,11 @@ def clip_problem(text: str) -> str:
     return text if len(text) <= MAX_PROBLEM_LENGTH else text[:MAX_PROBLEM_LENGTH - 3] + "..."
 
 
+INACTIVE_MESSAGES = {"unconfigured": "unconfigured: no model loaded (configure, then activate)",
+                     "inactive": "inactive: model loaded, not taking frames (activate)",
+                     "finalized": "finalized: shutting down"}
+
+
 class DiagnosticsReporter:
     """Turns :class:`NodeStatistics` into one status per period: WARN while frames are dropped
     or malformed messages arrive; ERROR while every recent frame failed, when frames were
@@ -101,6 +107,7 @@ class DiagnosticsReporter:
         self.stall_periods = stall_periods
         self._last = (0, 0, 0, 0, 0)
         self._periods_without_output = 0
+        self.state = "active"  # the node's lifecycle state; only an active node takes frames
 
     def status(self) -> DiagnosticStatus:
         s = self.statistics
@@ -119,6 +126,7 @@ class DiagnosticsReporter:
                 "resets": str(s.resets),
                 "checkpoints_swapped": str(s.checkpoints_swapped),
                 "checkpoints_refused": str(s.checkpoints_refused),
+                "models_loaded": str(s.models_loaded),
                 "depth_scale": s.depth_scale,
                 "depth_scale_spread": s.depth_scale_spread,
                 "frames_without_ground_plane": str(s.frames_without_ground_plane),
@@ -128,6 +136,7 @@ class DiagnosticsReporter:
             values[f"latency_{stage}_median_ms"] = f"{median * 1e3:.2f}"
             values[f"latency_{stage}_p99_ms"] = f"{p99 * 1e3:.2f}"
         values.update(self.static_values)
+        values["lifecycle_state"] = self.state
         dropped, malformed, failed, processed, accepted = (now - before for now, before in zip(counts, self._last))
         self._last = counts
         stalled = self._stalled(accepted, processed)
@@ -145,11 +154,13 @@ class DiagnosticsReporter:
                                                       f"{self._periods_without_output} periods")
         if worker_failure:
             level, message = DiagnosticStatus.ERROR, f"inference stopped: {clip_problem(worker_failure)}"
+        elif self.state != "active":
+            level, message = DiagnosticStatus.OK, INACTIVE_MESSAGES.get(self.state, self.state)
         return diagnostic_status(STATUS_NAME, level, message, self.hardware_id, values)
 
     def _stalled(self, accepted: int, processed: int) -> bool:
         """Count periods in which frames were accepted and none processed; True from ``stall_periods`` on."""
-        if processed:
+        if processed or self.state != "active":
             self._periods_without_output = 0
         elif accepted:
             self._periods_without_output += 1

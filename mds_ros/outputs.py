@@ -205,23 +205,35 @@ class OutputPublishers:
     def __init__(self, node: Node, reliability: str, frames: OdometryFrames):
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
-        self.depth = node.create_publisher(Image, "~/depth/image", qos)
-        self.depth_info = node.create_publisher(CameraInfo, "~/depth/camera_info", qos)
-        self.labels = node.create_publisher(Image, "~/labels", qos)
-        self.overlay = node.create_publisher(Image, "~/overlay", qos)
-        self.masks = node.create_publisher(Image, "~/masks", qos)
-        self.moving_probability = node.create_publisher(Image, "~/moving_probability", qos)
-        self.independent_flow = node.create_publisher(Image, "~/independent_flow", qos)
-        self.motions = node.create_publisher(PoseArray, "~/motions", qos)
-        self.ego_motion = node.create_publisher(PoseStamped, "~/ego_motion", qos)
-        self.odometry = node.create_publisher(Odometry, "~/odometry", qos)
-        self.path = node.create_publisher(Path, "~/path", qos)
-        self.points = node.create_publisher(PointCloud2, "~/points", qos)
-        self.components = node.create_publisher(MarkerArray, "~/components", qos)
+        # a lifecycle node's publishers send only while it is active
+        create = getattr(node, "create_lifecycle_publisher", node.create_publisher)
+        self.depth = create(Image, "~/depth/image", qos)
+        self.depth_info = create(CameraInfo, "~/depth/camera_info", qos)
+        self.labels = create(Image, "~/labels", qos)
+        self.overlay = create(Image, "~/overlay", qos)
+        self.masks = create(Image, "~/masks", qos)
+        self.moving_probability = create(Image, "~/moving_probability", qos)
+        self.independent_flow = create(Image, "~/independent_flow", qos)
+        self.motions = create(PoseArray, "~/motions", qos)
+        self.ego_motion = create(PoseStamped, "~/ego_motion", qos)
+        self.odometry = create(Odometry, "~/odometry", qos)
+        self.path = create(Path, "~/path", qos)
+        self.points = create(PointCloud2, "~/points", qos)
+        self.components = create(MarkerArray, "~/components", qos)
+        self._publishers = [self.depth, self.depth_info, self.labels, self.overlay, self.masks,
+                            self.moving_probability, self.independent_flow, self.motions, self.ego_motion,
+                            self.odometry, self.path, self.points, self.components]
         self._tf = None
         self._static_tf = None  # the static broadcaster once base -> camera has been sent
         self._frames = frames
         self._node = node
+
+    def destroy(self) -> None:
+        """Remove every output topic (a lifecycle cleanup)."""
+        destroy = getattr(self._node, "destroy_lifecycle_publisher", self._node.destroy_publisher)
+        for publisher in self._publishers:
+            destroy(publisher)
+        self._publishers = []
 
     @staticmethod
     def _wanted(enabled: bool, *publishers) -> bool:

@@ -55,6 +55,8 @@ class NodeParameters:
 class CameraInputParameters(NodeParameters):
     """How a node receives the camera: topics, transport, intrinsics, pairing, size limits."""
 
+    autostart: bool = param(True, "configure and activate at start-up; false: stay unconfigured until a lifecycle "
+                            "transition (ros2 lifecycle set NODE configure, then activate)")
     checkpoint: str = param("", "path of the trained model (.pt, written by `mds train` or `mds demo`); required")
     device: str = param("auto", "auto, cpu, cuda or cuda:N; an unavailable GPU falls back to cpu with a warning")
     image_topic: str = param("image", "input image topic (relative names follow the node namespace)")
@@ -235,7 +237,10 @@ def descriptor(cls: type, name: str):
 
     spec = cls.spec(name)
     default = getattr(cls(), name)
-    result = ParameterDescriptor(description=spec["description"], read_only=not spec["dynamic"])
+    # the nodes are lifecycle nodes: a value fixed while the model runs may change while unconfigured
+    # (mds_ros.lifecycle refuses it otherwise), so no parameter is read-only for rclpy
+    fixed = "" if spec["dynamic"] else " [changes only while the node is unconfigured]"
+    result = ParameterDescriptor(description=spec["description"] + fixed)
     if spec["choices"]:
         result.additional_constraints = "one of: " + ", ".join(spec["choices"])
     if spec["low"] is not None and isinstance(default, float):
@@ -246,21 +251,18 @@ def descriptor(cls: type, name: str):
 
 
 def declare_parameters(node: Any, cls: type) -> Any:
-    """Declare every field of ``cls`` on ``node`` and return the validated values.
+    """Declare every field of ``cls`` on ``node`` and return the values given (each value is checked
+    here; the set together by :func:`validate` when the node is configured).
 
     Raises:
-        StartupError: with every reason when a value is refused.
+        StartupError: a value of the wrong type or out of its range.
     """
     for name in cls.names():
         try:
             node.declare_parameter(name, getattr(cls(), name), descriptor(cls, name))
         except Exception as error:  # rclpy raises several types for bad values; all mean "refused"
             raise StartupError(f"parameter {name}: {error}") from error
-    values = cls(**{name: node.get_parameter(name).value for name in cls.names()})
-    problems = validate(values)
-    if problems:
-        raise StartupError("invalid parameters: " + "; ".join(problems))
-    return values
+    return cls(**{name: node.get_parameter(name).value for name in cls.names()})
 
 
 def refusal(cls: type, parameters: list) -> str | None:

@@ -20,7 +20,6 @@ Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camer
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import threading
@@ -32,8 +31,6 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
 from mds_core.checkpoint import CheckpointError
@@ -41,13 +38,14 @@ from mds_core.evaluation.odometry import OdometryChain, OdometryStep
 from mds_core.inference.predictor import Prediction, Predictor
 from mds_core.inference.streaming import FrameStream, StreamSettings
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
-from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
+from mds_ros.camera_input import CameraSubscription, ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
 from mds_ros.frames import OdometryFrames
+from mds_ros.lifecycle import ManagedNode
 from mds_ros.outputs import OutputFrame, OutputPublishers
 from mds_ros.pairing import stamp_nanoseconds
-from mds_ros.parameters import PerceptionParameters, StartupError, declare_parameters, refusal, validate
+from mds_ros.parameters import PerceptionParameters, StartupError
 from mds_ros.spin import spin_nodes
 
 NODE_NAME = "mds_perception"
@@ -127,66 +125,109 @@ class CheckpointWatcher:
             self._seen, self._loading = signature, False
 
 
-class PerceptionNode(Node):
+class PerceptionNode(ManagedNode):
+    """The perception node, a lifecycle node (:mod:`mds_ros.lifecycle`): configure loads the model,
+    activate subscribes and starts the inference thread, deactivate stops taking frames (the model
+    stays), cleanup releases the model."""
+
+    parameters_class = PerceptionParameters
+
     def __init__(self, **node_kwargs: Any):
         super().__init__(NODE_NAME, **node_kwargs)
-        self.settings = self._declare_parameters()
-        self.stream = FrameStream(self._load_predictor(), StreamSettings(self.settings.max_frame_gap))
-        self._scales = ScaleTracker(self.settings.scale_window)  # camera-height scale over recent frames
-        self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
-        self._odometry_stamp: float | None = None  # stamp of the last published frame
-        self._path: deque = deque(maxlen=self.settings.path_length)
-        self._frames = OdometryFrames(self.settings.odom_frame, self.settings.base_frame, self.settings.camera_in_base)
-        predictor = self.stream.predictor
+        self.settings: PerceptionParameters
         self.statistics = NodeStatistics()
-        self.outputs = OutputPublishers(self, self.settings.publisher_reliability, self._frames)
         self.exit_code = 0
+        self.stream: FrameStream | None = None
+        self.outputs: OutputPublishers | None = None
+        self._camera: CameraSubscription | None = None
+        self._worker: threading.Thread | None = None
+        self._running = False
         self._slot = LatestFrameSlot()
         self._causes = CauseLog()
-        self._intrinsics = (ParameterIntrinsics(self.settings) if self.settings.camera_info_source == "parameters"
-                            else None)
-        self._image_topic = subscribe_camera(self, self.settings, self._on_frame)
-        self.diagnostics = DiagnosticsReporter(self.statistics, str(predictor.device), {
+        self._poll_timer = None
+        self.diagnostics = DiagnosticsReporter(self.statistics, "none", {}, stall_periods=self.settings.stall_periods)
+        self.diagnostics.state = self.lifecycle_state
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
+        self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        self.autostart()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def configure(self) -> None:
+        s = self.settings
+        predictor = self._load_predictor()
+        self.stream = FrameStream(predictor, StreamSettings(s.max_frame_gap))
+        self._scales = ScaleTracker(s.scale_window)  # camera-height scale over recent frames
+        self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
+        self._odometry_stamp: float | None = None  # stamp of the last published frame
+        self._path: deque = deque(maxlen=s.path_length)
+        self._frames = OdometryFrames(s.odom_frame, s.base_frame, s.camera_in_base)
+        self.outputs = OutputPublishers(self, s.publisher_reliability, self._frames)
+        self._intrinsics = ParameterIntrinsics(s) if s.camera_info_source == "parameters" else None
+        self.diagnostics.hardware_id = str(predictor.device)
+        self.diagnostics.static_values = {
             "device": str(predictor.device),
-            "model": f"{self.settings.checkpoint or self.settings.onnx_model} (step {predictor.checkpoint_step})",
+            "model": f"{s.checkpoint or s.onnx_model} (step {predictor.checkpoint_step})",
             "input_size": "{}x{}".format(*predictor.size),
             "motion_model": predictor.motion_model,
             "backend": predictor.backend + (f" ({', '.join(predictor.providers)})" if predictor.providers else ""),
             "components": str(predictor.num_components),
-        }, stall_periods=self.settings.stall_periods)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
-        watched = self.settings.watch_checkpoint or self.settings.checkpoint
-        self._swap = CheckpointWatcher(watched, file_signature(watched) if watched == self.settings.checkpoint else None)
-        if self.settings.checkpoint_poll_period > 0:
-            self.create_timer(self.settings.checkpoint_poll_period, self._check_checkpoint)
+            "model_memory_mb": f"{predictor.memory_bytes() / 2**20:.1f}",
+        }
+        watched = s.watch_checkpoint or s.checkpoint
+        self._swap = CheckpointWatcher(watched, file_signature(watched) if watched == s.checkpoint else None)
+        if s.checkpoint_poll_period > 0:
+            self._poll_timer = self.create_timer(s.checkpoint_poll_period, self._check_checkpoint)
+        self.statistics.count(models_loaded=1)
+        self.get_logger().info(
+            f"configured: {s.checkpoint or s.onnx_model} ({predictor.backend}) on {predictor.device}, input "
+            f"{predictor.size[0]}x{predictor.size[1]}, {predictor.motion_model} (K={predictor.num_components})")
+
+    def activate(self) -> None:
+        self._slot = LatestFrameSlot()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"ready: {self.settings.checkpoint or self.settings.onnx_model} ({predictor.backend}) on "
-            f"{predictor.device}, input {predictor.size[0]}x{predictor.size[1]}, "
-            f"{predictor.motion_model} (K={predictor.num_components}), image {self._image_topic} "
-            f"({self.settings.input_transport}), intrinsics from {self.settings.camera_info_source}")
+        self._camera = subscribe_camera(self, self.settings, self._on_frame)
+        self.get_logger().info(f"active: image {self._camera.topic} ({self.settings.input_transport}), intrinsics "
+                               f"from {self.settings.camera_info_source}")
 
-    # -- start-up ---------------------------------------------------------------------------
-    def _declare_parameters(self) -> PerceptionParameters:
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        return declare_parameters(self, PerceptionParameters)
+    def deactivate(self) -> None:
+        self._stop_taking_frames()
+        if self.stream is not None:
+            self.stream.reset()  # the next frame after re-activation starts afresh
 
-    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
-        reason = refusal(PerceptionParameters, parameters)
-        if not reason and hasattr(self, "settings"):  # the values together (e.g. a mode and what it needs)
-            changed = {p.name: p.value for p in parameters if p.name in PerceptionParameters.names()}
-            reason = "; ".join(validate(dataclasses.replace(self.settings, **changed)))
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        if hasattr(self, "settings"):  # a change while running (read-only ones are refused by rclpy)
-            for p in parameters:
-                if p.name in PerceptionParameters.names():
-                    setattr(self.settings, p.name, p.value)
+    def cleanup(self) -> None:
+        self._stop_taking_frames()
+        if self._poll_timer is not None:
+            self.destroy_timer(self._poll_timer)
+            self._poll_timer = None
+        if self.outputs is not None:
+            self.outputs.destroy()
+        self.stream, self.outputs = None, None
+        self.diagnostics.hardware_id, self.diagnostics.static_values = "none", {}
+
+    def shutdown(self) -> None:
+        self._stop_taking_frames()
+
+    def _stop_taking_frames(self) -> None:
+        """Unsubscribe, then let the worker finish the frame in flight and end."""
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+        self._running = False
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30.0)
+        self._worker = None
+
+    def _enter(self, state: str) -> None:
+        super()._enter(state)
+        self.diagnostics.state = state
+        with self.statistics.lock:
+            self.statistics.last_problem = self.configure_problem or self.statistics.last_problem
+
+    def parameters_changed(self, changed: dict) -> None:
+        if self.stream is not None:
             self.stream.settings.max_frame_gap = self.settings.max_frame_gap
-        return SetParametersResult(successful=True)
 
     def _load_predictor(self) -> Predictor:
         s = self.settings
@@ -360,7 +401,11 @@ class PerceptionNode(Node):
         threading.Thread(target=self._load_new_weights, args=(signature,), name="mds_swap", daemon=True).start()
 
     def _load_new_weights(self, signature: tuple[int, int]) -> None:
-        current = self.stream.predictor
+        stream = self.stream
+        if stream is None:  # cleaned up meanwhile
+            self._swap.finished(signature)
+            return
+        current = stream.predictor
         try:
             predictor = Predictor.load(self._swap.path, device=self.settings.device, size=current.size,
                                        backend=current.backend)
@@ -375,7 +420,7 @@ class PerceptionNode(Node):
             self._problem(f"refused the new checkpoint {self._swap.path} ({error}); keeping the weights "
                           f"of step {current.checkpoint_step}", checkpoints_refused=1)
             return
-        self.stream.swap_predictor(predictor)
+        stream.swap_predictor(predictor)
         self._swap.finished(signature)
         self.statistics.count(checkpoints_swapped=1)
         self.diagnostics.static_values["model"] = f"{self._swap.path} (step {predictor.checkpoint_step})"
@@ -383,11 +428,6 @@ class PerceptionNode(Node):
 
     def _publish_diagnostics(self) -> None:
         self._diagnostics_pub.publish(self.diagnostics.array(self.get_clock().now().to_msg()))
-
-    def shutdown(self) -> None:
-        self._running = False
-        if self._worker is not threading.current_thread():
-            self._worker.join(timeout=5.0)
 
 
 def main(args: list[str] | None = None) -> int:

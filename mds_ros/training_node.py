@@ -24,24 +24,43 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.node import Node
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
-from mds_ros.camera_input import ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
+from mds_ros.camera_input import CameraSubscription, ParameterIntrinsics, check_frame, decode_frame, subscribe_camera
 from mds_ros.conversions import ImageConversionError
-from mds_ros.diagnostics import CauseLog, clip_problem, diagnostic_array, diagnostic_status
+from mds_ros.diagnostics import INACTIVE_MESSAGES, CauseLog, clip_problem, diagnostic_array, diagnostic_status
+from mds_ros.lifecycle import ManagedNode
 from mds_ros.pairing import stamp_nanoseconds
-from mds_ros.parameters import OnlineTrainingParameters, StartupError, declare_parameters
+from mds_ros.parameters import OnlineTrainingParameters, StartupError
 from mds_ros.spin import spin_nodes
 
 NODE_NAME = "mds_trainer"
 
 
-class TrainingNode(Node):
+class TrainingNode(ManagedNode):
+    """The online trainer, a lifecycle node (:mod:`mds_ros.lifecycle`): configure loads the checkpoint
+    and its optimiser, activate subscribes and trains, deactivate pauses (the model and the frame
+    buffer stay), cleanup releases them."""
+
+    parameters_class = OnlineTrainingParameters
+
     def __init__(self, **node_kwargs: Any):
         super().__init__(NODE_NAME, **node_kwargs)
-        self.settings: OnlineTrainingParameters = declare_parameters(self, OnlineTrainingParameters)
+        self.settings: OnlineTrainingParameters
+        self.trainer: OnlineTrainer | None = None
+        self.malformed = 0
+        self.failures = 0
+        self.last_problem = ""
+        self._causes = CauseLog()
+        self._camera: CameraSubscription | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
+        self.create_timer(self.settings.status_period, self._publish_status)
+        self.autostart()
+
+    def configure(self) -> None:
         s = self.settings
         try:
             self.trainer = OnlineTrainer(s.checkpoint, s.output_checkpoint, OnlineSettings(
@@ -50,19 +69,33 @@ class TrainingNode(Node):
                 learning_rate=s.learning_rate or None), device=s.device)
         except (CheckpointError, FileNotFoundError, ValueError) as error:
             raise StartupError(f"cannot start training from {s.checkpoint!r}: {error}") from error
-        self.malformed = 0
-        self.failures = 0
-        self.last_problem = ""
         self._intrinsics = ParameterIntrinsics(s) if s.camera_info_source == "parameters" else None
-        self._causes = CauseLog()
-        self._image_topic = subscribe_camera(self, s, self._on_frame)
-        self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(s.status_period, self._publish_status)
+
+    def activate(self) -> None:
+        s = self.settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train, name="mds_online_training", daemon=True)
         self._thread.start()
-        self.get_logger().info(f"training from {s.checkpoint} on {self.trainer.device}, camera {self._image_topic}, "
+        self._camera = subscribe_camera(self, s, self._on_frame)
+        self.get_logger().info(f"training from {s.checkpoint} on {self.trainer.device}, camera {self._camera.topic}, "
                                f"writing {s.output_checkpoint} every {s.checkpoint_every} steps")
+
+    def deactivate(self) -> None:
+        self.shutdown()
+
+    def cleanup(self) -> None:
+        self.shutdown()
+        self.trainer = None
+
+    def shutdown(self) -> None:
+        """Unsubscribe and stop training after the step in flight."""
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+            self._thread = None
 
     def _on_frame(self, image: Any, info: Any) -> None:
         """Check and decode a frame into the training buffer; nothing a message holds ends the node."""
@@ -93,6 +126,11 @@ class TrainingNode(Node):
             self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
     def _publish_status(self) -> None:
+        if self.trainer is None:
+            self._status.publish(diagnostic_array(self.get_clock().now().to_msg(), diagnostic_status(
+                "mds_trainer: online adaptation", DiagnosticStatus.OK, INACTIVE_MESSAGES[self.lifecycle_state],
+                "none", {"lifecycle_state": self.lifecycle_state, "last_problem": self.configure_problem})))
+            return
         status = self.trainer.status
         snapshot = self.trainer.buffer.snapshot()
         step_times = list(status.step_seconds)
@@ -111,15 +149,14 @@ class TrainingNode(Node):
             "last_problem": self.last_problem,
             "device": str(self.trainer.device),
             "output": self.settings.output_checkpoint,
+            "lifecycle_state": self.lifecycle_state,
         }
         level = DiagnosticStatus.ERROR if self.failures and not status.steps else DiagnosticStatus.OK
         message = "training" if status.steps else "waiting for enough frames"
+        if self.lifecycle_state != "active":
+            level, message = DiagnosticStatus.OK, "inactive: training paused, model loaded (activate)"
         self._status.publish(diagnostic_array(self.get_clock().now().to_msg(), diagnostic_status(
             "mds_trainer: online adaptation", level, message, str(self.trainer.device), values)))
-
-    def shutdown(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30.0)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -111,6 +111,12 @@ class Predictor:
         self.providers: list[str] = []  # onnxruntime execution providers (backend "onnxruntime")
         self._export_folder = None  # the temporary export an onnxruntime predictor runs (removed with it)
 
+    def memory_bytes(self) -> int:
+        """Bytes of the model's weights and buffers held by PyTorch (an onnxruntime model's graphs live
+        in onnxruntime's sessions and count 0 here)."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     @staticmethod
     def _checked_size(size: tuple[int, int]) -> tuple[int, int]:
         width, height = (int(v) for v in size)
