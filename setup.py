@@ -54,6 +54,7 @@ setup(
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-nav-msgs",
             "ros-jazzy-visualization-msgs",
+            "ros-jazzy-lifecycle-msgs",
         ],
         "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
         "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.6", "colcon-common-extensions>=0.3"],

@@ -152,6 +152,7 @@ class ManagedNode(LifecycleNode):
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
         self.configure_problem = reason
         self.get_logger().error(f"configure failed, still unconfigured: {reason}")
+        self._enter("unconfigured")
         return FAILURE
 
     def _enter(self, state: str) -> None:

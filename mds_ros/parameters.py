@@ -163,6 +163,8 @@ class OnlineTrainingParameters(CameraInputParameters):
     learning_rate: float = param(0.0, "Adam learning rate; 0 = the checkpoint's", low=0.0, high=1.0)
     max_steps: int = param(0, "stop training after this many steps (0 = never)", low=0, high=1 << 40)
     status_period: float = param(1.0, "seconds between /diagnostics messages", low=0.05, high=60.0)
+    pause_with: str = param("", "a lifecycle node (e.g. /mds_perception) whose state the training follows: paused "
+                            "while that node is not active (empty = always train while active)")
 
 
 def validate_value(name: str, value: Any) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import TransitionEvent
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
@@ -56,6 +57,11 @@ class TrainingNode(ManagedNode):
         self._camera: CameraSubscription | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # pause_with: the followed node's last known state; unknown counts as active (it may have
+        # become active before this node subscribed to its transitions)
+        self._followed = None
+        self.followed_state = "unknown"
+        self._paused = threading.Event()
         self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         self.create_timer(self.settings.status_period, self._publish_status)
         self.autostart()
@@ -73,6 +79,9 @@ class TrainingNode(ManagedNode):
 
     def activate(self) -> None:
         s = self.settings
+        if s.pause_with:  # follow that node's lifecycle: train only while it is active
+            self._followed = self.create_subscription(TransitionEvent, f"{s.pause_with.rstrip('/')}/transition_event",
+                                                      self._on_followed_transition, 10)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train, name="mds_online_training", daemon=True)
         self._thread.start()
@@ -92,6 +101,9 @@ class TrainingNode(ManagedNode):
         if self._camera is not None:
             self._camera.close()
             self._camera = None
+        if self._followed is not None:
+            self.destroy_subscription(self._followed)
+            self._followed = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30.0)
@@ -114,8 +126,19 @@ class TrainingNode(ManagedNode):
             if cause is not None:
                 self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
+    def _on_followed_transition(self, event: TransitionEvent) -> None:
+        """``pause_with``'s node changed state: train while it is active, pause otherwise."""
+        self.followed_state = event.goal_state.label
+        if self.followed_state == "active":
+            self._paused.clear()
+        else:
+            self._paused.set()
+        self.get_logger().info(f"{self.settings.pause_with} is {self.followed_state}: training "
+                               f"{'resumes' if self.followed_state == 'active' else 'paused'}")
+
     def _train(self) -> None:
-        self.trainer.run(self._stop, max_steps=self.settings.max_steps, on_error=self._step_failed)
+        self.trainer.run(self._stop, max_steps=self.settings.max_steps, on_error=self._step_failed,
+                         pause=self._paused)
 
     def _step_failed(self, error: Exception) -> None:
         """A failing step must not take the node (or the stream) down: count it, log each cause once."""
@@ -153,8 +176,12 @@ class TrainingNode(ManagedNode):
         }
         level = DiagnosticStatus.ERROR if self.failures and not status.steps else DiagnosticStatus.OK
         message = "training" if status.steps else "waiting for enough frames"
+        if self.settings.pause_with:
+            values["pause_with"] = f"{self.settings.pause_with} ({self.followed_state})"
         if self.lifecycle_state != "active":
             level, message = DiagnosticStatus.OK, "inactive: training paused, model loaded (activate)"
+        elif self._paused.is_set():
+            level, message = DiagnosticStatus.OK, f"paused: {self.settings.pause_with} is {self.followed_state}"
         self._status.publish(diagnostic_array(self.get_clock().now().to_msg(), diagnostic_status(
             "mds_trainer: online adaptation", level, message, str(self.trainer.device), values)))
 

@@ -198,12 +198,16 @@ class OnlineTrainer:
         return path
 
     def run(self, stop: threading.Event, max_steps: int = 0,
-            on_error: Callable[[Exception], None] | None = None, idle_wait: float = 0.1, error_wait: float = 1.0) -> None:
+            on_error: Callable[[Exception], None] | None = None, idle_wait: float = 0.1, error_wait: float = 1.0,
+            pause: threading.Event | None = None) -> None:
         """Train until ``stop`` is set (or after ``max_steps`` steps; 0 = no limit), waiting while the
-        buffer has too few triplets. A failing step is passed to ``on_error`` (re-raised without one)
-        and training goes on after ``error_wait`` s. A run that ends at ``max_steps`` between two
-        periodic checkpoints writes a last one."""
+        buffer has too few triplets and while ``pause`` is set. A failing step is passed to ``on_error``
+        (re-raised without one) and training goes on after ``error_wait`` s. A run that ends at
+        ``max_steps`` between two periodic checkpoints writes a last one."""
         while not stop.is_set() and (max_steps == 0 or self.status.steps < max_steps):
+            if pause is not None and pause.is_set():
+                stop.wait(idle_wait)
+                continue
             try:
                 if self.step() is None:
                     stop.wait(idle_wait)

@@ -1,5 +1,6 @@
 """The ``mds`` subcommands that need ROS (registered through the ``mds.commands`` entry point
-group, so that ``mds_core`` imports nothing from ROS): ``ros-demo`` and ``ros-benchmark``."""
+group, so that ``mds_core`` imports nothing from ROS): ``ros-demo``, ``ros-benchmark`` and
+``ros-lifecycle``."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sizes", default="", help="comma-separated model input sizes WxH to run (untrained models; "
                    "default: --width x --height)")
     p.set_defaults(func=cmd_ros_benchmark)
+
+    p = subparsers.add_parser("ros-lifecycle", help="get or change a lifecycle node's state (like ros2 lifecycle)",
+                              description="Calls NODE/get_state or NODE/change_state and prints the state: "
+                              "configure loads the model, activate starts, deactivate pauses, cleanup frees it.")
+    p.add_argument("node", help="the node's full name, e.g. /mds_perception or /mds_trainer")
+    p.add_argument("transition", choices=("get", "configure", "activate", "deactivate", "cleanup", "shutdown"))
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node and the transition")
+    p.set_defaults(func=cmd_ros_lifecycle)
+
+
+def cmd_ros_lifecycle(args: argparse.Namespace) -> int:
+    from mds_ros.tools.lifecycle_client import run
+
+    return run(args.node, args.transition, args.timeout)
 
 
 def cmd_ros_demo(args: argparse.Namespace) -> int:
