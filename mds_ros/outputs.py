@@ -46,6 +46,8 @@ it), stamped with the frame they describe.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +88,6 @@ class OutputFrame:
     result: StreamOutput
     depth_scale: float = 1.0  # published units per network depth unit; NaN: not known yet (no metric output)
     odometry: OdometryStep | None = None  # the chained ego-motion after this frame (None: none this frame)
-    path: list[tuple[object, np.ndarray]] = field(default_factory=list)  # (stamp, world_from_camera) to publish
 
 
 @dataclass
@@ -140,19 +141,44 @@ def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str) 
     return message
 
 
-def path_msg(poses: list[tuple[object, np.ndarray]], header, odom_frame: str) -> Path:
-    """``nav_msgs/Path`` of ``(stamp, world_from_camera)`` in ``odom_frame``, stamped like ``header``."""
-    message = Path()
-    message.header.stamp = header.stamp
-    message.header.frame_id = odom_frame
-    array = pose_array_msg(np.stack([pose for _, pose in poses]), header)
-    for (stamp, _), pose in zip(poses, array.poses):
+class PathHistory:
+    """The recent odometry poses as ready ``PoseStamped`` messages (each built once), and when ``~/path``
+    is due: a long path costs milliseconds to build and send, so it goes out at most every
+    ``path_publish_period`` seconds while ``~/odometry`` comes every frame."""
+
+    def __init__(self, length: int):
+        self.poses: deque[PoseStamped] = deque(maxlen=length)
+        self._sent: float | None = None  # time.monotonic() of the last ~/path
+
+    def add(self, stamp, world_from_camera: np.ndarray, odom_frame: str) -> None:
         entry = PoseStamped()
         entry.header.stamp = stamp
         entry.header.frame_id = odom_frame
-        entry.pose = pose
-        message.poses.append(entry)
-    return message
+        entry.pose = pose_array_msg(world_from_camera[None], entry.header).poses[0]
+        self.poses.append(entry)
+
+    def due(self, period: float, now: float) -> bool:
+        """Whether a ``~/path`` should go out now (and if so, it counts as sent)."""
+        if self._sent is not None and now - self._sent < period:
+            return False
+        self._sent = now
+        return True
+
+    def message(self, header, odom_frame: str) -> Path:
+        """``nav_msgs/Path`` of the poses in ``odom_frame``, stamped like ``header``."""
+        message = Path()
+        message.header.stamp = header.stamp
+        message.header.frame_id = odom_frame
+        message.poses = list(self.poses)
+        return message
+
+
+def path_msg(poses: list[tuple[object, np.ndarray]], header, odom_frame: str) -> Path:
+    """``nav_msgs/Path`` of ``(stamp, world_from_camera)`` in ``odom_frame``, stamped like ``header``."""
+    history = PathHistory(len(poses))
+    for stamp, pose in poses:
+        history.add(stamp, pose, odom_frame)
+    return history.message(header, odom_frame)
 
 
 MARKER_NAMESPACE = "mds_components"
@@ -202,7 +228,7 @@ def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
 
 
 class OutputPublishers:
-    def __init__(self, node: Node, reliability: str, frames: OdometryFrames):
+    def __init__(self, node: Node, reliability: str, frames: OdometryFrames, path_length: int = 1000):
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         # a lifecycle node's publishers send only while it is active
@@ -227,6 +253,7 @@ class OutputPublishers:
         self._static_tf = None  # the static broadcaster once base -> camera has been sent
         self._frames = frames
         self._node = node
+        self.path_history = PathHistory(path_length)
 
     def destroy(self) -> None:
         """Remove every output topic (a lifecycle cleanup)."""
@@ -271,8 +298,11 @@ class OutputPublishers:
         child_frame = self._frames.child(header.frame_id)
         if frame.odometry is not None and self._wanted(settings.publish_odometry, self.odometry):
             batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame, child_frame))
-        if frame.path and self._wanted(settings.publish_odometry, self.path):
-            batch.add(self.path.publish, path_msg(frame.path, header, settings.odom_frame))
+        if frame.odometry is not None:
+            self.path_history.add(header.stamp, frame.odometry.pose, settings.odom_frame)
+            if self._wanted(settings.publish_odometry, self.path) and \
+                    self.path_history.due(settings.path_publish_period, time.monotonic()):
+                batch.add(self.path.publish, self.path_history.message(header, settings.odom_frame))
         if frame.odometry is not None and settings.publish_odom_tf:
             self._add_odometry_tf(batch, frame.odometry, header, settings.odom_frame, child_frame)
         if self._wanted(settings.publish_components, self.components):

@@ -87,6 +87,9 @@ class PerceptionParameters(CameraInputParameters):
     backend: str = param("torch", "torch: the checkpoint in PyTorch; onnxruntime: the networks as ONNX graphs in "
                          "onnxruntime (TensorRT, CUDA or CPU provider; needs the onnx extra)",
                          choices=("torch", "onnxruntime"))
+    torch_threads: int = param(0, "threads of PyTorch's CPU ops in this process; 0 = automatic: 1 with the "
+                               "onnxruntime backend (its sessions own the cores; torch only resizes and combines), "
+                               "else PyTorch's default", low=0, high=1024)
     onnx_model: str = param("", "backend onnxruntime: an export folder (`mds export`); empty = export the "
                             "checkpoint at start-up and on every hot swap")
     width: int = param(0, "network input width in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
@@ -113,6 +116,9 @@ class PerceptionParameters(CameraInputParameters):
                                    "~/path (nav_msgs/Path): the ego-motion chained, in the depth's units", dynamic=True)
     odom_frame: str = param("odom", "parent frame of ~/odometry and ~/path (REP 105)")
     path_length: int = param(1000, "poses kept in ~/path", low=2, high=1000000)
+    path_publish_period: float = param(0.5, "seconds between ~/path messages (a long path costs milliseconds to "
+                                       "send; ~/odometry comes every frame); 0 = every frame", low=0.0, high=3600.0,
+                                       dynamic=True)
     base_frame: str = param("", "REP 105 base frame (e.g. base_link) whose pose ~/odometry and ~/path report, "
                             "through camera_in_base; empty = the camera's frame (the images' frame_id)")
     camera_in_base: list[float] = param(list(OPTICAL_IN_BASE), "pose of the camera's frame in base_frame: x, y, z "

@@ -18,6 +18,7 @@ takes the parameters it declares).
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from typing import Any
@@ -194,7 +195,7 @@ def main_online(args: list[str] | None = None) -> int:
     """``mds_online``: the perception node and the training node in one process."""
     from mds_ros.perception_node import PerceptionNode
 
-    return spin_nodes([PerceptionNode, TrainingNode], args)
+    return spin_nodes([functools.partial(PerceptionNode, shares_process_with_training=True), TrainingNode], args)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_a_known_motion_gives_the_expected_pose_and_twist():
     pytest.importorskip("nav_msgs")
     from std_msgs.msg import Header
 
-    from mds_ros.outputs import odometry_msg, path_msg
+    from mds_ros.outputs import PathHistory, odometry_msg, path_msg
 
     header = Header(frame_id="camera_optical_frame")
     header.stamp.sec = 7
@@ -117,3 +117,12 @@ def test_a_known_motion_gives_the_expected_pose_and_twist():
     assert message.pose.pose.position.z == pytest.approx(1.5) and message.twist.twist.angular.z == pytest.approx(0.1)
     path = path_msg([(header.stamp, np.eye(4)), (header.stamp, step.pose)], header, "odom")
     assert len(path.poses) == 2 and path.header.frame_id == "odom" and path.poses[1].pose.position.z == pytest.approx(1.5)
+    # the node's history keeps path_length poses and sends ~/path at most every period
+    history = PathHistory(3)
+    for z in range(5):
+        pose = np.eye(4)
+        pose[2, 3] = z
+        history.add(header.stamp, pose, "odom")
+    assert [p.pose.position.z for p in history.message(header, "odom").poses] == [2.0, 3.0, 4.0]
+    assert [history.due(0.5, t) for t in (10.0, 10.2, 10.5, 10.6)] == [True, False, True, False]
+    assert all(history.due(0.0, t) for t in (11.0, 11.0, 11.1))

@@ -129,7 +129,8 @@ def replay_through_node(probe: Probe, env: dict, bag: Path, tmp_path: Path, outp
 def test_replayed_bag_every_output_and_agreement_with_predictor(split_checkpoint, bag, tmp_path):
     checkpoint = split_checkpoint
     env = ros_environment()
-    with node_process(checkpoint, env, tmp_path / "node.log", base_frame="base_link") as node, Probe(env) as probe:
+    with node_process(checkpoint, env, tmp_path / "node.log", base_frame="base_link",
+                      path_publish_period=0.0) as node, Probe(env) as probe:
         replay_through_node(probe, env, bag, tmp_path, OUTPUTS)
         depth_msgs = probe.wait_for_messages(f"{NODE}/depth/image", FRAMES, timeout=60)
         probe.wait_for_messages(f"{NODE}/points", FRAMES - 1, timeout=30)
