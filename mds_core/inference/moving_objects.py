@@ -49,6 +49,14 @@ def moving_objects(prediction: Prediction, seconds: float, scale: float = 1.0,
     motions span, ``scale`` converts depth units to the wanted units."""
     if prediction.labels is None or not seconds > 0 or not np.isfinite(scale):
         return []
+    counts = np.bincount(prediction.labels.ravel(), minlength=2)
+    if prediction.independent_flow is not None:
+        largest = counts[1]  # every moving pixel together
+    else:
+        counts[prediction.background] = 0
+        largest = counts.max()
+    if largest < min_pixels:
+        return []  # nothing large enough moves: no back-projection needed
     depth = prediction.depth.astype(np.float64) * scale
     valid = np.isfinite(depth) & (depth > 0)
     inverse = torch.linalg.inv(torch.as_tensor(np.asarray(prediction.intrinsics, dtype=np.float64)))
