@@ -134,6 +134,17 @@ def test_perception_node_transitions(checkpoint, tmp_path):
         stopped_cleanly(node)  # Ctrl-C while unconfigured
 
 
+def test_shutdown_transition_finalizes_an_active_node(checkpoint, tmp_path):
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:  # autostart
+        lifecycle = LifecycleClient(probe.node, NODE)
+        assert lifecycle.state(timeout=60) == "active"
+        wait_until(lambda: probe.subscriber_count(CAMERA) == 1, 30, message="not subscribed after autostart")
+        assert lifecycle.change("shutdown") and lifecycle.state() == "finalized"
+        wait_until(lambda: probe.subscriber_count(CAMERA) == 0, 30, message="still subscribed when finalized")
+        stopped_cleanly(node)
+
+
 def test_a_failed_configure_is_recoverable(checkpoint, tmp_path):
     env = ros_environment()
     broken = tmp_path / "broken.pt"
@@ -211,4 +222,5 @@ def test_online_pair_under_the_lifecycle(checkpoint, tmp_path):
         wait_until(lambda: probe.subscriber_count(CAMERA) == 1, 30, message="the trainer did not subscribe again")
         stopped_cleanly(trainer)  # Ctrl-C while active
         assert node.running, node.log()
-        stopped_cleanly(node)  # Ctrl-C while inactive
+        assert perception.change("activate")
+        stopped_cleanly(node)  # Ctrl-C while active
