@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import TransitionEvent
+from lifecycle_msgs.srv import GetState
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.training.online import OnlineSettings, OnlineTrainer
@@ -61,6 +62,8 @@ class TrainingNode(ManagedNode):
         # pause_with: the followed node's last known state; unknown counts as active (it may have
         # become active before this node subscribed to its transitions)
         self._followed = None
+        self._followed_state_client = None
+        self._asking = False
         self.followed_state = "unknown"
         self._paused = threading.Event()
         self._status = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
@@ -81,8 +84,13 @@ class TrainingNode(ManagedNode):
     def activate(self) -> None:
         s = self.settings
         if s.pause_with:  # follow that node's lifecycle: train only while it is active
-            self._followed = self.create_subscription(TransitionEvent, f"{s.pause_with.rstrip('/')}/transition_event",
+            followed = s.pause_with.rstrip("/")
+            self._followed = self.create_subscription(TransitionEvent, f"{followed}/transition_event",
                                                       self._on_followed_transition, 10)
+            # it may have changed state while this node was not listening: ask (now or on a later status tick)
+            self._followed_state_client = self.create_client(GetState, f"{followed}/get_state")
+            self.followed_state = "unknown"
+            self._ask_followed_state()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train, name="mds_online_training", daemon=True)
         self._thread.start()
@@ -104,7 +112,8 @@ class TrainingNode(ManagedNode):
             self._camera = None
         if self._followed is not None:
             self.destroy_subscription(self._followed)
-            self._followed = None
+            self.destroy_client(self._followed_state_client)
+            self._followed, self._followed_state_client = None, None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30.0)
@@ -129,7 +138,24 @@ class TrainingNode(ManagedNode):
 
     def _on_followed_transition(self, event: TransitionEvent) -> None:
         """``pause_with``'s node changed state: train while it is active, pause otherwise."""
-        self.followed_state = event.goal_state.label
+        self._follow(event.goal_state.label)
+
+    def _ask_followed_state(self) -> None:
+        """Ask ``pause_with``'s node for its state once its service is there (the answer comes later)."""
+        client = self._followed_state_client
+        if client is None or self.followed_state != "unknown" or self._asking or not client.service_is_ready():
+            return
+        self._asking = True
+
+        def answered(future) -> None:
+            self._asking = False
+            if future.result() is not None and self.followed_state == "unknown":
+                self._follow(future.result().current_state.label)
+
+        client.call_async(GetState.Request()).add_done_callback(answered)
+
+    def _follow(self, state: str) -> None:
+        self.followed_state = state
         if self.followed_state == "active":
             self._paused.clear()
         else:
@@ -150,6 +176,7 @@ class TrainingNode(ManagedNode):
             self.get_logger().error(f"{self.last_problem} (first time for {cause}; later ones are only counted)")
 
     def _publish_status(self) -> None:
+        self._ask_followed_state()
         if self.trainer is None:
             self._status.publish(diagnostic_array(self.get_clock().now().to_msg(), diagnostic_status(
                 "mds_trainer: online adaptation", DiagnosticStatus.OK, INACTIVE_MESSAGES[self.lifecycle_state],

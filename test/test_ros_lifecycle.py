@@ -204,9 +204,9 @@ def test_online_pair_under_the_lifecycle(checkpoint, tmp_path):
         assert probe.subscriber_count(CAMERA) == 0
         assert lifecycle.change("configure") and lifecycle.change("activate")
         wait_until(lambda: probe.subscriber_count(CAMERA) == 1, 30, message="the trainer did not subscribe")
-        assert "paused" not in trainer_message(probe)  # the perception node's state is not known yet
-
-        # the perception node goes through its states: the trainer follows
+        # the trainer asks the perception node's state, then follows its transitions
+        wait_until(lambda: "paused: /mds_perception is unconfigured" in trainer_message(probe), 30,
+                   message="the trainer did not learn the perception node's state")
         assert perception.change("configure")
         wait_until(lambda: "paused: /mds_perception is inactive" in trainer_message(probe), 30,
                    message="the trainer did not pause for the inactive perception node")
