@@ -59,8 +59,7 @@ class NodeSession:
         self._spin.start()
         try:
             self.perception.start()
-            wait_until(lambda: not self.node_alive() or (self.node.count_publishers(f"{NODE}/depth/image") > 0
-                                                         and self._node_subscribed()),
+            wait_until(lambda: not self.node_alive() or (self._node_publishing() and self._node_subscribed()),
                        self.startup_timeout, "the perception node to start")
             if not self.node_alive():
                 raise RuntimeError(f"the perception node exited; see {self.log_dir / 'mds_perception.log'}")
@@ -74,6 +73,11 @@ class NodeSession:
         this process's own, when it records that topic too (it would otherwise satisfy the replay's
         wait alone and frames would be lost to the nodes' discovery)."""
         return {topic: self._camera_nodes + (topic in self._topics) for topic in self.input_topics}
+
+    def _node_publishing(self) -> bool:
+        """Every recorded output of the node is discovered (it publishes only to matched subscribers, so a
+        topic matched late would miss its first frames)."""
+        return all(self.node.count_publishers(topic) > 0 for topic in self._topics if topic.startswith(f"{NODE}/"))
 
     def _node_subscribed(self) -> bool:
         return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
