@@ -171,6 +171,10 @@ def test_a_failed_configure_is_recoverable(checkpoint, tmp_path):
         assert lifecycle.change("configure")
         answer = lifecycle_command(env, "get")
         assert answer.returncode == 0 and answer.stdout.strip() == "inactive", answer.stdout + answer.stderr
+        absent = subprocess.run([sys.executable, "-m", "mds_core.cli", "ros-lifecycle", "/no_such_node", "get",
+                                 "--timeout", "2"], env=env, capture_output=True, text=True, timeout=60)
+        assert absent.returncode == 2 and "Traceback" not in absent.stderr, absent.stderr
+        assert absent.stderr.strip().startswith("mds ros-lifecycle: error: /no_such_node/get_state did not appear")
         stopped_cleanly(node)  # Ctrl-C while inactive
 
 

@@ -51,9 +51,12 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_ros_lifecycle(args: argparse.Namespace) -> int:
-    from mds_ros.tools.lifecycle_client import run
+    from mds_ros.tools.lifecycle_client import LifecycleError, run
 
-    return run(args.node, args.transition, args.timeout)
+    try:
+        return run(args.node, args.transition, args.timeout)
+    except LifecycleError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def cmd_ros_demo(args: argparse.Namespace) -> int:
