@@ -49,6 +49,10 @@ class TopicRecorder:
                 self._messages[topic].append(RecordedMessage(topic, stamp, bytes(data)))
         return record
 
+    def matched(self, topic: str) -> bool:
+        """Whether the subscription of ``topic`` is matched with a publisher (discovery done on this side)."""
+        return any(sub.topic_name == topic and sub.get_publisher_count() > 0 for sub in self.subscriptions)
+
     def count(self, topic: str) -> int:
         with self._lock:
             return len(self._messages[topic])

@@ -77,7 +77,7 @@ class NodeSession:
     def _node_publishing(self) -> bool:
         """Every recorded output of the node is discovered (it publishes only to matched subscribers, so a
         topic matched late would miss its first frames)."""
-        return all(self.node.count_publishers(topic) > 0 for topic in self._topics if topic.startswith(f"{NODE}/"))
+        return all(self.recorder.matched(topic) for topic in self._topics if topic.startswith(f"{NODE}/"))
 
     def _node_subscribed(self) -> bool:
         return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
