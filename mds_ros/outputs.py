@@ -228,8 +228,9 @@ def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
 
 
 class OutputPublishers:
-    def __init__(self, node: Node, reliability: str, frames: OdometryFrames, path_length: int = 1000):
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+    def __init__(self, node: Node, reliability: str, frames: OdometryFrames, path_length: int = 1000,
+                 depth: int = 10):
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         # a lifecycle node's publishers send only while it is active
         create = getattr(node, "create_lifecycle_publisher", node.create_publisher)

@@ -98,6 +98,9 @@ class PerceptionParameters(CameraInputParameters):
                                 low=0, high=64)
     max_frame_gap: float = param(0.5, "seconds; a larger gap to the previous frame resets it (0 = never)",
                                  low=0.0, high=3600.0, dynamic=True)
+    publisher_depth: int = param(10, "QoS history depth of the outputs: how many frames a reliable subscriber may lag "
+                                 "behind before it misses some (memory: this many of each output message)",
+                                 low=1, high=1000)
     publisher_reliability: str = param("reliable", "QoS reliability of the outputs (RViz subscribes reliable)",
                                        choices=("reliable", "best_effort"))
     publish_depth: bool = param(True, "publish ~/depth/image (32FC1) and ~/depth/camera_info", dynamic=True)

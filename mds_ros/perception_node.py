@@ -162,7 +162,8 @@ class PerceptionNode(ManagedNode):
         self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
         self._odometry_stamp: float | None = None  # stamp of the last published frame
         self._frames = OdometryFrames(s.odom_frame, s.base_frame, s.camera_in_base)
-        self.outputs = OutputPublishers(self, s.publisher_reliability, self._frames, s.path_length)
+        self.outputs = OutputPublishers(self, s.publisher_reliability, self._frames, s.path_length,
+                                        s.publisher_depth)
         self._intrinsics = ParameterIntrinsics(s) if s.camera_info_source == "parameters" else None
         self.diagnostics.hardware_id = str(predictor.device)
         self.diagnostics.static_values = {
