@@ -14,7 +14,7 @@ import math
 import numpy as np
 from geometry_msgs.msg import TransformStamped
 
-from mds_ros.conversions import rotation_to_quaternion
+from mds_ros.conversions import pose_array_msg
 
 # an optical frame (z forward, x right, y down) at the base origin looking along the base's x axis
 OPTICAL_IN_BASE = (0.0, 0.0, 0.0, -math.pi / 2, 0.0, -math.pi / 2)
@@ -40,15 +40,18 @@ def motion_in_base(motion: np.ndarray, base_from_camera: np.ndarray) -> np.ndarr
 
 
 def transform_msg(transform: np.ndarray, stamp, parent: str, child: str) -> TransformStamped:
-    """``TransformStamped`` placing ``child`` in ``parent`` (``transform`` is ``parent_from_child``)."""
+    """``TransformStamped`` placing ``child`` in ``parent`` (``transform`` is ``parent_from_child``).
+
+    Raises:
+        ValueError: a non-finite transform (as :func:`~mds_ros.conversions.pose_array_msg`).
+    """
     message = TransformStamped()
     message.header.stamp = stamp
     message.header.frame_id, message.child_frame_id = parent, child
-    t, q = transform[:3, 3], rotation_to_quaternion(transform[None, :3, :3])[0]
+    pose = pose_array_msg(np.asarray(transform)[None], message.header).poses[0]
     message.transform.translation.x, message.transform.translation.y, message.transform.translation.z = \
-        (float(v) for v in t)
-    message.transform.rotation.x, message.transform.rotation.y, message.transform.rotation.z, \
-        message.transform.rotation.w = (float(v) for v in q)
+        pose.position.x, pose.position.y, pose.position.z
+    message.transform.rotation = pose.orientation
     return message
 
 

@@ -32,7 +32,6 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
-import threading
 
 import torch
 from rcl_interfaces.msg import SetParametersResult
@@ -67,7 +66,6 @@ class ManagedNode(LifecycleNode):
         super().__init__(node_name, **node_kwargs)
         self.lifecycle_state = "unconfigured"
         self.configure_problem = ""
-        self._transition_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.settings = declare_parameters(self, self.parameters_class)
 

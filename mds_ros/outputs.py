@@ -59,6 +59,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from mds_core.evaluation.odometry import OdometryStep
@@ -151,11 +152,7 @@ class PathHistory:
         self._sent: float | None = None  # time.monotonic() of the last ~/path
 
     def add(self, stamp, world_from_camera: np.ndarray, odom_frame: str) -> None:
-        entry = PoseStamped()
-        entry.header.stamp = stamp
-        entry.header.frame_id = odom_frame
-        entry.pose = pose_array_msg(world_from_camera[None], entry.header).poses[0]
-        self.poses.append(entry)
+        self.poses.append(pose_stamped_msg(world_from_camera, Header(stamp=stamp, frame_id=odom_frame)))
 
     def due(self, period: float, now: float) -> bool:
         """Whether a ``~/path`` should go out now (and if so, it counts as sent)."""
@@ -366,15 +363,5 @@ class OutputPublishers:
     @staticmethod
     def _tf_messages(transforms: np.ndarray, header) -> list[TransformStamped]:
         """``<frame_id>/mds_component_<k>``: where component k's motion moves the camera-frame origin."""
-        poses = pose_array_msg(transforms, header).poses
-        messages = []
-        for k, pose in enumerate(poses):
-            message = TransformStamped()
-            message.header = header
-            message.child_frame_id = f"{header.frame_id}/mds_component_{k}"
-            message.transform.translation.x = pose.position.x
-            message.transform.translation.y = pose.position.y
-            message.transform.translation.z = pose.position.z
-            message.transform.rotation = pose.orientation
-            messages.append(message)
-        return messages
+        return [transform_msg(transform, header.stamp, header.frame_id, f"{header.frame_id}/mds_component_{k}")
+                for k, transform in enumerate(transforms)]

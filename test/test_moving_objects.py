@@ -121,6 +121,8 @@ def test_markers_clear_then_show_an_arrow_and_a_speed_per_object():
 
 def test_the_odometry_in_a_base_frame_follows_the_mounting():
     pytest.importorskip("geometry_msgs")
+    from builtin_interfaces.msg import Time
+
     from mds_ros.frames import OPTICAL_IN_BASE, OdometryFrames, transform_from_xyz_rpy
 
     # the default mounting: optical z (forward) is the base's x, optical x (right) its -y, optical y (down) its -z
@@ -143,8 +145,8 @@ def test_the_odometry_in_a_base_frame_follows_the_mounting():
     np.testing.assert_allclose(step.angular, [0.0, 0.0, 0.1], atol=1e-12)
     # without a base frame the camera's own motion is reported
     camera = OdometryFrames("odom", "", mounting)
-    assert camera.child("camera_optical_frame") == "camera_optical_frame" and camera.camera_tf(None, "c") is None
+    assert camera.child("camera_optical_frame") == "camera_optical_frame" and camera.camera_tf(Time(), "c") is None
     np.testing.assert_allclose(camera.motion(camera_motion), camera_motion)
-    static = frames.camera_tf(None, "camera_optical_frame")
+    static = frames.camera_tf(Time(), "camera_optical_frame")
     assert (static.header.frame_id, static.child_frame_id) == ("base_link", "camera_optical_frame")
     assert (static.transform.translation.x, static.transform.translation.z) == (2.0, 1.2)
