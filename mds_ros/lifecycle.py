@@ -28,8 +28,6 @@ lifecycle states existed.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import gc
 
@@ -37,6 +35,7 @@ import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from mds_core.inference.heap import trim_heap
 from mds_ros.parameters import StartupError, declare_parameters, refusal, validate
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -47,12 +46,7 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    libc = ctypes.util.find_library("c")
-    if libc:
-        try:
-            ctypes.CDLL(libc).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc
-            pass
+    trim_heap()
 
 
 class ManagedNode(LifecycleNode):

@@ -35,6 +35,7 @@ from sensor_msgs.msg import CameraInfo
 
 from mds_core.checkpoint import CheckpointError
 from mds_core.evaluation.odometry import OdometryChain, OdometryStep
+from mds_core.inference.heap import retain_freed_memory
 from mds_core.inference.predictor import Prediction, Predictor
 from mds_core.inference.streaming import FrameStream, StreamSettings
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
@@ -157,6 +158,7 @@ class PerceptionNode(ManagedNode):
         s = self.settings
         predictor = self._load_predictor()
         self._set_torch_threads(predictor)
+        retain_freed_memory()  # each frame reuses the last one's memory instead of faulting it in anew
         self.stream = FrameStream(predictor, StreamSettings(s.max_frame_gap))
         self._scales = ScaleTracker(s.scale_window)  # camera-height scale over recent frames
         self._odometry_chain = OdometryChain()  # visual odometry: the ego-motion chained (~/odometry, ~/path)
