@@ -192,7 +192,7 @@ def component_markers(objects: list[MovingObject], header, units: str, num_compo
     markers = [clear]
     colours = component_colours(num_components)
     for obj in objects:
-        colour = colours[obj.id] if num_components > 1 else MOVING_COLOUR
+        colour = colours[obj.component] if num_components > 1 else MOVING_COLOUR
         size = max(float(obj.centroid[2]), 1e-3) * 0.02
         arrow, text = Marker(), Marker()
         for marker in (arrow, text):
@@ -305,8 +305,8 @@ class OutputPublishers:
             self._add_odometry_tf(batch, frame.odometry, header, settings.odom_frame, child_frame)
         if self._wanted(settings.publish_components, self.components):
             # nothing while the units are unknown; the DELETEALL still clears what was shown
-            objects = moving_objects(prediction, frame.result.gap or 0.0, scale, settings.component_min_pixels) \
-                if metric else []
+            objects = moving_objects(prediction, frame.result.gap or 0.0, scale, settings.component_min_pixels,
+                                     settings.moving_threshold) if metric else []
             units = "units/s" if settings.depth_scale_mode == "none" else "m/s"
             kinds = 1 if prediction.independent_flow is not None or prediction.masks is None else len(prediction.masks)
             batch.add(self.components.publish, component_markers(objects, header, units, kinds))

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mds_core.inference.moving_objects import MOVING_THRESHOLD
 from mds_ros.frames import OPTICAL_IN_BASE
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -135,6 +136,9 @@ class PerceptionParameters(CameraInputParameters):
                                      "moving object and a label with its speed)", dynamic=True)
     component_min_pixels: int = param(20, "smallest moving object shown on ~/components, in pixels at the model "
                                       "resolution", low=1, high=1 << 24, dynamic=True)
+    moving_threshold: float = param(MOVING_THRESHOLD, "moving probability from which a pixel belongs to a moving "
+                                    "object on ~/components (connected regions of such pixels)", low=0.0, high=1.0,
+                                    dynamic=True)
     publish_point_cloud: bool = param(True, "publish ~/points (organised PointCloud2 coloured like ~/overlay)",
                                       dynamic=True)
     publish_tf: bool = param(False, "broadcast <frame_id>/mds_component_<k> TF frames (needs tf2_ros)",

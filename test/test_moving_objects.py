@@ -54,8 +54,9 @@ def components_prediction() -> tuple[Prediction, np.ndarray]:
 def test_a_components_own_velocity_is_its_motion_with_the_cameras_removed():
     prediction, displacement = components_prediction()
     objects = moving_objects(prediction, seconds=0.1, scale=2.0, min_pixels=20)
-    assert [obj.id for obj in objects] == [1]  # not the background, not the 9-pixel speck
+    assert [(obj.id, obj.component) for obj in objects] == [(1, 1)]  # not the background, not the 9-pixel speck
     car = objects[0]
+    assert car.mask.sum() == 200 and car.mask[10:20, 20:40].all()
     expected_velocity = rigid(0.05)[:3, :3] @ displacement * 2.0 / 0.1  # seen in the current camera frame
     np.testing.assert_allclose(car.velocity, expected_velocity, atol=1e-9)
     assert car.speed == pytest.approx(np.linalg.norm(displacement) * 20.0)
@@ -66,6 +67,25 @@ def test_a_components_own_velocity_is_its_motion_with_the_cameras_removed():
     # a component that moves like the background has no own motion
     prediction.transforms[1] = prediction.transforms[0]
     assert moving_objects(prediction, 0.1)[0].speed == pytest.approx(0.0, abs=1e-9)
+
+
+def test_objects_are_regions_of_moving_probability_that_move_with_their_main_component():
+    prediction, displacement = components_prediction()
+    # the car's pixels are shared: component 1 holds 60% of their mass, component 2 30%, the background 10%
+    masks = prediction.masks.copy()
+    masks[:, 10:20, 20:40] = np.array([0.1, 0.6, 0.3], np.float32)[:, None, None]
+    prediction.masks, prediction.moving_probability = masks, 1.0 - masks[0]
+    prediction.labels = masks.argmax(axis=0).astype(np.uint8)
+    objects = moving_objects(prediction, seconds=0.1, threshold=0.5)
+    assert [(obj.component, obj.pixels) for obj in objects] == [(1, 200)]
+    np.testing.assert_allclose(objects[0].velocity, rigid(0.05)[:3, :3] @ displacement / 0.1, atol=1e-9)
+    # below the threshold nothing is shown, whatever the argmax says
+    assert moving_objects(prediction, seconds=0.1, threshold=0.95) == []
+    # two separate moving regions are two objects, even of one component
+    masks[:, 25:35, 40:50] = np.array([0.0, 1.0, 0.0], np.float32)[:, None, None]
+    prediction.moving_probability = 1.0 - masks[0]
+    objects = moving_objects(prediction, seconds=0.1, threshold=0.5)
+    assert [(obj.id, obj.component, obj.pixels) for obj in objects] == [(1, 1, 200), (2, 1, 100)]
 
 
 def test_no_objects_without_masks_time_or_units():
@@ -87,9 +107,11 @@ def test_scene_flow_objects_are_the_connected_moving_regions():
     labels[0, 59] = 1  # a lone pixel: noise
     prediction = Prediction(depth=depth, disparity=1.0 / depth, intrinsics=K_MATRIX,
                             masks=np.stack([labels == 0, labels == 1]).astype(np.float32), labels=labels,
-                            transforms=np.eye(4)[None], background=0, independent_flow=flow, ego_motion=np.eye(4))
+                            moving_probability=labels.astype(np.float32), transforms=np.eye(4)[None], background=0,
+                            independent_flow=flow, ego_motion=np.eye(4))
     objects = moving_objects(prediction, seconds=0.5, scale=3.0, min_pixels=20)
     assert sorted(obj.pixels for obj in objects) == [100, 150]
+    assert {obj.component for obj in objects} == {1}
     by_size = {obj.pixels: obj for obj in objects}
     np.testing.assert_allclose(by_size[100].velocity, [0.6, 0.0, 1.2], atol=1e-6)
     np.testing.assert_allclose(by_size[150].velocity, [-1.8, 0.0, 0.0], atol=1e-6)
@@ -150,3 +172,30 @@ def test_the_odometry_in_a_base_frame_follows_the_mounting():
     static = frames.camera_tf(Time(), "camera_optical_frame")
     assert (static.header.frame_id, static.child_frame_id) == ("base_link", "camera_optical_frame")
     assert (static.transform.translation.x, static.transform.translation.z) == (2.0, 1.2)
+
+
+def test_object_scores_count_shown_objects_on_moving_pixels_and_the_moving_objects_found():
+    from mds_core.evaluation.object_scores import ObjectScoreEvaluator
+
+    # labels at twice the model's resolution: two moving cars, a parked car (2), an ignored band (255)
+    labels = np.zeros((2 * H, 2 * W), np.uint8)
+    labels[20:40, 40:80] = 1  # car A, 800 px
+    labels[60:70, 90:110] = 1  # car B, 200 px
+    labels[0:10, 0:30] = 2
+    labels[76:80, :] = 255
+    probability = np.zeros((H, W), np.float32)
+    probability[10:20, 20:40] = 0.9  # on car A: 200 model px = 800 labelled px
+    probability[0:5, 0:15] = 0.8  # on the parked car: 75 px
+    probability[30:32, 45:50] = 0.9  # on car B, but 10 px: too small to be shown
+    prediction = Prediction(depth=np.full((H, W), 5.0, np.float32), disparity=np.full((H, W), 0.2, np.float32),
+                            intrinsics=K_MATRIX, masks=np.stack([1.0 - probability, probability]),
+                            labels=(probability > 0.5).astype(np.uint8), transforms=np.stack([np.eye(4)] * 2),
+                            background=0, moving_probability=probability, ego_motion=np.eye(4))
+    evaluator = ObjectScoreEvaluator(threshold=0.3, min_pixels=20)
+    evaluator.add(moving_objects(prediction, 1.0, min_pixels=20, threshold=0.3), labels, (H, W))
+    scores = evaluator.result()
+    assert (scores.shown, scores.on_moving, scores.moving, scores.found, scores.images) == (2, 1, 2, 1, 1)
+    assert scores.precision == 0.5 and scores.recall == 0.5
+    # a frame without any moving pixel adds nothing but the image
+    evaluator.add([], np.zeros((2 * H, 2 * W), np.uint8), (H, W))
+    assert (evaluator.result().moving, evaluator.result().images) == (2, 2)

@@ -85,7 +85,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         eigen_crop=args.eigen_crop, fixed_scale=args.fixed_scale, min_depth=args.min_depth,
         max_depth=args.max_depth, device=args.device, max_images=args.max_images,
         camera_height=args.camera_height if args.scale == "camera-height" else None, camera_pitch=args.camera_pitch,
+        object_threshold=args.object_threshold,
     )
+    if not 0.0 <= args.object_threshold <= 1.0:
+        raise ConfigError(f"--object-threshold must be in [0, 1], got {args.object_threshold}")
     if args.scale == "camera-height" and args.camera_height is None:
         raise ConfigError("--scale camera-height needs --camera-height METRES (the camera's height above the road)")
     if args.camera_height is not None and not args.camera_height > 0:
@@ -170,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "plane and --camera-height, no ground truth used")
     p.add_argument("--camera-height", type=float, help="metres from the road to the camera centre (--scale camera-height)")
     p.add_argument("--camera-pitch", type=float, default=0.0, help="expected camera pitch in degrees, positive down")
+    p.add_argument("--object-threshold", type=float, default=0.3,
+                   help="moving probability from which a pixel belongs to a scored moving object (the node's "
+                        "moving_threshold)")
     p.add_argument("--min-depth", type=float, default=1e-3)
     p.add_argument("--max-depth", type=float, default=80.0)
     p.add_argument("--max-images", type=int)

@@ -25,7 +25,9 @@ from mds_core.data.sequence_folder import DataError, FrameSequence, find_sequenc
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_scores import distance_to_probability, identity_difference, split_moving_labels
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
+from mds_core.evaluation.object_scores import ObjectScoreEvaluator
 from mds_core.evaluation.report import EvaluationReport
+from mds_core.inference.moving_objects import MOVING_THRESHOLD, moving_objects
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 from mds_core.progress import progress as progress_bar
@@ -55,6 +57,9 @@ class EvaluationRequest:
     #: each predicted depth map, smoothed over the sequence (mds_core.method.metric_scale).
     camera_height: float | None = None
     camera_pitch: float = 0.0  # degrees, positive looking down
+    #: The moving objects scored (:mod:`mds_core.evaluation.object_scores`) are found as the node finds them.
+    object_threshold: float = MOVING_THRESHOLD
+    object_min_pixels: int = 20
 
 
 def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, int]]:
@@ -98,6 +103,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     depth_evaluator = DepthEvaluator(settings)
     motion_evaluator = MotionSegmentationEvaluator()
     score_evaluators = {key: MotionSegmentationEvaluator() for key in MOTION_SCORE_KEYS}
+    object_evaluator = ObjectScoreEvaluator(request.object_threshold, request.object_min_pixels)
     frames = evaluation_frames(request)
     with_labels = 0
     cfg = predictor.config
@@ -144,11 +150,15 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
                 score, subset = key.split("/")
                 labels = {"all": motion, "relative": split.relative, "with_camera": split.with_camera}[subset]
                 score_evaluators[key].add(scores[score], labels)
+            objects = moving_objects(prediction, 1.0, min_pixels=request.object_min_pixels,
+                                     threshold=request.object_threshold)
+            object_evaluator.add(objects, motion, prediction.depth.shape)
             with_labels += 1
     return EvaluationReport(
         depth=depth_evaluator.result(),
         motion=motion_evaluator.result() if with_labels else None,
         motion_scores={key: e.result() for key, e in score_evaluators.items()} if with_labels else {},
+        objects=object_evaluator.result() if with_labels else None,
         metadata={
             "checkpoint": str(request.checkpoint),
             "request": asdict(request),

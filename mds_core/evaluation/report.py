@@ -11,12 +11,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mds_core.evaluation.metrics import DepthEvaluation, DepthMetrics
 from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
+
+if TYPE_CHECKING:  # it imports the predictor, which imports this package
+    from mds_core.evaluation.object_scores import ObjectScores
 
 #: Markdown row label -> region key (``None`` = overall, per-image mean).
 _ROWS: tuple[tuple[str, str | None], ...] = (
@@ -92,6 +95,7 @@ class EvaluationReport:
     metadata: dict[str, Any] = field(default_factory=dict)
     # "score/movers" -> result (mds_core.evaluation.evaluate.MOTION_SCORE_KEYS); empty without labels
     motion_scores: dict[str, MotionSegmentationResult] = field(default_factory=dict)
+    objects: ObjectScores | None = None  # the moving objects a node would show; None without labels
 
     def to_json_dict(self, include_curve: bool = True) -> dict[str, Any]:
         """A JSON-safe dict. ``include_curve`` keeps the precision/recall/F1 arrays."""
@@ -106,6 +110,9 @@ class EvaluationReport:
         else:
             result["motion_segmentation"] = None
         result["motion_scores"] = {key: motion_summary(value) for key, value in self.motion_scores.items()}
+        result["moving_objects"] = None if self.objects is None else {
+            **json_safe(self.objects), "precision": json_safe(self.objects.precision),
+            "recall": json_safe(self.objects.recall)}
         return result
 
     def to_markdown(self) -> str:
@@ -178,6 +185,21 @@ class EvaluationReport:
                 lines.append(f"| {key} | {_fmt(r.best_f1)} | {_fmt(r.average_precision)} | "
                              f"{_fmt(summary['prevalence'])} | {_fmt(summary['all_moving_f1'])} | "
                              f"{r.num_positive} | {r.num_negative} |")
+        if self.objects is not None:
+            o = self.objects
+            lines += [
+                "",
+                "### Moving objects (as ~/components shows them)",
+                "",
+                f"Connected regions of moving probability >= {o.threshold:g} with at least {o.min_pixels} pixels. "
+                "On a moving object: more than half of the object's labelled pixels move. Found: a labelled moving "
+                "region (8-connected) more than half covered by one shown object.",
+                "",
+                "| shown | on a moving object | labelled moving objects | found | images |",
+                "|---|---|---|---|---|",
+                f"| {o.shown} | {o.on_moving} ({_fmt(o.precision, 2)}) | {o.moving} | {o.found} ({_fmt(o.recall, 2)}) "
+                f"| {o.images} |",
+            ]
         return "\n".join(lines) + "\n"
 
     def save(self, path_json: str | Path, markdown: bool = True) -> Path:
