@@ -57,6 +57,8 @@ setup(
             "ros-jazzy-lifecycle-msgs",
         ],
         "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
+        # the same with onnxruntime built with OpenVINO (x86 CPUs; replaces onnxruntime: install one of the two)
+        "openvino": ["onnx>=1.17", "onnxruntime-openvino>=1.20", "onnxscript>=0.5"],
         "dev": ["pytest>=8", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.6", "colcon-common-extensions>=0.3"],
     },
     entry_points={

@@ -46,11 +46,19 @@ def test_export_writes_checked_graphs_and_metadata(exported, capsys):
     assert all(c["max_abs_difference"] <= 1e-4 for c in metadata["check"])
 
 
-def test_onnxruntime_predictions_equal_torch_predictions(exported):
+@pytest.mark.parametrize("provider", ["CPUExecutionProvider", "OpenVINOExecutionProvider"])
+def test_onnxruntime_predictions_equal_torch_predictions(exported, provider):
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        pytest.skip(f"this onnxruntime has no {provider} (the test environment installs onnxruntime-openvino)")
     checkpoint, folder = exported
     torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
-    onnx_predictor = Predictor.from_onnx(folder, device="cpu")
-    assert onnx_predictor.backend == "onnxruntime" and onnx_predictor.providers == ["CPUExecutionProvider"]
+    assert Predictor.from_onnx(folder, device="cpu").providers == choose_providers(device="cpu")
+    onnx_predictor = Predictor.from_onnx(folder, device="cpu", providers=[provider])
+    assert onnx_predictor.backend == "onnxruntime" and onnx_predictor.device.type == "cpu"
+    assert [graph.session.get_providers()[0] for graph in _graphs(onnx_predictor)] == [provider] * len(
+        _graphs(onnx_predictor))
     assert onnx_predictor.motion_model == torch_predictor.motion_model
     frames = np.random.default_rng(0).integers(0, 255, (3, 96, 144, 3), dtype=np.uint8)
     for previous, following in ((None, None), (frames[0], frames[2])):
@@ -61,6 +69,11 @@ def test_onnxruntime_predictions_equal_torch_predictions(exported):
             assert (a is None) == (b is None), name
             if a is not None:
                 np.testing.assert_allclose(b, a, atol=1e-4, err_msg=name)
+
+
+def _graphs(predictor: Predictor) -> list:
+    """The onnxruntime graphs of an onnxruntime predictor's model."""
+    return [module.graph for module in predictor.model.modules() if hasattr(module, "graph")]
 
 
 def test_export_on_the_fly_and_bad_folders(exported, tmp_path):
@@ -86,11 +99,15 @@ def test_export_command_errors_are_one_line(tmp_path, capsys):
     assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
 
 
-def test_execution_providers_are_chosen_tensorrt_then_cuda_then_cpu():
-    everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+def test_execution_providers_are_chosen_tensorrt_then_cuda_then_openvino_then_cpu():
+    everything = ["CPUExecutionProvider", "OpenVINOExecutionProvider", "CUDAExecutionProvider",
+                  "TensorrtExecutionProvider"]
     assert choose_providers(everything) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                            "CPUExecutionProvider"]
+                                            "OpenVINOExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider",
                                                                                    "CPUExecutionProvider"]
-    assert choose_providers(everything, device="cpu") == ["CPUExecutionProvider"]
+    # device cpu: what runs on the CPU
+    assert choose_providers(everything, device="cpu") == ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(["CUDAExecutionProvider", "CPUExecutionProvider"], device="cpu") == \
+        ["CPUExecutionProvider"]
     assert choose_providers([]) == ["CPUExecutionProvider"]

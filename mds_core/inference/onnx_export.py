@@ -220,7 +220,8 @@ def export_onnx(model: MotionModel, output_dir: str | Path, size: tuple[int, int
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
-        raise ExportError(f"exporting needs the onnx extra: pip install 'mds[onnx]' ({error})") from error
+        raise ExportError(f"exporting needs the onnx extra: pip install 'mds[onnx]' or 'mds[openvino]' "
+                          f"({error})") from error
     config: ModelConfig = model.config
     width, height = size or (config.width, config.height)
     if width <= 0 or height <= 0 or width % 32 or height % 32:

@@ -142,18 +142,19 @@ class Predictor:
 
     @classmethod
     def from_onnx(cls, folder: str | Path, device: str = "auto", size: tuple[int, int] | None = None,
-                  threads: int = 0) -> Predictor:
+                  threads: int = 0, providers: list[str] | None = None) -> Predictor:
         """The networks of an export folder (``mds export``) in onnxruntime, at the size they were
         exported at; the rest of the prediction as with :meth:`from_checkpoint`. ``threads``: the
-        sessions' intra-op threads (0: onnxruntime's default)."""
-        from mds_core.inference.onnx_backend import OnnxModelError, load_onnx_model
+        sessions' intra-op threads (0: onnxruntime's default); ``providers``: the execution providers,
+        best first (default: the best available for ``device``)."""
+        from mds_core.inference.onnx_backend import GPU_PROVIDERS, OnnxModelError, load_onnx_model
 
-        model, metadata = load_onnx_model(folder, device, threads)
+        model, metadata = load_onnx_model(folder, device, threads, providers)
         exported = (model.config.width, model.config.height)
         if size is not None and tuple(size) != exported:
             raise OnnxModelError(f"{folder} was exported at {exported[0]}x{exported[1]}, not {size[0]}x{size[1]} "
                                  f"(export again with --size)")
-        uses_gpu = any(p != "CPUExecutionProvider" for p in metadata["providers"])
+        uses_gpu = any(p in GPU_PROVIDERS for p in metadata["providers"])
         predictor = cls(model, resolve_device(device) if uses_gpu else torch.device("cpu"))
         predictor.checkpoint_step = metadata.get("checkpoint_step")
         predictor.backend = "onnxruntime"

@@ -228,7 +228,8 @@ def _onnxruntime_latency(settings, device, checkpoint, current, previous, k) -> 
     try:
         import onnxruntime as ort
     except ImportError:
-        return [{"backend": "onnxruntime", "skipped": "onnxruntime is not installed (pip install 'mds[onnx]')"}]
+        return [{"backend": "onnxruntime",
+                 "skipped": "onnxruntime is not installed (pip install 'mds[onnx]' or 'mds[openvino]')"}]
     from mds_core.inference.onnx_backend import PROVIDER_PREFERENCE, load_onnx_model
     from mds_core.inference.onnx_export import export_onnx
     from mds_core.inference.predictor import Predictor
