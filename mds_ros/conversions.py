@@ -406,26 +406,18 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     network outputs work); each quaternion is then computed from the largest of
     ``4w^2, 4x^2, 4y^2, 4z^2`` (Shepperd's method), which is stable for every rotation.
     """
-    R = _nearest_rotations(np.asarray(R, dtype=np.float64).reshape(-1, 3, 3))
-    m = R
-    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    # Candidates: 4*q_i^2 for i = w, x, y, z.
-    squares = np.stack(
-        [1 + trace, 1 + 2 * m[:, 0, 0] - trace, 1 + 2 * m[:, 1, 1] - trace, 1 + 2 * m[:, 2, 2] - trace], axis=1
-    )
-    best = np.argmax(squares, axis=1)
-    s = 2.0 * np.sqrt(np.maximum(squares[np.arange(len(m)), best], 1e-300))  # s = 4 * q_best
-    q = np.empty((len(m), 4))  # (x, y, z, w)
-    rows = {
-        0: (m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1], s * s / 4),
-        1: (s * s / 4, m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0], m[:, 2, 1] - m[:, 1, 2]),
-        2: (m[:, 0, 1] + m[:, 1, 0], s * s / 4, m[:, 1, 2] + m[:, 2, 1], m[:, 0, 2] - m[:, 2, 0]),
-        3: (m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], s * s / 4, m[:, 1, 0] - m[:, 0, 1]),
-    }
-    for case, components in rows.items():
-        sel = best == case
-        if np.any(sel):
-            q[sel] = np.stack([c[sel] for c in components], axis=1) / s[sel, None]
+    m = _nearest_rotations(np.asarray(R, dtype=np.float64).reshape(-1, 3, 3))
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = (m[:, i, j] for i in range(3) for j in range(3))
+    trace = m00 + m11 + m22
+    squares = np.stack([1 + trace, 1 + 2 * m00 - trace, 1 + 2 * m11 - trace, 1 + 2 * m22 - trace])  # 4 q_i^2
+    # (x, y, z, w) times 4 q_i for i = w, x, y, z: exact for every rotation, stable where q_i is largest
+    candidates = np.stack([
+        np.stack([m21 - m12, m02 - m20, m10 - m01, squares[0]]),
+        np.stack([squares[1], m01 + m10, m02 + m20, m21 - m12]),
+        np.stack([m01 + m10, squares[2], m12 + m21, m02 - m20]),
+        np.stack([m02 + m20, m12 + m21, squares[3], m10 - m01]),
+    ])  # (case, component, K)
+    q = candidates[np.argmax(squares, axis=0), :, np.arange(len(m))]  # (K, 4)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     q[q[:, 3] < 0] *= -1.0
     return q
