@@ -35,8 +35,8 @@ PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "Op
                        "CPUExecutionProvider")
 #: The providers that run on a GPU (the predictor's tensors then live there too).
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-#: OpenVINO on the CPU in full precision (its CPU plugin would otherwise pick bf16 where the CPU has it).
-OPENVINO_OPTIONS = {"device_type": "CPU", "precision": "FP32"}
+#: OpenVINO's CPU plugin in full precision (it would otherwise pick bf16 where the CPU has it).
+OPENVINO_CPU_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 class OnnxModelError(RuntimeError):
@@ -65,7 +65,8 @@ class _Graph:
         # idle worker threads sleep instead of spinning: in a node they would take the cores from
         # the executor, the decoding and DDS between two frames
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        openvino = {**OPENVINO_OPTIONS, **({"num_of_threads": str(threads)} if threads > 0 else {})}
+        properties = {**OPENVINO_CPU_PROPERTIES, **({"INFERENCE_NUM_THREADS": threads} if threads > 0 else {})}
+        openvino = {"device_type": "CPU", "load_config": json.dumps({"CPU": properties})}
         configured = [(p, openvino) if p == "OpenVINOExecutionProvider" else p for p in providers]
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=configured)
         self.input_names = [i.name for i in self.session.get_inputs()]
