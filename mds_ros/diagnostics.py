@@ -108,6 +108,7 @@ class DiagnosticsReporter:
         self._last = (0, 0, 0, 0, 0)
         self._periods_without_output = 0
         self.state = "active"  # the node's lifecycle state; only an active node takes frames
+        self.subscribed_outputs = 0  # output topics with a subscriber (outputs nobody takes are not built)
 
     def status(self) -> DiagnosticStatus:
         s = self.statistics
@@ -137,6 +138,7 @@ class DiagnosticsReporter:
             values[f"latency_{stage}_p99_ms"] = f"{p99 * 1e3:.2f}"
         values.update(self.static_values)
         values["lifecycle_state"] = self.state
+        values["subscribed_outputs"] = str(self.subscribed_outputs)
         dropped, malformed, failed, processed, accepted = (now - before for now, before in zip(counts, self._last))
         self._last = counts
         stalled = self._stalled(accepted, processed)

@@ -253,6 +253,10 @@ class OutputPublishers:
         self._node = node
         self.path_history = PathHistory(path_length)
 
+    def subscribed(self) -> int:
+        """How many output topics have at least one subscriber matched (this node's side of discovery)."""
+        return sum(publisher.get_subscription_count() > 0 for publisher in self._publishers)
+
     def destroy(self) -> None:
         """Remove every output topic (a lifecycle cleanup)."""
         destroy = getattr(self._node, "destroy_lifecycle_publisher", self._node.destroy_publisher)

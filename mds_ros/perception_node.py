@@ -441,6 +441,7 @@ class PerceptionNode(ManagedNode):
         self.get_logger().info(f"swapped in new weights: {self._swap.path} step {predictor.checkpoint_step}")
 
     def _publish_diagnostics(self) -> None:
+        self.diagnostics.subscribed_outputs = 0 if self.outputs is None else self.outputs.subscribed()
         self._diagnostics_pub.publish(self.diagnostics.array(self.get_clock().now().to_msg()))
 
 

@@ -213,6 +213,7 @@ def test_the_onnxruntime_backend_publishes_what_the_torch_predictor_predicts(che
 
     # the best this onnxruntime offers on the CPU: OpenVINO first where it is built with it (the test environment)
     assert values["backend"] == f"onnxruntime ({', '.join(choose_providers(device='cpu'))})"
+    assert values["subscribed_outputs"] == "2"  # the probe's depth and masks, as the node sees them
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     inputs = probe.messages("/camera/image_raw")
     images = [image_to_rgb(m) for m in inputs]

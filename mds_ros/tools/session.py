@@ -75,9 +75,14 @@ class NodeSession:
         return {topic: self._camera_nodes + (topic in self._topics) for topic in self.input_topics}
 
     def _node_publishing(self) -> bool:
-        """Every recorded output of the node is discovered (it publishes only to matched subscribers, so a
-        topic matched late would miss its first frames)."""
-        return all(self.recorder.matched(topic) for topic in self._topics if topic.startswith(f"{NODE}/"))
+        """Every recorded output of the node is discovered on both sides: here, and by the node, which says
+        so in ``/diagnostics`` (it builds and sends only outputs with a matched subscriber, so a topic it
+        matched late would miss its first frames)."""
+        outputs = [topic for topic in self._topics if topic.startswith(f"{NODE}/")]
+        if not all(self.recorder.matched(topic) for topic in outputs):
+            return False
+        subscribed = self.recorder.latest_status(NODE.lstrip("/")).get("subscribed_outputs", "0")
+        return int(subscribed) >= len(outputs)
 
     def _node_subscribed(self) -> bool:
         return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
