@@ -86,7 +86,7 @@ class CameraInputParameters(NodeParameters):
 @dataclass
 class PerceptionParameters(CameraInputParameters):
     backend: str = param("torch", "torch: the checkpoint in PyTorch; onnxruntime: the networks as ONNX graphs in "
-                         "onnxruntime (TensorRT, CUDA or CPU provider; needs the onnx extra)",
+                         "onnxruntime (TensorRT, CUDA, OpenVINO or CPU provider; needs the onnx or openvino extra)",
                          choices=("torch", "onnxruntime"))
     torch_threads: int = param(0, "threads of PyTorch's CPU ops in this process; 0 = automatic: 1 with the "
                                "onnxruntime backend (its sessions own the cores; torch only resizes and combines), "
