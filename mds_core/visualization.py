@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 _GOLDEN = 0.618033988749895
 
 
+@functools.lru_cache(maxsize=64)
 def component_colours(num_components: int) -> np.ndarray:
-    """``(K, 3)`` uint8 distinct colours (golden-ratio hues); the same for every frame."""
+    """``(K, 3)`` uint8 distinct colours (golden-ratio hues); the same for every frame (read-only)."""
     colours = []
     for i in range(num_components):
         hue = int(((i * _GOLDEN) % 1.0) * 179)
         hsv = np.uint8([[[hue, 200, 255]]])
         colours.append(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
-    return np.stack(colours).astype(np.uint8)
+    colours = np.stack(colours).astype(np.uint8)
+    colours.flags.writeable = False
+    return colours
 
 
 def colourise_depth(depth: np.ndarray, max_percentile: float = 95.0) -> np.ndarray:
@@ -37,16 +42,17 @@ def colourise_masks(masks: np.ndarray) -> np.ndarray:
     Elementwise sums per colour channel, not a matrix product: NumPy's BLAS threads keep spinning
     after a product and took a core from the networks in the node (0.4 ms either way at 640x192).
     """
-    num_components, height, width = masks.shape
+    num_components = masks.shape[0]
     colours = component_colours(num_components).astype(np.float32)
     masks = masks.astype(np.float32, copy=False)
-    image = np.empty((height, width, 3), np.uint8)
+    term = np.empty(masks.shape[1:], np.float32)
+    channels = []
     for channel in range(3):
         total = masks[0] * colours[0, channel]
         for k in range(1, num_components):
-            total += masks[k] * colours[k, channel]
-        image[..., channel] = np.clip(total, 0, 255)
-    return image
+            total += np.multiply(masks[k], colours[k, channel], out=term)
+        channels.append(cv2.convertScaleAbs(total))  # rounded, saturated to 0..255
+    return cv2.merge(channels)
 
 
 def colourise_moving_probability(probability: np.ndarray) -> np.ndarray:
