@@ -46,6 +46,7 @@ it), stamped with the frame they describe.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from collections.abc import Callable
@@ -252,6 +253,7 @@ class OutputPublishers:
         self._frames = frames
         self._node = node
         self.path_history = PathHistory(path_length)
+        self._depth_info: tuple[tuple, CameraInfo] | None = None  # (what it was built from, the message)
 
     def subscribed(self) -> int:
         """How many output topics have at least one subscriber matched (this node's side of discovery)."""
@@ -287,8 +289,8 @@ class OutputPublishers:
         if want_depth:
             size = (depth.shape[1], depth.shape[0])
             batch.add(self.depth.publish, float_image_msg(depth, header))
-            batch.add(self.depth_info.publish, scaled_camera_info(frame.camera_info, prediction.intrinsics, header,
-                                                                  size))
+            batch.add(self.depth_info.publish, self._depth_camera_info(frame.camera_info, prediction.intrinsics,
+                                                                       header, size))
         # motions need the depth's units: none are published while the camera-height scale is not known
         transforms = None if prediction.transforms is None or not metric else \
             transforms_in_output_units(prediction.transforms, scale)
@@ -338,6 +340,17 @@ class OutputPublishers:
         if transforms is not None and settings.publish_tf and self._tf_broadcaster() is not None:
             batch.add(self._tf.sendTransform, self._tf_messages(transforms, header))
         return batch
+
+    def _depth_camera_info(self, info: CameraInfo | None, intrinsics: np.ndarray, header, size: tuple[int, int]
+                           ) -> CameraInfo:
+        """:func:`scaled_camera_info`, built once per camera and size; later frames get a copy with their header."""
+        key = (None if info is None else (info.distortion_model, tuple(info.d)), np.asarray(intrinsics).tobytes(), size)
+        if self._depth_info is None or self._depth_info[0] != key:
+            self._depth_info = (key, scaled_camera_info(info, intrinsics, header, size))
+            return self._depth_info[1]
+        message = copy.copy(self._depth_info[1])  # shares the arrays, which nothing changes
+        message.header = Header(stamp=header.stamp, frame_id=header.frame_id)
+        return message
 
     def _add_odometry_tf(self, batch: OutputBatch, step: OdometryStep, header, odom_frame: str,
                          child_frame: str) -> None:

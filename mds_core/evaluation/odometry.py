@@ -236,9 +236,11 @@ class OdometryChain:
     def add(self, motion: np.ndarray, seconds: float) -> OdometryStep:
         """``motion``: the ego-motion from the previous camera to this one (its translation in the
         units wanted); ``seconds`` since the previous frame."""
-        step = np.linalg.inv(np.asarray(motion, dtype=np.float64))  # this camera in the previous one
+        motion = np.asarray(motion, dtype=np.float64)
+        rotation = motion[:3, :3].T  # the rigid inverse: this camera in the previous one
+        step = np.eye(4)
+        step[:3, :3], step[:3, 3] = rotation, -(rotation @ motion[:3, 3])
         self.pose = self.pose @ step
-        rotation = step[:3, :3]
         angle = math.acos(float(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
         axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
         rotation_vector = axis * (angle / (2.0 * math.sin(angle))) if angle > 1e-9 else axis / 2.0

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from mds_core.inference.predictor import Prediction
+from mds_core.method.geometry.camera import inverse_camera_matrix
 
 #: Default moving probability from which a pixel belongs to a moving region (the ``cpu`` preset's
 #: models are most accurate per pixel from 0.21-0.31 on: ``best_threshold`` of ``mds eval``).
@@ -75,18 +76,17 @@ def _regions(moving: np.ndarray, min_pixels: int) -> list[_Region]:
     """The 8-connected regions of the boolean image ``moving`` with at least ``min_pixels`` pixels."""
     if np.count_nonzero(moving) < min_pixels:
         return []
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(moving.view(np.uint8), connectivity=8)
+    # labels only, areas by counting: a third of the time of OpenCV's per-pixel statistics
+    count, labels = cv2.connectedComponents(moving.view(np.uint8), connectivity=8)
+    areas = np.bincount(labels.reshape(-1), minlength=count)
     regions = []
-    for index in range(1, count):
-        x, y, width, height, area = (int(v) for v in stats[index])
-        if area < min_pixels:
-            continue
-        box = labels[y:y + height, x:x + width]  # its bounding box only
-        mask = np.zeros(moving.shape, dtype=bool)
-        mask[y:y + height, x:x + width] = box == index
+    for index in np.flatnonzero(areas[1:] >= min_pixels) + 1:
+        mask = labels == index
+        x, y, width, height = cv2.boundingRect(mask.view(np.uint8))
+        area = int(areas[index])
         # an even grid of about REGION_SAMPLES of its pixels (all of a small region), then at most that many
         stride = max(1, math.isqrt(area // REGION_SAMPLES))
-        rows, cols = np.nonzero(box[::stride, ::stride] == index)
+        rows, cols = np.nonzero(mask[y:y + height:stride, x:x + width:stride])
         step = -(-len(rows) // REGION_SAMPLES)
         regions.append(_Region(mask, area, (rows[::step] * stride + y, cols[::step] * stride + x)))
     return regions
@@ -104,14 +104,14 @@ def moving_objects(prediction: Prediction, seconds: float, scale: float = 1.0, m
     moving &= depth > 0  # false where the depth is NaN too
     moving &= depth < np.inf
     regions = _regions(moving, min_pixels)
-    inverse = np.linalg.inv(np.asarray(prediction.intrinsics, dtype=np.float64))
+    inverse = inverse_camera_matrix(prediction.intrinsics)
     own_velocity = _flow_velocity if prediction.independent_flow is not None else _component_velocity
     objects = []
     for index, region in enumerate(regions, start=1):
         rows, cols = region.sample
         z = depth[rows, cols].astype(np.float64) * scale
         points = inverse @ np.stack([cols, rows, np.ones(len(rows))]) * z  # eq. (4), (3, n)
-        centroid = np.median(points, axis=1)
+        centroid = _median(points)
         component, velocity = own_velocity(prediction, region.sample, centroid, seconds, scale)
         objects.append(MovingObject(index, centroid, velocity, region.pixels, component, region.mask))
     return objects
@@ -133,4 +133,12 @@ def _component_velocity(prediction: Prediction, pixels: tuple[np.ndarray, np.nda
 def _flow_velocity(prediction: Prediction, pixels: tuple[np.ndarray, np.ndarray], centroid: np.ndarray,
                    seconds: float, scale: float) -> tuple[int, np.ndarray]:
     flow = prediction.independent_flow[:, pixels[0], pixels[1]].astype(np.float64) * scale  # (3, n)
-    return 1, np.median(flow, axis=1) / seconds
+    return 1, _median(flow) / seconds
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=1)`` of ``(c, n)`` values, n > 0, by one partition (a third of its time)."""
+    n = values.shape[1]
+    middle = [(n - 1) // 2, n // 2]
+    part = np.partition(values, middle, axis=1)
+    return (part[:, middle[0]] + part[:, middle[1]]) / 2.0
