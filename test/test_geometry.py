@@ -143,3 +143,11 @@ def test_geometry_does_not_bake_in_the_batch_size():
         depth = torch.ones(batch, 1, H, W)
         out = warp_source(textured_image(H, W, batch), depth, k.expand(batch, 3, 3), identity_motion(batch))
         assert out.image.shape == (batch, 3, H, W)
+
+
+def test_inverse_camera_matrix_in_closed_form_equals_the_general_inverse():
+    from mds_core.method.geometry.camera import inverse_camera_matrix
+
+    K = np.array([[721.5, 0.7, 609.6], [0.0, 707.1, 172.9], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(inverse_camera_matrix(K), np.linalg.inv(K), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(inverse_camera_matrix(K.astype(np.float32)) @ K, np.eye(3), atol=1e-6)

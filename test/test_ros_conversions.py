@@ -470,6 +470,25 @@ def test_random_rotations_round_trip():
         np.testing.assert_allclose(quat_to_matrix(q), R, atol=1e-9)
 
 
+def test_a_matrix_off_orthonormal_gives_the_quaternion_of_the_nearest_rotation():
+    """Rotations take Shepperd's method in plain floats, other matrices an eigensolve: both give the
+    nearest rotation (Frobenius), which for a noisy rotation is the SVD's projection."""
+    from numpy.linalg import qr, svd
+
+    for noise in (1e-3, 0.2):
+        Q, _ = qr(RNG.normal(size=(3, 3)))
+        Q *= np.sign(np.linalg.det(Q))
+        noisy = Q + RNG.normal(scale=noise, size=(3, 3))
+        U, _, Vt = svd(noisy)
+        nearest = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+        q = rotation_to_quaternion(noisy[None])[0]
+        np.testing.assert_allclose(quat_to_matrix(q), nearest, atol=1e-9)
+        assert q[3] >= 0
+        # a rotation among non-rotations: each matrix is converted on its own
+        both = rotation_to_quaternion(np.stack([noisy, nearest]))
+        np.testing.assert_allclose(both[0], both[1], atol=1e-9)
+
+
 def test_pose_array_msg():
     T = np.tile(np.eye(4), (3, 1, 1))
     T[1, :3, :3] = rot("z", 90)
@@ -488,3 +507,35 @@ def test_pose_array_msg():
         pose_array_msg(np.eye(4), header())
     with pytest.raises(ValueError):
         pose_array_msg(np.full((1, 4, 4), np.nan), header())
+
+
+def test_depth_camera_info_is_built_once_per_camera_and_again_when_it_changes():
+    """The node copies the depth camera info of earlier frames (with the new header) until the
+    intrinsics, the size or the input's distortion change."""
+    import rclpy
+    from ros_support import claim_domain_id
+
+    from mds_ros.frames import OdometryFrames
+    from mds_ros.outputs import OutputPublishers
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=claim_domain_id())
+    try:
+        node = rclpy.create_node("camera_info_cache", context=context)
+        outputs = OutputPublishers(node, "reliable", OdometryFrames("odom", "", None))
+        K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 48.0], [0.0, 0.0, 1.0]])
+        stamped = [Header(frame_id="cam") for _ in range(4)]
+        for second, header in enumerate(stamped):
+            header.stamp.sec = second
+        first = outputs._depth_camera_info(None, K, stamped[0], (320, 96))
+        again = outputs._depth_camera_info(None, K, stamped[1], (320, 96))
+        assert again is not first and (again.header.stamp.sec, first.header.stamp.sec) == (1, 0)
+        assert serialize_message(again) == serialize_message(scaled_camera_info(None, K, stamped[1], (320, 96)))
+        moved = K.copy()
+        moved[0, 2] = 150.0
+        assert list(outputs._depth_camera_info(None, moved, stamped[2], (320, 96)).k)[2] == 150.0
+        distorted = CameraInfo(distortion_model="plumb_bob", d=[0.1, 0.0, 0.0, 0.0, 0.0])
+        assert list(outputs._depth_camera_info(distorted, moved, stamped[3], (320, 96)).d)[0] == 0.1
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
