@@ -59,6 +59,7 @@ __all__ = [
     "mono8_msg",
     "float_image_msg",
     "camera_matrix",
+    "copy_header",
     "check_camera_info",
     "check_image_size",
     "cv_bridge_available",
@@ -112,7 +113,7 @@ def message_buffer(shape: tuple[int, ...], dtype: np.dtype | str) -> tuple[array
     return data, np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def _copy_header(header: Header) -> Header:
+def copy_header(header: Header) -> Header:
     """A new ``std_msgs/Header`` with the same stamp and ``frame_id``."""
     if header is None:
         raise ValueError("a header is required (the input image's header: stamp and frame_id)")
@@ -193,8 +194,13 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
 
 # ----------------------------------------------------------------------------- output images
 def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> None:
-    """Interleave ``(H, W)`` planes into ``out`` ``(H, W, C)`` (OpenCV writes into ``out`` when it fits)."""
-    merged = cv2.merge(planes, dst=out)
+    """Interleave ``(H, W)`` planes into ``out`` ``(H, W, C)``: ``cv2.merge`` in one pass where it can write
+    there (little-endian ``out``, at most CV_CN_MAX channels), channel by channel otherwise."""
+    if sys.byteorder != "little" or len(planes) > 512:
+        for channel, plane in enumerate(planes):
+            out[..., channel] = plane
+        return
+    merged = cv2.merge([np.asarray(plane, dtype=out.dtype) for plane in planes], dst=out)
     if not np.shares_memory(merged, out):
         np.copyto(out, merged)
 
@@ -202,7 +208,7 @@ def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> None:
 def _image_msg(data: array.array, shape: tuple[int, ...], itemsize: int, encoding: str, header: Header) -> Image:
     """An Image of row-major pixels ``data`` (``shape`` = height, width[, channels])."""
     msg = Image()
-    msg.header = _copy_header(header)
+    msg.header = copy_header(header)
     msg.height, msg.width = int(shape[0]), int(shape[1])
     msg.encoding = encoding
     msg.is_bigendian = 0
@@ -252,11 +258,7 @@ def float_image_msg(values: np.ndarray, header: Header) -> Image:
         return _image_msg(data, values.shape, 4, "32FC1", header)
     channels, height, width = values.shape
     data, pixels = message_buffer((height, width, channels), "<f4")
-    planes = values if values.dtype == np.float32 else values.astype(np.float32)
-    if channels <= 512 and sys.byteorder == "little":  # cv2.merge interleaves planes in one pass (CV_CN_MAX)
-        _merge_into(list(planes), pixels)
-    else:
-        np.copyto(pixels, np.moveaxis(planes, 0, -1))
+    _merge_into(list(values), pixels)
     return _image_msg(data, (height, width, channels), 4, f"32FC{channels}", header)
 
 
@@ -345,7 +347,7 @@ def scaled_camera_info(
         raise ValueError(f"output size must be positive, got {size_wh}")
     K = _check_intrinsics(np.asarray(intrinsics, dtype=np.float64), "output intrinsics")
     out = CameraInfo()
-    out.header = _copy_header(header)
+    out.header = copy_header(header)
     out.width, out.height = width, height
     if info is not None:
         out.distortion_model = str(info.distortion_model)
@@ -413,14 +415,10 @@ def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarr
     x = (Kinv[0, 0] * u + Kinv[0, 1] * v + Kinv[0, 2]) * z
     y = (Kinv[1, 1] * v + Kinv[1, 2]) * z
     data, points = message_buffer((height, width, len(_CLOUD_FIELDS)), "<f4")
-    if sys.byteorder == "little":
-        _merge_into([x, y, z, pack_rgb(colours)], points)  # one interleaving pass
-    else:
-        for field, values in enumerate((x, y, z, pack_rgb(colours))):
-            points[..., field] = values
+    _merge_into([x, y, z, pack_rgb(colours)], points)
 
     msg = PointCloud2()
-    msg.header = _copy_header(header)
+    msg.header = copy_header(header)
     msg.height, msg.width = int(height), int(width)
     msg.fields = _cloud_fields()
     msg.is_bigendian = False
@@ -515,7 +513,7 @@ def pose_array_msg(transforms: np.ndarray | Sequence[np.ndarray], header: Header
     if not np.all(np.isfinite(T[:, :3, :])):
         raise ValueError("transforms contain non-finite values")
     msg = PoseArray()
-    msg.header = _copy_header(header)
+    msg.header = copy_header(header)
     if len(T) == 0:
         return msg
     quaternions = rotation_to_quaternion(T[:, :3, :3])

@@ -69,6 +69,7 @@ from mds_core.inference.predictor import Prediction
 from mds_core.inference.streaming import StreamOutput
 from mds_core.visualization import colourise_masks, colourise_moving_probability, component_colours, overlay
 from mds_ros.conversions import (
+    copy_header,
     float_image_msg,
     mono8_msg,
     point_cloud_msg,
@@ -349,7 +350,7 @@ class OutputPublishers:
             self._depth_info = (key, scaled_camera_info(info, intrinsics, header, size))
             return self._depth_info[1]
         message = copy.copy(self._depth_info[1])  # shares the arrays, which nothing changes
-        message.header = Header(stamp=header.stamp, frame_id=header.frame_id)
+        message.header = copy_header(header)
         return message
 
     def _add_odometry_tf(self, batch: OutputBatch, step: OdometryStep, header, odom_frame: str,
