@@ -66,6 +66,7 @@ __all__ = [
     "scaled_camera_info",
     "point_cloud_msg",
     "pose_array_msg",
+    "pose_msgs",
     "rotation_to_quaternion",
     "uint8_array",
     "pack_rgb",
@@ -505,23 +506,31 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     return _canonical_sign(q)
 
 
-def pose_array_msg(transforms: np.ndarray | Sequence[np.ndarray], header: Header) -> PoseArray:
-    """A ``PoseArray`` of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms, with a copy of ``header``."""
+def pose_msgs(transforms: np.ndarray | Sequence[np.ndarray]) -> list[Pose]:
+    """``Pose`` messages of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms.
+
+    Raises:
+        ValueError: not shaped like transforms, or non-finite values.
+    """
     T = np.asarray(transforms, dtype=np.float64)
     if T.ndim != 3 or T.shape[1:] not in ((4, 4), (3, 4)):
         raise ValueError(f"transforms must be (K, 4, 4) or (K, 3, 4), got shape {T.shape}")
     if not np.all(np.isfinite(T[:, :3, :])):
         raise ValueError("transforms contain non-finite values")
-    msg = PoseArray()
-    msg.header = copy_header(header)
     if len(T) == 0:
-        return msg
-    quaternions = rotation_to_quaternion(T[:, :3, :3])
+        return []
     poses = []
-    for t, q in zip(T[:, :3, 3], quaternions):
+    for t, q in zip(T[:, :3, 3].tolist(), rotation_to_quaternion(T[:, :3, :3]).tolist()):
         pose = Pose()
-        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in t)
-        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+        pose.position.x, pose.position.y, pose.position.z = t
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
         poses.append(pose)
-    msg.poses = poses
+    return poses
+
+
+def pose_array_msg(transforms: np.ndarray | Sequence[np.ndarray], header: Header) -> PoseArray:
+    """A ``PoseArray`` of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms, with a copy of ``header``."""
+    msg = PoseArray()
+    msg.poses = pose_msgs(transforms)
+    msg.header = copy_header(header)
     return msg

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from geometry_msgs.msg import TransformStamped
 
-from mds_ros.conversions import pose_array_msg
+from mds_ros.conversions import pose_msgs
 
 # an optical frame (z forward, x right, y down) at the base origin looking along the base's x axis
 OPTICAL_IN_BASE = (0.0, 0.0, 0.0, -math.pi / 2, 0.0, -math.pi / 2)
@@ -43,12 +43,12 @@ def transform_msg(transform: np.ndarray, stamp, parent: str, child: str) -> Tran
     """``TransformStamped`` placing ``child`` in ``parent`` (``transform`` is ``parent_from_child``).
 
     Raises:
-        ValueError: a non-finite transform (as :func:`~mds_ros.conversions.pose_array_msg`).
+        ValueError: a non-finite transform (as :func:`~mds_ros.conversions.pose_msgs`).
     """
     message = TransformStamped()
     message.header.stamp = stamp
     message.header.frame_id, message.child_frame_id = parent, child
-    pose = pose_array_msg(np.asarray(transform)[None], message.header).poses[0]
+    pose = pose_msgs(np.asarray(transform)[None])[0]
     message.transform.translation.x, message.transform.translation.y, message.transform.translation.z = \
         pose.position.x, pose.position.y, pose.position.z
     message.transform.rotation = pose.orientation

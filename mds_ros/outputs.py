@@ -74,6 +74,7 @@ from mds_ros.conversions import (
     mono8_msg,
     point_cloud_msg,
     pose_array_msg,
+    pose_msgs,
     rgb8_msg,
     scaled_camera_info,
 )
@@ -136,7 +137,7 @@ def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str) 
     message.header.stamp = header.stamp
     message.header.frame_id = odom_frame
     message.child_frame_id = child_frame
-    message.pose.pose = pose_array_msg(step.pose[None], header).poses[0]
+    message.pose.pose = pose_msgs(step.pose[None])[0]
     (message.twist.twist.linear.x, message.twist.twist.linear.y, message.twist.twist.linear.z) = \
         (float(v) for v in step.linear)
     (message.twist.twist.angular.x, message.twist.twist.angular.y, message.twist.twist.angular.z) = \
@@ -222,7 +223,7 @@ def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
     """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header``."""
     message = PoseStamped()
     message.header = header
-    message.pose = pose_array_msg(transform[None], header).poses[0]
+    message.pose = pose_msgs(transform[None])[0]
     return message
 
 
@@ -322,7 +323,7 @@ class OutputPublishers:
         if self._wanted(settings.publish_labels, self.labels):
             batch.add(self.labels.publish, mono8_msg(prediction.labels, header))
         if self._wanted(settings.publish_masks, self.masks):
-            batch.add(self.masks.publish, float_image_msg(prediction.masks.astype(np.float32), header))
+            batch.add(self.masks.publish, float_image_msg(prediction.masks, header))
         if self._wanted(settings.publish_moving_probability, self.moving_probability):
             batch.add(self.moving_probability.publish, float_image_msg(prediction.moving_probability, header))
         if metric and prediction.independent_flow is not None and self._wanted(settings.publish_independent_flow,
