@@ -32,7 +32,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", package_files("launch/*.launch.py", "launch/*.launch.xml")),
-        (f"share/{PACKAGE}/config", package_files("config/*.yaml", "config/*.rviz")),
+        (f"share/{PACKAGE}/config", package_files("config/*.yaml", "config/*.rviz", "config/*.xml")),
     ],
     install_requires=[
         "torch>=2.4",

@@ -7,13 +7,16 @@ import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+from mds_ros.middleware import use_package_profile
 from mds_ros.parameters import StartupError
 
 
 def spin_nodes(factories: list, args: list[str] | None = None) -> int:
     """Start the nodes made by ``factories`` in one process and spin them until Ctrl-C (or until a
     node shuts the context down). Returns the largest ``exit_code`` a node set (0 by default)."""
+    profile = use_package_profile()
     rclpy.init(args=args)
+    rclpy.logging.get_logger("mds").info(profile.describe())
     nodes = []
     try:
         for factory in factories:

@@ -269,6 +269,7 @@ class Probe:
         self.name = name or f"mds_test_probe_{os.getpid()}_{next(_probe_ids)}"
         self._lock = threading.Lock()
         self._messages: dict[str, list[Any]] = defaultdict(list)
+        self._arrivals: dict[str, list[float]] = defaultdict(list)  # time.monotonic() of each message
         self._subscriptions: list[Any] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -328,6 +329,7 @@ class Probe:
         def record(message: Any) -> None:
             with self._lock:
                 self._messages[topic].append(message)
+                self._arrivals[topic].append(time.monotonic())
 
         self._subscriptions.append(self.node.create_subscription(msg_type, topic, record, _qos_profile(qos)))
 
@@ -340,12 +342,19 @@ class Probe:
         with self._lock:
             return list(self._messages[topic])
 
+    def arrivals(self, topic: str) -> list[float]:
+        """When each message of :meth:`messages` was received (``time.monotonic()``)."""
+        with self._lock:
+            return list(self._arrivals[topic])
+
     def clear(self, topic: str | None = None) -> None:
         with self._lock:
             if topic is None:
                 self._messages.clear()
+                self._arrivals.clear()
             else:
                 self._messages[topic].clear()
+                self._arrivals[topic].clear()
 
     def wait_for_messages(self, topic: str, count: int, timeout: float) -> list[Any]:
         """Wait until ``count`` messages of ``topic`` arrived; returns them all."""

@@ -42,7 +42,7 @@ DEPTH = "/mds_perception/depth/image"
 OUTER_AMENT_PREFIX_PATH = os.environ.get("AMENT_PREFIX_PATH", "")
 SHARED = ["launch/mds.launch.xml", "launch/mds_replay.launch.xml", "launch/mds.launch.py",
           "launch/mds_replay.launch.py", "config/mds_node.yaml", "config/mds_trainer.yaml", "config/mds.rviz",
-          "package.xml"]
+          "config/fastdds.xml", "package.xml"]
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,9 @@ def test_colcon_build_runs_the_installed_node_on_a_replayed_bag(plain_python, mo
     serves_depth([str(lib / "mds_launch"), "mds_replay.launch.xml", f"bag:={bag}", f"checkpoint:={checkpoint}",
                   "device:=cpu", "loop:=0", "rate:=0.5", "--log-dir", str(tmp_path / "logs")], env,
                  tmp_path / "launch.log", cwd=tmp_path)
-    assert "Traceback" not in (tmp_path / "logs" / "mds_perception.log").read_text()
+    node_log = (tmp_path / "logs" / "mds_perception.log").read_text()
+    assert "Traceback" not in node_log
+    assert "config/fastdds.xml (the package's" in node_log  # the middleware profile, found installed
     # what ran is the installed executable, found through the ament index as ros2 launch finds it
     assert f"starting mds_perception: {lib / 'mds_node'} " in (tmp_path / "launch.log").read_text()
 

@@ -181,3 +181,36 @@ def test_parameter_sets_are_checked_together(tmp_path: Path):
     text = "; ".join(problems)
     assert "checkpoint is not set" in text and "both width and height" in text and "fx, fy > 0" in text
     assert validate(PerceptionParameters(checkpoint=str(tmp_path / "m.pt"))) == []
+
+
+# ----------------------------------------------------------------------------- middleware profile
+def test_the_package_fastdds_profile_is_used_only_where_fast_dds_is_not_configured(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from mds_ros.middleware import PROFILE_VARIABLES, use_package_profile
+    from mds_ros.tools.launch_file import share_path
+
+    environ: dict[str, str] = {}
+    chosen = use_package_profile(environ, working_directory=tmp_path)
+    assert chosen.path == share_path("config/fastdds.xml")
+    assert {environ[v] for v in PROFILE_VARIABLES} == {str(chosen.path)}
+    # what it sets: a shared-memory segment that holds a 640x192 frame's outputs (~6 MB), a 100 ms heartbeat
+    root = ElementTree.parse(chosen.path).getroot()
+    namespace = {"p": root.tag.split("}")[0].strip("{")}
+    assert int(root.find(".//p:transport_descriptor[p:type='SHM']/p:segment_size", namespace).text) >= 8 << 20
+    period = root.find(".//p:data_writer/p:times/p:heartbeatPeriod", namespace)
+    assert (period.find("p:sec", namespace).text, period.find("p:nanosec", namespace).text) == ("0", "100000000")
+
+    # configured already (a profile of the user's, in the environment or the working directory), or not Fast DDS
+    for case, (environ, files) in enumerate([({"FASTRTPS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, []),
+                                             ({"FASTDDS_DEFAULT_PROFILES_FILE": "/robot/dds.xml"}, []),
+                                             ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, []),
+                                             ({}, ["DEFAULT_FASTRTPS_PROFILES.xml"])]):
+        directory = tmp_path / f"case{case}"
+        directory.mkdir()
+        for name in files:
+            (directory / name).write_text("<profiles/>")
+        before = dict(environ)
+        chosen = use_package_profile(environ, working_directory=directory)
+        assert environ == before, chosen
+        assert chosen.path != share_path("config/fastdds.xml"), chosen

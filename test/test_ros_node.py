@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +111,9 @@ def wait_for_diagnostics(probe: Probe, key: str, predicate, timeout: float = 20.
 
 
 def replay_through_node(probe: Probe, env: dict, bag: Path, tmp_path: Path, outputs: dict,
-                        subscriber_timeout: float = 60) -> None:
+                        subscriber_timeout: float = 60, rate: float = 0.25) -> None:
     """Subscribe to ``outputs``, the camera topics and /diagnostics, wait for the node, replay ``bag``
-    at a quarter of its rate into it."""
+    at ``rate`` times its speed (a quarter by default) into it."""
     for topic, message_type in outputs.items():
         probe.subscribe(topic, message_type)
     probe.subscribe("/camera/image_raw", Image)
@@ -121,7 +122,7 @@ def replay_through_node(probe: Probe, env: dict, bag: Path, tmp_path: Path, outp
     probe.wait_for_subscribers("/camera/image_raw", 1, timeout=subscriber_timeout)
     for topic in outputs:
         probe.wait_for_publishers(topic, 1, timeout=30)
-    with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", "0.25"], env=env,
+    with RosProcess("mds_ros.tools.replay", [bag, "--wait-for-subscribers", "2", "--rate", str(rate)], env=env,
                     log_path=tmp_path / "replay.log") as replay:
         assert replay.wait(60) == 0, replay.log()
 
@@ -230,6 +231,32 @@ SCENE_FLOW_OUTPUTS = {f"{NODE}/{name}": kind for name, kind in (
     ("depth/image", Image), ("labels", Image), ("masks", Image), ("moving_probability", Image),
     ("independent_flow", Image), ("overlay", Image), ("points", PointCloud2), ("ego_motion", PoseStamped),
     ("motions", PoseArray))}
+
+
+LARGE_W, LARGE_H = 192, 96  # every frame's outputs (~0.9 MB) overflow Fast DDS's default 512 KB shared memory
+
+
+def test_outputs_larger_than_the_default_shared_memory_segment_arrive_together(tmp_path):
+    """A frame's outputs all arrive within a moment of each other. With Fast DDS's default shared-memory
+    segment a burst this large loses messages, which reliable delivery then repairs only at the writer's next
+    heartbeat (every 3 s by default): outputs seconds late, some lost. The nodes load ``config/fastdds.xml``."""
+    checkpoint = write_untrained_checkpoint(tmp_path / "large.pt", ModelConfig(
+        width=LARGE_W, height=LARGE_H, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=K))
+    bag = write_rosbag(tmp_path / "drive", replace(BAG_CONFIG, width=2 * LARGE_W, height=2 * LARGE_H))
+    outputs = {topic: kind for topic, kind in OUTPUTS.items() if not topic.endswith("/path")}
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log") as node, Probe(env) as probe:
+        replay_through_node(probe, env, bag, tmp_path, outputs, rate=0.5)
+        for topic in outputs:
+            probe.wait_for_messages(topic, FRAMES if topic in EVERY_FRAME else FRAMES - 1, timeout=30)
+        assert node.running, node.log()
+    frames: dict[int, list[float]] = {}
+    for topic in outputs:
+        for message, arrival in zip(probe.messages(topic), probe.arrivals(topic)):
+            frames.setdefault(stamp_ns(message), []).append(arrival)
+    assert len(frames) == FRAMES
+    spreads = {stamp: max(times) - min(times) for stamp, times in frames.items()}
+    assert max(spreads.values()) < 0.5, f"a frame's outputs spread over {max(spreads.values()):.2f} s"
 
 
 def test_a_scene_flow_checkpoint_publishes_its_outputs_one_frame_late(bag, tmp_path):

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from mds_core.data.rosbag.reader import BagReader, TopicEntry
+from mds_ros.middleware import use_package_profile
 
 __all__ = [
     "BagError",
@@ -571,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     _install_stop_handlers(stop)
+    use_package_profile()  # camera images larger than Fast DDS's default shared memory would arrive late
     context = rclpy.Context()
     rclpy.init(args=["mds_replay", *ros_args], context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("mds_replay", context=context)

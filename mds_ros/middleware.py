@@ -1,0 +1,65 @@
+"""The middleware settings the package's nodes start with: its Fast DDS profile (``config/fastdds.xml``).
+
+One frame of the perception node's outputs is larger than Fast DDS's default shared-memory segment
+(512 KB): messages that find no room there are lost, and reliable delivery repairs them only at the
+writer's next heartbeat (every 3 s by default), holding back every later message of that topic until
+then. Subscribers on the same machine got odometry, labels and markers seconds late, and lost some.
+The package's profile gives each node a 16 MB segment and a 100 ms heartbeat. A node loads it in
+its own process, before ROS starts, unless Fast DDS is already configured otherwise (a profile
+file named in the environment, or the default one in the working directory) or another middleware
+is selected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variables naming a Fast DDS XML profile file (Fast DDS 2.x reads the second, 3.x the first).
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: Profile files Fast DDS loads from the working directory by itself.
+WORKING_DIRECTORY_PROFILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
+FAST_DDS = ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
+PACKAGE_PROFILE = "config/fastdds.xml"
+
+
+@dataclass(frozen=True)
+class MiddlewareProfile:
+    """Which Fast DDS profile this process runs with, and why (for the start-up log)."""
+
+    path: Path | None  # the profile file in effect, None: Fast DDS's defaults or another middleware
+    reason: str
+
+    def describe(self) -> str:
+        return f"middleware profile: {self.path if self.path else 'none'} ({self.reason})"
+
+
+def use_package_profile(environ: MutableMapping[str, str] | None = None,
+                        working_directory: Path | None = None) -> MiddlewareProfile:
+    """Point Fast DDS at ``config/fastdds.xml`` in ``environ`` (``os.environ``: this process and those it
+    starts), unless it is configured already or not in use. Call before ``rclpy.init``: Fast DDS reads
+    the variable when it creates the process's participant."""
+    from mds_ros.tools.launch_file import LaunchFileError, share_path
+
+    environ = os.environ if environ is None else environ
+    rmw = environ.get("RMW_IMPLEMENTATION") or FAST_DDS[0]  # Jazzy's default middleware
+    if rmw not in FAST_DDS:
+        return MiddlewareProfile(None, f"RMW_IMPLEMENTATION={rmw}, not Fast DDS")
+    for variable in PROFILE_VARIABLES:
+        if environ.get(variable):
+            return MiddlewareProfile(Path(environ[variable]), f"{variable} set")
+    directory = Path.cwd() if working_directory is None else working_directory
+    for name in WORKING_DIRECTORY_PROFILES:
+        if (directory / name).is_file():
+            return MiddlewareProfile(directory / name, "Fast DDS's default profile in the working directory")
+    try:
+        profile = share_path(PACKAGE_PROFILE)
+    except LaunchFileError as error:
+        return MiddlewareProfile(None, f"the package's profile is not found: {error}")
+    if not profile.is_file():
+        return MiddlewareProfile(None, f"the package's profile {profile} is missing")
+    for variable in PROFILE_VARIABLES:
+        environ[variable] = str(profile)
+    return MiddlewareProfile(profile, "the package's: 16 MB shared memory, 100 ms heartbeat")
