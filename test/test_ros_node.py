@@ -259,6 +259,28 @@ def test_outputs_larger_than_the_default_shared_memory_segment_arrive_together(t
     assert max(spreads.values()) < 0.5, f"a frame's outputs spread over {max(spreads.values()):.2f} s"
 
 
+def test_ros_benchmark_reports_rates_latency_and_the_delivery_of_every_output(tmp_path):
+    """``mds ros-benchmark`` end to end at a tiny size: the node in its own process on a replay, the report."""
+    import re
+    import subprocess
+
+    frames = 10
+    run = subprocess.run([sys.executable, "-m", "mds_core.cli", "ros-benchmark", "--width", str(MODEL_W), "--height",
+                          str(MODEL_H), "--components", str(K), "--camera-width", str(CAMERA_W), "--camera-height",
+                          str(CAMERA_H), "--frames", str(frames), "--fps", "5", "--device", "cpu", "--output",
+                          str(tmp_path)], env=ros_environment(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = run.stdout
+    assert f"frames replayed {frames}; received {frames}; processed {frames}" in report, report
+    for stage in ("conversion", "network", "publish", "total"):
+        assert re.search(rf"\| {stage} \| \d+\.\d+ \| \d+\.\d+ \|", report), (stage, report)
+    # every frame after the first brings all 11 outputs (the first: depth, its camera info, the markers' reset)
+    delivered = re.search(r"outputs delivered: (\d+) of (\d+) frames after the first with all (\d+) outputs recorded; "
+                          r"a frame's outputs arrived within [\d.]+ ms of each other \(median\), ([\d.]+) ms", report)
+    assert delivered, report
+    assert delivered.groups()[:3] == (str(frames - 1), str(frames - 1), "11") and float(delivered[4]) < 500, report
+
+
 def test_a_scene_flow_checkpoint_publishes_its_outputs_one_frame_late(bag, tmp_path):
     """The scene flow's motion mask of a frame needs the next frame: each frame's outputs come with
     the next frame, stamped as the frame they describe; the last frame waits for a next one."""

@@ -103,6 +103,7 @@ def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
         training = session.recorder.latest_status("mds_trainer")
         outputs = session.recorder.count("/mds_perception/depth/image")
         rate_out = session.recorder.arrival_rate("/mds_perception/depth/image")
+        delivery = output_delivery(session.recorder)
     rows = [("stage", "median ms", "p99 ms")]
     for stage in ("conversion", "network", "publish", "total"):
         rows.append((stage, values.get(f"latency_{stage}_median_ms", "-"), values.get(f"latency_{stage}_p99_ms", "-")))
@@ -127,12 +128,29 @@ def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
         f"node resident memory: start {memory[0]:.0f} MiB, peak {max(memory):.0f} MiB, end {memory[-1]:.0f} MiB "
         f"({len(memory)} samples)" if memory else "node resident memory: not measured",
         "(total = from arrival of the image to the last output published; includes waiting in the mailbox)",
+        delivery,
         *([f"online training in a second process: {training.get('steps')} steps of batch "
            f"{training.get('batch', '4')} ({training.get('step_median_ms')} ms median), "
            f"{training.get('checkpoints_written')} checkpoints written, {values.get('checkpoints_swapped')} "
            f"swapped into the node"] if spec.online else []),
     ])
     return NodeBenchmarkResult(spec, text, rate_out, latency)
+
+
+def output_delivery(recorder) -> str:
+    """How completely and how closely together each frame's outputs reached the recorder (a subscriber on the
+    same machine): a message that the middleware loses and repairs late shows as a wide spread."""
+    topics = [t for t in recorder.types if t.startswith("/mds_perception/") and not t.endswith("/path")
+              and recorder.count(t) > 0]
+    arrivals = recorder.arrivals_by_stamp(topics)
+    frames = [arrivals[stamp] for stamp in sorted(arrivals)[1:]]  # the first frame has no motion outputs
+    if not frames:
+        return "outputs delivered: none recorded"
+    spreads = sorted((max(times) - min(times)) * 1e-6 for times in frames)
+    complete = sum(len(times) == len(topics) for times in frames)
+    return (f"outputs delivered: {complete} of {len(frames)} frames after the first with all {len(topics)} outputs "
+            f"recorded; a frame's outputs arrived within {spreads[len(spreads) // 2]:.1f} ms of each other "
+            f"(median), {spreads[-1]:.1f} ms (max)")
 
 
 def _float(value: str | None) -> float:

@@ -71,6 +71,20 @@ class TopicRecorder:
             raw = list(self._messages[topic])
         return [deserialize_message(m.data, self.types[topic]) for m in raw]
 
+    def arrivals_by_stamp(self, topics: list[str]) -> dict[int, list[int]]:
+        """Arrival times (ns) of the messages of ``topics`` grouped by their header stamp (ns, a
+        ``MarkerArray`` by its first marker's): when each part of one frame's outputs arrived."""
+        frames: dict[int, list[int]] = {}
+        for topic in topics:
+            with self._lock:
+                raw = list(self._messages[topic])
+            for recorded in raw:
+                message = deserialize_message(recorded.data, self.types[topic])
+                header = message.markers[0].header if hasattr(message, "markers") else message.header
+                stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+                frames.setdefault(stamp, []).append(recorded.received_ns)
+        return frames
+
     def latest_status(self, prefix: str) -> dict[str, str]:
         """The key/values of the newest recorded ``/diagnostics`` status whose name starts with ``prefix``."""
         for message in reversed(self.messages("/diagnostics")):
