@@ -17,7 +17,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Environment variables naming a Fast DDS XML profile file (Fast DDS 2.x reads the second, 3.x the first).
+#: Environment variables Fast DDS takes a profile file's name from (older releases only the second).
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 #: Profile files Fast DDS loads from the working directory by itself.
 WORKING_DIRECTORY_PROFILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")

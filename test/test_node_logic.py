@@ -5,6 +5,7 @@ in real node processes in test_ros_node.py and test_ros_hardening.py."""
 from __future__ import annotations
 
 import threading
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,9 +21,11 @@ from mds_core.config import ModelConfig
 from mds_core.inference.predictor import Predictor
 from mds_core.inference.streaming import FrameStream, ResetReason, StreamSettings
 from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
+from mds_ros.middleware import PROFILE_VARIABLES, use_package_profile
 from mds_ros.pairing import StampPairing
 from mds_ros.parameters import PerceptionParameters, validate, validate_value
 from mds_ros.perception_node import CheckpointWatcher, LatestFrameSlot, PendingFrame
+from mds_ros.tools.launch_file import share_path
 
 K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 16.0], [0.0, 0.0, 1.0]])
 
@@ -185,11 +188,6 @@ def test_parameter_sets_are_checked_together(tmp_path: Path):
 
 # ----------------------------------------------------------------------------- middleware profile
 def test_the_package_fastdds_profile_is_used_only_where_fast_dds_is_not_configured(tmp_path):
-    import xml.etree.ElementTree as ElementTree
-
-    from mds_ros.middleware import PROFILE_VARIABLES, use_package_profile
-    from mds_ros.tools.launch_file import share_path
-
     environ: dict[str, str] = {}
     chosen = use_package_profile(environ, working_directory=tmp_path)
     assert chosen.path == share_path("config/fastdds.xml")

@@ -4,6 +4,8 @@ parameters, resets and malformed input. The node is started from the launch file
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -261,9 +263,6 @@ def test_outputs_larger_than_the_default_shared_memory_segment_arrive_together(t
 
 def test_ros_benchmark_reports_rates_latency_and_the_delivery_of_every_output(tmp_path):
     """``mds ros-benchmark`` end to end at a tiny size: the node in its own process on a replay, the report."""
-    import re
-    import subprocess
-
     frames = 10
     run = subprocess.run([sys.executable, "-m", "mds_core.cli", "ros-benchmark", "--width", str(MODEL_W), "--height",
                           str(MODEL_H), "--components", str(K), "--camera-width", str(CAMERA_W), "--camera-height",

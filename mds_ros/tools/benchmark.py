@@ -15,10 +15,14 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
 from mds_core.tools.synth import SynthConfig, write_rosbag
+
+if TYPE_CHECKING:
+    from mds_ros.tools.recorder import TopicRecorder
 
 LOG = logging.getLogger(__name__)
 
@@ -137,7 +141,7 @@ def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
     return NodeBenchmarkResult(spec, text, rate_out, latency)
 
 
-def output_delivery(recorder) -> str:
+def output_delivery(recorder: TopicRecorder) -> str:
     """How completely and how closely together each frame's outputs reached the recorder (a subscriber on the
     same machine): a message that the middleware loses and repairs late shows as a wide spread."""
     topics = [t for t in recorder.types if t.startswith("/mds_perception/") and not t.endswith("/path")
