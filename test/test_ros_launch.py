@@ -165,3 +165,6 @@ def test_ros_demo_end_to_end(checkpoint, tmp_path):
     processed, dropped, resets = (int(v) for v in numbers.groups())
     assert processed + dropped == 6 and processed >= 3
     assert counts[f"{NODE}/depth/image"] == processed and counts[f"{NODE}/labels"] == processed - resets
+    # every frame with a decomposition (all but the resets, the first among them) brought all 11 outputs
+    assert f"Outputs delivered: {processed - resets} of {processed - 1} frames after the first with all 11 " \
+           "outputs recorded" in summary, summary

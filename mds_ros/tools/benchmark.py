@@ -15,14 +15,10 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.config import ModelConfig
 from mds_core.tools.synth import SynthConfig, write_rosbag
-
-if TYPE_CHECKING:
-    from mds_ros.tools.recorder import TopicRecorder
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +67,7 @@ def resident_mib(pid: int) -> float | None:
 def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
     from mds_ros.tools.demo import output_topics
     from mds_ros.tools.launch_file import load_launch
-    from mds_ros.tools.session import NodeSession
+    from mds_ros.tools.session import NodeSession, output_delivery
 
     spec.output.mkdir(parents=True, exist_ok=True)
     checkpoint = spec.checkpoint
@@ -139,22 +135,6 @@ def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
            f"swapped into the node"] if spec.online else []),
     ])
     return NodeBenchmarkResult(spec, text, rate_out, latency)
-
-
-def output_delivery(recorder: TopicRecorder) -> str:
-    """How completely and how closely together each frame's outputs reached the recorder (a subscriber on the
-    same machine): a message that the middleware loses and repairs late shows as a wide spread."""
-    topics = [t for t in recorder.types if t.startswith("/mds_perception/") and not t.endswith("/path")
-              and recorder.count(t) > 0]
-    arrivals = recorder.arrivals_by_stamp(topics)
-    frames = [arrivals[stamp] for stamp in sorted(arrivals)[1:]]  # the first frame has no motion outputs
-    if not frames:
-        return "outputs delivered: none recorded"
-    spreads = sorted((max(times) - min(times)) * 1e-6 for times in frames)
-    complete = sum(len(times) == len(topics) for times in frames)
-    return (f"outputs delivered: {complete} of {len(frames)} frames after the first with all {len(topics)} outputs "
-            f"recorded; a frame's outputs arrived within {spreads[len(spreads) // 2]:.1f} ms of each other "
-            f"(median), {spreads[-1]:.1f} ms (max)")
 
 
 def _float(value: str | None) -> float:

@@ -109,6 +109,8 @@ def _image(message) -> np.ndarray:
 
 
 def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) -> str:
+    from mds_ros.tools.session import output_delivery
+
     images = {_stamp(m): m for m in recorder.messages(IMAGE_TOPIC)}
     gts = {_stamp(m): m for m in recorder.messages(GT_TOPIC)}
     depths = recorder.messages(f"{NODE}/depth/image")
@@ -149,6 +151,7 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) 
         f"(newest kept): {values.get('frames_dropped')}; malformed: {values.get('malformed_messages')}; "
         f"resets: {values.get('resets')}.",
         "Messages per output topic: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".",
+        "Outputs" + output_delivery(recorder).removeprefix("outputs") + ".",
         f"Latency median / p99 (ms): {latency}.",
         f"Depth error against ground truth (abs rel, per-frame median scaling, {evaluation.num_images} frames): "
         f"{evaluation.overall.abs_rel:.3f}." if evaluation else "Depth error against ground truth: no frame to score.",

@@ -137,3 +137,19 @@ class NodeSession:
         self._spin.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def output_delivery(recorder: TopicRecorder) -> str:
+    """How completely and how closely together each frame's outputs reached the recorder (a subscriber on the
+    same machine): a message that the middleware loses and repairs late shows as a wide spread."""
+    topics = [t for t in recorder.types if t.startswith(f"{NODE}/") and not t.endswith("/path")
+              and recorder.count(t) > 0]
+    arrivals = recorder.arrivals_by_stamp(topics)
+    frames = [arrivals[stamp] for stamp in sorted(arrivals)[1:]]  # the first frame has no motion outputs
+    if not frames:
+        return "outputs delivered: none recorded"
+    spreads = sorted((max(times) - min(times)) * 1e-6 for times in frames)
+    complete = sum(len(times) == len(topics) for times in frames)
+    return (f"outputs delivered: {complete} of {len(frames)} frames after the first with all {len(topics)} outputs "
+            f"recorded; a frame's outputs arrived within {spreads[len(spreads) // 2]:.1f} ms of each other "
+            f"(median), {spreads[-1]:.1f} ms (max)")
