@@ -13,7 +13,8 @@ is selected.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES
 WORKING_DIRECTORY_PROFILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
 FAST_DDS = ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
 PACKAGE_PROFILE = "config/fastdds.xml"
+#: Fast DDS's shared-memory segment without a profile that sets one.
+DEFAULT_SEGMENT_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,24 @@ def use_package_profile(environ: MutableMapping[str, str] | None = None,
     for variable in PROFILE_VARIABLES:
         environ[variable] = str(profile)
     return MiddlewareProfile(profile, "the package's: 16 MB shared memory, 100 ms heartbeat")
+
+
+def shared_memory_segment_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The shared-memory segment this process's messages get: the ``segment_size`` of the first SHM
+    transport in the profile file the environment names, else Fast DDS's default (also for a file that
+    cannot be read: Fast DDS then falls back to its defaults too)."""
+    environ = os.environ if environ is None else environ
+    path = next((environ[v] for v in PROFILE_VARIABLES if environ.get(v)), None)
+    if path is None:
+        return DEFAULT_SEGMENT_BYTES
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return DEFAULT_SEGMENT_BYTES
+    for descriptor in root.iter():
+        if not descriptor.tag.endswith("transport_descriptor"):
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "").strip() for child in descriptor}
+        if fields.get("type") == "SHM" and fields.get("segment_size", "").isdigit():
+            return int(fields["segment_size"])
+    return DEFAULT_SEGMENT_BYTES

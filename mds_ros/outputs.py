@@ -108,6 +108,12 @@ class OutputBatch:
             send(message)
 
 
+def output_bytes_per_frame(width: int, height: int, mask_channels: int, scene_flow: bool) -> int:
+    """The image payload of one frame with every output subscribed: depth, moving probability (4 bytes a
+    pixel each), masks (4 a channel), point cloud (16), overlay (3), labels (1), scene flow (12)."""
+    return width * height * (28 + 4 * mask_channels + (12 if scene_flow else 0))
+
+
 def depth_in_output_units(depth: np.ndarray, scale: float) -> np.ndarray:
     """Network depth -> published depth: times ``scale``, NaN where not positive finite (all NaN
     while the scale is not known)."""

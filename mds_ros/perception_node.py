@@ -20,6 +20,7 @@ Run: ``ros2 run mds mds_node --ros-args -p checkpoint:=model.pt -r image:=/camer
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -44,7 +45,8 @@ from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
 from mds_ros.frames import OdometryFrames
 from mds_ros.lifecycle import ManagedNode
-from mds_ros.outputs import OutputFrame, OutputPublishers
+from mds_ros.middleware import shared_memory_segment_bytes
+from mds_ros.outputs import OutputFrame, OutputPublishers, output_bytes_per_frame
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import PerceptionParameters, StartupError
 from mds_ros.spin import spin_nodes
@@ -185,6 +187,19 @@ class PerceptionNode(ManagedNode):
         self.get_logger().info(
             f"configured: {s.checkpoint or s.onnx_model} ({predictor.backend}) on {predictor.device}, input "
             f"{predictor.size[0]}x{predictor.size[1]}, {predictor.motion_model} (K={predictor.num_components})")
+        self._check_shared_memory(predictor)
+
+    def _check_shared_memory(self, predictor: Predictor) -> None:
+        """Warn when two frames' outputs do not fit Fast DDS's shared-memory segment: lost messages would then
+        reach subscribers on this machine only at the writer's next heartbeat (docs/ros.md, "Middleware")."""
+        frame = output_bytes_per_frame(*predictor.size, predictor.num_components, predictor.uses_scene_flow)
+        segment = shared_memory_segment_bytes()
+        if 2 * frame > segment:
+            self.get_logger().warning(
+                f"a frame's outputs take up to {frame / 2**20:.1f} MB, Fast DDS's shared-memory segment is "
+                f"{segment / 2**20:.1f} MB: subscribers on this machine may get outputs late; give the node a "
+                f"Fast DDS profile with a segment of at least {math.ceil(2 * frame / 2**20)} MB (FASTDDS_DEFAULT_PROFILES_FILE,"
+                f" see config/fastdds.xml)")
 
     def activate(self) -> None:
         self._slot = LatestFrameSlot()

@@ -21,7 +21,8 @@ from mds_core.config import ModelConfig
 from mds_core.inference.predictor import Predictor
 from mds_core.inference.streaming import FrameStream, ResetReason, StreamSettings
 from mds_ros.diagnostics import DiagnosticsReporter, NodeStatistics
-from mds_ros.middleware import PROFILE_VARIABLES, use_package_profile
+from mds_ros.middleware import PROFILE_VARIABLES, shared_memory_segment_bytes, use_package_profile
+from mds_ros.outputs import output_bytes_per_frame
 from mds_ros.pairing import StampPairing
 from mds_ros.parameters import PerceptionParameters, validate, validate_value
 from mds_ros.perception_node import CheckpointWatcher, LatestFrameSlot, PendingFrame
@@ -212,3 +213,25 @@ def test_the_package_fastdds_profile_is_used_only_where_fast_dds_is_not_configur
         chosen = use_package_profile(environ, working_directory=directory)
         assert environ == before, chosen
         assert chosen.path != share_path("config/fastdds.xml"), chosen
+
+
+def test_the_shared_memory_segment_a_profile_gives_and_the_outputs_it_must_hold(tmp_path):
+    package = share_path("config/fastdds.xml")
+    assert shared_memory_segment_bytes({"FASTDDS_DEFAULT_PROFILES_FILE": str(package)}) == 16 << 20
+    own = tmp_path / "own.xml"
+    own.write_text('<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><transport_descriptors>'
+                   "<transport_descriptor><transport_id>u</transport_id><type>UDPv4</type></transport_descriptor>"
+                   "<transport_descriptor><transport_id>s</transport_id><type>SHM</type>"
+                   "<segment_size>4194304</segment_size></transport_descriptor></transport_descriptors></profiles>")
+    assert shared_memory_segment_bytes({"FASTRTPS_DEFAULT_PROFILES_FILE": str(own)}) == 4 << 20
+    # Fast DDS's default: no profile, a profile without a shared-memory transport, an unreadable one
+    (tmp_path / "udp.xml").write_text(own.read_text().replace("<type>SHM</type>", "<type>UDPv6</type>"))
+    (tmp_path / "broken.xml").write_text("<profiles")
+    for environ in ({}, {"FASTDDS_DEFAULT_PROFILES_FILE": str(tmp_path / "udp.xml")},
+                    {"FASTDDS_DEFAULT_PROFILES_FILE": str(tmp_path / "broken.xml")},
+                    {"FASTDDS_DEFAULT_PROFILES_FILE": str(tmp_path / "missing.xml")}):
+        assert shared_memory_segment_bytes(environ) == 512 << 10, environ
+    # depth, moving probability, K masks, points, overlay, labels (and the scene flow's 3D flow)
+    assert output_bytes_per_frame(1024, 320, 5, scene_flow=False) == 1024 * 320 * 48
+    assert output_bytes_per_frame(320, 96, 2, scene_flow=True) == 320 * 96 * (4 + 4 + 8 + 16 + 3 + 1 + 12)
+

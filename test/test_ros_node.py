@@ -261,6 +261,23 @@ def test_outputs_larger_than_the_default_shared_memory_segment_arrive_together(t
     assert max(spreads.values()) < 0.5, f"a frame's outputs spread over {max(spreads.values()):.2f} s"
 
 
+def test_a_node_whose_outputs_overflow_the_shared_memory_segment_says_so(tmp_path):
+    """With Fast DDS's default 512 KB segment (a profile of the user's that sets none), two frames of a 192x96
+    model's outputs (1.4 MB) do not fit: the node warns and names the segment it needs."""
+    checkpoint = write_untrained_checkpoint(tmp_path / "large.pt", ModelConfig(
+        width=LARGE_W, height=LARGE_H, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=K))
+    profile = tmp_path / "own_profile.xml"
+    profile.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
+                       'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
+                       "<rtps/></participant></profiles>\n")
+    env = ros_environment() | {"FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}
+    with node_process(checkpoint, env, tmp_path / "node.log") as node:
+        wait_until(lambda: "configured:" in node.log(), 60, message="the node never configured")
+        wait_until(lambda: "shared-memory segment is 0.5 MB" in node.log(), 10, message=node.log())
+        assert f"middleware profile: {profile} (FASTRTPS_DEFAULT_PROFILES_FILE set)" in node.log()
+        assert "a segment of at least 2 MB" in node.log() and node.running
+
+
 def test_ros_benchmark_reports_rates_latency_and_the_delivery_of_every_output(tmp_path):
     """``mds ros-benchmark`` end to end at a tiny size: the node in its own process on a replay, the report."""
     frames = 10
