@@ -47,9 +47,8 @@ def use_package_profile(environ: MutableMapping[str, str] | None = None,
     from mds_ros.tools.launch_file import LaunchFileError, share_path
 
     environ = os.environ if environ is None else environ
-    rmw = environ.get("RMW_IMPLEMENTATION") or FAST_DDS[0]  # Jazzy's default middleware
-    if rmw not in FAST_DDS:
-        return MiddlewareProfile(None, f"RMW_IMPLEMENTATION={rmw}, not Fast DDS")
+    if not uses_fast_dds(environ):
+        return MiddlewareProfile(None, f"RMW_IMPLEMENTATION={environ['RMW_IMPLEMENTATION']}, not Fast DDS")
     for variable in PROFILE_VARIABLES:
         if environ.get(variable):
             return MiddlewareProfile(Path(environ[variable]), f"{variable} set")
@@ -65,7 +64,14 @@ def use_package_profile(environ: MutableMapping[str, str] | None = None,
         return MiddlewareProfile(None, f"the package's profile {profile} is missing")
     for variable in PROFILE_VARIABLES:
         environ[variable] = str(profile)
-    return MiddlewareProfile(profile, "the package's: 16 MB shared memory, 100 ms heartbeat")
+    return MiddlewareProfile(profile, f"the package's: {shared_memory_segment_bytes(environ) / 2**20:g} MB shared "
+                                      "memory, 100 ms heartbeat")
+
+
+def uses_fast_dds(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ROS runs on Fast DDS here (``RMW_IMPLEMENTATION``, unset: Jazzy's default, Fast DDS)."""
+    environ = os.environ if environ is None else environ
+    return (environ.get("RMW_IMPLEMENTATION") or FAST_DDS[0]) in FAST_DDS
 
 
 def shared_memory_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

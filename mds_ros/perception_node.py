@@ -45,7 +45,7 @@ from mds_ros.conversions import ImageConversionError
 from mds_ros.diagnostics import CauseLog, DiagnosticsReporter, NodeStatistics, clip_problem
 from mds_ros.frames import OdometryFrames
 from mds_ros.lifecycle import ManagedNode
-from mds_ros.middleware import shared_memory_segment_bytes
+from mds_ros.middleware import shared_memory_segment_bytes, uses_fast_dds
 from mds_ros.outputs import OutputFrame, OutputPublishers, output_bytes_per_frame
 from mds_ros.pairing import stamp_nanoseconds
 from mds_ros.parameters import PerceptionParameters, StartupError
@@ -194,7 +194,7 @@ class PerceptionNode(ManagedNode):
         reach subscribers on this machine only at the writer's next heartbeat (docs/ros.md, "Middleware")."""
         frame = output_bytes_per_frame(*predictor.size, predictor.num_components, predictor.uses_scene_flow)
         segment = shared_memory_segment_bytes()
-        if 2 * frame > segment:
+        if uses_fast_dds() and 2 * frame > segment:
             self.get_logger().warning(
                 f"a frame's outputs take up to {frame / 2**20:.1f} MB, Fast DDS's shared-memory segment is "
                 f"{segment / 2**20:.1f} MB: subscribers on this machine may get outputs late; give the node a "
