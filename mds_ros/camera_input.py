@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -29,6 +30,7 @@ from mds_ros.pairing import StampPairing, message_filters_pairing
 from mds_ros.parameters import CameraInputParameters
 
 FrameCallback = Callable[[Any, "CameraInfo | None"], None]
+LostCallback = Callable[[int], None]
 
 
 @dataclass
@@ -48,26 +50,30 @@ class CameraSubscription:
         self.subscriptions, self.filters = [], ()
 
 
-def subscribe_camera(node: Node, settings: CameraInputParameters, callback: FrameCallback) -> CameraSubscription:
+def subscribe_camera(node: Node, settings: CameraInputParameters, callback: FrameCallback,
+                     on_lost: LostCallback | None = None) -> CameraSubscription:
     """Subscribe ``node`` (sensor-data QoS) and call ``callback(image, info)`` for every paired frame
-    (``info`` is None with ``camera_info_source: parameters``)."""
+    (``info`` is None with ``camera_info_source: parameters``), and ``on_lost(count)`` when the middleware
+    reports images lost on the way (best-effort delivery: large images over UDP lose fragments)."""
     compressed = settings.input_transport == "compressed"
     image_type = CompressedImage if compressed else Image
     image_topic = settings.image_topic.rstrip("/") + ("/compressed" if compressed else "")
     camera = CameraSubscription(node, image_topic)
+    events = {} if on_lost is None else {"event_callbacks": SubscriptionEventCallbacks(
+        message_lost=lambda info: on_lost(int(info.total_count_change)))}
     if settings.camera_info_source == "parameters":
         camera.subscriptions.append(node.create_subscription(
-            image_type, image_topic, lambda message: callback(message, None), qos_profile_sensor_data))
+            image_type, image_topic, lambda message: callback(message, None), qos_profile_sensor_data, **events))
         return camera
     synchroniser = message_filters_pairing(node, image_type, image_topic, CameraInfo, settings.camera_info_topic,
                                            qos_profile_sensor_data, callback, settings.pairing_tolerance,
-                                           settings.pairing_queue_size)
+                                           settings.pairing_queue_size, image_options=events)
     if synchroniser is not None:
         camera.filters = synchroniser  # (synchroniser, image subscriber, info subscriber)
         return camera
     pairing = StampPairing(callback, settings.pairing_tolerance, settings.pairing_queue_size)
     camera.subscriptions += [
-        node.create_subscription(image_type, image_topic, pairing.add_image, qos_profile_sensor_data),
+        node.create_subscription(image_type, image_topic, pairing.add_image, qos_profile_sensor_data, **events),
         node.create_subscription(CameraInfo, settings.camera_info_topic, pairing.add_info, qos_profile_sensor_data)]
     return camera
 

@@ -5,6 +5,7 @@ Key names are stable (the benchmark and the tests read them): ``input_rate_hz``,
 passed the checks), ``frames_processed``, ``frames_dropped`` (valid frames replaced by a newer
 one while inference was busy), ``malformed_messages`` (refused as malformed, never counted as
 dropped), ``failed_frames``, ``resets``, ``checkpoints_swapped``, ``checkpoints_refused``,
+``camera_messages_lost`` (images the middleware reported lost before they reached the node),
 ``depth_scale`` (applied now; "not estimated yet" before the first ground plane),
 ``depth_scale_spread`` and ``frames_without_ground_plane`` (camera-height scale),
 ``latency_<stage>_median_ms`` / ``latency_<stage>_p99_ms``
@@ -62,6 +63,7 @@ class NodeStatistics:
     frames_processed: int = 0
     frames_dropped: int = 0
     malformed_messages: int = 0
+    camera_messages_lost: int = 0  # reported lost by the middleware on the way (best effort)
     failed_frames: int = 0
     resets: int = 0
     checkpoints_swapped: int = 0
@@ -94,10 +96,10 @@ INACTIVE_MESSAGES = {"unconfigured": "unconfigured: no model loaded (configure, 
 
 
 class DiagnosticsReporter:
-    """Turns :class:`NodeStatistics` into one status per period: WARN while frames are dropped
-    or malformed messages arrive; ERROR while every recent frame failed, when frames were
-    accepted for ``stall_periods`` periods without any output (stalled), or when the inference
-    worker has stopped."""
+    """Turns :class:`NodeStatistics` into one status per period: WARN while frames are dropped,
+    camera images are lost on the way or malformed messages arrive; ERROR while every recent frame
+    failed, when frames were accepted for ``stall_periods`` periods without any output (stalled),
+    or when the inference worker has stopped."""
 
     def __init__(self, statistics: NodeStatistics, hardware_id: str, static_values: dict[str, str],
                  stall_periods: int = 10):
@@ -105,7 +107,7 @@ class DiagnosticsReporter:
         self.hardware_id = hardware_id
         self.static_values = static_values
         self.stall_periods = stall_periods
-        self._last = (0, 0, 0, 0, 0)
+        self._last = (0, 0, 0, 0, 0, 0)
         self._periods_without_output = 0
         self.state = "active"  # the node's lifecycle state; only an active node takes frames
         self.subscribed_outputs = 0  # output topics with a subscriber (outputs nobody takes are not built)
@@ -113,7 +115,8 @@ class DiagnosticsReporter:
     def status(self) -> DiagnosticStatus:
         s = self.statistics
         with s.lock:
-            counts = (s.frames_dropped, s.malformed_messages, s.failed_frames, s.frames_processed, s.frames_accepted)
+            counts = (s.frames_dropped, s.malformed_messages, s.failed_frames, s.frames_processed, s.frames_accepted,
+                      s.camera_messages_lost)
             worker_failure = s.worker_failure
             values = {
                 "input_rate_hz": f"{s.input_rate.rate():.2f}",
@@ -123,6 +126,7 @@ class DiagnosticsReporter:
                 "frames_processed": str(s.frames_processed),
                 "frames_dropped": str(s.frames_dropped),
                 "malformed_messages": str(s.malformed_messages),
+                "camera_messages_lost": str(s.camera_messages_lost),
                 "failed_frames": str(s.failed_frames),
                 "resets": str(s.resets),
                 "checkpoints_swapped": str(s.checkpoints_swapped),
@@ -139,7 +143,7 @@ class DiagnosticsReporter:
         values.update(self.static_values)
         values["lifecycle_state"] = self.state
         values["subscribed_outputs"] = str(self.subscribed_outputs)
-        dropped, malformed, failed, processed, accepted = (now - before for now, before in zip(counts, self._last))
+        dropped, malformed, failed, processed, accepted, lost = (now - before for now, before in zip(counts, self._last))
         self._last = counts
         stalled = self._stalled(accepted, processed)
         level, message = DiagnosticStatus.OK, "ok"
@@ -147,6 +151,10 @@ class DiagnosticsReporter:
             message = "waiting for images"
         if dropped:
             level, message = DiagnosticStatus.WARN, f"dropped {dropped} frames: inference is slower than the camera"
+        if lost:
+            level, message = DiagnosticStatus.WARN, (f"{lost} camera images lost on the way: a publisher on this machine "
+                                                     "sending images over 512 KB needs a Fast DDS profile with a larger "
+                                                     "shared-memory segment (config/fastdds.xml, docs/ros.md)")
         if malformed:
             level, message = DiagnosticStatus.WARN, f"{malformed} malformed messages: {values['last_problem']}"
         if failed and not processed:

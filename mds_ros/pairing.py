@@ -64,13 +64,14 @@ class StampPairing:
 
 def message_filters_pairing(node: Any, image_type: type, image_topic: str, info_type: type, info_topic: str,
                             qos: Any, callback: Callable[[Any, Any], None], tolerance: float,
-                            queue_size: int) -> Any | None:
-    """Subscribe through ``message_filters`` when it is importable; None otherwise."""
+                            queue_size: int, image_options: dict | None = None) -> Any | None:
+    """Subscribe through ``message_filters`` when it is importable; None otherwise. ``image_options``: more
+    arguments of the image subscription (``event_callbacks``)."""
     try:
         import message_filters
     except ImportError:
         return None
-    image_sub = message_filters.Subscriber(node, image_type, image_topic, qos_profile=qos)
+    image_sub = message_filters.Subscriber(node, image_type, image_topic, qos_profile=qos, **(image_options or {}))
     info_sub = message_filters.Subscriber(node, info_type, info_topic, qos_profile=qos)
     if tolerance > 0:
         sync = message_filters.ApproximateTimeSynchronizer([image_sub, info_sub], queue_size, tolerance)

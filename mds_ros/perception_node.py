@@ -206,7 +206,7 @@ class PerceptionNode(ManagedNode):
         self._running = True
         self._worker = threading.Thread(target=self._work, name="mds_inference", daemon=True)
         self._worker.start()
-        self._camera = subscribe_camera(self, self.settings, self._on_frame)
+        self._camera = subscribe_camera(self, self.settings, self._on_frame, on_lost=self._on_camera_lost)
         self.get_logger().info(f"active: image {self._camera.topic} ({self.settings.input_transport}), intrinsics "
                                f"from {self.settings.camera_info_source}")
 
@@ -291,6 +291,10 @@ class PerceptionNode(ManagedNode):
         self.statistics.count(frames_accepted=1)
         if self._slot.put(PendingFrame(image, info, time.perf_counter())):
             self.statistics.count(frames_dropped=1)
+
+    def _on_camera_lost(self, count: int) -> None:
+        """The middleware lost ``count`` camera images before they arrived (counted; diagnostics warn)."""
+        self.statistics.count(camera_messages_lost=count)
 
     def _work(self) -> None:
         """The inference thread: serves frames until shutdown; nothing one frame does ends it."""

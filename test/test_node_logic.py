@@ -156,6 +156,9 @@ def test_diagnostics_levels_follow_the_counters():
     statistics.count(frames_received=2, frames_accepted=2, frames_processed=1, frames_dropped=1)
     status = reporter.status()
     assert status.level == DiagnosticStatus.WARN and "dropped 1 frames" in status.message
+    statistics.count(frames_received=1, frames_accepted=1, frames_processed=1, camera_messages_lost=7)
+    status = reporter.status()
+    assert status.level == DiagnosticStatus.WARN and "7 camera images lost on the way" in status.message
     statistics.last_problem = "unsupported encoding"
     statistics.count(malformed_messages=3)
     status = reporter.status()
@@ -168,6 +171,7 @@ def test_diagnostics_levels_follow_the_counters():
     assert reporter.status().level == DiagnosticStatus.OK
     values = {kv.key: kv.value for kv in reporter.status().values}
     assert values["frames_dropped"] == "1" and values["malformed_messages"] == "3" and values["model"] == "m.pt"
+    assert values["camera_messages_lost"] == "7"
 
 
 @pytest.mark.parametrize(("name", "value", "reason"), [

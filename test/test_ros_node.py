@@ -278,6 +278,50 @@ def test_a_node_whose_outputs_overflow_the_shared_memory_segment_says_so(tmp_pat
         assert "a segment of at least 2 MB" in node.log() and node.running
 
 
+CAMERA_PUBLISHER = """
+import sys, time
+import numpy as np, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("camera_driver")
+publisher = node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+deadline = time.monotonic() + 60
+while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+message = Image(height=720, width=1280, encoding="rgb8", step=3 * 1280)
+message.data = np.random.default_rng(0).integers(0, 255, 720 * 1280 * 3, dtype=np.uint8).tobytes()
+message.header.frame_id = "camera"
+for frame in range(int(sys.argv[1])):
+    message.header.stamp.sec, message.header.stamp.nanosec = 100 + frame // 30, (frame % 30) * 33_000_000
+    publisher.publish(message)
+    time.sleep(1 / 30)
+"""
+
+
+def test_camera_images_lost_on_the_way_are_counted_and_warned_about(checkpoint, tmp_path):
+    """A camera driver on this machine with Fast DDS's default 512 KB shared memory sends 1280x720 images
+    (2.7 MB) best effort over UDP, where most lose a fragment: the node counts what the middleware reports
+    lost and says what to do in /diagnostics."""
+    profile = tmp_path / "driver_profile.xml"  # a profile of the driver's own, without a segment: the defaults
+    profile.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
+                       'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
+                       "<rtps/></participant></profiles>\n")
+    env = ros_environment()
+    with node_process(checkpoint, env, tmp_path / "node.log", camera_info_source="parameters",
+                      intrinsics=[600.0, 600.0, 640.0, 360.0]) as node, Probe(env) as probe:
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=60)
+        with RosProcess([sys.executable, "-c", CAMERA_PUBLISHER, "90"], env=env | {
+                "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}, log_path=tmp_path / "driver.log") as driver:
+            assert driver.wait(60) == 0, driver.log()
+        values = wait_for_diagnostics(probe, "camera_messages_lost", lambda v: v is not None and int(v) > 0)
+        assert node.running, node.log()
+    warnings = [s.message for m in probe.messages("/diagnostics") for s in m.status if s.level == s.WARN]
+    assert any("camera images lost on the way" in w and "config/fastdds.xml" in w for w in warnings), warnings
+    assert int(values["frames_received"]) + int(values["camera_messages_lost"]) <= 90
+
+
 def test_ros_benchmark_reports_rates_latency_and_the_delivery_of_every_output(tmp_path):
     """``mds ros-benchmark`` end to end at a tiny size: the node in its own process on a replay, the report."""
     frames = 10
