@@ -53,6 +53,7 @@ class TrainingNode(ManagedNode):
         self.settings: OnlineTrainingParameters
         self.trainer: OnlineTrainer | None = None
         self.malformed = 0
+        self.camera_messages_lost = 0  # reported lost by the middleware on the way (best effort)
         self.failures = 0
         self.last_problem = ""
         self._causes = CauseLog()
@@ -94,7 +95,7 @@ class TrainingNode(ManagedNode):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train, name="mds_online_training", daemon=True)
         self._thread.start()
-        self._camera = subscribe_camera(self, s, self._on_frame)
+        self._camera = subscribe_camera(self, s, self._on_frame, on_lost=self._on_camera_lost)
         self.get_logger().info(f"training from {s.checkpoint} on {self.trainer.device}, camera {self._camera.topic}, "
                                f"writing {s.output_checkpoint} every {s.checkpoint_every} steps")
 
@@ -118,6 +119,9 @@ class TrainingNode(ManagedNode):
         if self._thread is not None:
             self._thread.join(timeout=30.0)
             self._thread = None
+
+    def _on_camera_lost(self, count: int) -> None:
+        self.camera_messages_lost += count  # the executor's thread, as the status timer
 
     def _on_frame(self, image: Any, info: Any) -> None:
         """Check and decode a frame into the training buffer; nothing a message holds ends the node."""
@@ -196,6 +200,7 @@ class TrainingNode(ManagedNode):
                                                  self.trainer.state.config.data.source_offsets))),
             "checkpoints_written": str(status.checkpoints_written),
             "malformed_messages": str(self.malformed),
+            "camera_messages_lost": str(self.camera_messages_lost),
             "failed_steps": str(self.failures),
             "last_problem": self.last_problem,
             "device": str(self.trainer.device),

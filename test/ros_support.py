@@ -384,3 +384,38 @@ class Probe:
         """Wait until ``count`` subscriptions of ``topic`` (other than the probe's) are in the graph."""
         wait_until(lambda: self.subscriber_count(topic) >= count, timeout,
                    message=f"{topic}: fewer than {count} subscriber(s) within {timeout:g} s")
+
+
+# ----------------------------------------------------------------------------- a camera driver
+_LARGE_IMAGE_DRIVER = """
+import sys, time
+import numpy as np, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("camera_driver")
+publisher = node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+deadline = time.monotonic() + 60
+while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+message = Image(height=720, width=1280, encoding="rgb8", step=3 * 1280)
+message.data = np.random.default_rng(0).integers(0, 255, 720 * 1280 * 3, dtype=np.uint8).tobytes()
+message.header.frame_id = "camera"
+for frame in range(int(sys.argv[1])):
+    message.header.stamp.sec, message.header.stamp.nanosec = 100 + frame // 30, (frame % 30) * 33_000_000
+    publisher.publish(message)
+    time.sleep(1 / 30)
+"""
+
+
+def large_image_driver(env: Mapping[str, str], directory: Path, frames: int) -> RosProcess:
+    """A camera driver process that sends ``frames`` 1280x720 rgb8 images (2.7 MB) best effort at 30 Hz on
+    ``/camera/image_raw`` once a subscriber matched, with Fast DDS's default 512 KB shared memory (a profile of
+    its own that sets no segment): most lose a UDP fragment on the way."""
+    profile = directory / "driver_profile.xml"
+    profile.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
+                       'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
+                       "<rtps/></participant></profiles>\n")
+    return RosProcess([sys.executable, "-c", _LARGE_IMAGE_DRIVER, str(frames)],
+                      env={**env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}, log_path=directory / "driver.log")
+

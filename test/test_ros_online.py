@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_support import Probe, RosProcess, ros_environment, wait_until
+from ros_support import Probe, RosProcess, large_image_driver, ros_environment, wait_until
 from sensor_msgs.msg import CameraInfo, Image
 
 from mds_core.checkpoint import write_untrained_checkpoint
@@ -197,3 +197,26 @@ def test_one_process_mode_runs_both_nodes(checkpoint, tmp_path):
         probe.wait_for_subscribers("/camera/image_raw", 2, timeout=30)
         assert process.running
         assert process.stop(sigint_timeout=60) == 0, process.log()
+
+
+def test_the_training_node_counts_camera_images_lost_on_the_way(checkpoint, tmp_path):
+    """As the perception node: images the middleware reports lost (a driver's 2.7 MB images over UDP)."""
+    trainer = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": "cpu", "online": "true",
+                                             "online_output": str(tmp_path / "online.pt")})[1]
+    trainer.parameters.update(camera_info_source="parameters", intrinsics=[600.0, 600.0, 640.0, 360.0],
+                              status_period=0.2, min_triplets=1000)  # counting only, no training
+    env = ros_environment()
+    with RosProcess(trainer.command(sys.executable), env=env, log_path=tmp_path / "trainer.log") as training, \
+            Probe(env) as probe:
+        probe.subscribe("/diagnostics", DiagnosticArray)
+        probe.wait_for_subscribers("/camera/image_raw", 1, timeout=90)
+        with large_image_driver(env, tmp_path, frames=90) as driver:
+            assert driver.wait(60) == 0, driver.log()
+
+        def lost() -> int:
+            for message in reversed(probe.messages("/diagnostics")):
+                if message.status and message.status[0].name.startswith("mds_trainer"):
+                    return int({kv.key: kv.value for kv in message.status[0].values}["camera_messages_lost"])
+            return 0
+        wait_until(lambda: lost() > 0, 20, message="the training node counted no lost camera image")
+        assert training.running, training.log()

@@ -128,8 +128,14 @@ class NodeSession:
                 raise RuntimeError(f"mds_replay failed; see {self.log_dir / 'mds_replay.log'}")
         wait_until(poll(quiet), 120, "the node's last outputs", interval=0.25)
         wall = last[1] - started
-        wait_until(lambda: self.recorder.count("/diagnostics") > 0, 10, "diagnostics")
+        wait_until(self._diagnostics_caught_up, 10, "diagnostics counting every frame the node published")
         return wall
+
+    def _diagnostics_caught_up(self) -> bool:
+        """The node's latest ``/diagnostics`` counts every frame whose depth was recorded (it is sent once a
+        period, so the one before the last frame would under-report)."""
+        processed = self.recorder.latest_status(NODE.lstrip("/")).get("frames_processed")
+        return processed is not None and int(processed) >= self.recorder.count(f"{NODE}/depth/image")
 
     def __exit__(self, *exc) -> None:
         self.perception.stop()
