@@ -408,14 +408,19 @@ for frame in range(int(sys.argv[1])):
 """
 
 
+def profile_without_segment(path: Path) -> Path:
+    """A Fast DDS profile file of a user's own that sets no shared-memory segment (Fast DDS's 512 KB apply)."""
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
+                    'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
+                    "<rtps/></participant></profiles>\n")
+    return path
+
+
 def large_image_driver(env: Mapping[str, str], directory: Path, frames: int) -> RosProcess:
     """A camera driver process that sends ``frames`` 1280x720 rgb8 images (2.7 MB) best effort at 30 Hz on
     ``/camera/image_raw`` once a subscriber matched, with Fast DDS's default 512 KB shared memory (a profile of
     its own that sets no segment): most lose a UDP fragment on the way."""
-    profile = directory / "driver_profile.xml"
-    profile.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
-                       'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
-                       "<rtps/></participant></profiles>\n")
+    profile = profile_without_segment(directory / "driver_profile.xml")
     return RosProcess([sys.executable, "-c", _LARGE_IMAGE_DRIVER, str(frames)],
                       env={**env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}, log_path=directory / "driver.log")
 

@@ -24,7 +24,7 @@ from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from ros_support import Probe, RosProcess, large_image_driver, ros_environment, wait_until
+from ros_support import Probe, RosProcess, large_image_driver, profile_without_segment, ros_environment, wait_until
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -266,10 +266,7 @@ def test_a_node_whose_outputs_overflow_the_shared_memory_segment_says_so(tmp_pat
     model's outputs (1.4 MB) do not fit: the node warns and names the segment it needs."""
     checkpoint = write_untrained_checkpoint(tmp_path / "large.pt", ModelConfig(
         width=LARGE_W, height=LARGE_H, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=K))
-    profile = tmp_path / "own_profile.xml"
-    profile.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<profiles '
-                       'xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"><participant profile_name="own">'
-                       "<rtps/></participant></profiles>\n")
+    profile = profile_without_segment(tmp_path / "own_profile.xml")
     env = ros_environment() | {"FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}
     with node_process(checkpoint, env, tmp_path / "node.log") as node:
         wait_until(lambda: "configured:" in node.log(), 60, message="the node never configured")
