@@ -35,7 +35,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
@@ -49,6 +48,7 @@ from mds_core.data.rosbag.decode import (
 )
 from mds_core.data.rosbag.decode import compressed_to_rgb as decode_compressed
 from mds_core.method.geometry.camera import inverse_camera_matrix
+from mds_core.method.geometry.quaternion import Quaternion, canonical, is_rotation, shepperd
 
 __all__ = [
     "ImageConversionError",
@@ -103,23 +103,32 @@ def uint8_array(data: np.ndarray | bytes | bytearray | memoryview) -> array.arra
 _ZERO_BYTE = array.array("B", [0])
 
 
-def message_buffer(shape: tuple[int, ...], dtype: np.dtype | str) -> tuple[array.array, np.ndarray]:
-    """A ``uint8[]`` field value of ``shape`` x ``dtype`` and a writable ndarray view of it.
+def data_buffer(msg, nbytes: int) -> array.array:
+    """``msg.data`` when it is an ``array.array`` of ``nbytes`` bytes, else a new zeroed one set as ``msg.data``.
 
-    Computing an output straight into the view saves the copy into the message (``uint8_array``):
-    about 1.5 MB a frame of images and points at 320x96. Drop the view before publishing.
+    A publisher that keeps its message from frame to frame (rclpy serialises it during ``publish``)
+    then writes each frame's pixels into the same buffer: no allocation, no zeroing, no copy into
+    the message (about 1.5 MB a frame of images and points at 320x96).
     """
-    dtype = np.dtype(dtype)
-    data = _ZERO_BYTE * (math.prod(shape) * dtype.itemsize)
-    return data, np.frombuffer(data, dtype=dtype).reshape(shape)
+    data = msg.data
+    if not isinstance(data, array.array) or len(data) != nbytes:
+        msg.data = _ZERO_BYTE * nbytes
+        data = msg.data  # the field's setter may store a copy: write into what the message holds
+    return data
+
+
+def set_header(target: Header, header: Header) -> Header:
+    """Copy the stamp and ``frame_id`` of ``header`` into ``target`` (a message's own header) and return it."""
+    if header is None:
+        raise ValueError("a header is required (the input image's header: stamp and frame_id)")
+    target.stamp.sec, target.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+    target.frame_id = str(header.frame_id)
+    return target
 
 
 def copy_header(header: Header) -> Header:
     """A new ``std_msgs/Header`` with the same stamp and ``frame_id``."""
-    if header is None:
-        raise ValueError("a header is required (the input image's header: stamp and frame_id)")
-    stamp = Time(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec))
-    return Header(stamp=stamp, frame_id=str(header.frame_id))
+    return set_header(Header(), header)
 
 
 @functools.cache
@@ -206,16 +215,21 @@ def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> None:
         np.copyto(out, merged)
 
 
-def _image_msg(data: array.array, shape: tuple[int, ...], itemsize: int, encoding: str, header: Header) -> Image:
-    """An Image of row-major pixels ``data`` (``shape`` = height, width[, channels])."""
-    msg = Image()
-    msg.header = copy_header(header)
+def image_msg(shape: tuple[int, ...], dtype: np.dtype | str, encoding: str, header: Header,
+              out: Image | None = None) -> tuple[Image, np.ndarray]:
+    """An Image of row-major pixels (``shape`` = height, width[, channels]) of ``dtype`` with a copy of
+    ``header``, and a writable view of its pixels to compute them into (drop it before publishing).
+    With ``out`` (a publisher's message kept from frame to frame) that message is filled in, and its
+    data buffer reused when the size has not changed (:func:`data_buffer`)."""
+    dtype = np.dtype(dtype)
+    msg = Image() if out is None else out
+    data = data_buffer(msg, math.prod(shape) * dtype.itemsize)
+    set_header(msg.header, header)
     msg.height, msg.width = int(shape[0]), int(shape[1])
     msg.encoding = encoding
     msg.is_bigendian = 0
-    msg.step = int(math.prod(shape[1:]) * itemsize)
-    msg.data = data
-    return msg
+    msg.step = int(math.prod(shape[1:]) * dtype.itemsize)
+    return msg, np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _require(array_: np.ndarray, ndim: int, what: str) -> None:
@@ -223,26 +237,31 @@ def _require(array_: np.ndarray, ndim: int, what: str) -> None:
         raise ValueError(f"{what}: expected a non-empty {ndim}-d array, got shape {array_.shape}")
 
 
-def rgb8_msg(rgb: np.ndarray, header: Header) -> Image:
-    """An ``rgb8`` Image of an ``(H, W, 3)`` uint8 array, with a copy of ``header``."""
+def rgb8_msg(rgb: np.ndarray, header: Header, out: Image | None = None) -> Image:
+    """An ``rgb8`` Image of an ``(H, W, 3)`` uint8 array, with a copy of ``header`` (into ``out``: :func:`image_msg`)."""
     rgb = np.asarray(rgb)
     _require(rgb, 3, "rgb8 image")
     if rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb8 image must be (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
-    return _image_msg(uint8_array(rgb), rgb.shape, 1, "rgb8", header)
+    msg, pixels = image_msg(rgb.shape, np.uint8, "rgb8", header, out)
+    np.copyto(pixels, rgb)
+    return msg
 
 
-def mono8_msg(mono: np.ndarray, header: Header) -> Image:
-    """A ``mono8`` Image of an ``(H, W)`` uint8 array, with a copy of ``header``."""
+def mono8_msg(mono: np.ndarray, header: Header, out: Image | None = None) -> Image:
+    """A ``mono8`` Image of an ``(H, W)`` uint8 array, with a copy of ``header`` (into ``out``: :func:`image_msg`)."""
     mono = np.asarray(mono)
     _require(mono, 2, "mono8 image")
     if mono.dtype != np.uint8:
         raise ValueError(f"mono8 image must be uint8, got {mono.dtype}")
-    return _image_msg(uint8_array(mono), mono.shape, 1, "mono8", header)
+    msg, pixels = image_msg(mono.shape, np.uint8, "mono8", header, out)
+    np.copyto(pixels, mono)
+    return msg
 
 
-def float_image_msg(values: np.ndarray, header: Header) -> Image:
-    """A ``32FC1`` Image of ``(H, W)`` values or a ``32FC<C>`` Image of ``(C, H, W)`` values.
+def float_image_msg(values: np.ndarray, header: Header, out: Image | None = None) -> Image:
+    """A ``32FC1`` Image of ``(H, W)`` values or a ``32FC<C>`` Image of ``(C, H, W)`` values (into ``out``:
+    :func:`image_msg`).
 
     Channels are interleaved (pixel-major) as ROS / OpenCV expect; data are little endian
     float32. Real-valued inputs of other dtypes are converted to float32.
@@ -254,13 +273,13 @@ def float_image_msg(values: np.ndarray, header: Header) -> Image:
         raise ValueError(f"float image must be (H, W) or (C, H, W), got shape {values.shape}")
     _require(values, values.ndim, f"32FC{1 if values.ndim == 2 else '<C>'} image")
     if values.ndim == 2:
-        data, pixels = message_buffer(values.shape, "<f4")
+        msg, pixels = image_msg(values.shape, "<f4", "32FC1", header, out)
         np.copyto(pixels, values, casting="unsafe")
-        return _image_msg(data, values.shape, 4, "32FC1", header)
+        return msg
     channels, height, width = values.shape
-    data, pixels = message_buffer((height, width, channels), "<f4")
+    msg, pixels = image_msg((height, width, channels), "<f4", f"32FC{channels}", header, out)
     _merge_into(list(values), pixels)
-    return _image_msg(data, (height, width, channels), 4, f"32FC{channels}", header)
+    return msg
 
 
 # ----------------------------------------------------------------------------- camera info
@@ -348,7 +367,7 @@ def scaled_camera_info(
         raise ValueError(f"output size must be positive, got {size_wh}")
     K = _check_intrinsics(np.asarray(intrinsics, dtype=np.float64), "output intrinsics")
     out = CameraInfo()
-    out.header = copy_header(header)
+    set_header(out.header, header)
     out.width, out.height = width, height
     if info is not None:
         out.distortion_model = str(info.distortion_model)
@@ -390,8 +409,10 @@ def pack_rgb(colours: np.ndarray) -> np.ndarray:
     return packed.view("<f4")[..., 0]
 
 
-def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarray, header: Header) -> PointCloud2:
-    """An organised ``PointCloud2`` (``height=H``, ``width=W``) with fields x, y, z, rgb (float32).
+def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarray, header: Header,
+                    out: PointCloud2 | None = None) -> PointCloud2:
+    """An organised ``PointCloud2`` (``height=H``, ``width=W``) with fields x, y, z, rgb (float32); written
+    into ``out`` when given (a publisher's message kept from frame to frame, its buffer reused).
 
     Pixel ``(u, v)`` (centres at integer coordinates) with depth ``z`` along the optical axis
     becomes ``z * K^-1 [u, v, 1]`` in the camera's optical frame; where depth is not finite or
@@ -415,18 +436,17 @@ def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarr
     v = np.arange(height, dtype=np.float32)[:, None]
     x = (Kinv[0, 0] * u + Kinv[0, 1] * v + Kinv[0, 2]) * z
     y = (Kinv[1, 1] * v + Kinv[1, 2]) * z
-    data, points = message_buffer((height, width, len(_CLOUD_FIELDS)), "<f4")
-    _merge_into([x, y, z, pack_rgb(colours)], points)
-
-    msg = PointCloud2()
-    msg.header = copy_header(header)
+    msg = PointCloud2() if out is None else out
+    data = data_buffer(msg, height * width * 4 * len(_CLOUD_FIELDS))
+    _merge_into([x, y, z, pack_rgb(colours)], np.frombuffer(data, "<f4").reshape(height, width, len(_CLOUD_FIELDS)))
+    set_header(msg.header, header)
     msg.height, msg.width = int(height), int(width)
-    msg.fields = _cloud_fields()
+    if len(msg.fields) != len(_CLOUD_FIELDS):
+        msg.fields = _cloud_fields()
     msg.is_bigendian = False
     msg.point_step = 4 * len(_CLOUD_FIELDS)
     msg.row_step = msg.point_step * int(width)
     msg.is_dense = False
-    msg.data = data
     return msg
 
 
@@ -449,42 +469,18 @@ def _quaternion_matrix(m: np.ndarray) -> np.ndarray:
 _QUATERNION_BASIS = _quaternion_matrix(np.eye(9).reshape(9, 3, 3)).reshape(3, 3, 4, 4)
 
 
-#: How far from orthonormal (entries of ``R R^T - I``) a matrix may be and still be converted directly.
-ORTHONORMAL_TOLERANCE = 1e-6
-
-
-def _rotation_quaternion(m: list[list[float]]) -> tuple[float, float, float, float] | None:
-    """Shepperd's method in plain floats for one rotation matrix (about 5 us against an eigensolve's
-    10-90 us right after the networks, when NumPy's and LAPACK's code is out of the caches); None
-    when ``m`` is not a proper rotation within :data:`ORTHONORMAL_TOLERANCE`."""
-    (a, b, c), (d, e, f), (g, h, i) = m
-    gram = (a * a + b * b + c * c - 1.0, d * d + e * e + f * f - 1.0, g * g + h * h + i * i - 1.0,
-            a * d + b * e + c * f, a * g + b * h + c * i, d * g + e * h + f * i)
-    determinant = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-    if not (max(abs(v) for v in gram) <= ORTHONORMAL_TOLERANCE and determinant > 0):
-        return None
-    trace = a + e + i
-    if trace >= max(a, e, i):  # |w| largest: 4 w^2 = 1 + trace
-        s = 2.0 * math.sqrt(1.0 + trace)
-        q = ((h - f) / s, (c - g) / s, (d - b) / s, s / 4.0)
-    elif a >= e and a >= i:
-        s = 2.0 * math.sqrt(1.0 + a - e - i)
-        q = (s / 4.0, (b + d) / s, (c + g) / s, (h - f) / s)
-    elif e >= i:
-        s = 2.0 * math.sqrt(1.0 + e - a - i)
-        q = ((b + d) / s, s / 4.0, (f + h) / s, (c - g) / s)
-    else:
-        s = 2.0 * math.sqrt(1.0 + i - a - e)
-        q = ((c + g) / s, (f + h) / s, s / 4.0, (d - b) / s)
-    norm = math.sqrt(sum(v * v for v in q))
-    return tuple(v / norm for v in q)
-
-
-def _canonical_sign(q: np.ndarray) -> np.ndarray:
-    """q and -q are the same rotation: w >= 0; half turns (w = 0 up to rounding) show their largest part positive."""
-    largest = q[np.arange(len(q)), np.abs(q).argmax(axis=1)]
-    q[(q[:, 3] < -1e-12) | ((np.abs(q[:, 3]) <= 1e-12) & (largest < 0))] *= -1.0
-    return q
+def _quaternions(m: np.ndarray) -> list[Quaternion]:
+    """Canonical quaternions of ``(n, 3, 3)`` float64 matrices: rotations (within
+    :data:`~mds_core.method.geometry.quaternion.ORTHONORMAL_TOLERANCE`) by Shepperd's method in plain
+    floats, others as the top eigenvector of Bar-Itzhack's 4x4 matrix (:func:`_quaternion_matrix`), one
+    batched symmetric eigensolve."""
+    quaternions: list[Quaternion | None] = [shepperd(x) if is_rotation(x) else None for x in m.tolist()]
+    others = [k for k, q in enumerate(quaternions) if q is None]
+    if others:
+        _, vectors = np.linalg.eigh(np.einsum("nij,ijab->nab", m[others], _QUATERNION_BASIS))
+        for k, vector in zip(others, vectors[:, :, -1].tolist()):  # eigenvalues ascending: the largest one's
+            quaternions[k] = canonical(vector)
+    return quaternions
 
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
@@ -492,22 +488,15 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     their largest component positive).
 
     The quaternion of the rotation nearest to each matrix (so slightly non-orthonormal network
-    outputs work): rotations (within :data:`ORTHONORMAL_TOLERANCE`) by Shepperd's method, others as the
-    top eigenvector of Bar-Itzhack's 4x4 matrix (:func:`_quaternion_matrix`), one batched symmetric
-    eigensolve; stable for every rotation.
+    outputs work; stable for every rotation): see :func:`_quaternions`.
     """
     m = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
-    direct = [_rotation_quaternion(matrix) for matrix in m.tolist()] if len(m) <= 64 else [None] * len(m)
-    q = np.array([v if v is not None else (0.0, 0.0, 0.0, 0.0) for v in direct], dtype=np.float64).reshape(-1, 4)
-    others = [k for k, v in enumerate(direct) if v is None]
-    if others:
-        _, vectors = np.linalg.eigh(np.einsum("nij,ijab->nab", m[others], _QUATERNION_BASIS))
-        q[others] = vectors[:, :, -1]  # eigenvalues ascending: the largest one's eigenvector
-    return _canonical_sign(q)
+    return np.array(_quaternions(m), dtype=np.float64).reshape(-1, 4)
 
 
-def pose_msgs(transforms: np.ndarray | Sequence[np.ndarray]) -> list[Pose]:
-    """``Pose`` messages of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms.
+def pose_msgs(transforms: np.ndarray | Sequence[np.ndarray], out: list[Pose] | None = None) -> list[Pose]:
+    """``Pose`` messages of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms; written into ``out``'s poses
+    when it has K of them (a publisher's message kept from frame to frame).
 
     Raises:
         ValueError: not shaped like transforms, or non-finite values.
@@ -515,22 +504,21 @@ def pose_msgs(transforms: np.ndarray | Sequence[np.ndarray]) -> list[Pose]:
     T = np.asarray(transforms, dtype=np.float64)
     if T.ndim != 3 or T.shape[1:] not in ((4, 4), (3, 4)):
         raise ValueError(f"transforms must be (K, 4, 4) or (K, 3, 4), got shape {T.shape}")
-    if not np.all(np.isfinite(T[:, :3, :])):
+    rows = T[:, :3, :].tolist()
+    if not all(math.isfinite(v) for transform in rows for row in transform for v in row):
         raise ValueError("transforms contain non-finite values")
-    if len(T) == 0:
-        return []
-    poses = []
-    for t, q in zip(T[:, :3, 3].tolist(), rotation_to_quaternion(T[:, :3, :3]).tolist()):
-        pose = Pose()
-        pose.position.x, pose.position.y, pose.position.z = t
+    poses = out if out is not None and len(out) == len(rows) else [Pose() for _ in rows]
+    for pose, transform, q in zip(poses, rows, _quaternions(T[:, :3, :3])):
+        pose.position.x, pose.position.y, pose.position.z = (row[3] for row in transform)
         pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
-        poses.append(pose)
     return poses
 
 
-def pose_array_msg(transforms: np.ndarray | Sequence[np.ndarray], header: Header) -> PoseArray:
-    """A ``PoseArray`` of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms, with a copy of ``header``."""
-    msg = PoseArray()
-    msg.poses = pose_msgs(transforms)
-    msg.header = copy_header(header)
+def pose_array_msg(transforms: np.ndarray | Sequence[np.ndarray], header: Header,
+                   out: PoseArray | None = None) -> PoseArray:
+    """A ``PoseArray`` of ``(K, 4, 4)`` (or ``(K, 3, 4)``) rigid transforms, with a copy of ``header``
+    (written into ``out`` when given)."""
+    msg = PoseArray() if out is None else out
+    msg.poses = pose_msgs(transforms, out=msg.poses)
+    set_header(msg.header, header)
     return msg

@@ -46,7 +46,6 @@ it), stamped with the frame they describe.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,14 +68,15 @@ from mds_core.inference.predictor import Prediction
 from mds_core.inference.streaming import StreamOutput
 from mds_core.visualization import colourise_masks, colourise_moving_probability, component_colours, overlay
 from mds_ros.conversions import (
-    copy_header,
     float_image_msg,
+    image_msg,
     mono8_msg,
     point_cloud_msg,
     pose_array_msg,
     pose_msgs,
     rgb8_msg,
     scaled_camera_info,
+    set_header,
 )
 from mds_ros.frames import OdometryFrames, transform_msg
 from mds_ros.parameters import PerceptionParameters
@@ -114,11 +114,13 @@ def output_bytes_per_frame(width: int, height: int, mask_channels: int, scene_fl
     return width * height * (28 + 4 * mask_channels + (12 if scene_flow else 0))
 
 
-def depth_in_output_units(depth: np.ndarray, scale: float) -> np.ndarray:
-    """Network depth -> published depth: times ``scale``, NaN where not positive finite (all NaN
-    while the scale is not known)."""
-    out = depth.astype(np.float32) * np.float32(scale)
-    out[~(np.isfinite(out) & (out > 0))] = np.nan
+def depth_in_output_units(depth: np.ndarray, scale: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Network depth -> published depth (float32, into ``out`` when given): times ``scale``, NaN where not
+    positive finite (all NaN while the scale is not known)."""
+    out = np.multiply(depth, np.float32(scale), out=out, dtype=np.float32, casting="unsafe")
+    valid = out > 0  # false for NaN
+    valid &= out < np.inf
+    np.copyto(out, np.float32(np.nan), where=~valid)
     return out
 
 
@@ -136,14 +138,14 @@ def motion_colours(prediction: Prediction) -> np.ndarray:
     return colourise_masks(prediction.masks)
 
 
-def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str) -> Odometry:
+def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str, out: Odometry | None = None
+                 ) -> Odometry:
     """``nav_msgs/Odometry``: the pose of ``child_frame`` (the camera's or the base frame) in ``odom_frame``
-    and its velocity in ``child_frame``."""
-    message = Odometry()
-    message.header.stamp = header.stamp
-    message.header.frame_id = odom_frame
+    and its velocity in ``child_frame`` (written into ``out`` when given)."""
+    message = Odometry() if out is None else out
+    set_header(message.header, header).frame_id = odom_frame
     message.child_frame_id = child_frame
-    message.pose.pose = pose_msgs(step.pose[None])[0]
+    pose_msgs(step.pose[None], out=[message.pose.pose])
     (message.twist.twist.linear.x, message.twist.twist.linear.y, message.twist.twist.linear.z) = \
         (float(v) for v in step.linear)
     (message.twist.twist.angular.x, message.twist.twist.angular.y, message.twist.twist.angular.z) = \
@@ -152,16 +154,27 @@ def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str) 
 
 
 class PathHistory:
-    """The recent odometry poses as ready ``PoseStamped`` messages (each built once), and when ``~/path``
-    is due: a long path costs milliseconds to build and send, so it goes out at most every
-    ``path_publish_period`` seconds while ``~/odometry`` comes every frame."""
+    """The recent odometry poses, and when ``~/path`` is due: a long path costs milliseconds to build and
+    send, so it goes out at most every ``path_publish_period`` seconds while ``~/odometry`` comes every
+    frame. Each pose becomes a ``PoseStamped`` once, when it is first sent: all of those since the last
+    path together, rather than one a frame right after the networks, when Python's caches are cold."""
 
     def __init__(self, length: int):
-        self.poses: deque[PoseStamped] = deque(maxlen=length)
+        self._poses: deque[list] = deque(maxlen=length)  # [stamp, frame_id, (4, 4) pose, PoseStamped or None]
         self._sent: float | None = None  # time.monotonic() of the last ~/path
 
     def add(self, stamp, world_from_camera: np.ndarray, odom_frame: str) -> None:
-        self.poses.append(pose_stamped_msg(world_from_camera, Header(stamp=stamp, frame_id=odom_frame)))
+        self._poses.append([stamp, odom_frame, world_from_camera, None])
+
+    @property
+    def poses(self) -> list[PoseStamped]:
+        """The poses as messages, oldest first."""
+        pending = [entry for entry in self._poses if entry[3] is None]
+        if pending:
+            for entry, pose in zip(pending, pose_msgs(np.stack([entry[2] for entry in pending]))):
+                entry[3] = PoseStamped(header=Header(stamp=entry[0], frame_id=entry[1]), pose=pose)
+                entry[2] = None
+        return [entry[3] for entry in self._poses]
 
     def due(self, period: float, now: float) -> bool:
         """Whether a ``~/path`` should go out now (and if so, it counts as sent)."""
@@ -191,45 +204,50 @@ MARKER_NAMESPACE = "mds_components"
 MOVING_COLOUR = (230, 40, 40)  # the scene flow's moving colour (colourise_moving_probability)
 
 
-def component_markers(objects: list[MovingObject], header, units: str, num_components: int) -> MarkerArray:
+def component_markers(objects: list[MovingObject], header, units: str, num_components: int,
+                      kept: list[Marker] | None = None) -> MarkerArray:
     """``MarkerArray`` of the moving objects in the image's frame: a DELETEALL first (objects that are gone
     disappear), then per object an arrow from its centroid to where its own velocity takes it in one second
-    and a text with its speed. Sizes follow the object's distance, so they read in any depth units."""
-    clear = Marker()
-    clear.header = header
+    and a text with its speed. Sizes follow the object's distance, so they read in any depth units.
+
+    ``kept``: the markers of earlier frames, filled in again (a Marker is slow to build); markers this
+    frame needs beyond them are added to it. Marker ``2n + 1`` is always an arrow, ``2n + 2`` a text."""
+    kept = [] if kept is None else kept
+    kept.extend(Marker() for _ in range(len(kept), 1 + 2 * len(objects)))
+    clear = kept[0]
+    set_header(clear.header, header)
     clear.ns, clear.action = MARKER_NAMESPACE, Marker.DELETEALL
-    markers = [clear]
     colours = component_colours(num_components)
-    for obj in objects:
+    for n, obj in enumerate(objects):
         colour = colours[obj.component] if num_components > 1 else MOVING_COLOUR
         size = max(float(obj.centroid[2]), 1e-3) * 0.02
-        arrow, text = Marker(), Marker()
+        arrow, text = kept[1 + 2 * n], kept[2 + 2 * n]
         for marker in (arrow, text):
-            marker.header = header
+            set_header(marker.header, header)
             marker.ns, marker.action = MARKER_NAMESPACE, Marker.ADD
             marker.color.r, marker.color.g, marker.color.b = (float(c) / 255.0 for c in colour)
             marker.color.a = 1.0
             marker.pose.orientation.w = 1.0
         arrow.id, arrow.type = 2 * obj.id, Marker.ARROW
-        start, end = Point(), Point()
+        if len(arrow.points) != 2:
+            arrow.points = [Point(), Point()]
+        start, end = arrow.points
         start.x, start.y, start.z = (float(v) for v in obj.centroid)
         end.x, end.y, end.z = (float(v) for v in obj.centroid + obj.velocity)
-        arrow.points = [start, end]
         arrow.scale.x, arrow.scale.y, arrow.scale.z = size, 2.0 * size, 3.0 * size  # shaft, head width, head
         text.id, text.type = 2 * obj.id + 1, Marker.TEXT_VIEW_FACING
         text.pose.position.x, text.pose.position.y, text.pose.position.z = \
             start.x, start.y - 4.0 * size, start.z  # above the centroid (optical y points down)
         text.scale.z = 3.0 * size
         text.text = f"{obj.speed:.1f} {units}"
-        markers += [arrow, text]
-    return MarkerArray(markers=markers)
+    return MarkerArray(markers=kept[:1 + 2 * len(objects)])
 
 
-def pose_stamped_msg(transform: np.ndarray, header) -> PoseStamped:
-    """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header``."""
-    message = PoseStamped()
-    message.header = header
-    message.pose = pose_msgs(transform[None])[0]
+def pose_stamped_msg(transform: np.ndarray, header, out: PoseStamped | None = None) -> PoseStamped:
+    """A ``PoseStamped`` of one ``(4, 4)`` rigid transform, with a copy of ``header`` (into ``out`` when given)."""
+    message = PoseStamped() if out is None else out
+    set_header(message.header, header)
+    pose_msgs(transform[None], out=[message.pose])
     return message
 
 
@@ -262,6 +280,17 @@ class OutputPublishers:
         self._node = node
         self.path_history = PathHistory(path_length)
         self._depth_info: tuple[tuple, CameraInfo] | None = None  # (what it was built from, the message)
+        # one message per output, filled in again every frame: rclpy serialises a message while publishing
+        # it, so the next frame can write into the same one (and its pixel buffer) instead of building anew
+        self._kept: dict[str, Any] = {}
+        self._kept_markers: list[Marker] = []
+
+    def _message(self, output: str, kind: type) -> Any:
+        """The kept message of ``output`` (created on first use)."""
+        message = self._kept.get(output)
+        if message is None:
+            message = self._kept[output] = kind()
+        return message
 
     def subscribed(self) -> int:
         """How many output topics have at least one subscriber matched (this node's side of discovery)."""
@@ -293,10 +322,12 @@ class OutputPublishers:
         want_points = self._wanted(settings.publish_point_cloud, self.points)
         want_depth = self._wanted(settings.publish_depth, self.depth, self.depth_info)
         scale, metric = frame.depth_scale, bool(np.isfinite(frame.depth_scale))
-        depth = depth_in_output_units(prediction.depth, scale) if want_depth or want_points else None
-        if want_depth:
+        depth = None
+        if want_depth:  # computed straight into the message
+            message, depth = image_msg(prediction.depth.shape, "<f4", "32FC1", header, self._message("depth", Image))
+            depth_in_output_units(prediction.depth, scale, out=depth)
             size = (depth.shape[1], depth.shape[0])
-            batch.add(self.depth.publish, float_image_msg(depth, header))
+            batch.add(self.depth.publish, message)
             batch.add(self.depth_info.publish, self._depth_camera_info(frame.camera_info, prediction.intrinsics,
                                                                        header, size))
         # motions need the depth's units: none are published while the camera-height scale is not known
@@ -304,12 +335,13 @@ class OutputPublishers:
             transforms_in_output_units(prediction.transforms, scale)
         if metric and prediction.ego_motion is not None and self._wanted(settings.publish_ego_motion, self.ego_motion):
             ego = transforms_in_output_units(prediction.ego_motion[None], scale)[0]
-            batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header))
+            batch.add(self.ego_motion.publish, pose_stamped_msg(ego, header, self._message("ego_motion", PoseStamped)))
         if transforms is not None and self._wanted(settings.publish_motions, self.motions):
-            batch.add(self.motions.publish, pose_array_msg(transforms, header))
+            batch.add(self.motions.publish, pose_array_msg(transforms, header, self._message("motions", PoseArray)))
         child_frame = self._frames.child(header.frame_id)
         if frame.odometry is not None and self._wanted(settings.publish_odometry, self.odometry):
-            batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame, child_frame))
+            batch.add(self.odometry.publish, odometry_msg(frame.odometry, header, settings.odom_frame, child_frame,
+                                                          self._message("odometry", Odometry)))
         if frame.odometry is not None:
             self.path_history.add(header.stamp, frame.odometry.pose, settings.odom_frame)
             if self._wanted(settings.publish_odometry, self.path) and \
@@ -323,41 +355,45 @@ class OutputPublishers:
                                      settings.moving_threshold) if metric else []
             units = "units/s" if settings.depth_scale_mode == "none" else "m/s"
             kinds = 1 if prediction.independent_flow is not None or prediction.masks is None else len(prediction.masks)
-            batch.add(self.components.publish, component_markers(objects, header, units, kinds))
+            batch.add(self.components.publish, component_markers(objects, header, units, kinds, self._kept_markers))
         if prediction.masks is None:
             return batch  # no linked neighbours (first frame after a reset): depth (and ego-motion) only
         if self._wanted(settings.publish_labels, self.labels):
-            batch.add(self.labels.publish, mono8_msg(prediction.labels, header))
+            batch.add(self.labels.publish, mono8_msg(prediction.labels, header, self._message("labels", Image)))
         if self._wanted(settings.publish_masks, self.masks):
-            batch.add(self.masks.publish, float_image_msg(prediction.masks, header))
+            batch.add(self.masks.publish, float_image_msg(prediction.masks, header, self._message("masks", Image)))
         if self._wanted(settings.publish_moving_probability, self.moving_probability):
-            batch.add(self.moving_probability.publish, float_image_msg(prediction.moving_probability, header))
+            batch.add(self.moving_probability.publish, float_image_msg(prediction.moving_probability, header,
+                                                                       self._message("moving_probability", Image)))
         if metric and prediction.independent_flow is not None and self._wanted(settings.publish_independent_flow,
                                                                                self.independent_flow):
             flow = prediction.independent_flow * np.float32(scale)
-            batch.add(self.independent_flow.publish, float_image_msg(flow, header))
+            batch.add(self.independent_flow.publish, float_image_msg(flow, header,
+                                                                     self._message("independent_flow", Image)))
         want_overlay = self._wanted(settings.publish_overlay, self.overlay)
+        if want_points and depth is None:
+            depth = depth_in_output_units(prediction.depth, scale)
         if want_overlay or want_points:
             height, width = prediction.depth.shape
             small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
             coloured = overlay(small, motion_colours(prediction), settings.overlay_alpha)
             if want_overlay:
-                batch.add(self.overlay.publish, rgb8_msg(coloured, header))
+                batch.add(self.overlay.publish, rgb8_msg(coloured, header, self._message("overlay", Image)))
             if want_points:
-                batch.add(self.points.publish, point_cloud_msg(depth, prediction.intrinsics, coloured, header))
+                batch.add(self.points.publish, point_cloud_msg(depth, prediction.intrinsics, coloured, header,
+                                                               self._message("points", PointCloud2)))
         if transforms is not None and settings.publish_tf and self._tf_broadcaster() is not None:
             batch.add(self._tf.sendTransform, self._tf_messages(transforms, header))
         return batch
 
     def _depth_camera_info(self, info: CameraInfo | None, intrinsics: np.ndarray, header, size: tuple[int, int]
                            ) -> CameraInfo:
-        """:func:`scaled_camera_info`, built once per camera and size; later frames get a copy with their header."""
+        """:func:`scaled_camera_info`, built once per camera and size; later frames get it with their header."""
         key = (None if info is None else (info.distortion_model, tuple(info.d)), np.asarray(intrinsics).tobytes(), size)
         if self._depth_info is None or self._depth_info[0] != key:
             self._depth_info = (key, scaled_camera_info(info, intrinsics, header, size))
-            return self._depth_info[1]
-        message = copy.copy(self._depth_info[1])  # shares the arrays, which nothing changes
-        message.header = copy_header(header)
+        message = self._depth_info[1]
+        set_header(message.header, header)
         return message
 
     def _add_odometry_tf(self, batch: OutputBatch, step: OdometryStep, header, odom_frame: str,

@@ -386,7 +386,7 @@ class PerceptionNode(ManagedNode):
         if prediction.ego_motion is None or not np.isfinite(scale) or previous is None or stamp <= previous:
             self._odometry_chain.reset()
             return None
-        motion = np.array(prediction.ego_motion, dtype=np.float64)
+        motion = prediction.ego_motion.astype(np.float64)  # a copy
         motion[:3, 3] *= scale
         motion = self._frames.motion(motion)  # the base frame's motion when one is set
         step = self._odometry_chain.add(motion, stamp - previous)

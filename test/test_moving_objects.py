@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mds_core.evaluation.odometry import OdometryChain
-from mds_core.inference.moving_objects import moving_objects
+from mds_core.inference.moving_objects import MovingObject, moving_objects, moving_regions
 from mds_core.inference.predictor import Prediction
 
 H, W = 40, 60
@@ -139,6 +139,43 @@ def test_markers_clear_then_show_an_arrow_and_a_speed_per_object():
     np.testing.assert_allclose([end.x - start.x, end.y - start.y, end.z - start.z], objects[0].velocity)
     assert text.text == f"{objects[0].speed:.1f} m/s" and arrow.scale.x > 0 and text.scale.z > 0
     assert [m.action for m in component_markers([], header, "m/s", 3).markers] == [Marker.DELETEALL]
+
+
+def test_markers_written_into_kept_ones_are_those_built_anew():
+    """The node fills the markers of earlier frames in again: two objects, then one, then two."""
+    pytest.importorskip("visualization_msgs")
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from mds_ros.outputs import component_markers
+
+    prediction, _ = components_prediction()
+    car = moving_objects(prediction, 0.1)[0]
+    other = MovingObject(2, car.centroid + 1.0, -car.velocity, 30, 2, car.mask)
+    kept = []
+    for second, objects in enumerate([[car, other], [other], [car, other]]):
+        header = Header(frame_id=f"camera_{second}")
+        header.stamp.sec = second
+        message = component_markers(objects, header, "m/s", 3, kept)
+        assert len(kept) == 5 and all(a is b for a, b in zip(message.markers, kept))
+        assert serialize_message(message) == serialize_message(component_markers(objects, header, "m/s", 3))
+
+
+def test_moving_regions_are_the_connected_regions_large_enough():
+    """Both ways of counting region sizes (a few regions one by one, many by a histogram) agree."""
+    for squares in (3, 14):
+        probability = np.zeros((40, 120), np.float32)
+        expected = []
+        for k in range(squares):
+            side = 5 if k % 2 == 0 else 4  # 25 pixels count, 16 do not
+            row, col = 2 + 10 * (k // 14 % 4), 2 + 8 * (k % 14)
+            probability[row:row + side, col:col + side] = 0.9
+            if side == 5:
+                expected.append((row, col))
+        regions = moving_regions(probability, 0.5, min_pixels=20)
+        assert len(regions) == len(expected), squares
+        for region, (row, col) in zip(regions, expected):
+            assert region.sum() == 25 and region[row:row + 5, col:col + 5].all()
 
 
 def test_the_odometry_in_a_base_frame_follows_the_mounting():

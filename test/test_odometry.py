@@ -126,3 +126,19 @@ def test_a_known_motion_gives_the_expected_pose_and_twist():
     assert [p.pose.position.z for p in history.message(header, "odom").poses] == [2.0, 3.0, 4.0]
     assert [history.due(0.5, t) for t in (10.0, 10.2, 10.5, 10.6)] == [True, False, True, False]
     assert all(history.due(0.0, t) for t in (11.0, 11.0, 11.1))
+
+
+def test_a_long_chain_of_float32_motions_stays_a_rigid_pose():
+    """A network's float32 rotation is orthonormal to about 1e-7; thousands of them chained must still give
+    a rotation (the pose messages and TF need one) on the right heading."""
+    from mds_core.evaluation.odometry import OdometryChain
+
+    chain = OdometryChain()
+    turn = np.eye(4)
+    turn[:3, :3] = _rotation_about_z(0.01).T
+    noisy = (turn * (1.0 + 3e-7)).astype(np.float32)  # scaled by 1 + 3e-7: not quite a rotation
+    for _ in range(3000):
+        step = chain.add(noisy, 0.1)
+    rotation = step.pose[:3, :3]
+    assert np.abs(rotation @ rotation.T - np.eye(3)).max() < 1e-12
+    np.testing.assert_allclose(rotation, _rotation_about_z(30.0), atol=1e-5)  # 3000 turns of 0.01 rad
