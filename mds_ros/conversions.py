@@ -409,6 +409,19 @@ def pack_rgb(colours: np.ndarray) -> np.ndarray:
     return packed.view("<f4")[..., 0]
 
 
+@functools.lru_cache(maxsize=8)
+def _rays(camera_matrix_bytes: bytes, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x ``(H, W)`` and y ``(H, 1)`` of ``K^-1 [u, v, 1]`` at every pixel (float32, read-only): a pixel's
+    point is its depth times these. Cached per camera matrix (float64 bytes) and size: the same every frame."""
+    inverse = inverse_camera_matrix(np.frombuffer(camera_matrix_bytes, np.float64).reshape(3, 3)).astype(np.float32)
+    u = np.arange(width, dtype=np.float32)[None, :]
+    v = np.arange(height, dtype=np.float32)[:, None]
+    rays = (inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2], inverse[1, 1] * v + inverse[1, 2])
+    for array_ in rays:
+        array_.flags.writeable = False
+    return rays
+
+
 def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarray, header: Header,
                     out: PointCloud2 | None = None) -> PointCloud2:
     """An organised ``PointCloud2`` (``height=H``, ``width=W``) with fields x, y, z, rgb (float32); written
@@ -431,11 +444,8 @@ def point_cloud_msg(depth: np.ndarray, intrinsics: np.ndarray, colours: np.ndarr
     valid &= z < np.inf
     if not valid.all():
         z[~valid] = np.nan  # and so x and y too
-    Kinv = inverse_camera_matrix(K).astype(np.float32)
-    u = np.arange(width, dtype=np.float32)[None, :]
-    v = np.arange(height, dtype=np.float32)[:, None]
-    x = (Kinv[0, 0] * u + Kinv[0, 1] * v + Kinv[0, 2]) * z
-    y = (Kinv[1, 1] * v + Kinv[1, 2]) * z
+    rays_x, rays_y = _rays(K.tobytes(), height, width)
+    x, y = rays_x * z, rays_y * z
     msg = PointCloud2() if out is None else out
     data = data_buffer(msg, height * width * 4 * len(_CLOUD_FIELDS))
     _merge_into([x, y, z, pack_rgb(colours)], np.frombuffer(data, "<f4").reshape(height, width, len(_CLOUD_FIELDS)))

@@ -375,7 +375,9 @@ class OutputPublishers:
             depth = depth_in_output_units(prediction.depth, scale)
         if want_overlay or want_points:
             height, width = prediction.depth.shape
-            small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
+            small = frame.result.image  # what the networks saw
+            if small is None or small.shape[:2] != (height, width):
+                small = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
             coloured = overlay(small, motion_colours(prediction), settings.overlay_alpha)
             if want_overlay:
                 batch.add(self.overlay.publish, rgb8_msg(coloured, header, self._message("overlay", Image)))

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -82,6 +83,9 @@ def test_a_scene_flow_stream_answers_each_frame_with_the_one_before_it(scene_flo
     # the same triple through the predictor directly gives the same motion mask
     direct = scene_flow_predictor.predict(frames[1], K, frames[0], following=frames[2])
     np.testing.assert_allclose(middle.prediction.moving_probability, direct.moving_probability, atol=1e-6)
+    # each output carries the frame it describes as the networks saw it (the overlay is drawn on it)
+    for index, output in enumerate(outputs[1:]):
+        np.testing.assert_array_equal(output.image, cv2.resize(frames[index], (64, 64), interpolation=cv2.INTER_AREA))
 
 
 def message(stamp: float, name: str) -> SimpleNamespace:

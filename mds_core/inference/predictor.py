@@ -41,6 +41,7 @@ class PreparedFrame:
 
     tensor: Tensor  # (1, 3, h, w) float in [0, 1]
     original_size: tuple[int, int]  # (width, height) of the frame as given
+    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: the frame at the model resolution
 
 
 @dataclass
@@ -212,7 +213,7 @@ class Predictor:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         tensor = tensor.permute(2, 0, 1)[None].float().div_(255.0)
-        return PreparedFrame(tensor, (width, height))
+        return PreparedFrame(tensor, (width, height), image)
 
     @torch.inference_mode()
     def predict(

@@ -61,6 +61,7 @@ class StreamOutput:
         network_seconds: both networks, including the copy of the results to the host.
         tag: the ``tag`` given with the frame this prediction describes (the pushed frame for the
             components model, the frame pushed before it for the scene flow).
+        image: ``(h, w, 3)`` uint8 RGB, that frame at the model resolution (what the networks saw).
     """
 
     prediction: Prediction
@@ -69,6 +70,7 @@ class StreamOutput:
     prepare_seconds: float
     network_seconds: float
     tag: Any = None
+    image: np.ndarray | None = None
 
 
 @dataclass
@@ -153,7 +155,8 @@ class FrameStream:
             self._previous, self._reset_requested = pushed, False
         if prediction is None:
             return None
-        return StreamOutput(prediction, reset, gap, prepared - started, finished - prepared, described.tag)
+        return StreamOutput(prediction, reset, gap, prepared - started, finished - prepared, described.tag,
+                            described.prepared.image)
 
 
 class RateMeter:
