@@ -46,6 +46,7 @@ it), stamped with the frame they describe.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -321,7 +322,7 @@ class OutputPublishers:
         prediction, header = frame.result.prediction, frame.header
         want_points = self._wanted(settings.publish_point_cloud, self.points)
         want_depth = self._wanted(settings.publish_depth, self.depth, self.depth_info)
-        scale, metric = frame.depth_scale, bool(np.isfinite(frame.depth_scale))
+        scale, metric = frame.depth_scale, math.isfinite(frame.depth_scale)
         depth = None
         if want_depth:  # computed straight into the message
             message, depth = image_msg(prediction.depth.shape, "<f4", "32FC1", header, self._message("depth", Image))

@@ -383,7 +383,7 @@ class PerceptionNode(ManagedNode):
         known units, starts a new segment at the same pose."""
         stamp = (int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)) * 1e-9
         previous, self._odometry_stamp = self._odometry_stamp, stamp
-        if prediction.ego_motion is None or not np.isfinite(scale) or previous is None or stamp <= previous:
+        if prediction.ego_motion is None or not math.isfinite(scale) or previous is None or stamp <= previous:
             self._odometry_chain.reset()
             return None
         motion = prediction.ego_motion.astype(np.float64)  # a copy

@@ -87,7 +87,7 @@ def _regions(moving: np.ndarray, min_pixels: int) -> list[_Region]:
     regions = []
     for index in candidates:
         mask = labels == index
-        area = np.count_nonzero(mask) if areas is None else int(areas[index])
+        area = int(np.count_nonzero(mask) if areas is None else areas[index])
         if area < min_pixels:
             continue
         x, y, width, height = cv2.boundingRect(mask.view(np.uint8))
@@ -104,7 +104,7 @@ def moving_objects(prediction: Prediction, seconds: float, scale: float = 1.0, m
     """The moving objects of ``prediction`` (empty without masks); ``seconds`` is the frame gap the
     motions span, ``scale`` converts depth units to the wanted units."""
     if prediction.moving_probability is None or prediction.transforms is None or not seconds > 0 \
-            or not (np.isfinite(scale) and scale > 0):
+            or not (math.isfinite(scale) and scale > 0):
         return []
     depth = prediction.depth
     moving = np.asarray(prediction.moving_probability) >= threshold
