@@ -21,7 +21,10 @@ after the checks that do not depend on the encoding; otherwise they are rejected
 Data assignment: rclpy stores ``uint8[]`` fields as ``array.array('B')``. Assigning an
 ``array.array`` filled with ``frombytes(ndarray)`` is a single memcpy (about 0.1 ms for a
 640x480 RGB image); assigning ``bytes`` is about twice as slow, a ``memoryview`` or an
-``ndarray`` goes through a per-element path (about 50 ms).
+``ndarray`` goes through a per-element path (about 50 ms). The output builders write pixels
+straight into the message's buffer (:func:`image_msg`, :func:`data_buffer`), and with ``out=``
+into a message kept from an earlier frame: rclpy serialises a message while publishing it, so
+a node can fill the same message (and buffer) in again for the next frame.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ __all__ = [
     "mono8_msg",
     "float_image_msg",
     "camera_matrix",
-    "copy_header",
+    "set_header",
+    "image_msg",
+    "data_buffer",
     "check_camera_info",
     "check_image_size",
     "cv_bridge_available",
@@ -124,11 +129,6 @@ def set_header(target: Header, header: Header) -> Header:
     target.stamp.sec, target.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     target.frame_id = str(header.frame_id)
     return target
-
-
-def copy_header(header: Header) -> Header:
-    """A new ``std_msgs/Header`` with the same stamp and ``frame_id``."""
-    return set_header(Header(), header)
 
 
 @functools.cache
@@ -218,7 +218,7 @@ def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> None:
 def image_msg(shape: tuple[int, ...], dtype: np.dtype | str, encoding: str, header: Header,
               out: Image | None = None) -> tuple[Image, np.ndarray]:
     """An Image of row-major pixels (``shape`` = height, width[, channels]) of ``dtype`` with a copy of
-    ``header``, and a writable view of its pixels to compute them into (drop it before publishing).
+    ``header``, and a writable view of its pixels to compute them into.
     With ``out`` (a publisher's message kept from frame to frame) that message is filled in, and its
     data buffer reused when the size has not changed (:func:`data_buffer`)."""
     dtype = np.dtype(dtype)

@@ -160,22 +160,28 @@ class PathHistory:
     frame. Each pose becomes a ``PoseStamped`` once, when it is first sent: all of those since the last
     path together, rather than one a frame right after the networks, when Python's caches are cold."""
 
+    @dataclass
+    class _Entry:
+        stamp: object  # builtin_interfaces/Time of the frame
+        frame_id: str  # the odometry frame
+        pose: np.ndarray  # (4, 4) world_from_camera
+        message: PoseStamped | None = None  # built when first sent
+
     def __init__(self, length: int):
-        self._poses: deque[list] = deque(maxlen=length)  # [stamp, frame_id, (4, 4) pose, PoseStamped or None]
+        self._entries: deque[PathHistory._Entry] = deque(maxlen=length)
         self._sent: float | None = None  # time.monotonic() of the last ~/path
 
     def add(self, stamp, world_from_camera: np.ndarray, odom_frame: str) -> None:
-        self._poses.append([stamp, odom_frame, world_from_camera, None])
+        self._entries.append(self._Entry(stamp, odom_frame, world_from_camera))
 
     @property
     def poses(self) -> list[PoseStamped]:
         """The poses as messages, oldest first."""
-        pending = [entry for entry in self._poses if entry[3] is None]
+        pending = [entry for entry in self._entries if entry.message is None]
         if pending:
-            for entry, pose in zip(pending, pose_msgs(np.stack([entry[2] for entry in pending]))):
-                entry[3] = PoseStamped(header=Header(stamp=entry[0], frame_id=entry[1]), pose=pose)
-                entry[2] = None
-        return [entry[3] for entry in self._poses]
+            for entry, pose in zip(pending, pose_msgs(np.stack([entry.pose for entry in pending]))):
+                entry.message = PoseStamped(header=Header(stamp=entry.stamp, frame_id=entry.frame_id), pose=pose)
+        return [entry.message for entry in self._entries]
 
     def due(self, period: float, now: float) -> bool:
         """Whether a ``~/path`` should go out now (and if so, it counts as sent)."""

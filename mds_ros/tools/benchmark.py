@@ -53,6 +53,16 @@ class NodeBenchmarkResult:
         return own / max(own + self.latency_ms["network"], 1e-9)
 
 
+def _unsettled(values: dict[str, str]) -> str:
+    """``; N failed/unsettled`` for accepted frames the node neither processed nor dropped, else ``""``."""
+    count = {key: int(values.get(key, 0)) for key in ("frames_accepted", "frames_processed", "frames_dropped",
+                                                       "failed_frames")}
+    failed = count["failed_frames"]
+    unsettled = count["frames_accepted"] - count["frames_processed"] - count["frames_dropped"] - failed
+    return (f"; failed {failed}" if failed else "") + (f"; {unsettled} accepted but not yet processed when the "
+                                                       "report was taken" if unsettled > 0 else "")
+
+
 def resident_mib(pid: int) -> float | None:
     """VmRSS of a process in MiB (Linux), None when it is gone."""
     try:
@@ -118,7 +128,7 @@ def run_node_benchmark(spec: NodeBenchmark) -> NodeBenchmarkResult:
         f"at {spec.fps:g} Hz)",
         "",
         f"frames replayed {spec.frames}; received {values.get('frames_received')}; processed {processed}; "
-        f"dropped {values.get('frames_dropped')} (newest kept); depth messages recorded {outputs}",
+        f"dropped {values.get('frames_dropped')} (newest kept){_unsettled(values)}; depth messages recorded {outputs}",
         f"rate in {spec.frames / max(synth.duration, 1e-9):.2f} frames/s (camera); "
         f"rate out {rate_out:.2f} frames/s (between the first and the last output; {processed} frames in "
         f"{wall:.1f} s from the replay's start)",
@@ -169,7 +179,7 @@ def compare_backends(spec: NodeBenchmark, backends: list[str], sizes: list[tuple
         lines.append(f"| {width}x{height} | " + " | ".join(f"{r.rate_out:.2f}" for r in row) + " | "
                      + " | ".join(f"{r.rate_out / max(row[0].rate_out, 1e-9):.2f}x" for r in row[1:]) + " | "
                      + " | ".join(f"{r.latency_ms['network']:.0f}" for r in row) + " | "
-                     + " | ".join(f"{100 * r.own_work_share:.0f}%" for r in row) + " |")
+                     + " | ".join(f"{100 * r.own_work_share:.1f}%" for r in row) + " |")
     note = ("own work: the node's conversion and publishing as a share of conversion + networks + publishing "
             "(medians per frame)")
     return "\n\n".join([*reports, "# backends compared", "\n".join(lines), note])

@@ -129,6 +129,11 @@ class NodeSession:
         wait_until(poll(quiet), 120, "the node's last outputs", interval=0.25)
         wall = last[1] - started
         wait_until(self._diagnostics_caught_up, 10, "diagnostics counting every frame the node published")
+        # and every frame it accepted as processed, dropped or failed (one may still be in its networks);
+        # a frame that never settles shows in the report as received but neither
+        deadline = time.monotonic() + 5.0
+        while not self._every_frame_settled() and time.monotonic() < deadline:
+            time.sleep(0.1)
         return wall
 
     def _diagnostics_caught_up(self) -> bool:
@@ -136,6 +141,12 @@ class NodeSession:
         period, so the one before the last frame would under-report)."""
         processed = self.recorder.latest_status(NODE.lstrip("/")).get("frames_processed")
         return processed is not None and int(processed) >= self.recorder.count(f"{NODE}/depth/image")
+
+    def _every_frame_settled(self) -> bool:
+        status = self.recorder.latest_status(NODE.lstrip("/"))
+        counts = {key: int(status.get(key, 0)) for key in ("frames_accepted", "frames_processed", "frames_dropped",
+                                                           "failed_frames", "malformed_messages")}
+        return counts.pop("frames_accepted") <= sum(counts.values())
 
     def __exit__(self, *exc) -> None:
         self.perception.stop()
