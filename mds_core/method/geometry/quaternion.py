@@ -32,8 +32,8 @@ def is_rotation(m: Matrix3, tolerance: float = ORTHONORMAL_TOLERANCE) -> bool:
 
 def shepperd(m: Matrix3) -> Quaternion:
     """The canonical unit quaternion of rotation ``m`` by Shepperd's method (from the largest of
-    ``|w|, |x|, |y|, |z|``: stable for every rotation). For a matrix that is nearly a rotation
-    (within :data:`ORTHONORMAL_TOLERANCE`), that of a rotation as near; check with :func:`is_rotation`."""
+    ``|w|, |x|, |y|, |z|``: stable for every rotation). A matrix slightly off a rotation (a network's
+    float32 output) gets that of a rotation about as near; :func:`is_rotation` says whether it is one."""
     (a, b, c), (d, e, f), (g, h, i) = m
     trace = a + e + i
     if trace >= max(a, e, i):  # |w| largest: 4 w^2 = 1 + trace
