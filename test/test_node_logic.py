@@ -243,3 +243,17 @@ def test_the_shared_memory_segment_a_profile_gives_and_the_outputs_it_must_hold(
     assert output_bytes_per_frame(1024, 320, 5, scene_flow=False) == 1024 * 320 * 48
     assert output_bytes_per_frame(320, 96, 2, scene_flow=True) == 320 * 96 * (4 + 4 + 8 + 16 + 3 + 1 + 12)
 
+
+
+def test_a_report_waits_for_frames_still_in_the_node():
+    """``ros-benchmark`` reports once every accepted frame is processed, dropped or failed, and names those
+    that are not (a frame may still be in the networks when the last output of the others arrived)."""
+    from mds_ros.tools.benchmark import _unsettled
+    from mds_ros.tools.session import unsettled_frames
+
+    status = {"frames_received": "10", "frames_accepted": "10", "frames_processed": "8", "frames_dropped": "1"}
+    assert unsettled_frames(status) == 1
+    assert _unsettled(status) == "; 1 accepted but not yet processed when the report was taken"
+    settled = {**status, "failed_frames": "1"}
+    assert unsettled_frames(settled) == 0 and _unsettled(settled) == "; failed 1"
+    assert unsettled_frames({**status, "frames_processed": "9"}) == 0 and _unsettled({}) == ""

@@ -212,9 +212,13 @@ class OdometryChain:
     instead of jumping."""
 
     def __init__(self):
-        self.pose = np.eye(4)  # world_from_camera
-        self._rows = self.pose[:3].tolist()  # its top three rows in plain floats
+        self._rows = np.eye(4)[:3].tolist()  # the top three rows of world_from_camera, in plain floats
         self.segment = 0
+
+    @property
+    def pose(self) -> np.ndarray:
+        """The camera's pose now: ``(4, 4)`` world_from_camera (a new array)."""
+        return np.array([*self._rows, [0.0, 0.0, 0.0, 1.0]])
 
     def reset(self) -> None:
         self.segment += 1
@@ -235,7 +239,6 @@ class OdometryChain:
         step = [[*row, -(row[0] * tx + row[1] * ty + row[2] * tz)] for row in rows]
         self._rows = [[p[0] * step[0][col] + p[1] * step[1][col] + p[2] * step[2][col] + (p[3] if col == 3 else 0.0)
                        for col in range(4)] for p in self._rows]  # pose @ step
-        self.pose = np.array([*self._rows, [0.0, 0.0, 0.0, 1.0]])  # a new array: the steps handed out keep theirs
         dt = max(float(seconds), 1e-9)
         # the displacement seen from this camera, R (-R^T t) = -t; a rotation's vector is the same in both frames
         wx, wy, wz = quaternion.rotation_vector(inverse)

@@ -54,13 +54,12 @@ class NodeBenchmarkResult:
 
 
 def _unsettled(values: dict[str, str]) -> str:
-    """``; N failed/unsettled`` for accepted frames the node neither processed nor dropped, else ``""``."""
-    count = {key: int(values.get(key, 0)) for key in ("frames_accepted", "frames_processed", "frames_dropped",
-                                                       "failed_frames")}
-    failed = count["failed_frames"]
-    unsettled = count["frames_accepted"] - count["frames_processed"] - count["frames_dropped"] - failed
+    """``; failed N`` and ``; N accepted but not yet processed ...`` where there are such frames, else ``""``."""
+    from mds_ros.tools.session import unsettled_frames
+
+    failed, unsettled = int(values.get("failed_frames", 0)), unsettled_frames(values)
     return (f"; failed {failed}" if failed else "") + (f"; {unsettled} accepted but not yet processed when the "
-                                                       "report was taken" if unsettled > 0 else "")
+                                                       "report was taken" if unsettled else "")
 
 
 def resident_mib(pid: int) -> float | None:

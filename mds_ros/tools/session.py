@@ -143,10 +143,7 @@ class NodeSession:
         return processed is not None and int(processed) >= self.recorder.count(f"{NODE}/depth/image")
 
     def _every_frame_settled(self) -> bool:
-        status = self.recorder.latest_status(NODE.lstrip("/"))
-        counts = {key: int(status.get(key, 0)) for key in ("frames_accepted", "frames_processed", "frames_dropped",
-                                                           "failed_frames", "malformed_messages")}
-        return counts.pop("frames_accepted") <= sum(counts.values())
+        return unsettled_frames(self.recorder.latest_status(NODE.lstrip("/"))) == 0
 
     def __exit__(self, *exc) -> None:
         self.perception.stop()
@@ -154,6 +151,15 @@ class NodeSession:
         self._spin.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def unsettled_frames(status: dict[str, str]) -> int:
+    """Frames the node accepted but had not processed, dropped or failed when it sent ``status`` (its
+    ``/diagnostics`` values); malformed messages count as settled (the counter mixes those refused on
+    arrival with those found malformed later)."""
+    count = {key: int(status.get(key, 0)) for key in ("frames_accepted", "frames_processed", "frames_dropped",
+                                                       "failed_frames", "malformed_messages")}
+    return max(0, count.pop("frames_accepted") - sum(count.values()))
 
 
 def output_delivery(recorder: TopicRecorder) -> str:
