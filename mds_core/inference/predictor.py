@@ -41,7 +41,7 @@ class PreparedFrame:
 
     tensor: Tensor  # (1, 3, h, w) float in [0, 1]
     original_size: tuple[int, int]  # (width, height) of the frame as given
-    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: the frame at the model resolution
+    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB at the model resolution (the frame itself if it was)
 
 
 @dataclass
