@@ -424,3 +424,24 @@ def large_image_driver(env: Mapping[str, str], directory: Path, frames: int) -> 
     return RosProcess([sys.executable, "-c", _LARGE_IMAGE_DRIVER, str(frames)],
                       env={**env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}, log_path=directory / "driver.log")
 
+
+
+def message_differences(first: Any, second: Any, path: str = "") -> list[str]:
+    """The fields in which two ROS messages differ, as ``path: a != b`` lines (empty when equal).
+
+    Compare messages by their fields, not by their serialised bytes: CDR pads after strings, and the
+    padding bytes are whatever the serialiser's buffer held (they differ between runs and machines)."""
+    if not hasattr(first, "get_fields_and_field_types"):
+        if hasattr(first, "__len__") and not isinstance(first, str):  # sequences, arrays, byte buffers
+            first, second = list(first), list(second)
+            if first == second:
+                return []
+            if len(first) != len(second):
+                return [f"{path}: {len(first)} != {len(second)} elements"]
+            return [line for i, (a, b) in enumerate(zip(first, second))
+                    for line in message_differences(a, b, f"{path}[{i}]")]
+        return [] if first == second else [f"{path}: {first!r} != {second!r}"]
+    if type(first) is not type(second):
+        return [f"{path}: {type(first).__name__} != {type(second).__name__}"]
+    return [line for field in first.get_fields_and_field_types()
+            for line in message_differences(getattr(first, field), getattr(second, field), f"{path}.{field}")]

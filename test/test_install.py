@@ -169,7 +169,7 @@ def test_colcon_build_runs_the_installed_node_on_a_replayed_bag(plain_python, mo
     assert f"starting mds_perception: {lib / 'mds_node'} " in (tmp_path / "launch.log").read_text()
 
 
-@pytest.mark.parametrize("case", ["serves", "required node fails"])
+@pytest.mark.parametrize("case", ["serves", "required node fails", "replayer fails"])
 def test_ros2_launch_runs_the_installed_python_launch_file(plain_python, model_and_bag, tmp_path, case):
     """ros2 launch's own machinery (LaunchService) on the colcon install: needs a ROS install."""
     found = subprocess.run([str(plain_python), "-c", "import launch, launch_ros, launch_xml"], capture_output=True)
@@ -181,6 +181,8 @@ def test_ros2_launch_runs_the_installed_python_launch_file(plain_python, model_a
     checkpoint, bag = model_and_bag
     if case == "required node fails":
         checkpoint = tmp_path / "missing.pt"
+    if case == "replayer fails":
+        bag = tmp_path / "wrong" / "path"
     command = [str(plain_python), "-c", (
         "import sys\n"
         "from launch import LaunchService\n"
@@ -196,7 +198,12 @@ def test_ros2_launch_runs_the_installed_python_launch_file(plain_python, model_a
         f"bag:={bag}", f"checkpoint:={checkpoint}", "device:=cpu", "loop:=0", "rate:=0.5", "rviz:=true"]
     if case == "serves":
         serves_depth(command, env, tmp_path / "launch.log", cwd=tmp_path)
+        if shutil.which("rviz2") is None:
+            assert "[WARNING] [launch]: rviz:=true but rviz2 is not installed" in (tmp_path / "launch.log").read_text()
         return
     with RosProcess(command, env=env, log_path=tmp_path / "launch.log", cwd=tmp_path) as launch:
         assert launch.wait(120) != 0, launch.log()
-    assert "mds_node exited with status 2" in launch.log()
+    failed = "mds_node" if case == "required node fails" else "mds_replay"
+    assert f"{failed} exited with status 2" in launch.log()
+    if case == "required node fails":
+        assert launch.log().count("does not exist") == 1, launch.log()  # the reason once

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from rclpy.serialization import deserialize_message, serialize_message
+from ros_support import claim_domain_id, message_differences
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointField
 from std_msgs.msg import Header
 
@@ -513,7 +514,6 @@ def test_depth_camera_info_is_built_once_per_camera_and_again_when_it_changes():
     """The node sends the depth camera info of earlier frames again (with the new header) until the
     intrinsics, the size or the input's distortion change."""
     import rclpy
-    from ros_support import claim_domain_id
 
     from mds_ros.frames import OdometryFrames
     from mds_ros.outputs import OutputPublishers
@@ -531,7 +531,7 @@ def test_depth_camera_info_is_built_once_per_camera_and_again_when_it_changes():
         assert first.header.stamp.sec == 0
         again = outputs._depth_camera_info(None, K, stamped[1], (320, 96))
         assert again is first and again.header.stamp.sec == 1  # the same message, with this frame's header
-        assert serialize_message(again) == serialize_message(scaled_camera_info(None, K, stamped[1], (320, 96)))
+        assert not message_differences(again, scaled_camera_info(None, K, stamped[1], (320, 96)))
         moved = K.copy()
         moved[0, 2] = 150.0
         assert list(outputs._depth_camera_info(None, moved, stamped[2], (320, 96)).k)[2] == 150.0
@@ -544,7 +544,7 @@ def test_depth_camera_info_is_built_once_per_camera_and_again_when_it_changes():
 
 def test_builders_writing_into_a_kept_message_give_what_a_new_one_would():
     """The node keeps one message per output and writes every frame into it (and into its pixel buffer):
-    the bytes sent must be those of a message built anew, also when the size changes in between."""
+    the message sent must be the one built anew, also when the size changes in between."""
     rng = np.random.default_rng(5)
     first, second = header(1, 2, "cam_a"), header(3, 4, "cam_b")
     depth = rng.uniform(1.0, 50.0, (4, 6)).astype(np.float32)
@@ -561,7 +561,7 @@ def test_builders_writing_into_a_kept_message_give_what_a_new_one_would():
         kept = build(*before, first)
         reused = build(*after, second, out=kept)
         assert reused is kept, build.__name__
-        assert serialize_message(reused) == serialize_message(build(*after, second)), build.__name__
+        assert not message_differences(reused, build(*after, second)), build.__name__
         assert reused.header.frame_id == "cam_b" and reused.header.stamp.sec == 3
 
 

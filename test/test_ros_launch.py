@@ -113,7 +113,20 @@ def test_a_failing_required_node_ends_the_launch_with_its_status(tmp_path):
                     env=ros_environment(), log_path=tmp_path / "runner.log") as runner:
         assert runner.wait(120) == 2, runner.log()
     assert "mds_perception exited with status 2" in runner.log()
-    assert "cannot load checkpoint" in (tmp_path / "logs" / "mds_perception.log").read_text()
+    node_log = (tmp_path / "logs" / "mds_perception.log").read_text()
+    assert "cannot load checkpoint" in node_log
+    assert node_log.count("missing.pt") == 1, node_log  # the reason once, not as an error, a fatal and a print
+
+
+def test_a_replayer_that_cannot_read_its_bag_ends_the_launch_with_its_status(checkpoint, tmp_path):
+    """A wrong bag path: the replayer exits 2 at once, and the launch ends with 2 instead of leaving an
+    idle node running until Ctrl-C."""
+    with RosProcess("mds_ros.tools.runner", ["mds_replay.launch.xml", f"bag:={tmp_path / 'wrong' / 'path'}",
+                                             f"checkpoint:={checkpoint}", "device:=cpu", "--log-dir", tmp_path / "logs"],
+                    env=ros_environment(), log_path=tmp_path / "runner.log") as runner:
+        assert runner.wait(120) == 2, runner.log()
+    assert "mds_replay exited with status 2" in runner.log()
+    assert "does not exist" in (tmp_path / "logs" / "mds_replay.log").read_text()
 
 
 def test_runner_plays_a_bag_with_extra_topics_without_rviz_and_stops_on_ctrl_c(checkpoint, tmp_path):
@@ -133,7 +146,7 @@ def test_runner_plays_a_bag_with_extra_topics_without_rviz_and_stops_on_ctrl_c(c
             assert runner.running
             code = runner.stop(sigint_timeout=60)  # the runner stops its children first
         assert code == 0, runner.log()
-        assert "rviz2 is not installed: starting everything else without it" in runner.log()
+        assert "WARNING: rviz:=true but rviz2 is not installed: starting everything else without it" in runner.log()
         assert probe.node.count_publishers(f"{NODE}/depth/image") == 0 or _eventually_gone(probe)
 
 

@@ -13,7 +13,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from synthetic import HEIGHT, WIDTH, photometric_before_and_after, tiny_config, truncate_storage, use_published_objective
+from synthetic import (
+    HEIGHT,
+    LOSS_DROP_LEARNING_RATE,
+    WIDTH,
+    photometric_before_and_after,
+    tiny_config,
+    truncate_storage,
+    use_published_objective,
+)
 
 from mds_core.cli.main import main
 from mds_core.config import BagConfig, ConfigError, DataConfig, TrainConfig
@@ -149,7 +157,7 @@ def test_intrinsics_override_and_clear_error_without_camera_info(tmp_path, frame
 
 # --------------------------------------------------------------------------------------- training
 def test_training_on_bags_of_every_kind_lowers_the_loss(bags):
-    config = use_published_objective(tiny_config(Path("."), Path("."), components=2, learning_rate=1e-3))
+    config = use_published_objective(tiny_config(Path("."), Path("."), components=2, learning_rate=LOSS_DROP_LEARNING_RATE))
     config.data = bag_data(*bags.values())
     torch.manual_seed(0)
     dataset = build_dataset(config.data, config.model, training=True)

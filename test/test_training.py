@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from synthetic import make_sequences, photometric_before_and_after, tiny_config, use_published_objective
+from synthetic import LOSS_DROP_LEARNING_RATE, make_sequences, photometric_before_and_after, tiny_config, use_published_objective
 
 from mds_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mds_core.data.factory import build_dataset
@@ -19,7 +19,7 @@ def data_root(tmp_path_factory):
 
 
 def test_short_training_run_lowers_the_loss_clearly(data_root, tmp_path):
-    config = tiny_config(data_root, tmp_path, components=2, learning_rate=1e-3)
+    config = tiny_config(data_root, tmp_path, components=2, learning_rate=LOSS_DROP_LEARNING_RATE)
     config.data.augmentation.enabled = False
     use_published_objective(config)
     torch.manual_seed(0)
