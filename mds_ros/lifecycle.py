@@ -60,6 +60,7 @@ class ManagedNode(LifecycleNode):
         super().__init__(node_name, **node_kwargs)
         self.lifecycle_state = "unconfigured"
         self.configure_problem = ""
+        self._autostarting = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.settings = declare_parameters(self, self.parameters_class)
 
@@ -92,7 +93,12 @@ class ManagedNode(LifecycleNode):
         if not self.settings.autostart:
             self.get_logger().info("unconfigured, waiting for a lifecycle transition (autostart is false)")
             return
-        if self.trigger_configure() != SUCCESS:
+        self._autostarting = True  # the process reports a failure once, as it exits (spin_nodes)
+        try:
+            configured = self.trigger_configure() == SUCCESS
+        finally:
+            self._autostarting = False
+        if not configured:
             raise StartupError(self.configure_problem)
         if self.trigger_activate() != SUCCESS:
             raise StartupError(f"activating failed: {self.configure_problem}")
@@ -143,7 +149,8 @@ class ManagedNode(LifecycleNode):
 
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
         self.configure_problem = reason
-        self.get_logger().error(f"configure failed, still unconfigured: {reason}")
+        if not self._autostarting:
+            self.get_logger().error(f"configure failed, still unconfigured: {reason}")
         self._enter("unconfigured")
         return FAILURE
 

@@ -267,6 +267,8 @@ class PerceptionNode(ManagedNode):
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
             source = f"ONNX export {s.onnx_model!r}" if s.backend == "onnxruntime" and s.onnx_model \
                 else f"checkpoint {s.checkpoint!r}"
+            if any(path and path in str(error) for path in (s.checkpoint, s.onnx_model)):
+                source = "ONNX export" if source.startswith("ONNX") else "checkpoint"  # the reason names the path
             raise StartupError(f"cannot load {source} ({s.backend} backend): {error}") from error
         if s.device.startswith("cuda") and predictor.device.type != "cuda":
             self.get_logger().warning(f"device {s.device} requested but CUDA is not available: running on cpu")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
@@ -22,8 +20,7 @@ def spin_nodes(factories: list, args: list[str] | None = None) -> int:
         for factory in factories:
             nodes.append(factory())
     except StartupError as error:
-        rclpy.logging.get_logger("mds").fatal(str(error))
-        print(f"mds: error: {error}", file=sys.stderr)
+        rclpy.logging.get_logger("mds").fatal(f"{error}; exiting with status 2")  # once: rclpy logs to stderr
         for node in nodes:
             node.shutdown()
             node.destroy_node()

@@ -4,8 +4,8 @@
 * :func:`optional_rviz`: RViz with ``config/mds.rviz`` when ``rviz:=true``; where rviz2 is not
   installed, a warning and nothing else (the other nodes still start, nothing is orphaned);
 * :func:`fail_when_a_required_node_fails`: ``ros2 launch`` exits non-zero when a node marked
-  ``on_exit="shutdown"`` exits with an error (a ``Shutdown`` action alone would end the launch
-  with status 0).
+  ``on_exit="shutdown"`` or the replayer exits with an error (a ``Shutdown`` action alone would
+  end the launch with status 0; a replayer that fails would leave an idle node running).
 
 ``mds_launch`` (:mod:`mds_ros.tools.runner`) does the same three things without ``launch``.
 """
@@ -13,18 +13,15 @@
 from __future__ import annotations
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import AnyLaunchDescriptionSource
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mds_ros.tools.launch_file import declared_arguments
-
-PACKAGE = "mds"
-#: Executables whose failure fails the launch (the nodes marked on_exit="shutdown" in the XML files).
-REQUIRED_EXECUTABLES = ("mds_node", "mds_trainer")
+from mds_ros.tools.launch_file import FAILURE_ENDS_LAUNCH, PACKAGE, declared_arguments
 
 
 def include_xml(name: str, required: tuple[str, ...]) -> list:
@@ -47,7 +44,9 @@ def optional_rviz() -> list:
         try:
             get_package_share_directory("rviz2")
         except PackageNotFoundError:
-            return [LogInfo(msg="rviz:=true but rviz2 is not installed: starting everything else without it")]
+            # a warning, as mds_launch gives (launch's LogInfo action has no other level)
+            get_logger("launch").warning("rviz:=true but rviz2 is not installed: starting everything else without it")
+            return []
         config = f"{get_package_share_directory(PACKAGE)}/config/mds.rviz"
         return [Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", config], output="screen")]
 
@@ -58,11 +57,11 @@ def optional_rviz() -> list:
 
 
 def fail_when_a_required_node_fails() -> list:
-    """An exit handler that turns a required node's non-zero exit into a failed launch."""
+    """An exit handler that turns a required node's or the replayer's non-zero exit into a failed launch."""
 
     def check(event, context) -> None:
         executable = event.process_name.rsplit("-", 1)[0]
-        if executable in REQUIRED_EXECUTABLES and event.returncode != 0 and not context.is_shutdown:
+        if executable in FAILURE_ENDS_LAUNCH and event.returncode != 0 and not context.is_shutdown:
             raise RuntimeError(f"{executable} exited with status {event.returncode}; stopping the launch")
 
     return [RegisterEventHandler(OnProcessExit(on_exit=check))]

@@ -32,6 +32,10 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGE = "mds"
+#: Executables whose exit with an error ends the launch with an error, in ``ros2 launch`` and
+#: ``mds_launch`` alike: the required nodes, and the replayer (a bag it cannot play leaves nothing to
+#: do; a replay that ends normally leaves the node running).
+FAILURE_ENDS_LAUNCH = ("mds_node", "mds_trainer", "mds_replay")
 _SUBSTITUTION = re.compile(r"\$\(([a-z-]+)((?:\s+[^()\s]+)*)\s*\)")
 
 
@@ -83,6 +87,10 @@ class NodeSpec:
     remappings: list[tuple[str, str]] = field(default_factory=list)
     arguments: list[str] = field(default_factory=list)
     required: bool = False  # on_exit="shutdown": its exit ends the launch
+
+    def ends_launch(self, return_code: int) -> bool:
+        """Whether this node's exit with ``return_code`` ends the launch."""
+        return self.required or (return_code != 0 and self.package == PACKAGE and self.executable in FAILURE_ENDS_LAUNCH)
 
     def ros_arguments(self) -> list[str]:
         """The ``--ros-args`` list equivalent to the launch description of this node."""

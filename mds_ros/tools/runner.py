@@ -9,8 +9,8 @@ launch files on a ROS install::
     mds_launch mds.launch.xml --show-args
 
 * a missing required argument is refused before anything starts (exit 2);
-* when a required node (``on_exit="shutdown"``) exits, everything stops and ``mds_launch``
-  exits with that node's status;
+* when a required node (``on_exit="shutdown"``) exits, or the replayer fails, everything stops
+  and ``mds_launch`` exits with that node's status;
 * ``rviz:=true`` starts rviz2 with ``config/mds.rviz`` where it is installed, and otherwise warns
   and starts everything else.
 
@@ -71,11 +71,11 @@ class ProcessGroup:
                                                          stderr=subprocess.STDOUT if output else None)
         return self
 
-    def finished_required(self) -> tuple[str, int] | None:
-        """(name, return code) of a required process that has exited, if any."""
+    def ended_launch(self) -> tuple[str, int] | None:
+        """(name, return code) of a process whose exit ends the launch (:meth:`NodeSpec.ends_launch`), if any."""
         for spec in self.specs:
             process = self.processes.get(spec.name)
-            if spec.required and process is not None and process.poll() is not None:
+            if process is not None and process.poll() is not None and spec.ends_launch(process.returncode):
                 return spec.name, process.returncode
         return None
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too, as ros2 launch does
     group = ProcessGroup(specs, env=dict(os.environ), log_dir=args.log_dir).start()
     try:
-        while (ended := group.finished_required()) is None:
+        while (ended := group.ended_launch()) is None:
             time.sleep(0.2)
         name, code = ended
         LOG.info("%s exited with status %s; stopping the others", name, code)

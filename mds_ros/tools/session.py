@@ -88,7 +88,7 @@ class NodeSession:
         return all(self.node.count_subscribers(t) >= n for t, n in self._input_subscribers().items())
 
     def node_alive(self) -> bool:
-        return self.perception.finished_required() is None
+        return self.perception.ended_launch() is None
 
     @property
     def node_pid(self) -> int:
