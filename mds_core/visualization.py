@@ -10,17 +10,27 @@ import numpy as np
 _GOLDEN = 0.618033988749895
 
 
+#: The static scene in every picture: the background component and the static part of a motion mask.
+STATIC_COLOUR = (90, 90, 90)
+
+
 @functools.lru_cache(maxsize=64)
-def component_colours(num_components: int) -> np.ndarray:
-    """``(K, 3)`` uint8 distinct colours (golden-ratio hues); the same for every frame (read-only)."""
+def component_colours(num_components: int, background: int | None = None) -> np.ndarray:
+    """``(K, 3)`` uint8 distinct colours (golden-ratio hues, the same for every frame; read-only), the
+    ``background`` component's grey: the static scene stays neutral and what moves stands out."""
     colours = []
     for i in range(num_components):
         hue = int(((i * _GOLDEN) % 1.0) * 179)
         hsv = np.uint8([[[hue, 200, 255]]])
-        colours.append(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+        colours.append(STATIC_COLOUR if i == background else cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
     colours = np.stack(colours).astype(np.uint8)
     colours.flags.writeable = False
     return colours
+
+
+def largest_component(masks: np.ndarray) -> int:
+    """The component with the largest total mask mass: the background, as the predictor defines it."""
+    return int(np.argmax(masks.reshape(masks.shape[0], -1).sum(axis=1)))
 
 
 def colourise_depth(depth: np.ndarray, max_percentile: float = 95.0) -> np.ndarray:
@@ -36,14 +46,16 @@ def colourise_depth(depth: np.ndarray, max_percentile: float = 95.0) -> np.ndarr
     return coloured
 
 
-def colourise_masks(masks: np.ndarray) -> np.ndarray:
-    """Soft masks ``(K, H, W)`` -> ``(H, W, 3)``: each component's colour weighted by its probability.
+def colourise_masks(masks: np.ndarray, background: int | None = None) -> np.ndarray:
+    """Soft masks ``(K, H, W)`` -> ``(H, W, 3)``: each component's colour weighted by its probability,
+    the background component (``background``, else the largest) grey (:func:`component_colours`).
 
     Elementwise sums per colour channel, not a matrix product: NumPy's BLAS threads keep spinning
     after a product and took a core from the networks in the node (0.4 ms either way at 640x192).
     """
     num_components = masks.shape[0]
-    colours = component_colours(num_components).astype(np.float32)
+    background = largest_component(masks) if background is None else background
+    colours = component_colours(num_components, background).astype(np.float32)
     masks = masks.astype(np.float32, copy=False)
     term = np.empty(masks.shape[1:], np.float32)
     channels = []
@@ -57,14 +69,14 @@ def colourise_masks(masks: np.ndarray) -> np.ndarray:
 
 def colourise_moving_probability(probability: np.ndarray) -> np.ndarray:
     """A motion mask ``(H, W)`` in [0, 1] -> ``(H, W, 3)``: static grey, moving red, blended in between."""
-    static, moving = np.array([90, 90, 90], np.float32), np.array([230, 40, 40], np.float32)
+    static, moving = np.array(STATIC_COLOUR, np.float32), np.array([230, 40, 40], np.float32)
     p = np.clip(probability.astype(np.float32), 0.0, 1.0)[..., None]
     return ((1.0 - p) * static + p * moving).astype(np.uint8)
 
 
-def colourise_labels(labels: np.ndarray, num_components: int) -> np.ndarray:
+def colourise_labels(labels: np.ndarray, num_components: int, background: int | None = None) -> np.ndarray:
     """Argmax labels ``(H, W)`` -> ``(H, W, 3)`` with :func:`component_colours`."""
-    return component_colours(num_components)[labels]
+    return component_colours(num_components, background)[labels]
 
 
 def colourise_motion_labels(labels: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ def motion_colours(prediction: Prediction) -> np.ndarray:
     """``(h, w, 3)`` colours of the motion: the components' colours, or the scene flow's moving probability."""
     if prediction.independent_flow is not None:
         return colourise_moving_probability(prediction.moving_probability)
-    return colourise_masks(prediction.masks)
+    return colourise_masks(prediction.masks, prediction.background)
 
 
 def odometry_msg(step: OdometryStep, header, odom_frame: str, child_frame: str, out: Odometry | None = None
@@ -212,19 +212,20 @@ MOVING_COLOUR = (230, 40, 40)  # the scene flow's moving colour (colourise_movin
 
 
 def component_markers(objects: list[MovingObject], header, units: str, num_components: int,
-                      kept: list[Marker] | None = None) -> MarkerArray:
+                      kept: list[Marker] | None = None, background: int | None = None) -> MarkerArray:
     """``MarkerArray`` of the moving objects in the image's frame: a DELETEALL first (objects that are gone
     disappear), then per object an arrow from its centroid to where its own velocity takes it in one second
     and a text with its speed. Sizes follow the object's distance, so they read in any depth units.
 
     ``kept``: the markers of earlier frames, filled in again (a Marker is slow to build); markers this
-    frame needs beyond them are added to it. Marker ``2n + 1`` is always an arrow, ``2n + 2`` a text."""
+    frame needs beyond them are added to it. Marker ``2n + 1`` is always an arrow, ``2n + 2`` a text.
+    Colours are those of the overlay (``background``: the background component, grey)."""
     kept = [] if kept is None else kept
     kept.extend(Marker() for _ in range(len(kept), 1 + 2 * len(objects)))
     clear = kept[0]
     set_header(clear.header, header)
     clear.ns, clear.action = MARKER_NAMESPACE, Marker.DELETEALL
-    colours = component_colours(num_components)
+    colours = component_colours(num_components, background)  # those of the overlay
     for n, obj in enumerate(objects):
         colour = colours[obj.component] if num_components > 1 else MOVING_COLOUR
         size = max(float(obj.centroid[2]), 1e-3) * 0.02
@@ -362,7 +363,8 @@ class OutputPublishers:
                                      settings.moving_threshold) if metric else []
             units = "units/s" if settings.depth_scale_mode == "none" else "m/s"
             kinds = 1 if prediction.independent_flow is not None or prediction.masks is None else len(prediction.masks)
-            batch.add(self.components.publish, component_markers(objects, header, units, kinds, self._kept_markers))
+            markers = component_markers(objects, header, units, kinds, self._kept_markers, prediction.background)
+            batch.add(self.components.publish, markers)
         if prediction.masks is None:
             return batch  # no linked neighbours (first frame after a reset): depth (and ego-motion) only
         if self._wanted(settings.publish_labels, self.labels):

@@ -9,6 +9,8 @@ from mds_core.config import ModelConfig
 from mds_core.method.decomposition import depth_ordered_softmax, plain_softmax
 from mds_core.method.model import MonoDepthSeg
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 
 def test_depth_ordering_matches_equation_3_by_hand():
     logits = torch.tensor([0.5, 0.2, -0.1]).view(1, 3, 1, 1)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from synthetic import kitti_like_intrinsics, textured_image
 
@@ -16,6 +17,8 @@ from mds_core.method.geometry import (
     transform_points,
 )
 from mds_core.method.warping import sample_source, warp_source
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
 
 H, W = 32, 64
 

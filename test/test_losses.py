@@ -1,5 +1,6 @@
 """Monodepth2's SSIM, photometric error, auto-masking and smoothness."""
 
+import pytest
 import torch
 from synthetic import textured_image
 
@@ -11,6 +12,8 @@ from mds_core.method.losses import (
     ssim,
     ssim_dissimilarity,
 )
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
 
 
 def test_ssim_of_identical_images_is_one_and_the_loss_zero():

@@ -17,6 +17,8 @@ from mds_core.config import ModelConfig
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale, fit_ground_plane
 from mds_core.tools.synth import SynthConfig, generate_sequence
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 SYNTH = SynthConfig(width=192, height=64, num_frames=6, seed=5)
 
 

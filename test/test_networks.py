@@ -8,6 +8,8 @@ from mds_core.config import ModelConfig
 from mds_core.method.model import MonoDepthSeg
 from mds_core.method.networks import PretrainedWeightsError, ResnetEncoder, adapt_first_conv, disparity_to_depth
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 H, W = 64, 96
 
 

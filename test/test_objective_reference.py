@@ -33,6 +33,8 @@ from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_s
 from mds_core.method.model import ModelOutput, SourceMotion
 from mds_core.method.networks import disparity_to_depth
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 RELATIVE_TOLERANCE = 1e-5  # the loss and its parts
 MAP_TOLERANCE = 1e-4  # per-pixel maps and gradients (fp32 rounding of the per-pixel SSIM)
 B, H, W = 2, 32, 64

@@ -20,6 +20,8 @@ from mds_core.evaluation.odometry import (
     write_tum,
 )
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory):

@@ -18,6 +18,8 @@ from mds_core.config import ModelConfig
 from mds_core.inference.onnx_backend import OnnxModelError, choose_providers
 from mds_core.inference.predictor import Predictor
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 W, H = 96, 64
 K_IN = np.array([[80.0, 0.0, 72.0], [0.0, 80.0, 48.0], [0.0, 0.0, 1.0]])
 FIELDS = ("depth", "disparity", "masks", "labels", "moving_probability", "ego_motion", "transforms",

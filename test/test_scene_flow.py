@@ -11,6 +11,8 @@ from mds_core.method.geometry import backproject, pose_vector_to_transform, proj
 from mds_core.method.scene_flow import SceneFlowMotion, constant_velocity_flow
 from mds_core.method.warping import warp_source
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 B, H, W = 2, 16, 24
 
 

@@ -12,6 +12,8 @@ from mds_core.data.factory import build_dataset
 from mds_core.data.sample import collate_samples
 from mds_core.training.loop import train
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
+
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):

@@ -6,8 +6,8 @@
 3. the node and ``mds_replay``, each in its own process (the node list of the launch file,
    started by :mod:`mds_ros.tools.runner`), over Fast DDS on the loopback interface;
 4. every output is recorded (``recorded/``, a rosbag2), and ``ros_demo.png`` (image | GT depth |
-   depth | decomposition overlay | labels) and ``summary.md`` (frames in and out, latency,
-   depth error against ground truth) are written.
+   depth | components overlay | moving probability | ground-truth movers) and ``summary.md``
+   (frames in and out, latency, depth error against ground truth) are written.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ import numpy as np
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.tools.demo import DemoSettings, run_demo
 from mds_core.tools.synth import SynthConfig, write_rosbag
-from mds_core.visualization import colourise_depth, colourise_labels, panel, save_png
+from mds_core.visualization import colourise_depth, colourise_motion_labels, colourise_moving_probability, panel, save_png
 
 LOG = logging.getLogger(__name__)
 
 IMAGE_TOPIC, INFO_TOPIC, GT_TOPIC = "/camera/image_raw", "/camera/camera_info", "/camera/depth_gt"
 NODE = "/mds_perception"
+#: The columns of ros_demo.png: the node's outputs beside the generator's ground truth.
+PICTURE = ["image", "GT depth", "depth (node)", "components (node)", "moving probability (node)", "GT: moving red, parked blue"]
 
 
 @dataclass
@@ -85,13 +87,14 @@ def run_ros_demo(settings: RosDemoSettings) -> str:
         shutil.rmtree(stale, ignore_errors=True)
     synth = SynthConfig(width=settings.width, height=settings.height, num_frames=settings.frames,
                         fps=settings.fps, seed=settings.seed + 5000)
-    write_rosbag(bag, synth, depth_topic=GT_TOPIC)
+    movers = {}  # ground-truth motion labels by stamp, for the picture
+    write_rosbag(bag, synth, depth_topic=GT_TOPIC, on_frame=lambda frame: movers.update({frame.timestamp_ns: frame.motion}))
     topics = {**output_topics(), IMAGE_TOPIC: Image, INFO_TOPIC: CameraInfo, GT_TOPIC: Image}
     specs = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": settings.device})
     with NodeSession(specs, topics, out / "logs") as session:
         wall = session.replay(bag, settings.frames, synth.duration, settings.rate)
     session.recorder.write_bag(recorded_path)
-    return _report(settings, session.recorder, checkpoint, wall)
+    return _report(settings, session.recorder, checkpoint, wall, movers)
 
 
 def _stamp(message) -> int:
@@ -108,13 +111,13 @@ def _image(message) -> np.ndarray:
     return image_to_rgb(message)
 
 
-def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) -> str:
+def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, movers: dict[int, np.ndarray]) -> str:
     from mds_ros.tools.session import output_delivery
 
     images = {_stamp(m): m for m in recorder.messages(IMAGE_TOPIC)}
     gts = {_stamp(m): m for m in recorder.messages(GT_TOPIC)}
     depths = recorder.messages(f"{NODE}/depth/image")
-    labels = {_stamp(m): m for m in recorder.messages(f"{NODE}/labels")}
+    moving = {_stamp(m): m for m in recorder.messages(f"{NODE}/moving_probability")}
     overlays = {_stamp(m): m for m in recorder.messages(f"{NODE}/overlay")}
     values = recorder.latest_status("mds_perception")
     evaluator, scored, complete = DepthEvaluator(EvalSettings()), 0, []
@@ -124,18 +127,17 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) 
             depth = _image(depth_msg)
             gt = cv2.resize(_image(gts[stamp]), (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_NEAREST)
             scored += evaluator.add(depth, gt)
-            if stamp in overlays and stamp in labels and stamp in images:
+            if stamp in overlays and stamp in moving and stamp in images and stamp in movers:
                 complete.append((depth, gt, stamp))
     evaluation = evaluator.result() if scored else None
     rows = []
     for depth, gt, stamp in complete[len(complete) // 6::max(1, len(complete) // 3)][:3]:  # up to 3, spread out
         size = (depth.shape[1], depth.shape[0])
-        label_map = _image(labels[stamp])
         rows += [cv2.resize(_image(images[stamp]), size, interpolation=cv2.INTER_AREA), colourise_depth(gt),
-                 colourise_depth(depth), _image(overlays[stamp]), colourise_labels(label_map, int(values['components']))]
+                 colourise_depth(depth), _image(overlays[stamp]), colourise_moving_probability(_image(moving[stamp])),
+                 colourise_motion_labels(cv2.resize(movers[stamp], size, interpolation=cv2.INTER_NEAREST))]
     if rows:
-        names = ["image", "GT depth", "depth (node)", "overlay (node)", "labels (node)"]
-        save_png(settings.output / "ros_demo.png", panel(rows, columns=5, labels=names * (len(rows) // 5)))
+        save_png(settings.output / "ros_demo.png", panel(rows, columns=len(PICTURE), labels=PICTURE * (len(rows) // len(PICTURE))))
     counts = {topic.rsplit(NODE, 1)[-1] or topic: recorder.count(topic) for topic in output_topics()}
     latency = " | ".join(f"{stage} {values.get(f'latency_{stage}_median_ms', '-')} / "
                          f"{values.get(f'latency_{stage}_p99_ms', '-')}"
@@ -156,7 +158,10 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float) 
         f"Depth error against ground truth (abs rel, per-frame median scaling, {evaluation.num_images} frames): "
         f"{evaluation.overall.abs_rel:.3f}." if evaluation else "Depth error against ground truth: no frame to score.",
         "",
-        f"Pictures: {settings.output / 'ros_demo.png'}; recorded outputs (rosbag2 MCAP): "
+        f"Pictures: {settings.output / 'ros_demo.png'}: {' | '.join(PICTURE)}. In the node's components the static "
+        "scene (the background component) is grey and every other component has a colour of its own; the moving "
+        "probability (1 - the background's mask) goes from grey (0) to red (1).",
+        f"Recorded outputs (rosbag2 MCAP): "
         f"{settings.output / 'recorded'}; node log: {settings.output / 'logs' / 'mds_perception.log'}.",
     ]
     summary = "\n".join(lines)
