@@ -74,6 +74,13 @@ def colourise_moving_probability(probability: np.ndarray) -> np.ndarray:
     return ((1.0 - p) * static + p * moving).astype(np.uint8)
 
 
+def heat_map(values: np.ndarray) -> np.ndarray:
+    """Values ``(H, W)`` in [0, 1] -> ``(H, W, 3)`` RGB, inferno: 0 black, 0.5 red, 1 pale yellow. Soft
+    probabilities (a moving probability of 0.3 on a car against 0.05 around it) read at a glance."""
+    scaled = cv2.convertScaleAbs(np.nan_to_num(values.astype(np.float32)), alpha=255.0)  # clipped to 0..255
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
 def colourise_labels(labels: np.ndarray, num_components: int, background: int | None = None) -> np.ndarray:
     """Argmax labels ``(H, W)`` -> ``(H, W, 3)`` with :func:`component_colours`."""
     return component_colours(num_components, background)[labels]

@@ -167,6 +167,7 @@ def test_ros_demo_end_to_end(checkpoint, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "Frames in: 6" in summary and "Depth error against ground truth" in summary
     assert (out / "ros_demo.png").stat().st_size > 0
+    assert "moving probability (node) | GT: moving red, parked blue" in summary  # the picture's columns, explained
 
     from rosbags.highlevel import AnyReader
 
