@@ -31,10 +31,12 @@ def _frames(**kwargs) -> list[SynthFrame]:
     return list(generate_sequence(SynthConfig(**kwargs)))
 
 
-@pytest.fixture(scope="module")
-def kitti_frames() -> list[SynthFrame]:
-    """A short default-traffic sequence at the default test resolution 320x96."""
-    return _frames(width=320, height=96, num_frames=6, seed=3)
+@pytest.fixture(scope="module", params=["road", "intersection"])
+def kitti_frames(request) -> list[SynthFrame]:
+    """A short sequence at the default test resolution 320x96: the road's traffic, and the same with the
+    intersection's (cars and cyclists crossing, pedestrians): the ground truth must hold for both."""
+    traffic = dict(num_crossing=3, num_pedestrians=4, num_cyclists=1) if request.param == "intersection" else {}
+    return _frames(width=320, height=96, num_frames=6, seed=3, **traffic)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ Usage (through the project's CLI, or standalone ``python -m mds_core.cli.synth``
     synth OUTPUT [--format folder|bag] [--storage mcap|sqlite3] [--sequences N]
                  [--frames F] [--width W] [--height H] [--fps HZ] [--seed S] [--name PREFIX]
                  [--image-format raw|jpeg|png] [--image-topic T] [--info-topic T]
-                 [--depth-topic T] [--frame-id ID]
+                 [--depth-topic T] [--frame-id ID] [--crossing N] [--pedestrians N]
+                 [--cyclists N] [--stop-probability P] [--stop-seconds S]
 
 Sequence ``i`` is named ``PREFIX_iii`` and uses seed ``S + i``; with ``--format folder`` it
 is written to ``OUTPUT/PREFIX_iii/`` (images, depth, motion, instances, calib.json,
@@ -41,6 +42,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    traffic = parser.add_argument_group("an intersection ahead, with traffic that does not follow the road")
+    traffic.add_argument("--crossing", type=int, default=0, metavar="N", help="cars crossing the road (3-12 m/s)")
+    traffic.add_argument("--pedestrians", type=int, default=0, metavar="N",
+                         help="pedestrians crossing at the crosswalk or walking along the kerbs")
+    traffic.add_argument("--cyclists", type=int, default=0, metavar="N", help="cyclists crossing the road")
+    traffic.add_argument("--stop-probability", type=float, default=0.0, metavar="P",
+                         help="chance that a drive brakes, stands still before the crosswalk and starts again")
+    traffic.add_argument("--stop-seconds", type=float, default=3.0, metavar="S", help="how long a stopping drive stands")
     parser.add_argument("--name", default="synth", help="sequence name prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace existing sequence folders")
     parser.add_argument("--image-format", choices=("raw", "jpeg", "png"), default="raw",
@@ -73,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             break
     try:
         configs = [
-            SynthConfig(width=args.width, height=args.height, num_frames=args.frames, fps=args.fps, seed=args.seed + i)
+            SynthConfig(width=args.width, height=args.height, num_frames=args.frames, fps=args.fps, seed=args.seed + i,
+                        num_crossing=args.crossing, num_pedestrians=args.pedestrians, num_cyclists=args.cyclists,
+                        camera_stop_probability=args.stop_probability, camera_stop_seconds=args.stop_seconds)
             for i in range(args.sequences)
         ]
     except ValueError as exc:

@@ -52,6 +52,14 @@ class SynthConfig:
     num_parked: int = 6  # static movable objects in the parking lanes
     same_speed_gap_jitter: float = 0.5  # amplitude (m) of the slow gap oscillation of same-speed cars
 
+    # An intersection ahead, with traffic that does not follow the road (see scene.Intersection).
+    num_crossing: int = 0  # cars crossing the road on the side street, across the camera's heading (3-12 m/s)
+    num_pedestrians: int = 0  # crossing at the crosswalk or walking along the kerb (1-1.8 m/s)
+    num_cyclists: int = 0  # crossing on the side street (4-7 m/s)
+    # A drive that decelerates, stands still (at the intersection's stop line) and starts again.
+    camera_stop_probability: float = 0.0  # chance that a drive (a seed) stops
+    camera_stop_seconds: float = 3.0  # how long it stands still
+
     # Rendering.
     max_depth: float = 1000.0  # ground farther than this along the optical axis is sky
     sensor_noise: float = 0.0  # std of additive Gaussian noise on the [0, 1] image scale
@@ -76,9 +84,14 @@ class SynthConfig:
             raise ValueError("camera_speed_variation must be in [0, camera_speed)")
         if self.camera_height <= 0:
             raise ValueError("camera_height must be > 0")
-        for name in ("num_same_speed", "num_oncoming", "num_faster", "num_parked"):
+        for name in ("num_same_speed", "num_oncoming", "num_faster", "num_parked", "num_crossing", "num_pedestrians",
+                     "num_cyclists"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if not 0.0 <= self.camera_stop_probability <= 1.0:
+            raise ValueError(f"camera_stop_probability must be in [0, 1], got {self.camera_stop_probability}")
+        if self.camera_stop_seconds < 0:
+            raise ValueError(f"camera_stop_seconds must be >= 0, got {self.camera_stop_seconds}")
         if self.max_curvature < 0:
             raise ValueError("max_curvature must be >= 0")
         if self.max_depth <= 0:

@@ -19,6 +19,11 @@ left normal. Traffic drives on the right::
     d = +8.0            left parking lane
     |d| in [9, 12]      sidewalks (poles at |d| = 9.6), buildings beyond |d| = 12
 
+With ``num_crossing``, ``num_pedestrians`` or ``num_cyclists`` the road has an intersection ahead
+(:class:`Intersection`): a side street across the road (no buildings there), whose traffic moves
+across the camera's heading, and a crosswalk before it; pedestrians also walk along the kerbs.
+A drive that stops (``camera_stop_probability``) stands still before the crosswalk.
+
 Object frame (``world_from_object``): origin at the centre of the box, +x forward (direction
 of travel), +y left, +z up; the box's full extents ``(length, width, height)`` are along
 ``(x, y, z)``.
@@ -47,6 +52,18 @@ KIND_SAME_SPEED = "same_speed"
 KIND_ONCOMING = "oncoming"
 KIND_FASTER = "faster"
 KIND_PARKED = "parked"
+KIND_CROSSING = "crossing"
+KIND_PEDESTRIAN = "pedestrian"
+KIND_CYCLIST = "cyclist"
+#: How a mover moves for the per-situation scores: along the road, across it, or a pedestrian or cyclist.
+MOVER_CATEGORIES = {KIND_SAME_SPEED: "along_road", KIND_ONCOMING: "along_road", KIND_FASTER: "along_road",
+                    KIND_CROSSING: "across", KIND_PEDESTRIAN: "pedestrian", KIND_CYCLIST: "pedestrian"}
+
+SIDE_STREET_HALF_WIDTH = 7.0  # the side street spans stations s_x +- this
+SIDE_STREET_LANE = 2.5  # its two lanes at s_x -+ this (+d at s_x - lane, -d at s_x + lane)
+SIDE_STREET_BIKE_LANE = 5.0
+CROSSWALK = -9.0  # the crosswalk's station relative to s_x (on the camera's side)
+STOP_LINE = -13.0  # where a stopping camera stands, relative to s_x
 
 MATERIAL_BUILDING = 0
 MATERIAL_POLE = 1
@@ -232,6 +249,55 @@ class SpeedProfile:
     def max_speed(self) -> float:
         return float(self.mean + self.amplitudes.sum())
 
+    def envelope(self, t: np.ndarray | float) -> np.ndarray:
+        """How much of the drive's speed (and its body's rocking) is on at ``t``: always all of it."""
+        return np.ones_like(np.asarray(t, dtype=np.float64))
+
+
+class StoppingSpeedProfile(SpeedProfile):
+    """A :class:`SpeedProfile` times an envelope that brakes to 0 over ``ramp`` s from ``start``, stands
+    still for ``hold`` s and accelerates back over ``ramp`` s (half-cosine ramps: smooth speed)."""
+
+    STEP = 0.005
+
+    def __init__(self, base: SpeedProfile, start: float, ramp: float, hold: float):
+        self.__dict__.update(base.__dict__)
+        self.start, self.ramp, self.hold = float(start), float(ramp), float(hold)
+        self.end = self.start + 2.0 * self.ramp + self.hold  # the envelope is 1 again from here
+        grid = np.arange(0.0, self.end + 2 * self.STEP, self.STEP)
+        speed = self.speed(grid)
+        self._grid = grid
+        self._distance = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * self.STEP)])
+
+    def envelope(self, t: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        braking = np.clip((t - self.start) / self.ramp, 0.0, 1.0)
+        starting = np.clip((t - self.start - self.ramp - self.hold) / self.ramp, 0.0, 1.0)
+        return 0.5 * (1.0 + np.cos(np.pi * braking)) + 0.5 * (1.0 - np.cos(np.pi * starting))
+
+    def speed(self, t: np.ndarray | float) -> np.ndarray:
+        return super().speed(t) * self.envelope(t)
+
+    def distance(self, t: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        inside = np.interp(np.clip(t, 0.0, self._grid[-1]), self._grid, self._distance)
+        before = super().distance(np.minimum(t, 0.0))  # the envelope is 1 outside the grid
+        after = super().distance(np.maximum(t, self._grid[-1])) - super().distance(self._grid[-1])
+        return inside + before + after
+
+    def stopped(self, t: np.ndarray | float) -> np.ndarray:
+        """Whether the camera stands still at ``t``."""
+        t = np.asarray(t, dtype=np.float64)
+        return (t >= self.start + self.ramp) & (t <= self.start + self.ramp + self.hold)
+
+
+@dataclass
+class Intersection:
+    """A side street across the road at station ``station`` (its centre line), a crosswalk before it."""
+
+    station: float
+    camera_stops: bool
+
 
 @dataclass
 class MovingObject:
@@ -253,12 +319,18 @@ class MovingObject:
     gap_period: float = 10.0
     gap_phase: float = 0.0
     heading_flip: bool = False
+    crosses: bool = False  # moves across the road at station s0: lateral offset d(t) = d0 + speed * t
+    d0: float = 0.0
     color: np.ndarray = field(default_factory=lambda: np.ones(3))
     texture_seed: int = 0
 
     @property
     def moving(self) -> bool:
         return self.kind != KIND_PARKED
+
+    def lateral(self, t: float) -> float:
+        """The road coordinate ``d`` of a crossing object at time ``t``."""
+        return self.d0 + self.speed * t
 
 
 @dataclass
@@ -289,6 +361,12 @@ def _car_color(rng: np.random.Generator) -> np.ndarray:
     )
     base = palette[rng.integers(len(palette))]
     return np.clip(base * rng.uniform(0.85, 1.15, 3), 0.05, 0.95)
+
+
+def _clothing_color(rng: np.random.Generator) -> np.ndarray:
+    palette = np.array([[0.20, 0.22, 0.35], [0.55, 0.15, 0.15], [0.85, 0.80, 0.70], [0.12, 0.12, 0.12],
+                        [0.25, 0.45, 0.30], [0.80, 0.55, 0.20]])
+    return np.clip(palette[rng.integers(len(palette))] * rng.uniform(0.85, 1.15, 3), 0.05, 0.95)
 
 
 def _car_size(rng: np.random.Generator) -> np.ndarray:
@@ -326,8 +404,16 @@ class Scene:
         self.roll_amp = np.deg2rad(config.camera_roll_deg)
         self.attitude_periods = rng.uniform(2.0, 5.0, 2)
         self.attitude_phases = rng.uniform(0.0, 2.0 * np.pi, 2)
+        # The intersection's random choices come from a stream of their own: without it, a seed's scene
+        # is the one it always was.
+        extra = np.random.default_rng(np.random.SeedSequence([int(config.seed), 0x5EED, 1]))
+        self.intersection = self._plan_intersection(extra)
         self.static = self._build_static(rng)
         self.objects = self._build_objects(rng)
+        if self.intersection is not None:
+            if self.intersection.camera_stops:  # first at the stop line: nobody it follows stands in the way
+                self.objects = [o for o in self.objects if o.kind != KIND_SAME_SPEED]
+            self._add_intersection_traffic(extra)
 
     # ---------------------------------------------------------------- static world
     def _build_static(self, rng: np.random.Generator) -> StaticBoxes:
@@ -353,9 +439,14 @@ class Scene:
                 seeds.append(int(rng.integers(1, 2**30)))
                 periods.append([rng.uniform(2.6, 4.0), rng.uniform(2.9, 3.6)])
                 gap = rng.uniform(3.0, 14.0) if rng.random() < 0.3 else rng.uniform(0.0, 1.0)
+                if self._on_side_street(s, s + length):
+                    centres.pop(), rotations.pop(), halves.pop(), materials.pop(), colors.pop(), seeds.pop(), periods.pop()
                 s += length + gap
             s = lo + rng.uniform(0.0, 20.0)
             while s < hi:
+                if self._on_side_street(s - 0.5, s + 0.5):
+                    s += rng.uniform(22.0, 40.0)
+                    continue
                 xy, theta = road.frame(np.array(s), side * POLE_OFFSET)
                 centres.append([xy[0], xy[1], 3.0])
                 rotations.append(_rot_z(theta))
@@ -440,6 +531,77 @@ class Scene:
                     obj.heading_flip = bool(side) and rng.random() < 0.5
         return objects
 
+    # ---------------------------------------------------------------- the intersection
+    def _plan_intersection(self, rng: np.random.Generator) -> Intersection | None:
+        """Where the side street crosses, and whether (and when) the camera stops before it."""
+        cfg = self.config
+        stops = bool(rng.random() < cfg.camera_stop_probability)
+        if not (cfg.num_crossing or cfg.num_pedestrians or cfg.num_cyclists or stops):
+            return None
+        duration = max(cfg.duration, 1.0)
+        if stops:
+            ramp = 2.0
+            start = max(0.0, 0.5 * duration - 0.5 * cfg.camera_stop_seconds - ramp)
+            self.speed_profile = StoppingSpeedProfile(self.speed_profile, start, ramp, cfg.camera_stop_seconds)
+            station = float(self.camera_station(start + ramp)) - STOP_LINE
+        else:  # the camera reaches the crosswalk towards the end of the drive: the traffic is in view
+            station = float(self.camera_station(0.8 * duration)) + rng.uniform(15.0, 30.0)
+        return Intersection(station=station, camera_stops=stops)
+
+    def _on_side_street(self, s_from: float, s_to: float) -> bool:
+        if self.intersection is None:
+            return False
+        margin = SIDE_STREET_HALF_WIDTH + 1.0
+        return s_to > self.intersection.station - margin and s_from < self.intersection.station + margin
+
+    def _add_intersection_traffic(self, rng: np.random.Generator) -> None:
+        """Cars and cyclists crossing on the side street, pedestrians at the crosswalk and on the kerbs."""
+        cfg, x = self.config, self.intersection.station
+        window = max(cfg.duration, 3.0)  # crossings happen while the camera looks
+        objects = self.objects
+
+        def new(kind: str, size: np.ndarray, color: np.ndarray) -> MovingObject:
+            next_id = max((o.object_id for o in objects), default=0) + 1
+            obj = MovingObject(object_id=next_id, kind=kind, lane=0.0, size=size, color=color,
+                               texture_seed=int(rng.integers(1, 2**30)))
+            objects.append(obj)
+            return obj
+
+        def cross(obj: MovingObject, station: float, speed: float, at_centre: float) -> None:
+            """``obj`` crosses the road at ``station``, reaching the centre line at time ``at_centre``."""
+            obj.crosses, obj.s0, obj.speed = True, station, speed
+            obj.d0 = -speed * self._clear_of_camera(station, speed, at_centre)
+
+        for lane, count in ((-1, (cfg.num_crossing + 1) // 2), (1, cfg.num_crossing // 2)):
+            speed = -lane * rng.uniform(3.0, 12.0)  # one speed per lane: no car catches up with another
+            times = _spread_stations(rng, count, 0.1 * window, 0.9 * window, 10.0 / abs(speed))
+            for tau in times:
+                cross(new(KIND_CROSSING, _car_size(rng), _car_color(rng)), x + lane * SIDE_STREET_LANE, speed, tau)
+        for _ in range(cfg.num_cyclists):
+            lane = -1 if rng.random() < 0.5 else 1
+            size = np.array([rng.uniform(1.7, 1.9), 0.6, rng.uniform(1.6, 1.8)])
+            cross(new(KIND_CYCLIST, size, _car_color(rng)), x + lane * SIDE_STREET_BIKE_LANE,
+                  -lane * rng.uniform(4.0, 7.0), rng.uniform(0.1, 0.9) * window)
+        for _ in range(cfg.num_pedestrians):
+            size = np.array([rng.uniform(0.45, 0.6), rng.uniform(0.5, 0.65), rng.uniform(1.55, 1.9)])
+            pedestrian = new(KIND_PEDESTRIAN, size, _clothing_color(rng))
+            speed = (1 if rng.random() < 0.5 else -1) * rng.uniform(1.0, 1.8)
+            if rng.random() < 0.5:  # crossing at the crosswalk
+                cross(pedestrian, x + CROSSWALK + rng.uniform(-1.5, 1.5), speed, rng.uniform(0.1, 0.9) * window)
+            else:  # walking along a kerb, somewhere the camera sees
+                pedestrian.lane = (1 if rng.random() < 0.5 else -1) * rng.uniform(10.2, 11.5)
+                pedestrian.s0 = float(self.camera_station(0.0)) + rng.uniform(12.0, 40.0 + 5.0 * window)
+                pedestrian.speed, pedestrian.heading_flip = speed, speed < 0
+
+    def _clear_of_camera(self, station: float, speed: float, at_centre: float) -> float:
+        """``at_centre``, moved later where the crossing object would meet the camera in its lane."""
+        t_lane = at_centre + LANE_EGO / speed  # when the object is in the camera's lane
+        grid = np.linspace(0.0, self.horizon + 10.0, 2001)
+        near = np.abs(self.camera_station(grid) - station) < 4.0
+        if near.any() and np.min(np.abs(grid[near] - t_lane)) < 1.5:
+            return at_centre + 3.0 + float(np.max(grid[near]) - np.min(grid[near]))
+        return at_centre
+
     @staticmethod
     def _separate_lane(lane_objects: list[MovingObject], min_gap: float) -> None:
         """Push same-lane, same-speed objects apart so that their boxes never overlap."""
@@ -458,8 +620,9 @@ class Scene:
         """``world_from_camera`` (4x4) at time ``t`` (OpenCV optical frame)."""
         s = float(self.camera_station(t))
         xy, theta = self.road.frame(np.array(s), LANE_EGO)
-        pitch = self.pitch_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[0] + self.attitude_phases[0])
-        roll = self.roll_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[1] + self.attitude_phases[1])
+        rocking = float(self.speed_profile.envelope(t))  # a car standing still does not pitch or roll
+        pitch = rocking * self.pitch_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[0] + self.attitude_phases[0])
+        roll = rocking * self.roll_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[1] + self.attitude_phases[1])
         world_from_body = _rot_z(theta) @ _rot_y(pitch) @ _rot_x(roll)
         position = np.array([xy[0], xy[1], self.config.camera_height])
         return make_transform(world_from_body @ BODY_FROM_CAMERA, position)
@@ -472,6 +635,10 @@ class Scene:
 
     def object_pose(self, obj: MovingObject, t: float) -> np.ndarray:
         """``world_from_object`` (4x4) at time ``t``: box centre, x along travel, z up."""
+        if obj.crosses:
+            xy, theta = self.road.frame(np.array(obj.s0), obj.lateral(t))
+            theta = theta + (0.5 * np.pi if obj.speed >= 0 else -0.5 * np.pi)
+            return make_transform(_rot_z(theta), np.array([xy[0], xy[1], 0.5 * obj.size[2]]))
         s = self.object_station(obj, t)
         xy, theta = self.road.frame(np.array(s), obj.lane)
         if obj.heading_flip:
