@@ -7,6 +7,9 @@
     ROOT/<sequence>/depth/NNNNNN.npy          optional GT depth, float32 metres, 0 = none
     ROOT/<sequence>/motion/NNNNNN.png         optional uint8 labels: 0 static background,
                                               1 moving object, 2 static movable object, 255 unlabelled
+    ROOT/<sequence>/instances/NNNNNN.png      optional uint16 object ids (0 none), with
+    ROOT/<sequence>/poses.json                {"objects": {id: {"kind": ...}}, "camera_poses": [4x4 ...]}:
+                                              what moves how (``mds synth`` writes both)
 
 ``K`` is in pixel units of images of size ``width`` x ``height``.
 """
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,10 +25,22 @@ import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: A camera that moved less than this since the previous frame (poses.json's units) stood still.
+CAMERA_STILL_METRES = 1e-3
 
 
 class DataError(ValueError):
     """A data set on disk is missing or malformed; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class FrameSituation:
+    """What moves how in one frame: ``instances`` ``(H, W)`` object ids (0 none), the kind of each id
+    (``mds synth``'s object kinds), and whether the camera moved since the previous frame."""
+
+    instances: np.ndarray
+    kinds: dict[int, str]
+    camera_moved: bool
 
 
 class FrameSequence(Protocol):
@@ -122,6 +138,34 @@ class SequenceFolder:
         if labels is None or labels.ndim != 2:
             raise DataError(f"cannot read motion labels {path} as a single-channel image")
         return labels.astype(np.uint8, copy=False)
+
+    def situation(self, index: int) -> FrameSituation | None:
+        """Which object moves how in frame ``index`` and whether the camera moved since the previous
+        frame (scored by :mod:`mds_core.evaluation.situations`); None without instances, kinds and camera poses."""
+        path = self.path / "instances" / f"{self.frame_id(index)}.png"
+        kinds, moved = self._situation_record()
+        if not kinds or moved is None or index >= len(moved) or not path.is_file():
+            return None
+        instances = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if instances is None or instances.ndim != 2:
+            raise DataError(f"cannot read instance ids {path} as a single-channel image")
+        return FrameSituation(instances=instances.astype(np.int64), kinds=kinds, camera_moved=moved[index])
+
+    def _situation_record(self) -> tuple[dict[int, str], list[bool] | None]:
+        if not hasattr(self, "_situation_cache"):
+            kinds, moved = {}, None
+            path = self.path / "poses.json"
+            if path.is_file():
+                try:
+                    poses = json.loads(path.read_text())
+                    kinds = {int(i): str(entry.get("kind", "")) for i, entry in poses.get("objects", {}).items()}
+                    positions = np.array(poses["camera_poses"], dtype=np.float64)[:, :3, 3]
+                except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+                    raise DataError(f"cannot read {path}: {error}") from error
+                steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+                moved = [True, *(bool(step > CAMERA_STILL_METRES) for step in steps)]
+            self._situation_cache = (kinds, moved)
+        return self._situation_cache
 
 
 def find_sequences(root: str | Path) -> list[SequenceFolder]:

@@ -11,7 +11,10 @@ The first frame of a sequence (no previous frame) is scored for depth only.
 Next to that score, ``EvaluationReport.motion_scores`` holds the background-independent
 motion-distance score and the split of moving pixels into those that move relative to the camera
 and those that move with it (:mod:`mds_core.evaluation.motion_scores`), each scored with both
-scores. Models of the oracle rung "depth" are given the ground-truth depth.
+scores. Where the data say what moves how (``mds synth``'s folders), the same scores per situation:
+movers along the road, across it, pedestrians, and frames with the camera standing still
+(:mod:`mds_core.evaluation.situations`). Models of the oracle rung "depth" are given the
+ground-truth depth.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from mds_core.evaluation.motion_scores import distance_to_probability, identity_
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.evaluation.object_scores import ObjectScoreEvaluator
 from mds_core.evaluation.report import EvaluationReport
+from mds_core.evaluation.situations import SituationEvaluator
 from mds_core.inference.moving_objects import MOVING_THRESHOLD, moving_objects
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
 from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
@@ -104,6 +108,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     motion_evaluator = MotionSegmentationEvaluator()
     score_evaluators = {key: MotionSegmentationEvaluator() for key in MOTION_SCORE_KEYS}
     object_evaluator = ObjectScoreEvaluator(request.object_threshold, request.object_min_pixels)
+    situation_evaluator = SituationEvaluator(settings)
     frames = evaluation_frames(request)
     with_labels = 0
     cfg = predictor.config
@@ -138,12 +143,18 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         if request.camera_height is None or scale is not None:  # no ground plane yet in the sequence: not scored
             depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera,
                                 scale=scale)
-        if split is not None and prediction.moving_probability is not None:
-            moving = cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
-            motion_evaluator.add(np.clip(moving, 0.0, 1.0), motion)
+        situation = getattr(sequence, "situation", lambda _: None)(index) if split is not None else None
+        moving = None
+        if prediction.moving_probability is not None:
+            moving = np.clip(cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR),
+                             0.0, 1.0)
+        if situation is not None and (request.camera_height is None or scale is not None):
+            situation_evaluator.add(situation, motion, moving, depth, gt_depth, scale=scale)
+        if split is not None and moving is not None:
+            motion_evaluator.add(moving, motion)
             distance = cv2.resize(prediction.motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
             flat = cv2.resize(prediction.flat_motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
-            scores = {"mask": np.clip(moving, 0.0, 1.0),
+            scores = {"mask": moving,
                       "distance": np.clip(distance_to_probability(np.maximum(distance, 0.0)), 0.0, 1.0),
                       "flat": np.clip(distance_to_probability(np.maximum(flat, 0.0)), 0.0, 1.0)}
             for key in MOTION_SCORE_KEYS:
@@ -159,6 +170,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         motion=motion_evaluator.result() if with_labels else None,
         motion_scores={key: e.result() for key, e in score_evaluators.items()} if with_labels else {},
         objects=object_evaluator.result() if with_labels else None,
+        situations=situation_evaluator.result(),
         metadata={
             "checkpoint": str(request.checkpoint),
             "request": asdict(request),

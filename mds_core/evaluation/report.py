@@ -17,6 +17,7 @@ import numpy as np
 
 from mds_core.evaluation.metrics import DepthEvaluation, DepthMetrics
 from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
+from mds_core.evaluation.situations import SituationScores
 
 if TYPE_CHECKING:  # it imports the predictor, which imports this package
     from mds_core.evaluation.object_scores import ObjectScores
@@ -71,6 +72,16 @@ def _scaling(depth: DepthEvaluation) -> str:
     return "per-image median" if settings.median_scaling else "none"
 
 
+def situation_summary(scores: SituationScores) -> dict[str, Any]:
+    """A situation's motion summary with the depth of its movers and of the static background."""
+    def abs_rel(region: str) -> float | None:
+        metrics = scores.depth.regions.get(region)
+        return None if metrics is None else metrics.abs_rel
+
+    return {**motion_summary(scores.motion), "frames": scores.depth.num_images,
+            "movers_abs_rel": abs_rel("moving"), "background_abs_rel": abs_rel("static_background")}
+
+
 def motion_summary(result: MotionSegmentationResult) -> dict[str, Any]:
     """Best F1, AP and IoU@0.5 with the two chance levels: the prevalence (AP of a random score)
     and the F1 of calling every pixel moving."""
@@ -96,6 +107,8 @@ class EvaluationReport:
     # "score/movers" -> result (mds_core.evaluation.evaluate.MOTION_SCORE_KEYS); empty without labels
     motion_scores: dict[str, MotionSegmentationResult] = field(default_factory=dict)
     objects: ObjectScores | None = None  # the moving objects a node would show; None without labels
+    # situation -> scores (mds_core.evaluation.situations); empty where the data do not say what moves how
+    situations: dict[str, SituationScores] = field(default_factory=dict)
 
     def to_json_dict(self, include_curve: bool = True) -> dict[str, Any]:
         """A JSON-safe dict. ``include_curve`` keeps the precision/recall/F1 arrays."""
@@ -110,6 +123,7 @@ class EvaluationReport:
         else:
             result["motion_segmentation"] = None
         result["motion_scores"] = {key: motion_summary(value) for key, value in self.motion_scores.items()}
+        result["situations"] = {name: situation_summary(scores) for name, scores in self.situations.items()}
         result["moving_objects"] = None if self.objects is None else {
             **json_safe(self.objects), "precision": json_safe(self.objects.precision),
             "recall": json_safe(self.objects.recall)}
@@ -185,6 +199,25 @@ class EvaluationReport:
                 lines.append(f"| {key} | {_fmt(r.best_f1)} | {_fmt(r.average_precision)} | "
                              f"{_fmt(summary['prevalence'])} | {_fmt(summary['all_moving_f1'])} | "
                              f"{r.num_positive} | {r.num_negative} |")
+        if self.situations:
+            lines += [
+                "",
+                "### Per situation",
+                "",
+                "Movers along the road, across it (crossing traffic), pedestrians and cyclists: that kind's moving "
+                "pixels against the static ones, the other movers ignored. Camera stopped: the frames in which the "
+                "camera did not move. Score `mask`; movers abs_rel: the depth of that situation's moving pixels.",
+                "",
+                "| situation | best F1 | AP | prevalence | all-moving F1 | moving px | frames | movers abs_rel "
+                "| background abs_rel |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, scores in self.situations.items():
+                summary = situation_summary(scores)
+                lines.append(f"| {name} | {_fmt(summary['best_f1'])} | {_fmt(summary['average_precision'])} | "
+                             f"{_fmt(summary['prevalence'])} | {_fmt(summary['all_moving_f1'])} | "
+                             f"{scores.motion.num_positive} | {scores.depth.num_images} | "
+                             f"{_fmt(summary['movers_abs_rel'])} | {_fmt(summary['background_abs_rel'])} |")
         if self.objects is not None:
             o = self.objects
             lines += [
