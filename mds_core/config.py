@@ -80,6 +80,14 @@ class ModelConfig:
     motion_hypotheses: list[float] | None = None
     # how far (times the ego translation, per axis) a hypothesis' residual may move it
     hypothesis_spread: float = 0.4
+    # Own motion in the camera frame, for movers that do not follow the camera's heading and for a
+    # camera standing still: hypothesis k moves by f_k t_0 + sigma h_k, h_k = hypothesis_directions[k-1]
+    # ((x right, y down, z forward), one per non-background component; null: none), sigma =
+    # hypothesis_scene_rate x the frame's median depth (a speed per frame relative to the scene, in the
+    # depth's units); the residual is then bounded by hypothesis_spread x max(|t_0|, sigma).
+    # hypothesis_scene_rate 0: sigma = 0, the hypotheses follow the ego-motion only.
+    hypothesis_directions: list[list[float]] | None = None
+    hypothesis_scene_rate: float = 0.0
 
     @property
     def hypotheses(self) -> list[float]:
@@ -103,6 +111,13 @@ class ModelConfig:
             )
         if not all(math.isfinite(f) for f in self.hypotheses):
             raise ConfigError(f"model.motion_hypotheses must be finite numbers, got {self.motion_hypotheses}")
+        if self.hypothesis_directions is not None and (
+                len(self.hypothesis_directions) != len(self.hypotheses)
+                or not all(len(h) == 3 and all(math.isfinite(v) for v in h) for h in self.hypothesis_directions)):
+            raise ConfigError(f"model.hypothesis_directions needs one [x, y, z] per motion hypothesis "
+                              f"({len(self.hypotheses)}), got {self.hypothesis_directions}")
+        if not 0 <= self.hypothesis_scene_rate < 1:
+            raise ConfigError(f"model.hypothesis_scene_rate must be in [0, 1), got {self.hypothesis_scene_rate}")
         if not 0 <= self.hypothesis_spread < 10:
             raise ConfigError(f"model.hypothesis_spread must be in [0, 10), got {self.hypothesis_spread}")
         if not self.ground_truth_depth_scale > 0:

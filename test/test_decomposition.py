@@ -165,6 +165,55 @@ def test_motion_hypotheses_scale_the_background_motion():
         ModelConfig(num_components=3, motion_hypotheses=[2.0]).validate()
 
 
+def test_a_stopped_camera_and_a_box_moving_sideways_are_explained_exactly_by_one_component():
+    """Hypotheses in the camera frame's own-motion space reach a sideways mover while the camera stands
+    still; the ego-scaled ones cannot (with t_0 = 0 every component is t_0)."""
+    from mds_core.config import ConfigError
+    from mds_core.method.decomposition import ComponentMotion, hypothesis_motions, scene_speed
+    from mds_core.method.geometry import pose_vector_to_transform
+
+    height, width = 8, 12
+    depth = torch.full((1, 1, height, width), 10.0)
+    depth[..., 2:6, 3:8] = 6.0  # a box nearer than the wall behind it
+    box = (depth == 6.0)[:, 0]
+    grid_v, grid_u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                                    indexing="ij")
+    points = torch.stack([(grid_u - 6.0) / 10.0, (grid_v - 4.0) / 10.0, torch.ones(height, width)])[None] * depth
+    sideways = torch.tensor([0.3, 0.0, 0.0])  # the box's own motion per frame; the camera does not move
+    sigma = scene_speed(depth, rate=0.025)  # 0.25: the median depth is 10
+    assert torch.allclose(sigma, torch.tensor([0.25]))
+    pose_scale, spread = 0.01, 1.0
+    residual = torch.tensor([pose_scale * math.atanh((0.3 - 0.25) / (spread * 0.25)), 0.0, 0.0])
+    axis_angle = torch.zeros(1, 2, 3)
+    translation = torch.stack([torch.zeros(3), residual])[None]  # t_0 = 0, and the residual of component 1
+    directions = torch.tensor([[1.0, 0.0, 0.0]])  # hypothesis: moving right in the camera frame
+    rotation, moved = hypothesis_motions(axis_angle, translation, [1.0], spread, pose_scale, directions, sigma)
+    assert torch.allclose(moved[0, 1], sideways, atol=1e-6)
+    masks = torch.stack([~box, box], dim=1).float()  # one-hot: the box is component 1
+    motion = ComponentMotion(masks=masks, transforms=pose_vector_to_transform(rotation, moved))
+    expected = points + box[:, None] * sideways.view(1, 3, 1, 1)
+    assert torch.allclose(motion.transform_points(points), expected, atol=1e-5)
+    # ego-scaled hypotheses alone: whatever the decoder says, every component stands still with the camera
+    _, stuck = hypothesis_motions(axis_angle, torch.randn(1, 2, 3) * 100.0 * torch.tensor([0.0, 1.0]).view(1, 2, 1),
+                                  [2.0], spread, pose_scale)
+    assert float(stuck.abs().max()) == 0.0
+    with pytest.raises(ConfigError, match="one \\[x, y, z\\] per motion hypothesis"):
+        ModelConfig(num_components=3, hypothesis_directions=[[1.0, 0.0, 0.0]]).validate()
+
+
+def test_own_motion_hypotheses_are_scaled_by_the_scene_in_the_model():
+    model = _tiny_model(motion_hypotheses=[1.0, 1.0], hypothesis_directions=[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]],
+                        hypothesis_scene_rate=0.02)
+    head = model.pose_mask_net.pose_decoder.net[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()  # the camera stands still, every residual is zero
+        out = model(torch.rand(1, 2, 3, 64, 64), [1])
+    sigma = 0.02 * float(out.depth.flatten().median())
+    transforms = out.sources[0].component_transforms[0]
+    assert torch.allclose(transforms[:, 0, 3], torch.tensor([0.0, sigma, -sigma]), atol=1e-6)
+
+
 def test_checkpoints_from_before_motion_hypotheses_keep_independent_motions(tmp_path):
     from mds_core.checkpoint import load_checkpoint, write_untrained_checkpoint
 

@@ -260,7 +260,7 @@ class Predictor:
         if self.uses_scene_flow:
             following = following if following is None or isinstance(following, PreparedFrame) else self.prepare(following)
             return self._scene_flow(prediction, current, previous, following, warp_depth, k_tensor, motion_scores)
-        source = self.model.predict_motion(current.tensor, previous.tensor[:, None], [-1], disparity)[0]
+        source = self.model.predict_motion(current.tensor, previous.tensor[:, None], [-1], disparity, warp_depth)[0]
         masks = source.motion.masks[0]
         background = background_component(masks)
         prediction.masks = masks.float().cpu().numpy()

@@ -40,7 +40,8 @@ def plain_softmax(logits: Tensor) -> Tensor:
 
 
 def hypothesis_motions(axis_angle: Tensor, translation: Tensor, factors: list[float], spread: float,
-                       pose_scale: float) -> tuple[Tensor, Tensor]:
+                       pose_scale: float, directions: Tensor | None = None,
+                       scene_speed: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Components as motion hypotheses relative to the background (a learning aid).
 
     For ``(B, K, 3)`` pose-decoder outputs (already multiplied by ``pose_scale``) and K-1
@@ -48,6 +49,16 @@ def hypothesis_motions(axis_angle: Tensor, translation: Tensor, factors: list[fl
 
         r_k = r_0 + dr_k
         t_k = f_k t_0 + spread |t_0| tanh(dt_k / pose_scale)     (k >= 1; component 0 unchanged)
+
+    With own-motion ``directions`` ``h_k`` ``(K-1, 3)`` (camera frame) and a ``scene_speed`` ``sigma``
+    ``(B,)`` (a speed per frame in the depth's units, e.g. a fraction of the median depth)::
+
+        t_k = f_k t_0 + sigma h_k + spread max(|t_0|, sigma) tanh(dt_k / pose_scale)
+
+    A point of an object moving by ``v`` (its own motion, in the camera frame) moves relative to the
+    camera by ``t_0 + v``: the factors cover objects travelling along the camera's heading, the
+    directions those that cross it, and with the camera standing still (``t_0 = 0``) the directions
+    and the ``sigma``-bounded residual are what is left to tell the components apart.
 
     where ``(dr_k, dt_k)`` are the decoder's outputs for component k. At initialisation
     (``dr, dt = 0``, :func:`zero_residual_motions`) the K transforms are K distinct hypotheses that
@@ -72,10 +83,22 @@ def hypothesis_motions(axis_angle: Tensor, translation: Tensor, factors: list[fl
     base_translation = translation[:, :1].detach()
     factor = torch.tensor(factors, device=translation.device, dtype=translation.dtype).view(1, -1, 1)
     unit = base_translation.norm(dim=2, keepdim=True)
+    hypotheses = factor * base_translation
+    if scene_speed is not None:
+        sigma = scene_speed.detach().to(translation.dtype).view(-1, 1, 1)
+        unit = torch.maximum(unit, sigma)
+        if directions is not None:
+            hypotheses = hypotheses + sigma * directions.to(translation.dtype).view(1, -1, 3)
     residual = spread * unit * torch.tanh(translation[:, 1:] / pose_scale)
     rotation = torch.cat([axis_angle[:, :1], base_rotation + axis_angle[:, 1:]], dim=1)
-    moved = torch.cat([translation[:, :1], factor * base_translation + residual], dim=1)
+    moved = torch.cat([translation[:, :1], hypotheses + residual], dim=1)
     return rotation, moved
+
+
+def scene_speed(depth: Tensor, rate: float) -> Tensor:
+    """``(B,)`` ``rate`` times the median of each frame's ``(B, 1, H, W)`` depth: the scale of own motion
+    for :func:`hypothesis_motions`, in the depth's units (which the ego translation shares)."""
+    return rate * depth.detach().flatten(1).median(dim=1).values
 
 
 def zero_residual_motions(pose_head: nn.Conv2d) -> None:

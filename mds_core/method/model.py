@@ -34,6 +34,7 @@ from mds_core.method.decomposition import (
     depth_ordered_softmax,
     hypothesis_motions,
     plain_softmax,
+    scene_speed,
     zero_residual_motions,
 )
 from mds_core.method.geometry import pose_vector_to_transform
@@ -118,11 +119,20 @@ class MonoDepthSeg(DepthModel):
             return background_only_masks(soft)
         return soft
 
-    def predict_motion(self, target: Tensor, sources: Tensor, offsets: list[int], disparity: Tensor) -> list[SourceMotion]:
+    def predict_motion(self, target: Tensor, sources: Tensor, offsets: list[int], disparity: Tensor,
+                       depth: Tensor | None = None) -> list[SourceMotion]:
         """Decompose the motion between ``target`` and each of ``sources`` ``(B, S, 3, H, W)``.
 
-        All S pairs go through the pose+mask network as one batch.
+        All S pairs go through the pose+mask network as one batch. ``depth``: the warp's depth, which
+        sets the scale of the own-motion hypotheses (``model.hypothesis_scene_rate``); by default the
+        depth of ``disparity``.
         """
+        cfg = self.config
+        speed = directions = None
+        if cfg.hypotheses and cfg.hypothesis_scene_rate > 0:
+            speed = scene_speed(self.to_depth(disparity) if depth is None else depth, cfg.hypothesis_scene_rate)
+            if cfg.hypothesis_directions is not None:
+                directions = torch.tensor(cfg.hypothesis_directions, device=disparity.device)
         batch, num_sources = sources.shape[:2]
         depth_input = disparity.detach() if self.config.detach_depth_input else disparity
         earlier, later = [], []
@@ -140,8 +150,8 @@ class MonoDepthSeg(DepthModel):
             axis_angle, translation = out.axis_angle[rows].float(), out.translation[rows].float()
             if self.config.hypotheses:
                 axis_angle, translation = hypothesis_motions(
-                    axis_angle, translation, self.config.hypotheses, self.config.hypothesis_spread,
-                    self.config.pose_scale)
+                    axis_angle, translation, cfg.hypotheses, cfg.hypothesis_spread, cfg.pose_scale,
+                    directions, speed)
             predicted = pose_vector_to_transform(axis_angle, translation)
             to_source = pose_vector_to_transform(axis_angle, translation, invert=offset < 0)
             logits = out.mask_logits[rows].float()
@@ -169,13 +179,14 @@ class MonoDepthSeg(DepthModel):
         target = images[:, 0]
         if self.uses_depth_network:
             disparities = self.predict_disparity(target)
-            sources = self.predict_motion(target, images[:, 1:], offsets, disparities[0])
-            return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources,
+            depth = self.to_depth(disparities[0])
+            sources = self.predict_motion(target, images[:, 1:], offsets, disparities[0], depth)
+            return ModelOutput(disparities=disparities, depth=depth, sources=sources,
                                components_enabled=self.components_enabled)
         if depth is None:
             raise ValueError("model.depth_source is ground_truth: pass the ground-truth depth")
         disparity = self.oracle_disparity(depth)
-        sources = self.predict_motion(target, images[:, 1:], offsets, disparity)
         warp_depth = depth * self.config.ground_truth_depth_scale
+        sources = self.predict_motion(target, images[:, 1:], offsets, disparity, warp_depth)
         return ModelOutput(disparities=[disparity], depth=warp_depth, sources=sources, warp_depth=warp_depth,
                            components_enabled=self.components_enabled)
