@@ -76,6 +76,19 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     assert main([*args, "--reuse", "--batch-size", "1"]) == 0  # a later option wins
     retrained = json.loads(report.read_text())["runs"]
     assert all(os.stat(r["checkpoint"]).st_mtime_ns != written[r["variant"]] for r in retrained)
+    assert retrained[1]["variant"] == "K=5"
+    assert set(json.loads(report.read_text())["summary"]["K=5"]["situations"]) == {"along_road"}  # road scenes
+
+    # city scenes: other data, so nothing is reused; every segmenting model is scored per situation
+    written = {r["variant"]: os.stat(r["checkpoint"]).st_mtime_ns for r in retrained}
+    assert main([*args, "--reuse", "--scene", "city", "--heldout-frames", "12"]) == 0
+    city = json.loads(report.read_text())
+    assert city["preset"]["scene"] == "city" and not city["reused"]
+    assert all(os.stat(r["checkpoint"]).st_mtime_ns != written[r["variant"]] for r in city["runs"])
+    situations = city["summary"]["K=5"]["situations"]
+    assert {"along_road", "across", "pedestrian"} <= set(situations) and "situations" not in city["summary"]["K=1"]
+    assert 0.0 < city["situation_chance"]["across"]["prevalence"] < 1.0
+    assert "Per situation" in markdown.read_text() and "| chance (all-moving F1, prevalence) |" in markdown.read_text()
 
 
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):

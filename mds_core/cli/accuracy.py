@@ -8,6 +8,7 @@ from typing import Any
 
 from mds_core.tools import accuracy as _accuracy
 from mds_core.tools.accuracy import PRESETS, AccuracyPreset, run_accuracy_benchmark
+from mds_core.tools.synth.config import SCENES
 
 
 def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
@@ -17,7 +18,7 @@ def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
         "height": args.height, "train_sequences": args.train_sequences, "frames_per_sequence": args.frames,
         "heldout_sequences": args.heldout_sequences, "heldout_frames": args.heldout_frames,
         "batch_size": args.batch_size, "seeds": args.seeds,
-        "rungs": tuple(args.rungs.split(",")) if args.rungs else None,
+        "rungs": tuple(args.rungs.split(",")) if args.rungs else None, "scene": args.scene,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
 
@@ -43,6 +44,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="quick: 192x64, one seed, about 15 min on 2 cores; cpu: three seeds, under an hour; "
                              "gpu: 640x192, three seeds, for a CUDA GPU")
     parser.add_argument("--output", default="outputs/accuracy", help="output directory")
+    parser.add_argument("--scene", choices=sorted(SCENES),
+                        help="generated scenes: road (traffic along the road; the presets' default) or city (also "
+                             "an intersection with crossing traffic, pedestrians, cyclists, drives that stop)")
     parser.add_argument("--steps", type=int, help="training steps per model (overrides the preset)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of the data and of the first training run (overrides the preset)")

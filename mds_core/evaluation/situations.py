@@ -68,6 +68,7 @@ class SituationEvaluator:
         self._motion = {name: MotionSegmentationEvaluator() for name in SITUATIONS}
         self._depth = {name: DepthEvaluator(settings) for name in SITUATIONS}
         self._frames = dict.fromkeys(SITUATIONS, 0)
+        self._movers = dict.fromkeys(SITUATIONS, 0)  # moving pixels seen
 
     def add(self, situation: FrameSituation, motion: np.ndarray, moving_probability: np.ndarray | None,
             depth: np.ndarray, gt_depth: np.ndarray, scale: float | None = None) -> None:
@@ -75,11 +76,13 @@ class SituationEvaluator:
         all at the ground truth's size."""
         for name, labels in situation_labels(motion, situation).items():
             self._frames[name] += 1
+            self._movers[name] += int(np.count_nonzero(labels == POSITIVE_LABEL))
             self._depth[name].add(depth, gt_depth, labels, scale=scale)
             if moving_probability is not None:
                 self._motion[name].add(moving_probability, labels)
 
     def result(self) -> dict[str, SituationScores]:
-        """The situations seen in at least one frame."""
+        """The situations with moving pixels in at least one frame (a road without crossings has no
+        ``across``)."""
         return {name: SituationScores(self._motion[name].result(), self._depth[name].result())
-                for name in SITUATIONS if self._frames[name]}
+                for name in SITUATIONS if self._movers[name]}

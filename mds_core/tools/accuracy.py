@@ -115,6 +115,7 @@ class AccuracyPreset:
     steps: int
     batch_size: int
     encoder: EncoderName = "resnet18"
+    scene: str = "road"  # the kind of generated scene (mds_core.tools.synth.config.SCENES)
     seed: int = 0  # data seed and first training seed; seed + i for the i-th repetition
     seeds: int = 1  # training repetitions (mean and standard deviation over them)
     rungs: tuple[str, ...] = RUNGS
@@ -135,6 +136,10 @@ class AccuracyPreset:
             raise ValueError("steps and batch size must be >= 1")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        from mds_core.tools.synth.config import SCENES
+
+        if self.scene not in SCENES:
+            raise ValueError(f"scene must be one of {sorted(SCENES)}, got {self.scene!r}")
         unknown = [r for r in self.rungs if r not in RUNGS]
         if unknown or "full" not in self.rungs:
             raise ValueError(f"rungs must include 'full' and come from {list(RUNGS)}, got {list(self.rungs)}")
@@ -194,6 +199,12 @@ class ModelResult:
         if not self.variant.segments:
             return None
         return self.report.motion_scores.get(key)
+
+    def situation(self, name: str) -> MotionSegmentationResult | None:
+        """The motion scores of one situation (:mod:`mds_core.evaluation.situations`); None for K=1 or where
+        the held-out scenes do not have it."""
+        scores = self.report.situations.get(name)
+        return scores.motion if scores is not None and self.variant.segments else None
 
     def training_record(self) -> dict[str, Any]:
         """What ``training.json`` keeps of the training (everything but the evaluation)."""
@@ -260,10 +271,21 @@ class AccuracyResult:
     def motion_statistic(self, variant: Variant, key: str, field_name: str) -> tuple[float, float]:
         return mean_and_std([getattr(m.motion(key), field_name, None) for m in self.runs(variant)])
 
-    def chance(self, key: str) -> tuple[float, float]:
-        """(prevalence = AP of a random score, F1 of calling every pixel moving) for a motion score."""
+    def situation_statistic(self, variant: Variant, name: str, field_name: str) -> tuple[float, float]:
+        return mean_and_std([getattr(m.situation(name), field_name, None) for m in self.runs(variant)])
+
+    @property
+    def situations(self) -> list[str]:
+        """The situations the held-out scenes have (none on road scenes without labels for them)."""
+        from mds_core.evaluation.situations import SITUATIONS
+
+        return [name for name in SITUATIONS if any(m.situation(name) is not None for m in self.models)]
+
+    def chance(self, key: str, situation: bool = False) -> tuple[float, float]:
+        """(prevalence = AP of a random score, F1 of calling every pixel moving) for a motion score, or for
+        a situation's."""
         for model in self.models:
-            result = model.motion(key)
+            result = model.situation(key) if situation else model.motion(key)
             if result is not None and result.num_positive + result.num_negative > 0:
                 rate = result.num_positive / (result.num_positive + result.num_negative)
                 return rate, 2 * rate / (1 + rate)
@@ -283,6 +305,11 @@ class AccuracyResult:
                 entry["motion"] = {key: {"best_f1": self.motion_statistic(variant, key, "best_f1"),
                                          "average_precision": self.motion_statistic(variant, key, "average_precision")}
                                    for key, _ in MOTION_SCORES}
+            if variant.segments and self.situations:
+                entry["situations"] = {name: {"best_f1": self.situation_statistic(variant, name, "best_f1"),
+                                              "average_precision": self.situation_statistic(variant, name,
+                                                                                            "average_precision")}
+                                       for name in self.situations}
             summary[variant.name] = entry
         return json_safe({
             "preset": dataclasses.asdict(self.preset),
@@ -295,6 +322,8 @@ class AccuracyResult:
             "summary": summary,  # [mean, std] over seeds
             "chance": {key: dict(zip(("prevalence", "all_moving_f1"), self.chance(key), strict=True))
                        for key, _ in MOTION_SCORES},
+            "situation_chance": {name: dict(zip(("prevalence", "all_moving_f1"), self.chance(name, situation=True),
+                                                strict=True)) for name in self.situations},
             "runs": [m.to_json_dict() for m in self.models],
             "reused": [{"variant": name, "seed": seed} for name, seed in self.reused],
             "notes": self.notes,
@@ -344,6 +373,7 @@ class AccuracyResult:
         chance = [f"{label}: calling every pixel moving gives F1 {_fmt(self.chance(key)[1])}, a random score "
                   f"AP {_fmt(self.chance(key)[0])} (the prevalence)" for key, label in MOTION_SCORES]
         lines += ["", "Chance levels: " + "; ".join(chance) + ". K=1 has one component: nothing to segment."]
+        lines += self._situation_lines()
         lines += ["", "| model | seed | training time | loss (first 10 steps -> last 10) |", "|---|---|---|---|"]
         for model in self.models:
             lines.append(f"| {model.label} | {model.seed} | {model.train_seconds / 60:.1f} min ({model.steps} steps, "
@@ -359,6 +389,24 @@ class AccuracyResult:
             lines += [""] + [f"Note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
+
+    def _situation_lines(self) -> list[str]:
+        """Motion scores per situation: movers along the road, across it, pedestrians, the camera standing."""
+        names = self.situations
+        if not names:
+            return []
+        lines = ["", "Per situation (mask score): the moving pixels of one kind of mover against the static ones, "
+                     "the other movers ignored; camera stopped: the frames in which the camera stood still.", "",
+                 "| model | " + " | ".join(f"{name} best F1 | {name} AP" for name in names) + " |",
+                 "|---|" + "---|---|" * len(names)]
+        for variant in self.preset.variants:
+            if variant.segments:
+                cells = [f"{_pm(self.situation_statistic(variant, name, 'best_f1'))} | "
+                         f"{_pm(self.situation_statistic(variant, name, 'average_precision'))}" for name in names]
+                lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+        cells = [f"{_fmt(self.chance(name, True)[1])} | {_fmt(self.chance(name, True)[0])}" for name in names]
+        lines.append("| chance (all-moving F1, prevalence) | " + " | ".join(cells) + " |")
+        return lines
 
     def _wall_time(self) -> str:
         text = f"{self.wall_seconds / 60:.1f} min in all (data, trainings, evaluation, pictures)"
@@ -563,15 +611,16 @@ def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
         return write_train_heldout(root, width=preset.width, height=preset.height,
                                    train_sequences=preset.train_sequences, train_frames=preset.frames_per_sequence,
                                    heldout_sequences=preset.heldout_sequences, heldout_frames=preset.heldout_frames,
-                                   seed=preset.seed, on_frame=lambda _: bar.update(1))
+                                   seed=preset.seed, scene=preset.scene, on_frame=lambda _: bar.update(1))
 
 
 TRAINING_RECORD = "training.json"
 
 
-def reusable_training(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+def reusable_training(folder: Path, config: TrainConfig, scene: str = "road") -> dict[str, Any] | None:
     """The ``training.json`` record of ``folder`` when its checkpoint finished training with exactly
-    ``config`` (same data, seed, budget and model), else None (with the reason in the log)."""
+    ``config`` (same data, seed, budget and model) on the same kind of ``scene``, else None (with the
+    reason in the log)."""
     from mds_core.checkpoint import CheckpointError, load_checkpoint
     from mds_core.config import config_to_dict
 
@@ -583,6 +632,9 @@ def reusable_training(folder: Path, config: TrainConfig) -> dict[str, Any] | Non
         checkpoint = load_checkpoint(record["checkpoint"], mmap=True)
     except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
         LOG.warning("not reusing %s: %s", folder, error)
+        return None
+    if record.get("scene", "road") != scene:
+        LOG.warning("not reusing %s: it was trained on %s scenes", folder, record.get("scene", "road"))
         return None
     if config_to_dict(checkpoint.config) != config_to_dict(config):
         LOG.warning("not reusing %s: it was trained with another config", folder)
@@ -622,7 +674,7 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
         for variant in preset.variants:
             folder = out / f"seed{seed}" / variant.folder
             config = training_config(preset, variant, split.train, folder, num_samples, seed)
-            record = reusable_training(folder, config) if reuse else None
+            record = reusable_training(folder, config, preset.scene) if reuse else None
             if record is not None:
                 LOG.info("seed %d, %s: reusing the trained model in %s", seed, variant.name, folder)
                 reused.append((variant.name, seed))
@@ -644,7 +696,8 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
             report.save(folder / "evaluation.json")
             model = ModelResult(variant, seed, report, seconds, steps, config.optim.epochs, loss_first, loss_last,
                                 checkpoint)
-            (folder / TRAINING_RECORD).write_text(json.dumps(model.training_record(), indent=2, allow_nan=True) + "\n")
+            record = {**model.training_record(), "scene": preset.scene}
+            (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
             models.append(model)
             if seed == preset.seed:
                 pictured[variant.name] = predictor

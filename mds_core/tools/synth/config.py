@@ -12,6 +12,13 @@ from typing import Any
 
 import numpy as np
 
+#: Named kinds of scene (``SynthConfig`` fields): the road's traffic only, or a city drive with an
+#: intersection, crossing traffic, pedestrians and cyclists, and drives that stop before it.
+SCENES: dict[str, dict[str, Any]] = {
+    "road": {},
+    "city": {"num_crossing": 3, "num_pedestrians": 4, "num_cyclists": 1, "camera_stop_probability": 0.3},
+}
+
 
 @dataclass
 class SynthConfig:
