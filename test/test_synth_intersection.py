@@ -108,3 +108,11 @@ def test_synth_command_writes_the_intersection_and_its_kinds(tmp_path: Path, cap
     assert poses["config"]["num_crossing"] == 2 and poses["config"]["camera_stop_probability"] == 1.0
     assert main(["synth", str(tmp_path / "bad"), "--stop-probability", "2"]) == 2
     assert "camera_stop_probability must be in [0, 1], got 2.0" in capsys.readouterr().err
+
+
+def test_a_short_stopping_drive_stands_in_the_middle_of_its_stop():
+    """A drive shorter than braking, standing and starting shows the middle of it: the camera stands."""
+    scene = Scene(SynthConfig(num_frames=20, seed=1, camera_stop_probability=1.0, camera_stop_seconds=3.0))
+    stations = scene.camera_station(np.arange(20) / 10.0)
+    assert np.ptp(stations) == 0.0 and stations[0] == 0.0
+    assert scene.speed_profile.speed(-1.0) > 0.0 and scene.speed_profile.speed(3.0) > 0.0  # braked before, starts after

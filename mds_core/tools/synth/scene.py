@@ -264,10 +264,10 @@ class StoppingSpeedProfile(SpeedProfile):
         self.__dict__.update(base.__dict__)
         self.start, self.ramp, self.hold = float(start), float(ramp), float(hold)
         self.end = self.start + 2.0 * self.ramp + self.hold  # the envelope is 1 again from here
-        grid = np.arange(0.0, self.end + 2 * self.STEP, self.STEP)
+        grid = min(0.0, self.start) + self.STEP * np.arange(int(np.ceil((self.end - min(0.0, self.start)) / self.STEP)) + 2)
         speed = self.speed(grid)
-        self._grid = grid
-        self._distance = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * self.STEP)])
+        distance = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * self.STEP)])
+        self._grid, self._distance = grid, distance - np.interp(0.0, grid, distance)  # 0 at t = 0
 
     def envelope(self, t: np.ndarray | float) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
@@ -280,9 +280,11 @@ class StoppingSpeedProfile(SpeedProfile):
 
     def distance(self, t: np.ndarray | float) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
-        inside = np.interp(np.clip(t, 0.0, self._grid[-1]), self._grid, self._distance)
-        before = super().distance(np.minimum(t, 0.0))  # the envelope is 1 outside the grid
-        after = super().distance(np.maximum(t, self._grid[-1])) - super().distance(self._grid[-1])
+        first, last = self._grid[0], self._grid[-1]
+        inside = np.interp(np.clip(t, first, last), self._grid, self._distance)
+        # outside the grid the envelope is 1: the plain profile's distance from the grid's ends
+        before = super().distance(np.minimum(t, first)) - super().distance(first)
+        after = super().distance(np.maximum(t, last)) - super().distance(last)
         return inside + before + after
 
     def stopped(self, t: np.ndarray | float) -> np.ndarray:
@@ -539,9 +541,9 @@ class Scene:
         if not (cfg.num_crossing or cfg.num_pedestrians or cfg.num_cyclists or stops):
             return None
         duration = max(cfg.duration, 1.0)
-        if stops:
+        if stops:  # standing still in the middle of the drive (braking before its first frame if it is short)
             ramp = 2.0
-            start = max(0.0, 0.5 * duration - 0.5 * cfg.camera_stop_seconds - ramp)
+            start = 0.5 * duration - 0.5 * cfg.camera_stop_seconds - ramp
             self.speed_profile = StoppingSpeedProfile(self.speed_profile, start, ramp, cfg.camera_stop_seconds)
             station = float(self.camera_station(start + ramp)) - STOP_LINE
         else:  # the camera reaches the crosswalk towards the end of the drive: the traffic is in view
