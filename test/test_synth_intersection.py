@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mds_core.cli.main import main
+from mds_core.evaluation.situations import CATEGORY_OF_KIND
 from mds_core.tools.synth import MOTION_MOVING, Scene, SynthConfig, generate_sequence
 from mds_core.tools.synth.scene import (
     CROSSWALK,
@@ -17,7 +18,6 @@ from mds_core.tools.synth.scene import (
     KIND_CYCLIST,
     KIND_PEDESTRIAN,
     KIND_SAME_SPEED,
-    MOVER_CATEGORIES,
 )
 
 TRAFFIC = dict(num_crossing=3, num_pedestrians=4, num_cyclists=1)
@@ -33,8 +33,7 @@ def test_the_intersection_adds_traffic_and_changes_nothing_else():
     plain = Scene(SynthConfig(seed=5, num_frames=40))
     busy = Scene(SynthConfig(seed=5, num_frames=40, **TRAFFIC))
     assert plain.intersection is None and busy.intersection is not None
-    along = [o for o in busy.objects if o.kind in (k for k, c in MOVER_CATEGORIES.items() if c == "along_road")
-             or o.kind == "parked"]
+    along = [o for o in busy.objects if CATEGORY_OF_KIND.get(o.kind, "along_road") == "along_road"]  # and parked
     assert [(o.object_id, o.kind) for o in along] == [(o.object_id, o.kind) for o in plain.objects]
     for before, after in zip(plain.objects, along):
         np.testing.assert_array_equal(plain.object_pose(before, 2.0), busy.object_pose(after, 2.0))

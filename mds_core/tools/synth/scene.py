@@ -55,9 +55,6 @@ KIND_PARKED = "parked"
 KIND_CROSSING = "crossing"
 KIND_PEDESTRIAN = "pedestrian"
 KIND_CYCLIST = "cyclist"
-#: How a mover moves for the per-situation scores: along the road, across it, or a pedestrian or cyclist.
-MOVER_CATEGORIES = {KIND_SAME_SPEED: "along_road", KIND_ONCOMING: "along_road", KIND_FASTER: "along_road",
-                    KIND_CROSSING: "across", KIND_PEDESTRIAN: "pedestrian", KIND_CYCLIST: "pedestrian"}
 
 SIDE_STREET_HALF_WIDTH = 7.0  # the side street spans stations s_x +- this
 SIDE_STREET_LANE = 2.5  # its two lanes at s_x -+ this (+d at s_x - lane, -d at s_x + lane)
@@ -264,7 +261,8 @@ class StoppingSpeedProfile(SpeedProfile):
         self.__dict__.update(base.__dict__)
         self.start, self.ramp, self.hold = float(start), float(ramp), float(hold)
         self.end = self.start + 2.0 * self.ramp + self.hold  # the envelope is 1 again from here
-        grid = min(0.0, self.start) + self.STEP * np.arange(int(np.ceil((self.end - min(0.0, self.start)) / self.STEP)) + 2)
+        first = min(0.0, self.start)  # a short drive may brake before its first frame
+        grid = first + self.STEP * np.arange(int(np.ceil((self.end - first) / self.STEP)) + 2)
         speed = self.speed(grid)
         distance = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * self.STEP)])
         self._grid, self._distance = grid, distance - np.interp(0.0, grid, distance)  # 0 at t = 0
@@ -286,11 +284,6 @@ class StoppingSpeedProfile(SpeedProfile):
         before = super().distance(np.minimum(t, first)) - super().distance(first)
         after = super().distance(np.maximum(t, last)) - super().distance(last)
         return inside + before + after
-
-    def stopped(self, t: np.ndarray | float) -> np.ndarray:
-        """Whether the camera stands still at ``t``."""
-        t = np.asarray(t, dtype=np.float64)
-        return (t >= self.start + self.ramp) & (t <= self.start + self.ramp + self.hold)
 
 
 @dataclass
@@ -420,6 +413,7 @@ class Scene:
     # ---------------------------------------------------------------- static world
     def _build_static(self, rng: np.random.Generator) -> StaticBoxes:
         centres, rotations, halves, materials, colors, seeds, periods = [], [], [], [], [], [], []
+        on_street: list[bool] = []
         road = self.road
         lo, hi = road.s_min + 5.0, road.s_max - 5.0
         for side in (-1.0, 1.0):
@@ -441,14 +435,10 @@ class Scene:
                 seeds.append(int(rng.integers(1, 2**30)))
                 periods.append([rng.uniform(2.6, 4.0), rng.uniform(2.9, 3.6)])
                 gap = rng.uniform(3.0, 14.0) if rng.random() < 0.3 else rng.uniform(0.0, 1.0)
-                if self._on_side_street(s, s + length):
-                    centres.pop(), rotations.pop(), halves.pop(), materials.pop(), colors.pop(), seeds.pop(), periods.pop()
+                on_street.append(self._on_side_street(s, s + length))
                 s += length + gap
             s = lo + rng.uniform(0.0, 20.0)
             while s < hi:
-                if self._on_side_street(s - 0.5, s + 0.5):
-                    s += rng.uniform(22.0, 40.0)
-                    continue
                 xy, theta = road.frame(np.array(s), side * POLE_OFFSET)
                 centres.append([xy[0], xy[1], 3.0])
                 rotations.append(_rot_z(theta))
@@ -457,15 +447,18 @@ class Scene:
                 colors.append(np.array([0.45, 0.47, 0.50]) * rng.uniform(0.8, 1.2))
                 seeds.append(int(rng.integers(1, 2**30)))
                 periods.append([1.0, 1.0])
+                on_street.append(self._on_side_street(s - 0.5, s + 0.5))
                 s += rng.uniform(22.0, 40.0)
+        # the side street's buildings and poles give way; all were drawn, so the others stay as they were
+        keep = ~np.array(on_street, dtype=bool)
         return StaticBoxes(
-            centres=np.asarray(centres, dtype=np.float64),
-            rotations=np.asarray(rotations, dtype=np.float64),
-            half_sizes=np.asarray(halves, dtype=np.float64),
-            materials=np.asarray(materials, dtype=np.int32),
-            colors=np.asarray(colors, dtype=np.float64),
-            seeds=np.asarray(seeds, dtype=np.int64),
-            window_periods=np.asarray(periods, dtype=np.float64),
+            centres=np.asarray(centres, dtype=np.float64)[keep],
+            rotations=np.asarray(rotations, dtype=np.float64)[keep],
+            half_sizes=np.asarray(halves, dtype=np.float64)[keep],
+            materials=np.asarray(materials, dtype=np.int32)[keep],
+            colors=np.asarray(colors, dtype=np.float64)[keep],
+            seeds=np.asarray(seeds, dtype=np.int64)[keep],
+            window_periods=np.asarray(periods, dtype=np.float64)[keep],
         )
 
     # ---------------------------------------------------------------- objects
