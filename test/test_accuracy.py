@@ -102,6 +102,11 @@ def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     assert k1["optim"]["max_steps"] == preset.steps
     assert k1["optim"]["epochs"] * (200 // preset.batch_size) >= preset.steps  # the budget fits the schedule
     assert [PRESETS[name].seeds for name in ("quick", "cpu", "gpu")] == [1, 3, 3]
+    # --set reaches every model, after the variant's own settings
+    tuned = dataclasses.replace(preset, overrides=("model.hypothesis_scene_rate=0.02", "model.ground_truth_depth_scale=1"))
+    k5, oracle = (training_config(tuned, v, tmp_path, tmp_path / "run", num_samples=200) for v in VARIANTS[1:3])
+    assert k5.model.hypothesis_scene_rate == oracle.model.hypothesis_scene_rate == 0.02
+    assert oracle.model.depth_source == "ground_truth" and oracle.model.ground_truth_depth_scale == 1.0
 
 
 def test_mean_and_std_over_seeds():
@@ -115,3 +120,6 @@ def test_bad_override_is_one_line_error(capsys):
     assert main(["accuracy", "--width", "100", "--output", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mds accuracy: error: width and height must be positive multiples of 32, got 100x64"]
+    assert main(["accuracy", "--set", "model.hypothesis_scene_rate=2", "--output", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mds accuracy: error: model.hypothesis_scene_rate must be in [0, 1), got 2.0"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from mds_core.tools import accuracy as _accuracy
@@ -19,6 +20,7 @@ def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
         "heldout_sequences": args.heldout_sequences, "heldout_frames": args.heldout_frames,
         "batch_size": args.batch_size, "seeds": args.seeds,
         "rungs": tuple(args.rungs.split(",")) if args.rungs else None, "scene": args.scene,
+        "overrides": tuple(args.set) if args.set else None,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
 
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         preset = preset_from_args(args)
         preset.validate()
+        for variant in preset.variants:  # a bad --set is one line now, not after the data are generated
+            _accuracy.training_config(preset, variant, Path("data"), Path("run"), num_samples=preset.batch_size)
     except ValueError as error:
         raise SystemExit(f"accuracy: error: {error}") from error
     result = run_accuracy_benchmark(preset, args.output, reuse=args.reuse)
@@ -47,6 +51,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--scene", choices=sorted(SCENES),
                         help="generated scenes: road (traffic along the road; the presets' default) or city (also "
                              "an intersection with crossing traffic, pedestrians, cyclists, drives that stop)")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="a training setting for every model, e.g. --set model.hypothesis_scene_rate=0.02 "
+                             "(repeatable; as in mds train)")
     parser.add_argument("--steps", type=int, help="training steps per model (overrides the preset)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the preset)")
     parser.add_argument("--seed", type=int, help="seed of the data and of the first training run (overrides the preset)")

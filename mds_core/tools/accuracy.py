@@ -116,6 +116,8 @@ class AccuracyPreset:
     batch_size: int
     encoder: EncoderName = "resnet18"
     scene: str = "road"  # the kind of generated scene (mds_core.tools.synth.config.SCENES)
+    # ``section.key=value`` settings for every model (e.g. another motion-hypothesis set), after the variant's
+    overrides: tuple[str, ...] = ()
     seed: int = 0  # data seed and first training seed; seed + i for the i-th repetition
     seeds: int = 1  # training repetitions (mean and standard deviation over them)
     rungs: tuple[str, ...] = RUNGS
@@ -534,7 +536,7 @@ def training_config(preset: AccuracyPreset, variant: Variant, data_root: Path, o
     config.logging.image_every = max(1, preset.steps // 4)
     config.logging.checkpoint_every = preset.steps + 1  # only checkpoints/last.pt (hundreds of MB each)
     config.logging.keep_checkpoints = 1
-    return apply_overrides(config, list(variant.overrides))
+    return apply_overrides(config, [*variant.overrides, *preset.overrides])
 
 
 def montage_frames(heldout: Path, count: int, min_gap: int = 5) -> list[tuple[Path, int]]:
