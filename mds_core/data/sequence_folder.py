@@ -105,6 +105,7 @@ class SequenceFolder:
         if not self._images:
             raise DataError(f"{image_dir}: no .png/.jpg images")
         self._calibration = read_calibration(self.path / "calib.json")
+        self._situations: tuple[dict[int, str], list[bool] | None] | None = None  # read on first use
 
     def __len__(self) -> int:
         return len(self._images)
@@ -152,7 +153,8 @@ class SequenceFolder:
         return FrameSituation(instances=instances.astype(np.int64), kinds=kinds, camera_moved=moved[index])
 
     def _situation_record(self) -> tuple[dict[int, str], list[bool] | None]:
-        if not hasattr(self, "_situation_cache"):
+        """The object kinds and, per frame, whether the camera moved (poses.json), read once."""
+        if self._situations is None:
             kinds, moved = {}, None
             path = self.path / "poses.json"
             if path.is_file():
@@ -164,8 +166,8 @@ class SequenceFolder:
                     raise DataError(f"cannot read {path}: {error}") from error
                 steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
                 moved = [True, *(bool(step > CAMERA_STILL_METRES) for step in steps)]
-            self._situation_cache = (kinds, moved)
-        return self._situation_cache
+            self._situations = (kinds, moved)
+        return self._situations
 
 
 def find_sequences(root: str | Path) -> list[SequenceFolder]:
