@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from mds_core.tools import accuracy as _accuracy
@@ -29,8 +28,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         preset = preset_from_args(args)
         preset.validate()
-        for variant in preset.variants:  # a bad --set is one line now, not after the data are generated
-            _accuracy.training_config(preset, variant, Path("data"), Path("run"), num_samples=preset.batch_size)
     except ValueError as error:
         raise SystemExit(f"accuracy: error: {error}") from error
     result = run_accuracy_benchmark(preset, args.output, reuse=args.reuse)

@@ -142,6 +142,8 @@ class AccuracyPreset:
 
         if self.scene not in SCENES:
             raise ValueError(f"scene must be one of {sorted(SCENES)}, got {self.scene!r}")
+        for variant in self.variants:  # a bad override is refused before any data are generated
+            training_config(self, variant, Path("data"), Path("run"), num_samples=self.batch_size)
         unknown = [r for r in self.rungs if r not in RUNGS]
         if unknown or "full" not in self.rungs:
             raise ValueError(f"rungs must include 'full' and come from {list(RUNGS)}, got {list(self.rungs)}")
