@@ -195,6 +195,10 @@ class LossConfig:
     # the errors are averaged over a square window of this fraction of the image width (odd pixels)
     # before the assignment compares them
     assignment_window: float = 0.05
+    # motion evidence (mds_core.method.motion_evidence): pixels whose optical flow is further than this
+    # fraction of the image width from every place a static point can go under the background's motion
+    # are assigned to the best non-background component; 0 = off
+    motion_evidence_threshold: float = 0.0
     scene_flow: SceneFlowLossConfig = field(default_factory=SceneFlowLossConfig)
 
     def validate(self) -> None:
@@ -204,7 +208,8 @@ class LossConfig:
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for name in ("smoothness_weight", "mask_smoothness_weight",
-                     "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window"):
+                     "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window",
+                     "motion_evidence_threshold"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -187,7 +187,7 @@ def test_photometric_error_gradient_is_exact_and_predictions_may_be_batched():
 def test_window_sums_match_the_pooling_they_replace():
     import torch.nn.functional as F
 
-    from mds_core.method.losses.component_assignment import window_mean
+    from mds_core.method.window import window_mean
     from mds_core.method.losses.ssim import box_sum_3x3, box_sum_3x3_adjoint
 
     generator = torch.Generator().manual_seed(0)

@@ -30,11 +30,11 @@ distinct motions, so that the assignment compares real alternatives from the fir
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mds_core.method.decomposition import BACKGROUND_COMPONENT, ComponentMotion
 from mds_core.method.geometry import project
+from mds_core.method.window import window_mean
 
 ASSIGNMENT_EPS = 1e-7
 
@@ -45,38 +45,27 @@ def component_pixels(points: Tensor, intrinsics: Tensor, motion: ComponentMotion
     return project(motion.component_points(points).movedim(-4, 0), intrinsics)
 
 
-def window_mean(values: Tensor, window: int) -> Tensor:
-    """The mean of ``(..., H, W)`` values over the ``window`` x ``window`` neighbourhood of each
-    pixel, clipped at the image border (``avg_pool2d`` with ``count_include_pad=False``), as
-    separable running sums (``avg_pool2d``'s CPU kernel is several times slower); equal to it up to
-    float rounding."""
-    radius = window // 2
-    height, width = values.shape[-2:]
-
-    def box(x: Tensor) -> Tensor:  # zero-padded window sums along the last two dimensions
-        x = F.pad(x, (radius + 1, radius)).cumsum(dim=-1)
-        x = x[..., window:] - x[..., :-window]
-        x = F.pad(x, (0, 0, radius + 1, radius)).cumsum(dim=-2)
-        return x[..., window:, :] - x[..., :-window, :]
-
-    counts = box(values.new_ones(1, 1, height, width, dtype=torch.float64))
-    return (box(values.double()) / counts).to(values.dtype)  # running sums in float64: no drift along rows
-
-
 def assignment_targets(errors: Tensor, margin: float, window: int = 1,
-                       background: int = BACKGROUND_COMPONENT) -> Tensor:
+                       background: int = BACKGROUND_COMPONENT, moving: Tensor | None = None) -> Tensor:
     """``(B, H, W)`` target component per pixel from ``(B, K, H, W)`` errors (lower is better).
 
     The errors are first averaged over a ``window`` x ``window`` neighbourhood (a rigid object
     moves its neighbouring pixels alike, while a single pixel's error is noisy: aliasing, repeated
     texture); then ``argmin_k`` where it beats the background's averaged error by more than
-    ``margin``, else ``background``.
+    ``margin``, else ``background``. ``moving`` ``(B, H, W)`` booleans: pixels known to move
+    (:mod:`mds_core.method.motion_evidence`); there the target is the best non-background
+    component whatever the background's error.
     """
     if window > 1:
         errors = window_mean(errors, window)
     best_error, best = errors.min(dim=1)
     clear = errors[:, background] - best_error > margin
-    return torch.where(clear, best, torch.full_like(best, background))
+    targets = torch.where(clear, best, torch.full_like(best, background))
+    if moving is not None:
+        others = errors.clone()
+        others[:, background] = torch.inf
+        targets = torch.where(moving & (targets == background), others.argmin(dim=1), targets)
+    return targets
 
 
 def mask_assignment(soft_masks: Tensor, targets: Tensor) -> Tensor:

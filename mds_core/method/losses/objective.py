@@ -35,7 +35,9 @@ from mds_core.method.losses.component_assignment import assignment_targets, comp
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
+from mds_core.method.decomposition import BACKGROUND_COMPONENT
 from mds_core.method.model import ModelOutput
+from mds_core.method.motion_evidence import motion_evidence
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.warping import sample_source
@@ -120,7 +122,8 @@ class SelfSupervisedObjective:
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
             if scale == 0 and with_components:
-                assigned_reprojection, assignment = self._component_terms(output, errors[:, num_scales:], identity)
+                moving = self._motion_evidence(batch, output, depths[0])
+                assigned_reprojection, assignment = self._component_terms(output, errors[:, num_scales:], identity, moving)
                 totals[-1] = totals[-1] + cfg.assigned_reprojection_weight * assigned_reprojection
                 totals[-1] = totals[-1] + cfg.mask_assignment_weight * assignment
             if scale == 0:
@@ -174,13 +177,32 @@ class SelfSupervisedObjective:
         return (self._has_components and output.components_enabled
                 and (cfg.assigned_reprojection_weight > 0 or cfg.mask_assignment_weight > 0))
 
-    def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _assignment_window(self, width: int) -> int:
+        return 2 * int(self.loss.assignment_window * width / 2) + 1
+
+    def _motion_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> Tensor | None:
+        """``(B, H, W)``: pixels that move in a way no static point can between the target and any source
+        (:mod:`mds_core.method.motion_evidence`), under the background component's motion; None when
+        ``loss.motion_evidence_threshold`` is 0."""
+        cfg = self.loss
+        if cfg.motion_evidence_threshold <= 0:
+            return None
+        width = batch.target.shape[-1]
+        found = [motion_evidence(batch.target, batch.sources[:, s], src.motion.transforms[:, BACKGROUND_COMPONENT],
+                                 batch.intrinsics, depth, cfg.motion_evidence_threshold * width,
+                                 self._assignment_window(width))
+                 for s, src in enumerate(output.sources)]
+        return torch.stack(found).any(dim=0)
+
+    def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None,
+                         moving: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The assigned reprojection and the mask assignment of :mod:`component_assignment` at scale 0, from the
-        ``(S, K, B, H, W)`` photometric errors of each source warped by each component alone."""
+        ``(S, K, B, H, W)`` photometric errors of each source warped by each component alone; ``moving``: the
+        pixels the motion evidence says move, assigned away from the background."""
         cfg = self.loss
         per_source = errors.transpose(1, 2)  # (S, B, K, H, W)
-        window = 2 * int(cfg.assignment_window * errors.shape[-1] / 2) + 1
-        targets = assignment_targets(per_source.amin(dim=0).detach(), cfg.assignment_margin, window)
+        targets = assignment_targets(per_source.amin(dim=0).detach(), cfg.assignment_margin,
+                                     self._assignment_window(errors.shape[-1]), moving=moving)
         chosen = torch.cat([source_errors.gather(1, targets[:, None]) for source_errors in per_source], dim=1)
         reprojection = minimum_reprojection(chosen, identity, cfg.min_reprojection)
         assigned_reprojection = reprojection.per_pixel.mean()

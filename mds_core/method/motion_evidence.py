@@ -1,0 +1,137 @@
+"""Motion evidence: optical flow that no static point can produce under the ego-motion.
+
+A learning aid, not in the paper (docs/decomposition-ladder.md, "At a crossing"). The motion
+hypotheses (:func:`mds_core.method.decomposition.hypothesis_motions`) start the components at
+motions related to the camera's; a mover that fits none of them (traffic crossing the camera's
+heading, a pedestrian, anything moving while the camera stands still) is never assigned away from
+the background by the photometric comparison alone. The data say where such movers are:
+
+* :func:`dense_flow` -- OpenCV's DIS optical flow from the target to a source frame, and where it
+  is trustworthy (forward-backward consistent, ending inside the source image);
+* :func:`epipolar_distance` -- how far the flow's end point lies from where a static point could
+  go. Under the ego-motion ``T = [R | t]`` (target -> source) a static point of the target pixel
+  ``p`` at inverse depth ``s = 1 / z`` lands at ``p'(s) = (h + s k)_xy / (h + s k)_z`` with
+  ``h = K R K^-1 p`` and ``k = K t``: on the segment from ``p'(0)`` (infinitely far: the rotation
+  alone) towards the epipole, ending at the nearest static depth. The distance to that segment needs
+  no depth: an object moving along the camera's heading stays on it (the hypotheses cover those),
+  one crossing it leaves it, and with the camera standing still (``t = 0``) the segment is the
+  point ``p'(0)`` and the distance is the flow itself, less the rotation;
+* :func:`motion_evidence` -- the pixels whose distance, averaged over a small window, exceeds a
+  threshold, where the flow is trustworthy: ``(B, H, W)`` booleans.
+
+The objective (:mod:`mds_core.method.losses.component_assignment`) assigns these pixels to the best
+non-background component even where no component beats the background yet, so that the masks learn
+to separate them and the component's motion trains on them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from mds_core.method.geometry import pixel_grid
+from mds_core.method.window import window_mean
+
+#: Forward-backward consistency (as in UnFlow): a flow vector is trusted where
+#: ``|f(p) + b(p + f(p))|^2 < FB_RELATIVE (|f|^2 + |b|^2) + FB_ABSOLUTE`` (pixels^2).
+FB_RELATIVE = 0.01
+FB_ABSOLUTE = 0.5
+#: The nearest static point is taken at this fraction of the frame's NEAR_QUANTILE depth (learned
+#: depth is rough; a nearer bound only lengthens the segment a static point may move along).
+NEAR_FRACTION = 0.5
+NEAR_QUANTILE = 0.02
+
+
+def _grey_uint8(images: Tensor) -> list[np.ndarray]:
+    """``(N, 3, H, W)`` images in [0, 1] -> N contiguous grey uint8 arrays."""
+    grey = (images.detach().float().mean(dim=1) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return [np.ascontiguousarray(g) for g in grey.cpu().numpy()]
+
+
+def _dis_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return dis.calc(first, second, None)
+
+
+def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
+    """DIS optical flow from each ``(B, 3, H, W)`` target image to its source image.
+
+    Returns ``flow`` ``(B, 2, H, W)`` in pixels (``p + flow(p)`` is where ``p`` went in the source) and
+    ``valid`` ``(B, H, W)`` booleans: forward-backward consistent and ending inside the source image.
+    Computed on the CPU (OpenCV); the results are on the inputs' device.
+    """
+    height, width = target.shape[-2:]
+    grid = pixel_grid(height, width)[:2].numpy().transpose(1, 2, 0)  # (H, W, 2) u, v
+    flows, valids = [], []
+    for first, second in zip(_grey_uint8(target), _grey_uint8(source)):
+        forward = _dis_flow(first, second)
+        backward = _dis_flow(second, first)
+        end = grid + forward
+        back = cv2.remap(backward, end[..., 0].astype(np.float32), end[..., 1].astype(np.float32),
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mismatch = np.square(forward + back).sum(axis=-1)
+        bound = FB_RELATIVE * (np.square(forward).sum(axis=-1) + np.square(back).sum(axis=-1)) + FB_ABSOLUTE
+        inside = (end[..., 0] >= 0) & (end[..., 0] <= width - 1) & (end[..., 1] >= 0) & (end[..., 1] <= height - 1)
+        flows.append(forward.transpose(2, 0, 1))
+        valids.append((mismatch < bound) & inside)
+    flow = torch.from_numpy(np.stack(flows)).to(target.device)
+    return flow, torch.from_numpy(np.stack(valids)).to(target.device)
+
+
+def epipolar_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, near_depth: Tensor) -> Tensor:
+    """``(B, H, W)`` distance in pixels of each flow end point from the segment a static point can reach.
+
+    Args:
+        flow: ``(B, 2, H, W)`` target -> source flow in pixels.
+        transform: ``(B, 4, 4)`` the ego-motion, target camera -> source camera.
+        intrinsics: ``(B, 3, 3)``.
+        near_depth: ``(B,)`` the nearest depth of a static point, in the translation's units.
+    """
+    batch, _, height, width = flow.shape
+    dtype = flow.dtype
+    pixels = pixel_grid(height, width, device=flow.device, dtype=dtype)  # (3, H, W)
+    intrinsics = intrinsics.to(dtype)
+    rotation, translation = transform[:, :3, :3].to(dtype), transform[:, :3, 3].to(dtype)
+    homography = intrinsics @ rotation @ torch.linalg.inv(intrinsics)
+    h = torch.einsum("bij,jhw->bihw", homography, pixels)  # p'(0) homogeneous
+    k = torch.einsum("bij,bj->bi", intrinsics, translation)[:, :, None, None]
+    s = (1.0 / near_depth.to(dtype).clamp_min(1e-6)).view(batch, 1, 1, 1)
+    near = h + s * k
+    eps = 1e-6
+    far_end = h[:, :2] / h[:, 2:].clamp_min(eps)
+    # a segment that would pass behind the camera ends where it is still in front of it
+    near_end = near[:, :2] / near[:, 2:].clamp_min(eps * h[:, 2:].abs().clamp_min(1.0))
+    end = pixels[:2] + flow
+    along = near_end - far_end
+    length2 = (along * along).sum(dim=1, keepdim=True)
+    u = (((end - far_end) * along).sum(dim=1, keepdim=True) / length2.clamp_min(1e-12)).clamp(0.0, 1.0)
+    closest = far_end + u * along
+    return (end - closest).norm(dim=1)
+
+
+def near_static_depth(depth: Tensor) -> Tensor:
+    """``(B,)`` the nearest depth taken for a static point: :data:`NEAR_FRACTION` of each ``(B, 1, H, W)``
+    depth map's :data:`NEAR_QUANTILE` quantile."""
+    return NEAR_FRACTION * torch.quantile(depth.detach().flatten(1).float(), NEAR_QUANTILE, dim=1)
+
+
+def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
+                    threshold: float, window: int) -> Tensor:
+    """``(B, H, W)`` True where the target pixel moves in a way no static point can.
+
+    Args:
+        target, source: ``(B, 3, H, W)`` images in [0, 1].
+        transform: ``(B, 4, 4)`` ego-motion target -> source (detached by the caller or here).
+        intrinsics: ``(B, 3, 3)``.
+        depth: ``(B, 1, H, W)`` the warp's depth, for the nearest static depth only.
+        threshold: pixels; the window mean of :func:`epipolar_distance` must exceed it.
+        window: odd window size in pixels for the mean.
+    """
+    flow, valid = dense_flow(target, source)
+    distance = epipolar_distance(flow, transform.detach().float(), intrinsics.float(), near_static_depth(depth))
+    distance = torch.where(valid, distance, torch.zeros_like(distance))
+    trusted = window_mean(valid.to(distance.dtype), window)
+    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
+    return valid & (trusted > 0.5) & (mean_distance > threshold)

@@ -1,0 +1,99 @@
+"""Motion evidence (mds_core.method.motion_evidence): flow that no static point can produce."""
+
+import pytest
+import torch
+from synthetic import kitti_like_intrinsics, textured_image
+
+from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
+from mds_core.method.motion_evidence import dense_flow, epipolar_distance, motion_evidence
+
+pytestmark = pytest.mark.numerics
+
+HEIGHT, WIDTH = 48, 96
+
+
+def _flow_of(points: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, H, W)`` flow that carries each target pixel to the projection of ``points`` (source frame)."""
+    pixels = pixel_grid(HEIGHT, WIDTH)[:2]
+    return project(points, intrinsics).movedim(-1, 1) - pixels
+
+
+def test_with_the_camera_still_the_distance_is_the_flow_itself():
+    flow = torch.randn(2, 2, HEIGHT, WIDTH) * 3.0
+    distance = epipolar_distance(flow, torch.eye(4).expand(2, 4, 4), kitti_like_intrinsics(WIDTH, HEIGHT, 2),
+                                 near_depth=torch.tensor([1.0, 1.0]))
+    assert torch.allclose(distance, flow.norm(dim=1), atol=1e-4)
+
+
+def test_static_points_stay_on_their_segment_and_a_crossing_object_leaves_it():
+    """A camera driving forward and turning a little: every static point at any depth beyond the near one lies
+    on its segment (distance ~0), whatever the depth; a point that also moves across the heading does not."""
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    depth = 3.0 + 60.0 * torch.rand(1, 1, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0))
+    # target -> source: the source camera is 1 m behind and turned by 0.02 rad about the vertical axis
+    transform = pose_vector_to_transform(torch.tensor([[[0.0, 0.02, 0.0]]]), torch.tensor([[[0.05, 0.0, 1.0]]]))[:, 0]
+    points = backproject(depth, torch.linalg.inv(intrinsics))
+    moved = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points) + transform[:, :3, 3, None, None]
+    static = epipolar_distance(_flow_of(moved, intrinsics), transform, intrinsics, near_depth=torch.tensor([2.0]))
+    assert float(static.max()) < 1e-2
+    crossing = moved + torch.tensor([0.6, 0.0, 0.0]).view(1, 3, 1, 1)  # 0.6 m sideways per frame
+    distance = epipolar_distance(_flow_of(crossing, intrinsics), transform, intrinsics, near_depth=torch.tensor([2.0]))
+    # off the rows through the epipole a sideways motion is across the epipolar lines: pixels, not hundredths
+    rows = torch.cat([torch.arange(0, 12), torch.arange(36, HEIGHT)])
+    near = (depth[0, 0, rows] < 15.0)
+    assert float(distance[0, rows][near].median()) > 1.0
+    # a parked car's motion relative to the camera is the static world's: no evidence at any depth
+    assert float(epipolar_distance(_flow_of(moved, intrinsics), transform, intrinsics,
+                                   near_depth=torch.tensor([0.5])).max()) < 1e-2
+
+
+def _still_camera_with_a_box_moving_right(shift: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A textured wall seen by a camera that stands still, and a textured box in front of it moving ``shift``
+    pixels to the right between the source and the target. Returns target, source and the box mask."""
+    wall = textured_image(HEIGHT, WIDTH, seed=3)
+    box_texture = textured_image(16, 24, seed=4)
+    source, target = wall.clone(), wall.clone()
+    top, left = 16, 30
+    source[..., top:top + 16, left:left + 24] = box_texture
+    target[..., top:top + 16, left + shift:left + shift + 24] = box_texture
+    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
+    box[:, top:top + 16, left + shift:left + shift + 24] = True
+    return target, source, box
+
+
+def test_dense_flow_follows_a_shift_and_trusts_the_visible_pixels():
+    image = textured_image(HEIGHT, WIDTH + 8, seed=5)
+    target, source = image[..., 4:4 + WIDTH], image[..., 6:6 + WIDTH]  # the source is the target moved 2 px left
+    flow, valid = dense_flow(target, source)
+    interior = (slice(None), slice(8, -8), slice(8, -8))
+    assert float((flow[:, 0] + 2.0)[interior].abs().median()) < 0.25
+    assert float(flow[:, 1][interior].abs().median()) < 0.25
+    assert float(valid[interior].float().mean()) > 0.9
+    assert not bool(valid[:, :, :2].any())  # the left columns went out of the source image
+
+
+def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
+    target, source, box = _still_camera_with_a_box_moving_right()
+    pair = motion_evidence(torch.cat([target, source]), torch.cat([source, target]), torch.eye(4).expand(2, 4, 4),
+                           kitti_like_intrinsics(WIDTH, HEIGHT, 2), torch.full((2, 1, HEIGHT, WIDTH), 10.0),
+                           threshold=1.0, window=5)
+    assert pair.shape == (2, HEIGHT, WIDTH)
+    evidence = pair[:1]
+    assert float((evidence & box).sum() / box.sum()) > 0.6
+    assert float((evidence & ~box).sum() / (~box).sum()) < 0.03
+    # the same pair under an ego-motion that explains the box shift everywhere (a 3 px pan to the right):
+    # the wall now moves in a way no static point can
+    pan = pose_vector_to_transform(torch.tensor([[[0.0, 3.0 / float(kitti_like_intrinsics(WIDTH, HEIGHT)[0, 0, 0]),
+                                                   0.0]]]), torch.zeros(1, 1, 3))[:, 0]
+    panned = motion_evidence(target, source, pan, kitti_like_intrinsics(WIDTH, HEIGHT),
+                             torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=1.0, window=5)
+    assert float((panned & ~box).sum() / (~box).sum()) > 0.5
+
+
+def test_assignment_sends_the_moving_pixels_to_the_best_non_background_component():
+    from mds_core.method.losses.component_assignment import assignment_targets
+
+    errors = torch.tensor([[[[0.10, 0.10, 0.10]], [[0.10, 0.30, 0.12]], [[0.10, 0.20, 0.11]]]])  # (1, K=3, 1, 3)
+    assert assignment_targets(errors, margin=0.02).tolist() == [[[0, 0, 0]]]
+    moving = torch.tensor([[[True, True, False]]])
+    assert assignment_targets(errors, margin=0.02, moving=moving).tolist() == [[[1, 2, 0]]]
