@@ -199,6 +199,9 @@ class LossConfig:
     # fraction of the image width from every place a static point can go under the background's motion
     # are assigned to the best non-background component; 0 = off
     motion_evidence_threshold: float = 0.0
+    # the background's transform alone, without auto-masking, on every pixel the motion evidence does not
+    # flag (component_assignment.background_reprojection): how the ego-motion learns that the camera stopped
+    background_reprojection_weight: float = 0.0
     scene_flow: SceneFlowLossConfig = field(default_factory=SceneFlowLossConfig)
 
     def validate(self) -> None:
@@ -209,7 +212,7 @@ class LossConfig:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for name in ("smoothness_weight", "mask_smoothness_weight",
                      "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window",
-                     "motion_evidence_threshold"):
+                     "motion_evidence_threshold", "background_reprojection_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -198,3 +198,42 @@ def test_window_sums_match_the_pooling_they_replace():
     for shape in ((2, 3, 6, 7), (1, 1, 2, 5), (1, 1, 1, 1)):  # the adjoint: window sum of the zero-padded gradient
         grad = torch.rand(shape, dtype=torch.float64, generator=generator)
         assert torch.allclose(box_sum_3x3_adjoint(grad), box_sum_3x3(F.pad(grad, (2, 2, 2, 2))), atol=1e-12)
+
+
+def test_a_camera_standing_still_teaches_the_background_its_stop_only_without_auto_masking():
+    """The camera stands still but the background's motion says 'forward': auto-masking drops every static pixel
+    (they look the same un-warped) and a component that stands still explains them, so no auto-masked term
+    corrects the background; the background reprojection does, and leaves out the pixels known to move."""
+    from synthetic import kitti_like_intrinsics, textured_image
+
+    from mds_core.config import LossConfig, ModelConfig
+    from mds_core.data.sample import Batch
+    from mds_core.method.decomposition import ComponentMotion
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.method.losses.component_assignment import background_reprojection
+    from mds_core.method.model import ModelOutput, SourceMotion
+
+    height, width = 32, 64
+    wall = textured_image(height, width, seed=1)
+    batch = Batch(images=torch.stack([wall, wall], dim=1), network_images=torch.stack([wall, wall], dim=1),
+                  intrinsics=kitti_like_intrinsics(width, height), depth=None, motion=None, names=["x"])
+    depth = torch.full((1, 1, height, width), 5.0)
+    model = ModelConfig(height=height, width=width, num_components=2, depth_source="ground_truth")
+
+    def background_gradient(weight: float) -> float:
+        transforms = torch.eye(4).repeat(1, 2, 1, 1)
+        transforms[0, 0, 2, 3] = 0.3  # the background: forward; component 1 stands still
+        transforms.requires_grad_()
+        masks = torch.stack([torch.ones(height, width), torch.zeros(height, width)])[None]
+        source = SourceMotion(1, ComponentMotion(masks=masks, transforms=transforms), masks, masks, transforms)
+        objective = SelfSupervisedObjective(LossConfig(background_reprojection_weight=weight), model)
+        loss = objective(batch, ModelOutput([torch.zeros_like(depth)], depth, [source], warp_depth=depth))
+        loss.total.backward()
+        return float(transforms.grad[0, 0, 2, 3])
+
+    assert background_gradient(0.0) == 0.0
+    assert background_gradient(1.0) > 1e-3  # descending it brings the background's translation back to 0
+    errors = torch.tensor([[[[0.2, 0.4], [0.1, 0.3]]], [[[0.3, 0.1], [0.2, 0.2]]]])  # (S=2, B=1, H=2, W=2)
+    assert abs(float(background_reprojection(errors)) - (0.2 + 0.1 + 0.1 + 0.2) / 4) < 1e-6
+    moving = torch.tensor([[[False, True], [False, False]]])
+    assert abs(float(background_reprojection(errors, moving)) - (0.2 + 0.1 + 0.2) / 3) < 1e-6

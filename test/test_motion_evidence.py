@@ -81,13 +81,22 @@ def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
     evidence = pair[:1]
     assert float((evidence & box).sum() / box.sum()) > 0.6
     assert float((evidence & ~box).sum() / (~box).sum()) < 0.03
-    # the same pair under an ego-motion that explains the box shift everywhere (a 3 px pan to the right):
-    # the wall now moves in a way no static point can
-    pan = pose_vector_to_transform(torch.tensor([[[0.0, 3.0 / float(kitti_like_intrinsics(WIDTH, HEIGHT)[0, 0, 0]),
-                                                   0.0]]]), torch.zeros(1, 1, 3))[:, 0]
-    panned = motion_evidence(target, source, pan, kitti_like_intrinsics(WIDTH, HEIGHT),
-                             torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=1.0, window=5)
-    assert float((panned & ~box).sum() / (~box).sum()) > 0.5
+    # an ego-motion that says the camera panned does not matter: the wall stands still in the image, so the
+    # camera stood still
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    pan = pose_vector_to_transform(torch.tensor([[[0.0, 2.0 / float(intrinsics[0, 0, 0]), 0.0]]]),
+                                   torch.zeros(1, 1, 3))[:, 0]
+    depth = torch.full((1, 1, HEIGHT, WIDTH), 10.0)
+    assert torch.equal(motion_evidence(target, source, pan, intrinsics, depth, threshold=1.0, window=5), evidence)
+    # a camera that really moves (sideways in front of the wall 10 m away: the image moves 2 px): the ego-motion
+    # decides what moves
+    image = textured_image(HEIGHT, WIDTH + 8, seed=6)
+    moved_target, moved_source = image[..., 4:4 + WIDTH], image[..., 2:2 + WIDTH]
+    sideways = torch.eye(4)[None].clone()
+    sideways[0, 0, 3] = 2.0 * 10.0 / float(intrinsics[0, 0, 0])
+    wrong = motion_evidence(moved_target, moved_source, torch.eye(4)[None], intrinsics, depth, 1.0, 5)
+    right = motion_evidence(moved_target, moved_source, sideways, intrinsics, depth, 1.0, 5)
+    assert float(wrong.float().mean()) > 0.5 and float(right.float().mean()) < 0.05
 
 
 def test_assignment_sends_the_moving_pixels_to_the_best_non_background_component():

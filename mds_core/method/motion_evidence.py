@@ -16,6 +16,8 @@ the background by the photometric comparison alone. The data say where such move
   no depth: an object moving along the camera's heading stays on it (the hypotheses cover those),
   one crossing it leaves it, and with the camera standing still (``t = 0``) the segment is the
   point ``p'(0)`` and the distance is the flow itself, less the rotation;
+* :func:`camera_still` -- frames whose static world does not move in the image: the camera stood
+  still, whatever the network's ego-motion says, and every flow is a mover's;
 * :func:`motion_evidence` -- the pixels whose distance, averaged over a small window, exceeds a
   threshold, where the flow is trustworthy: ``(B, H, W)`` booleans.
 
@@ -42,6 +44,8 @@ FB_ABSOLUTE = 0.5
 #: depth is rough; a nearer bound only lengthens the segment a static point may move along).
 NEAR_FRACTION = 0.5
 NEAR_QUANTILE = 0.02
+#: The camera stood still when the median trusted flow is below this many pixels (:func:`camera_still`).
+STILL_PIXELS = 0.25
 
 
 def _grey_uint8(images: Tensor) -> list[np.ndarray]:
@@ -111,6 +115,21 @@ def epipolar_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, near_
     return (end - closest).norm(dim=1)
 
 
+def camera_still(flow: Tensor, valid: Tensor) -> Tensor:
+    """``(B,)`` True where the camera stood still: the median trusted flow is below :data:`STILL_PIXELS`.
+
+    The static world fills most of a camera's view, so when it does not move in the image, the camera
+    did not move (or turn); the movers are then all the flow there is. A network's ego-motion is least
+    sure exactly there (auto-masking hides standing frames from it), so the evidence does not use it.
+    """
+    magnitude = flow.norm(dim=1)
+    still = []
+    for values, trusted in zip(magnitude, valid):
+        kept = values[trusted]
+        still.append(bool(kept.numel() > 0 and float(kept.median()) < STILL_PIXELS))
+    return torch.tensor(still, device=flow.device)
+
+
 def near_static_depth(depth: Tensor) -> Tensor:
     """``(B,)`` the nearest depth taken for a static point: :data:`NEAR_FRACTION` of each ``(B, 1, H, W)``
     depth map's :data:`NEAR_QUANTILE` quantile."""
@@ -130,7 +149,9 @@ def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsic
         window: odd window size in pixels for the mean.
     """
     flow, valid = dense_flow(target, source)
-    distance = epipolar_distance(flow, transform.detach().float(), intrinsics.float(), near_static_depth(depth))
+    transform = torch.where(camera_still(flow, valid)[:, None, None], torch.eye(4, device=transform.device),
+                            transform.detach().float())
+    distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
     distance = torch.where(valid, distance, torch.zeros_like(distance))
     trusted = window_mean(valid.to(distance.dtype), window)
     mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)

@@ -45,6 +45,30 @@ def component_pixels(points: Tensor, intrinsics: Tensor, motion: ComponentMotion
     return project(motion.component_points(points).movedim(-4, 0), intrinsics)
 
 
+def background_pixels(points: Tensor, intrinsics: Tensor, motion: ComponentMotion) -> Tensor:
+    """``(B, H, W, 2)``: where the background's transform alone moves the target ``points`` ``(B, 3, H, W)``."""
+    transform = motion.transforms[:, BACKGROUND_COMPONENT]
+    moved = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points) + transform[:, :3, 3, None, None]
+    return project(moved, intrinsics)
+
+
+def background_reprojection(errors: Tensor, moving: Tensor | None = None) -> Tensor:
+    """The ego-motion's own term: ``mean_p min_s pe_{s,0}(p)`` over the pixels not known to move.
+
+    ``errors`` ``(S, B, H, W)``: each source warped by the background's transform alone (with the depth
+    detached: this term trains the motion, not the depth). No auto-masking: with the camera standing
+    still every static pixel looks the same un-warped, so auto-masking drops them all and nothing would
+    teach the ego-motion that the camera stopped; a hypothesis that follows the camera (``f_k = 0``)
+    would then explain the whole static scene better than the background. ``moving`` ``(B, H, W)``: the
+    motion evidence's pixels, left out.
+    """
+    per_pixel = errors.amin(dim=0)
+    if moving is None:
+        return per_pixel.mean()
+    keep = (~moving).to(per_pixel.dtype)
+    return (per_pixel * keep).sum() / keep.sum().clamp_min(1.0)
+
+
 def assignment_targets(errors: Tensor, margin: float, window: int = 1,
                        background: int = BACKGROUND_COMPONENT, moving: Tensor | None = None) -> Tensor:
     """``(B, H, W)`` target component per pixel from ``(B, K, H, W)`` errors (lower is better).
@@ -68,7 +92,14 @@ def assignment_targets(errors: Tensor, margin: float, window: int = 1,
     return targets
 
 
-def mask_assignment(soft_masks: Tensor, targets: Tensor) -> Tensor:
-    """Mean over pixels of ``-log M_{target}``; ``targets`` is ``(B, H, W)`` long."""
-    chosen = soft_masks.gather(1, targets[:, None]).clamp_min(ASSIGNMENT_EPS)
-    return -chosen.log().mean()
+def mask_assignment(soft_masks: Tensor, targets: Tensor, moving: Tensor | None = None,
+                    background: int = BACKGROUND_COMPONENT) -> Tensor:
+    """Mean over pixels of ``-log M_{target}``; ``targets`` is ``(B, H, W)`` long.
+
+    ``moving`` ``(B, H, W)`` booleans: pixels the motion evidence says move. It says that they are not
+    the background, not which component they are: there the term is ``-log (1 - M_background)``.
+    """
+    chosen = soft_masks.gather(1, targets[:, None])[:, 0]
+    if moving is not None:
+        chosen = torch.where(moving, 1.0 - soft_masks[:, background], chosen)
+    return -chosen.clamp_min(ASSIGNMENT_EPS).log().mean()

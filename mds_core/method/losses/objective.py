@@ -31,7 +31,13 @@ from torch import Tensor
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
 from mds_core.method.geometry import backproject, project
-from mds_core.method.losses.component_assignment import assignment_targets, component_pixels, mask_assignment
+from mds_core.method.losses.component_assignment import (
+    assignment_targets,
+    background_pixels,
+    background_reprojection,
+    component_pixels,
+    mask_assignment,
+)
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
@@ -54,6 +60,8 @@ class LossOutput:
     automask_fraction: Tensor
     assigned_reprojection: Tensor
     mask_assignment: Tensor
+    background_reprojection: Tensor
+    evidence_fraction: Tensor  # fraction of the pixels the motion evidence says move
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
     scene_flow: SceneFlowTerms | None = None  # the scene-flow model's regularisers (unweighted)
@@ -68,6 +76,8 @@ class LossOutput:
             "automask/fraction_kept": float(self.automask_fraction),
             "masks/assigned_reprojection": float(self.assigned_reprojection),
             "masks/assignment": float(self.mask_assignment),
+            "masks/background_reprojection": float(self.background_reprojection),
+            "masks/evidence_fraction": float(self.evidence_fraction),
         }
 
 
@@ -103,14 +113,18 @@ class SelfSupervisedObjective:
         points = backproject(depths, torch.linalg.inv(intrinsics))  # (N, B, 3, H, W)
         pixels = torch.stack([project(src.motion.transform_points(points), intrinsics) for src in output.sources])
         with_components = self._uses_component_terms(output)
+        with_background = self._has_components and cfg.background_reprojection_weight > 0
         if with_components:
             pixels = torch.cat([pixels, torch.stack(
                 [component_pixels(points[0], intrinsics, src.motion) for src in output.sources])], dim=1)
-        warped = sample_source(sources[:, None], pixels)  # (S, N [+ K], B, 3, H, W)
-        errors = photometric_error(warped, target, cfg.ssim_weight)[:, :, :, 0]  # (S, N [+ K], B, H, W)
+        if with_background:
+            pixels = torch.cat([pixels, torch.stack([background_pixels(points[0].detach(), intrinsics, src.motion)
+                                                     for src in output.sources])[:, None]], dim=1)
+        warped = sample_source(sources[:, None], pixels)  # (S, N [+ K [+ 1]], B, 3, H, W)
+        errors = photometric_error(warped, target, cfg.ssim_weight)[:, :, :, 0]  # (S, N [+ K [+ 1]], B, H, W)
 
         totals, photometric_terms, smooth_terms = [], [], []
-        assigned_reprojection = assignment = target.new_zeros(())
+        assigned_reprojection = assignment = background = evidence_fraction = target.new_zeros(())
         per_pixel_scale0 = automask_scale0 = None
         for scale, disparity in enumerate(disparities):
             reprojection = minimum_reprojection(errors[:, scale].transpose(0, 1), identity, cfg.min_reprojection)
@@ -121,9 +135,17 @@ class SelfSupervisedObjective:
             totals.append(photometric + (cfg.smoothness_weight / (2**scale) * smoothness if trains_depth else 0.0))
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
-            if scale == 0 and with_components:
+            if scale == 0 and (with_components or with_background):
                 moving = self._motion_evidence(batch, output, depths[0])
-                assigned_reprojection, assignment = self._component_terms(output, errors[:, num_scales:], identity, moving)
+                if moving is not None:
+                    evidence_fraction = moving.float().mean()
+                if with_background:
+                    background = background_reprojection(errors[:, -1], moving)
+                    totals[-1] = totals[-1] + cfg.background_reprojection_weight * background
+            if scale == 0 and with_components:
+                num_components = output.sources[0].motion.num_components
+                assigned_reprojection, assignment = self._component_terms(
+                    output, errors[:, num_scales:num_scales + num_components], identity, moving)
                 totals[-1] = totals[-1] + cfg.assigned_reprojection_weight * assigned_reprojection
                 totals[-1] = totals[-1] + cfg.mask_assignment_weight * assignment
             if scale == 0:
@@ -155,6 +177,8 @@ class SelfSupervisedObjective:
             automask_fraction=automask_fraction.detach(),
             assigned_reprojection=assigned_reprojection.detach(),
             mask_assignment=assignment.detach(),
+            background_reprojection=background.detach(),
+            evidence_fraction=evidence_fraction,
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
             scene_flow=flow_terms,
@@ -206,5 +230,6 @@ class SelfSupervisedObjective:
         chosen = torch.cat([source_errors.gather(1, targets[:, None]) for source_errors in per_source], dim=1)
         reprojection = minimum_reprojection(chosen, identity, cfg.min_reprojection)
         assigned_reprojection = reprojection.per_pixel.mean()
-        assignment = torch.stack([mask_assignment(src.soft_masks.float(), targets) for src in output.sources]).mean()
+        assignment = torch.stack([mask_assignment(src.soft_masks.float(), targets, moving)
+                                  for src in output.sources]).mean()
         return assigned_reprojection, assignment
