@@ -231,10 +231,16 @@ def _torch_load(path: Path, mmap: bool) -> Any:
 def _with_older_defaults(config: object) -> object:
     """A checkpoint's config with the meaning it had when written: keys added since, whose default
     changes the model, get the value that reproduces the older model (checkpoints written before
-    motion hypotheses existed used K independent motions)."""
-    if isinstance(config, dict) and isinstance(config.get("model"), dict) and "motion_hypotheses" not in config["model"]:
-        config = {**config, "model": {**config["model"], "motion_hypotheses": []}}
-    return config
+    motion hypotheses existed used K independent motions, those written before the own-motion set the
+    ego-scaled one)."""
+    if not (isinstance(config, dict) and isinstance(config.get("model"), dict)):
+        return config
+    model = config["model"]
+    if "motion_hypotheses" not in model:
+        model = {**model, "motion_hypotheses": []}
+    if "hypothesis_set" not in model:  # written before own-motion hypotheses were the default
+        model = {**model, "hypothesis_set": "ego_scaled", "hypothesis_scene_rate": model.get("hypothesis_scene_rate", 0.0)}
+    return {**config, "model": model}
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> Checkpoint:

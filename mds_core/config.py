@@ -42,6 +42,14 @@ MotionModelName = Literal["components", "scene_flow"]
 #: followed at the camera's speed, overtaking, slow oncoming, fast oncoming, fast overtaking. None
 #: within ``hypothesis_spread`` of 1 (the static world, which is the background's).
 STANDARD_HYPOTHESES: tuple[float, ...] = (2.0, 0.0, -0.5, 1.5, 3.0, -1.0)
+#: The own-motion set (``model.hypothesis_set: own_motion``), in order of use: ``(f_k, h_k)`` pairs,
+#: ``t_k = f_k t_0 + sigma h_k`` (docs/decomposition-ladder.md, "At a crossing"): oncoming, followed at
+#: the camera's speed, moving right across the heading, moving left, overtaking, slow oncoming, fast
+#: oncoming. Moving right or left also while the camera stands still.
+OWN_MOTION_HYPOTHESES: tuple[tuple[float, tuple[float, float, float]], ...] = (
+    (2.0, (0.0, 0.0, 0.0)), (0.0, (0.0, 0.0, 0.0)), (1.0, (1.5, 0.0, 0.0)), (1.0, (-1.5, 0.0, 0.0)),
+    (-0.5, (0.0, 0.0, 0.0)), (1.5, (0.0, 0.0, 0.0)), (3.0, (0.0, 0.0, 0.0)))
+HypothesisSet = Literal["own_motion", "ego_scaled"]
 
 
 @dataclass
@@ -75,33 +83,54 @@ class ModelConfig:
     # Motion hypotheses (mds_core.method.decomposition.hypothesis_motions): K-1 factors f_k, component
     # k moves like the background scaled, t_k = f_k t_0 + a bounded residual, r_k = r_0 + dr_k, from
     # what the pose decoder predicts for it. Along a road: 1 parked, 0 followed at the camera's speed,
-    # 2 oncoming, < 0 overtaking. null: the first K-1 of STANDARD_HYPOTHESES; []: the paper's K
+    # 2 oncoming, < 0 overtaking. null: the first K-1 factors of the hypothesis_set; []: the paper's K
     # independent motions.
     motion_hypotheses: list[float] | None = None
+    # the standard hypotheses used while motion_hypotheses and hypothesis_directions are null:
+    # "own_motion" (OWN_MOTION_HYPOTHESES: factors and own motions in the camera frame) or "ego_scaled"
+    # (STANDARD_HYPOTHESES: factors only, the default before own motions)
+    hypothesis_set: HypothesisSet = "own_motion"
     # how far (times the ego translation, per axis) a hypothesis' residual may move it
     hypothesis_spread: float = 0.4
     # Own motion in the camera frame, for movers that do not follow the camera's heading and for a
     # camera standing still: hypothesis k moves by f_k t_0 + sigma h_k, h_k = hypothesis_directions[k-1]
-    # ((x right, y down, z forward), one per non-background component; null: none), sigma =
-    # hypothesis_scene_rate x the frame's median depth (a speed per frame relative to the scene, in the
-    # depth's units); the residual is then bounded by hypothesis_spread x max(|t_0|, sigma).
-    # hypothesis_scene_rate 0: sigma = 0, the hypotheses follow the ego-motion only.
+    # ((x right, y down, z forward), one per non-background component; null: those of the
+    # hypothesis_set when motion_hypotheses is null too, else none), sigma = hypothesis_scene_rate x the
+    # frame's median depth (a speed per frame relative to the scene, in the depth's units); the residual
+    # is then bounded by hypothesis_spread x max(|t_0|, sigma). hypothesis_scene_rate 0: sigma = 0.
     hypothesis_directions: list[list[float]] | None = None
-    hypothesis_scene_rate: float = 0.0
+    hypothesis_scene_rate: float = 0.02
+
+    def _standard_hypotheses(self) -> list:
+        own = self.hypothesis_set == "own_motion"
+        return list((OWN_MOTION_HYPOTHESES if own else STANDARD_HYPOTHESES)[: self.num_components - 1])
 
     @property
     def hypotheses(self) -> list[float]:
         """The motion-hypothesis factors in use ([] = independent motions); see ``motion_hypotheses``."""
         if self.motion_hypotheses is not None:
             return list(self.motion_hypotheses)
-        return list(STANDARD_HYPOTHESES[: self.num_components - 1])
+        standard = self._standard_hypotheses()
+        return [entry[0] for entry in standard] if self.hypothesis_set == "own_motion" else standard
+
+    @property
+    def directions(self) -> list[list[float]] | None:
+        """The own motion ``h_k`` of each hypothesis in use, or None; see ``hypothesis_directions``."""
+        if self.hypothesis_directions is not None:
+            return [list(h) for h in self.hypothesis_directions]
+        if self.motion_hypotheses is None and self.hypothesis_set == "own_motion" and self.num_components > 1:
+            return [list(direction) for _, direction in self._standard_hypotheses()]
+        return None
 
     def validate(self) -> None:
-        if self.motion_hypotheses is None and self.num_components - 1 > len(STANDARD_HYPOTHESES):
+        if self.hypothesis_set not in ("own_motion", "ego_scaled"):
+            raise ConfigError(f"model.hypothesis_set must be own_motion or ego_scaled, got {self.hypothesis_set!r}")
+        standard = len(OWN_MOTION_HYPOTHESES if self.hypothesis_set == "own_motion" else STANDARD_HYPOTHESES)
+        if self.motion_hypotheses is None and self.num_components - 1 > standard:
             raise ConfigError(
                 f"model.num_components={self.num_components} needs model.motion_hypotheses set explicitly "
-                f"(one factor per non-background component; the standard list has {len(STANDARD_HYPOTHESES)}), "
-                f"or [] for independent motions"
+                f"(one factor per non-background component; the standard {self.hypothesis_set} list has "
+                f"{standard}), or [] for independent motions"
             )
         if self.motion_hypotheses and len(self.motion_hypotheses) != self.num_components - 1:
             raise ConfigError(
@@ -198,10 +227,10 @@ class LossConfig:
     # motion evidence (mds_core.method.motion_evidence): pixels whose optical flow is further than this
     # fraction of the image width from every place a static point can go under the background's motion
     # are assigned to the best non-background component; 0 = off
-    motion_evidence_threshold: float = 0.0
+    motion_evidence_threshold: float = 0.0075
     # the background's transform alone, without auto-masking, on every pixel the motion evidence does not
     # flag (component_assignment.background_reprojection): how the ego-motion learns that the camera stopped
-    background_reprojection_weight: float = 0.0
+    background_reprojection_weight: float = 1.0
     scene_flow: SceneFlowLossConfig = field(default_factory=SceneFlowLossConfig)
 
     def validate(self) -> None:

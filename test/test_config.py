@@ -156,7 +156,14 @@ def test_decomposition_options_are_typed_and_validated():
     assert config.model.depth_source == "ground_truth" and config.decomposition.warmup_steps == 50
     assert config.loss.assignment_margin == 0.05 and config.model.hypotheses == [3.0, -1.0, 0.0, 2.0]
     defaults = TrainConfig()
-    assert defaults.model.depth_source == "network" and defaults.model.hypotheses == [2.0, 0.0, -0.5, 1.5]
+    assert defaults.model.depth_source == "network" and defaults.model.hypotheses == [2.0, 0.0, 1.0, 1.0]
+    assert defaults.model.directions == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [-1.5, 0.0, 0.0]]
+    ego = apply_overrides(TrainConfig(), ["model.hypothesis_set=ego_scaled"]).model
+    assert ego.hypotheses == [2.0, 0.0, -0.5, 1.5] and ego.directions is None
+    # explicit factors mean no standard own motions; explicit own motions are used as given
+    assert config.model.directions is None
+    with pytest.raises(ConfigError, match="model.hypothesis_set: must be one of"):
+        apply_overrides(TrainConfig(), ["model.hypothesis_set=sideways"])
     assert defaults.decomposition.warmup_steps == 150 and defaults.loss.automask_start_step == 100
     with pytest.raises(ConfigError, match="model.depth_source: must be one of"):
         apply_overrides(TrainConfig(), ["model.depth_source=lidar"])

@@ -225,4 +225,10 @@ def test_checkpoints_from_before_motion_hypotheses_keep_independent_motions(tmp_
     del payload["config"]["model"]["motion_hypotheses"]  # as written by an older mds
     torch.save(payload, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt").config.model.hypotheses == []
+    # written before the own-motion set was the default: the ego-scaled factors, no own motion
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["model"]["hypothesis_set"], payload["config"]["model"]["hypothesis_scene_rate"]
+    torch.save(payload, tmp_path / "before_own_motion.pt")
+    older = load_checkpoint(tmp_path / "before_own_motion.pt").config.model
+    assert older.hypotheses == [2.0, 0.0] and older.directions is None and older.hypothesis_scene_rate == 0.0
     assert ModelConfig(num_components=1).hypotheses == []

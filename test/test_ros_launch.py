@@ -160,14 +160,18 @@ def _eventually_gone(probe: Probe) -> bool:
 
 def test_ros_demo_end_to_end(checkpoint, tmp_path):
     out = tmp_path / "demo"
+    # the city drive: crossing traffic and pedestrians, the camera standing still (the node's outputs are
+    # scored on those frames on their own)
     command = [sys.executable, "-m", "mds_core.cli", "ros-demo", "--checkpoint", str(checkpoint), "--frames", "6",
-               "--output", str(out), "--device", "cpu"]
+               "--output", str(out), "--device", "cpu", "--scene", "city"]
     with RosProcess(command, env=ros_environment(), log_path=tmp_path / "demo.log") as demo:
         assert demo.wait(240) == 0, demo.log()
     summary = (out / "summary.md").read_text()
     assert "Frames in: 6" in summary and "Depth error against ground truth" in summary
     assert (out / "ros_demo.png").stat().st_size > 0
     assert "moving probability (node) | GT: moving red, parked blue" in summary  # the picture's columns, explained
+    assert re.search(r"With the camera standing still \((\d) frames\): AP [0-9.]+ \(a random score: 0\.\d+\)", summary), \
+        summary
 
     from rosbags.highlevel import AnyReader
 

@@ -19,6 +19,7 @@ def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
         "heldout_sequences": args.heldout_sequences, "heldout_frames": args.heldout_frames,
         "batch_size": args.batch_size, "seeds": args.seeds,
         "rungs": tuple(args.rungs.split(",")) if args.rungs else None, "scene": args.scene,
+        "scene_flow": False if args.no_scene_flow else None,
         "overrides": tuple(args.set) if args.set else None,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, help="training repetitions, seeds SEED, SEED+1, ... (overrides the preset)")
     parser.add_argument("--rungs", help="comma-separated: full (K=1 and K=5 as published), depth (K=5 with "
                                         "ground-truth depth, the oracle rung); default full,depth")
+    parser.add_argument("--no-scene-flow", action="store_true", help="leave out the scene-flow model (Dynamo-Depth)")
     parser.add_argument("--width", type=int, help="model and data width, a multiple of 32")
     parser.add_argument("--height", type=int, help="model and data height, a multiple of 32")
     parser.add_argument("--train-sequences", type=int, help="generated training sequences")

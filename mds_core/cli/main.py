@@ -126,7 +126,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mds_core.tools.demo import DemoSettings, run_demo
 
-    summary = run_demo(DemoSettings(output=Path(args.output), steps=args.steps, seed=args.seed))
+    summary = run_demo(DemoSettings(output=Path(args.output), steps=args.steps, seed=args.seed, scene=args.scene))
     print(summary)
     return 0
 
@@ -207,10 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a training config entry after the options above, e.g. loss.mask_assignment_weight=0")
     p.set_defaults(func=cmd_benchmark)
 
+    from mds_core.tools.synth.config import SCENES
+
     p = sub.add_parser("demo", help="generate scenes, train briefly, evaluate, write panels")
     p.add_argument("--output", default="outputs/demo")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scene", choices=sorted(SCENES), default="road",
+                   help="generated scenes: road (traffic along the road) or city (also crossing traffic, pedestrians, "
+                        "cyclists, drives that stop)")
     p.set_defaults(func=cmd_demo)
 
     from mds_core.cli.accuracy import register as register_accuracy

@@ -131,8 +131,8 @@ class MonoDepthSeg(DepthModel):
         speed = directions = None
         if cfg.hypotheses and cfg.hypothesis_scene_rate > 0:
             speed = scene_speed(self.to_depth(disparity) if depth is None else depth, cfg.hypothesis_scene_rate)
-            if cfg.hypothesis_directions is not None:
-                directions = torch.tensor(cfg.hypothesis_directions, device=disparity.device)
+            if cfg.directions is not None:
+                directions = torch.tensor(cfg.directions, device=disparity.device)
         batch, num_sources = sources.shape[:2]
         depth_input = disparity.detach() if self.config.detach_depth_input else disparity
         earlier, later = [], []

@@ -121,6 +121,7 @@ class AccuracyPreset:
     seed: int = 0  # data seed and first training seed; seed + i for the i-th repetition
     seeds: int = 1  # training repetitions (mean and standard deviation over them)
     rungs: tuple[str, ...] = RUNGS
+    scene_flow: bool = True  # also the scene-flow motion model (Dynamo-Depth), in the full rung
     device: str = "auto"
     num_workers: int = 0  # data-loader processes (worth it on a GPU, not on 2 CPU cores)
     montage_frames: int = 4
@@ -150,7 +151,7 @@ class AccuracyPreset:
 
     @property
     def variants(self) -> list[Variant]:
-        return [v for v in VARIANTS if v.rung in self.rungs]
+        return [v for v in VARIANTS if v.rung in self.rungs and (self.scene_flow or v.motion_model != "scene_flow")]
 
     @property
     def training_seeds(self) -> list[int]:
@@ -606,6 +607,56 @@ def comparison_montage(baseline: Predictor, decomposer: Predictor, frames: list[
     return panel(tiles, columns=len(names), labels=names * (len(tiles) // len(names)))
 
 
+#: The columns of situations.png: one row per situation (the held-out frame that shows most of it).
+SITUATION_COLUMNS = ("image", "K=5 moving probability", "K=5 components", "GT: moving red, parked blue")
+
+
+def situation_frames(heldout: Path) -> list[tuple[str, Path, int]]:
+    """Per situation (:data:`mds_core.evaluation.situations.SITUATIONS`), the held-out frame with the most
+    pixels of it: ``(situation, sequence folder, frame index)``; none for data without situations."""
+    import numpy as np
+
+    from mds_core.data.sequence_folder import find_sequences
+    from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
+    from mds_core.evaluation.situations import SITUATIONS, situation_labels
+
+    best: dict[str, tuple[int, Path, int]] = {}
+    for sequence in find_sequences(heldout):
+        for index in range(1, len(sequence)):
+            situation, motion = sequence.situation(index), sequence.motion(index)
+            if situation is None or motion is None:
+                continue
+            for name, labels in situation_labels(motion, situation).items():
+                count = int(np.count_nonzero(labels == POSITIVE_LABEL))
+                if count > best.get(name, (0,))[0]:
+                    best[name] = (count, sequence.path, index)
+    return [(name, best[name][1], best[name][2]) for name in SITUATIONS if name in best]
+
+
+def situation_montage(method: Predictor, frames: list[tuple[str, Path, int]]) -> np.ndarray:
+    """One row per situation: image | moving probability (heat map) | components | ground-truth movers."""
+    import cv2
+    import numpy as np
+
+    from mds_core.data.sequence_folder import SequenceFolder
+    from mds_core.visualization import colourise_masks, colourise_motion_labels, heat_map, overlay, panel
+
+    tiles, labels = [], []
+    for name, path, index in frames:
+        sequence = SequenceFolder(path)
+        intrinsics, _ = sequence.intrinsics()
+        image = sequence.image(index)
+        prediction = method.predict(image, intrinsics, sequence.image(index - 1))
+        small = cv2.resize(image, method.size, interpolation=cv2.INTER_AREA)
+        moving = prediction.moving_probability if prediction.moving_probability is not None \
+            else np.zeros(small.shape[:2], np.float32)
+        tiles += [small, heat_map(moving), overlay(small, colourise_masks(prediction.masks), 0.6),
+                  colourise_motion_labels(cv2.resize(sequence.motion(index), method.size,
+                                                     interpolation=cv2.INTER_NEAREST))]
+        labels += [f"{name.replace('_', ' ')}: {SITUATION_COLUMNS[0]}", *SITUATION_COLUMNS[1:]]
+    return panel(tiles, columns=len(SITUATION_COLUMNS), labels=labels)
+
+
 def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
     from mds_core.progress import progress
     from mds_core.tools.synth import write_train_heldout
@@ -712,6 +763,9 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
     oracle = next((pictured[v.name] for v in preset.variants if v.rung == "depth"), None)
     scene_flow = next((pictured[v.name] for v in preset.variants if v.motion_model == "scene_flow"), None)
     save_png(png_path, comparison_montage(baseline, method, frames, oracle, scene_flow))
+    situations = situation_frames(split.heldout)
+    if situations:
+        save_png(out / "situations.png", situation_montage(method, situations))
 
     notes = []
     if device.type == "cpu":

@@ -45,6 +45,7 @@ class DemoSettings:
     train_sequences: int = 3
     frames: int = 30
     components: int = 5
+    scene: str = "road"  # the kind of generated scene (mds_core.tools.synth.SCENES)
 
 
 def run_demo(settings: DemoSettings) -> str:
@@ -52,7 +53,8 @@ def run_demo(settings: DemoSettings) -> str:
     started = time.perf_counter()
     split = write_train_heldout(out / "data", width=settings.width, height=settings.height,
                                 train_sequences=settings.train_sequences, train_frames=settings.frames,
-                                heldout_sequences=1, heldout_frames=settings.frames // 2, seed=settings.seed)
+                                heldout_sequences=1, heldout_frames=settings.frames // 2, seed=settings.seed,
+                                scene=settings.scene)
     data, heldout = split.train, split.heldout
 
     config = TrainConfig()
@@ -81,7 +83,7 @@ def run_demo(settings: DemoSettings) -> str:
         "# mds demo",
         "",
         f"Trained {result.steps} steps ({settings.train_sequences} generated sequences of {settings.frames} frames, "
-        f"{settings.width}x{settings.height}, ResNet18, K={settings.components}) in {trained:.0f} s "
+        f"{settings.width}x{settings.height}, ResNet18, K={settings.components}, {settings.scene} scenes) in {trained:.0f} s "
         f"on {predictor.device}.",
         f"Training loss: {first:.4f} (first 10 steps) -> {last:.4f} (last 10 steps).",
         "",

@@ -20,6 +20,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames in the replayed bag")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (bag at 10 frames/s)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--scene", choices=("road", "city"), default="road",
+                   help="road: traffic along the road; city: crossing traffic, pedestrians and cyclists, the camera "
+                        "stops halfway (scored on its own)")
     p.set_defaults(func=cmd_ros_demo)
 
     p = subparsers.add_parser("ros-benchmark", help="the perception node's rates, latency and memory on a replay")
@@ -65,7 +68,8 @@ def cmd_ros_demo(args: argparse.Namespace) -> int:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     settings = RosDemoSettings(output=Path(args.output), steps=args.steps, frames=args.frames, rate=args.rate,
-                               device=args.device, checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+                               device=args.device, checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                               scene=args.scene)
     print(run_ros_demo(settings))
     return 0
 

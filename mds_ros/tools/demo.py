@@ -23,7 +23,9 @@ import numpy as np
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.tools.demo import DemoSettings, run_demo
+from mds_core.data.sequence_folder import CAMERA_STILL_METRES
 from mds_core.tools.synth import SynthConfig, write_rosbag
+from mds_core.tools.synth.config import SCENES
 from mds_core.visualization import colourise_depth, colourise_motion_labels, heat_map, panel, save_png
 
 LOG = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class RosDemoSettings:
     seed: int = 0
     device: str = "auto"
     checkpoint: Path | None = None  # use this model instead of training one
+    scene: str = "road"  # road, or city: crossing traffic, pedestrians, cyclists, and the camera stops halfway
 
 
 def output_topics() -> dict[str, type]:
@@ -69,7 +72,8 @@ def ensure_model(settings: RosDemoSettings) -> Path:
     checkpoint = settings.output / "model" / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
         LOG.info(f"training the demo model (mds demo, {settings.steps} steps) into {checkpoint.parent.parent}")
-        run_demo(DemoSettings(output=settings.output / "model", steps=settings.steps, seed=settings.seed))
+        run_demo(DemoSettings(output=settings.output / "model", steps=settings.steps, seed=settings.seed,
+                              scene=settings.scene))
     return checkpoint
 
 
@@ -87,15 +91,23 @@ def run_ros_demo(settings: RosDemoSettings) -> str:
     for stale in (bag, recorded_path):
         shutil.rmtree(stale, ignore_errors=True)
     synth = SynthConfig(width=settings.width, height=settings.height, num_frames=settings.frames,
-                        fps=settings.fps, seed=settings.seed + 5000)
-    movers = {}  # ground-truth motion labels by stamp, for the picture
-    write_rosbag(bag, synth, depth_topic=GT_TOPIC, on_frame=lambda frame: movers.update({frame.timestamp_ns: frame.motion}))
+                        fps=settings.fps, seed=settings.seed + 5000, **demo_scene(settings.scene))
+    movers, still = {}, set()  # ground-truth motion labels by stamp, for the picture; stamps of a standing camera
+    previous = []
+
+    def keep(frame) -> None:
+        movers[frame.timestamp_ns] = frame.motion
+        if previous and np.linalg.norm(frame.camera_pose[:3, 3] - previous[-1]) <= CAMERA_STILL_METRES:
+            still.add(frame.timestamp_ns)
+        previous.append(frame.camera_pose[:3, 3])
+
+    write_rosbag(bag, synth, depth_topic=GT_TOPIC, on_frame=keep)
     topics = {**output_topics(), IMAGE_TOPIC: Image, INFO_TOPIC: CameraInfo, GT_TOPIC: Image}
     specs = load_launch("mds.launch.xml", {"checkpoint": str(checkpoint), "device": settings.device})
     with NodeSession(specs, topics, out / "logs") as session:
         wall = session.replay(bag, settings.frames, synth.duration, settings.rate)
     session.recorder.write_bag(recorded_path)
-    return _report(settings, session.recorder, checkpoint, wall, movers)
+    return _report(settings, session.recorder, checkpoint, wall, movers, still)
 
 
 def _stamp(message) -> int:
@@ -112,7 +124,18 @@ def _image(message) -> np.ndarray:
     return image_to_rgb(message)
 
 
-def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, movers: dict[int, np.ndarray]) -> str:
+def demo_scene(scene: str) -> dict:
+    """The generator's options of the replayed drive: a city drive stops halfway, always."""
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {sorted(SCENES)}, got {scene!r}")
+    options = dict(SCENES[scene])
+    if "camera_stop_probability" in options:
+        options["camera_stop_probability"] = 1.0
+    return options
+
+
+def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, movers: dict[int, np.ndarray],
+            still: set[int]) -> str:
     from mds_ros.tools.session import output_delivery
 
     images = {_stamp(m): m for m in recorder.messages(IMAGE_TOPIC)}
@@ -131,12 +154,14 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, 
             if stamp in overlays and stamp in moving and stamp in images and stamp in movers:
                 complete.append((depth, gt, stamp))
     evaluation = evaluator.result() if scored else None
-    motion = MotionSegmentationEvaluator()
+    motion, standing = MotionSegmentationEvaluator(), MotionSegmentationEvaluator()
     for stamp, message in moving.items():
         if stamp in movers:
             probability = _image(message)
             size = (probability.shape[1], probability.shape[0])
-            motion.add(np.clip(probability, 0.0, 1.0), cv2.resize(movers[stamp], size, interpolation=cv2.INTER_NEAREST))
+            labels = cv2.resize(movers[stamp], size, interpolation=cv2.INTER_NEAREST)
+            for evaluator in (motion, standing) if stamp in still else (motion,):
+                evaluator.add(np.clip(probability, 0.0, 1.0), labels)
     rows = []
     for depth, gt, stamp in complete[len(complete) // 6::max(1, len(complete) // 3)][:3]:  # up to 3, spread out
         size = (depth.shape[1], depth.shape[0])
@@ -166,6 +191,7 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, 
         f"Depth error against ground truth (abs rel, per-frame median scaling, {evaluation.num_images} frames): "
         f"{evaluation.overall.abs_rel:.3f}." if evaluation else "Depth error against ground truth: no frame to score.",
         _motion_line(motion.result()),
+        *([_still_line(standing.result())] if still else []),
         "",
         f"Pictures: {settings.output / 'ros_demo.png'}: {' | '.join(PICTURE)}. In the node's components the static "
         "scene (the background component) is grey and every other component has a colour of its own; the moving "
@@ -178,14 +204,24 @@ def _report(settings: RosDemoSettings, recorder, checkpoint: Path, wall: float, 
     return summary
 
 
+def _still_line(result) -> str:
+    """The moving probability on the frames where the camera stood still."""
+    if not result.has_positives:
+        return "With the camera standing still: no processed frame with a moving object to score."
+    prevalence = result.num_positive / max(1, result.num_positive + result.num_negative)
+    return (f"With the camera standing still ({result.num_images} frames): AP {result.average_precision:.3f} "
+            f"(a random score: {prevalence:.3f}), best F1 {result.best_f1:.3f} "
+            f"(calling everything moving: {2 * prevalence / (1 + prevalence):.3f}).")
+
+
 def _motion_line(result) -> str:
-    """How well the node's moving probability picks out the generator's moving cars, next to chance."""
+    """How well the node's moving probability picks out the generator's movers, next to chance."""
     if not result.has_positives:
         return "Moving probability against ground truth: no frame with a moving car to score."
     prevalence = result.num_positive / max(1, result.num_positive + result.num_negative)
     everything = 2 * prevalence / (1 + prevalence)
-    return (f"Moving probability against the generator's moving cars ({result.num_images} frames): AP "
+    return (f"Moving probability against the generator's movers ({result.num_images} frames): AP "
             f"{result.average_precision:.3f} (a random score: {prevalence:.3f}), best F1 {result.best_f1:.3f} at "
             f"{result.best_threshold:.2f} (calling everything moving: {everything:.3f}). The demo model is trained "
-            "for minutes, so its masks are soft: the moving cars stand out in the moving probability at a few tenths, "
+            "for minutes, so its masks are soft: the movers stand out in the moving probability at a few tenths, "
             "not at 1.")

@@ -113,7 +113,7 @@ class SelfSupervisedObjective:
         points = backproject(depths, torch.linalg.inv(intrinsics))  # (N, B, 3, H, W)
         pixels = torch.stack([project(src.motion.transform_points(points), intrinsics) for src in output.sources])
         with_components = self._uses_component_terms(output)
-        with_background = self._has_components and cfg.background_reprojection_weight > 0
+        with_background = with_components and cfg.background_reprojection_weight > 0
         if with_components:
             pixels = torch.cat([pixels, torch.stack(
                 [component_pixels(points[0], intrinsics, src.motion) for src in output.sources])], dim=1)
