@@ -107,6 +107,15 @@ def test_synth_command_writes_the_intersection_and_its_kinds(tmp_path: Path, cap
     assert poses["config"]["num_crossing"] == 2 and poses["config"]["camera_stop_probability"] == 1.0
     assert main(["synth", str(tmp_path / "bad"), "--stop-probability", "2"]) == 2
     assert "camera_stop_probability must be in [0, 1], got 2.0" in capsys.readouterr().err
+    # the default scene is the city's; --scene road is traffic along the road only; a count replaces the scene's
+    for number, (scene, expected) in enumerate((([], (3, 4, 1, 0.3)), (["--scene", "road"], (0, 0, 0, 0.0)),
+                                                 (["--pedestrians", "0"], (3, 0, 1, 0.3)))):
+        out = tmp_path / f"scene{number}"
+        assert main(["synth", str(out), "--frames", "2", "--width", "64", "--height", "32", "--no-progress",
+                     *scene]) == 0
+        config = json.loads((out / "synth_000" / "poses.json").read_text())["config"]
+        assert tuple(config[k] for k in ("num_crossing", "num_pedestrians", "num_cyclists",
+                                         "camera_stop_probability")) == expected
 
 
 def test_a_short_stopping_drive_stands_in_the_middle_of_its_stop():
@@ -115,3 +124,27 @@ def test_a_short_stopping_drive_stands_in_the_middle_of_its_stop():
     stations = scene.camera_station(np.arange(20) / 10.0)
     assert np.ptp(stations) == 0.0 and stations[0] == 0.0
     assert scene.speed_profile.speed(-1.0) > 0.0 and scene.speed_profile.speed(3.0) > 0.0  # braked before, starts after
+
+
+def test_a_camera_turning_at_the_intersection_turns_on_the_spot_while_it_stands(tmp_path: Path):
+    """--turn-degrees: the heading turns smoothly by the angle in the middle of the drive; a standing camera
+    turns on the spot, which the situation record counts as moving (the static world moves in the image)."""
+    from mds_core.data.sequence_folder import SequenceFolder
+    from mds_core.tools.synth import write_sequence_folder
+
+    config = SynthConfig(width=64, height=32, num_frames=41, seed=2, camera_stop_probability=1.0,
+                         camera_turn_degrees=60.0, camera_turn_seconds=2.0)
+    scene = Scene(config)
+    # the drive stands from 0.5 s to 3.5 s; the turn takes 1 s to 3 s
+    forward = [scene.camera_pose(t)[:3, 2] for t in (0.7, 1.0, 2.0, 3.0, 3.4)]  # optical axes, world frame
+    angles = [np.degrees(np.arctan2(np.cross(forward[0][:2], f[:2]), np.dot(forward[0][:2], f[:2]))) for f in forward]
+    assert abs(angles[1]) < 1e-6 and abs(angles[2] - 30.0) < 1e-6 and abs(angles[3] - 60.0) < 1e-6
+    assert abs(angles[4] - 60.0) < 1e-6  # turned left by 60 degrees, then it stays
+    positions = np.array([scene.camera_pose(t)[:3, 3] for t in (0.7, 2.0, 3.4)])
+    assert np.allclose(positions, positions[0])  # standing: the turn is on the spot
+    write_sequence_folder(tmp_path, "turn", config)
+    folder = SequenceFolder(tmp_path / "turn")
+    moved = [folder.situation(i).camera_moved for i in range(41)]  # frame i against frame i - 1
+    assert all(moved[12:30]) and not any(moved[7:10]) and not any(moved[32:35])
+    with pytest.raises(ValueError, match="camera_turn_degrees"):
+        SynthConfig(camera_turn_degrees=270.0)

@@ -5,8 +5,8 @@ Usage (through the project's CLI, or standalone ``python -m mds_core.cli.synth``
     synth OUTPUT [--format folder|bag] [--storage mcap|sqlite3] [--sequences N]
                  [--frames F] [--width W] [--height H] [--fps HZ] [--seed S] [--name PREFIX]
                  [--image-format raw|jpeg|png] [--image-topic T] [--info-topic T]
-                 [--depth-topic T] [--frame-id ID] [--crossing N] [--pedestrians N]
-                 [--cyclists N] [--stop-probability P] [--stop-seconds S]
+                 [--depth-topic T] [--frame-id ID] [--scene city|road] [--crossing N]
+                 [--pedestrians N] [--cyclists N] [--stop-probability P] [--stop-seconds S] [--turn-degrees DEG]
 
 Sequence ``i`` is named ``PREFIX_iii`` and uses seed ``S + i``; with ``--format folder`` it
 is written to ``OUTPUT/PREFIX_iii/`` (images, depth, motion, instances, calib.json,
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mds_core.progress import progress
-from mds_core.tools.synth.config import SynthConfig
+from mds_core.tools.synth.config import SCENES, SynthConfig
 from mds_core.tools.synth.frame import SynthFrame
 from mds_core.tools.synth.writers import write_rosbag, write_sequence_folder
 
@@ -43,13 +43,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     traffic = parser.add_argument_group("an intersection ahead, with traffic that does not follow the road")
-    traffic.add_argument("--crossing", type=int, default=0, metavar="N", help="cars crossing the road (3-12 m/s)")
-    traffic.add_argument("--pedestrians", type=int, default=0, metavar="N",
+    traffic.add_argument("--scene", choices=sorted(SCENES), default="city",
+                         help="city (default): an intersection with 3 crossing cars, 4 pedestrians, 1 cyclist, and "
+                              "30%% of the drives stop; road: traffic along the road only. The options below "
+                              "replace the scene's numbers")
+    traffic.add_argument("--crossing", type=int, metavar="N", help="cars crossing the road (3-12 m/s)")
+    traffic.add_argument("--pedestrians", type=int, metavar="N",
                          help="pedestrians crossing at the crosswalk or walking along the kerbs")
-    traffic.add_argument("--cyclists", type=int, default=0, metavar="N", help="cyclists crossing the road")
-    traffic.add_argument("--stop-probability", type=float, default=0.0, metavar="P",
+    traffic.add_argument("--cyclists", type=int, metavar="N", help="cyclists crossing the road")
+    traffic.add_argument("--stop-probability", type=float, metavar="P",
                          help="chance that a drive brakes, stands still before the crosswalk and starts again")
     traffic.add_argument("--stop-seconds", type=float, default=3.0, metavar="S", help="how long a stopping drive stands")
+    traffic.add_argument("--turn-degrees", type=float, default=0.0, metavar="DEG",
+                         help="the camera turns by this much (left > 0) over 2 s in the middle of the drive, on the "
+                              "spot if it stands")
     parser.add_argument("--name", default="synth", help="sequence name prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace existing sequence folders")
     parser.add_argument("--image-format", choices=("raw", "jpeg", "png"), default="raw",
@@ -80,11 +87,14 @@ def run(args: argparse.Namespace) -> int:
             if not parent.is_dir():
                 raise _fail(f"cannot create {output}: {parent} is not a directory")
             break
+    scene = dict(SCENES[args.scene])
+    chosen = {"num_crossing": args.crossing, "num_pedestrians": args.pedestrians, "num_cyclists": args.cyclists,
+              "camera_stop_probability": args.stop_probability}
+    scene.update({key: value for key, value in chosen.items() if value is not None})
     try:
         configs = [
             SynthConfig(width=args.width, height=args.height, num_frames=args.frames, fps=args.fps, seed=args.seed + i,
-                        num_crossing=args.crossing, num_pedestrians=args.pedestrians, num_cyclists=args.cyclists,
-                        camera_stop_probability=args.stop_probability, camera_stop_seconds=args.stop_seconds)
+                        camera_stop_seconds=args.stop_seconds, camera_turn_degrees=args.turn_degrees, **scene)
             for i in range(args.sequences)
         ]
     except ValueError as exc:

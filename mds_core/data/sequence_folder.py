@@ -27,6 +27,8 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 #: A camera that moved less than this since the previous frame (poses.json's units) stood still.
 CAMERA_STILL_METRES = 1e-3
+#: ... and turned by less than this between two frames
+CAMERA_STILL_RADIANS = 1e-4
 
 
 class DataError(ValueError):
@@ -63,6 +65,14 @@ class FrameSequence(Protocol):
 
     def motion(self, index: int) -> np.ndarray | None:
         """Optional ``(H, W)`` uint8 motion labels."""
+
+
+def camera_moved(previous: np.ndarray, current: np.ndarray) -> bool:
+    """Whether a camera moved or turned between two ``world_from_camera`` poses (3x4 or 4x4)."""
+    step = float(np.linalg.norm(current[:3, 3] - previous[:3, 3]))
+    # the angle between the orientations: trace(R_a^T R_b) = 1 + 2 cos(angle)
+    cosine = 0.5 * (float(np.einsum("ij,ij->", previous[:3, :3], current[:3, :3])) - 1.0)
+    return step > CAMERA_STILL_METRES or float(np.arccos(np.clip(cosine, -1.0, 1.0))) > CAMERA_STILL_RADIANS
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -161,11 +171,10 @@ class SequenceFolder:
                 try:
                     poses = json.loads(path.read_text())
                     kinds = {int(i): str(entry.get("kind", "")) for i, entry in poses.get("objects", {}).items()}
-                    positions = np.array(poses["camera_poses"], dtype=np.float64)[:, :3, 3]
+                    cameras = np.array(poses["camera_poses"], dtype=np.float64)[:, :3]
                 except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
                     raise DataError(f"cannot read {path}: {error}") from error
-                steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-                moved = [True, *(bool(step > CAMERA_STILL_METRES) for step in steps)]
+                moved = [True, *(camera_moved(a, b) for a, b in zip(cameras[:-1], cameras[1:]))]
             self._situations = (kinds, moved)
         return self._situations
 

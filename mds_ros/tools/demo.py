@@ -23,7 +23,7 @@ import numpy as np
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.tools.demo import DemoSettings, run_demo
-from mds_core.data.sequence_folder import CAMERA_STILL_METRES
+from mds_core.data.sequence_folder import camera_moved
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_core.tools.synth.config import SCENES
 from mds_core.visualization import colourise_depth, colourise_motion_labels, heat_map, panel, save_png
@@ -97,9 +97,9 @@ def run_ros_demo(settings: RosDemoSettings) -> str:
 
     def keep(frame) -> None:
         movers[frame.timestamp_ns] = frame.motion
-        if previous and np.linalg.norm(frame.camera_pose[:3, 3] - previous[-1]) <= CAMERA_STILL_METRES:
+        if previous and not camera_moved(previous[-1], frame.camera_pose):
             still.add(frame.timestamp_ns)
-        previous.append(frame.camera_pose[:3, 3])
+        previous.append(frame.camera_pose)
 
     write_rosbag(bag, synth, depth_topic=GT_TOPIC, on_frame=keep)
     topics = {**output_topics(), IMAGE_TOPIC: Image, INFO_TOPIC: CameraInfo, GT_TOPIC: Image}

@@ -66,6 +66,11 @@ class SynthConfig:
     # A drive that decelerates, stands still (at the intersection's stop line) and starts again.
     camera_stop_probability: float = 0.0  # chance that a drive (a seed) stops
     camera_stop_seconds: float = 3.0  # how long it stands still
+    # A camera that turns at the intersection: its heading turns by this many degrees (left > 0) over
+    # camera_turn_seconds in the middle of the drive, on top of the road's heading; while the camera
+    # stands, it turns on the spot (a robot turning at a crossing).
+    camera_turn_degrees: float = 0.0
+    camera_turn_seconds: float = 2.0
 
     # Rendering.
     max_depth: float = 1000.0  # ground farther than this along the optical axis is sky
@@ -99,6 +104,10 @@ class SynthConfig:
             raise ValueError(f"camera_stop_probability must be in [0, 1], got {self.camera_stop_probability}")
         if self.camera_stop_seconds < 0:
             raise ValueError(f"camera_stop_seconds must be >= 0, got {self.camera_stop_seconds}")
+        if not -180.0 <= self.camera_turn_degrees <= 180.0:
+            raise ValueError(f"camera_turn_degrees must be in [-180, 180], got {self.camera_turn_degrees}")
+        if not self.camera_turn_seconds > 0:
+            raise ValueError(f"camera_turn_seconds must be > 0, got {self.camera_turn_seconds}")
         if self.max_curvature < 0:
             raise ValueError("max_curvature must be >= 0")
         if self.max_depth <= 0:

@@ -611,6 +611,16 @@ class Scene:
         """Road station ``s`` of the camera at time ``t``."""
         return self.s_camera_start + self.speed_profile.distance(t)
 
+    def camera_turn(self, t: float) -> float:
+        """The camera's extra heading (rad) at time ``t``: 0, then a smooth (cosine) turn by
+        ``camera_turn_degrees`` over ``camera_turn_seconds`` centred in the drive, then the full turn."""
+        cfg = self.config
+        if cfg.camera_turn_degrees == 0:
+            return 0.0
+        start = 0.5 * cfg.duration - 0.5 * cfg.camera_turn_seconds
+        progress = float(np.clip((t - start) / cfg.camera_turn_seconds, 0.0, 1.0))
+        return float(np.radians(cfg.camera_turn_degrees) * 0.5 * (1.0 - np.cos(np.pi * progress)))
+
     def camera_pose(self, t: float) -> np.ndarray:
         """``world_from_camera`` (4x4) at time ``t`` (OpenCV optical frame)."""
         s = float(self.camera_station(t))
@@ -618,7 +628,7 @@ class Scene:
         rocking = float(self.speed_profile.envelope(t))  # a car standing still does not pitch or roll
         pitch = rocking * self.pitch_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[0] + self.attitude_phases[0])
         roll = rocking * self.roll_amp * np.sin(2.0 * np.pi * t / self.attitude_periods[1] + self.attitude_phases[1])
-        world_from_body = _rot_z(theta) @ _rot_y(pitch) @ _rot_x(roll)
+        world_from_body = _rot_z(theta + self.camera_turn(t)) @ _rot_y(pitch) @ _rot_x(roll)
         position = np.array([xy[0], xy[1], self.config.camera_height])
         return make_transform(world_from_body @ BODY_FROM_CAMERA, position)
 
