@@ -8,7 +8,7 @@ import os
 import cv2
 
 from mds_core.cli.main import main
-from mds_core.tools.accuracy import PRESETS, VARIANTS, mean_and_std, training_config
+from mds_core.tools.accuracy import PRESETS, VARIANTS, mean_and_std, situation_frames, training_config
 
 WIDTH, HEIGHT = 64, 64
 
@@ -89,6 +89,11 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     assert {"along_road", "across", "pedestrian"} <= set(situations) and "situations" not in city["summary"]["K=1"]
     assert 0.0 < city["situation_chance"]["across"]["prevalence"] < 1.0
     assert "Per situation" in markdown.read_text() and "| chance (all-moving F1, prevalence) |" in markdown.read_text()
+    # a picture per situation the held-out drives show: image | moving probability | components | ground truth
+    shown = cv2.imread(str(out / "situations.png"))
+    frames = situation_frames(out / "data" / "heldout")
+    assert [name for name, _, _ in frames][:3] == ["along_road", "across", "pedestrian"]
+    assert shown.shape[1] == 4 * WIDTH and shown.shape[0] >= len(frames) * HEIGHT
 
 
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):

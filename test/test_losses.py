@@ -187,8 +187,8 @@ def test_photometric_error_gradient_is_exact_and_predictions_may_be_batched():
 def test_window_sums_match_the_pooling_they_replace():
     import torch.nn.functional as F
 
-    from mds_core.method.window import window_mean
     from mds_core.method.losses.ssim import box_sum_3x3, box_sum_3x3_adjoint
+    from mds_core.method.window import window_mean
 
     generator = torch.Generator().manual_seed(0)
     values = torch.rand(2, 3, 12, 17, generator=generator)

@@ -613,14 +613,15 @@ SITUATION_COLUMNS = ("image", "K=5 moving probability", "K=5 components", "GT: m
 
 def situation_frames(heldout: Path) -> list[tuple[str, Path, int]]:
     """Per situation (:data:`mds_core.evaluation.situations.SITUATIONS`), the held-out frame with the most
-    pixels of it: ``(situation, sequence folder, frame index)``; none for data without situations."""
+    pixels of it that no earlier situation shows: ``(situation, sequence folder, frame index)``; none for
+    data without situations."""
     import numpy as np
 
     from mds_core.data.sequence_folder import find_sequences
     from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
     from mds_core.evaluation.situations import SITUATIONS, situation_labels
 
-    best: dict[str, tuple[int, Path, int]] = {}
+    candidates: dict[str, list[tuple[int, Path, int]]] = {}
     for sequence in find_sequences(heldout):
         for index in range(1, len(sequence)):
             situation, motion = sequence.situation(index), sequence.motion(index)
@@ -628,9 +629,15 @@ def situation_frames(heldout: Path) -> list[tuple[str, Path, int]]:
                 continue
             for name, labels in situation_labels(motion, situation).items():
                 count = int(np.count_nonzero(labels == POSITIVE_LABEL))
-                if count > best.get(name, (0,))[0]:
-                    best[name] = (count, sequence.path, index)
-    return [(name, best[name][1], best[name][2]) for name in SITUATIONS if name in best]
+                if count:
+                    candidates.setdefault(name, []).append((-count, sequence.path, index))
+    chosen: list[tuple[str, Path, int]] = []
+    for name in SITUATIONS:
+        shown = {(path, index) for _, path, index in chosen}
+        fresh = [(path, index) for _, path, index in sorted(candidates.get(name, [])) if (path, index) not in shown]
+        if fresh:
+            chosen.append((name, *fresh[0]))
+    return chosen
 
 
 def situation_montage(method: Predictor, frames: list[tuple[str, Path, int]]) -> np.ndarray:

@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mds_core.data.sequence_folder import camera_moved
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
 from mds_core.tools.demo import DemoSettings, run_demo
-from mds_core.data.sequence_folder import camera_moved
 from mds_core.tools.synth import SynthConfig, write_rosbag
 from mds_core.tools.synth.config import SCENES
 from mds_core.visualization import colourise_depth, colourise_motion_labels, heat_map, panel, save_png

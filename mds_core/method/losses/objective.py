@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.data.sample import Batch
+from mds_core.method.decomposition import BACKGROUND_COMPONENT
 from mds_core.method.geometry import backproject, project
 from mds_core.method.losses.component_assignment import (
     assignment_targets,
@@ -41,7 +42,6 @@ from mds_core.method.losses.component_assignment import (
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
-from mds_core.method.decomposition import BACKGROUND_COMPONENT
 from mds_core.method.model import ModelOutput
 from mds_core.method.motion_evidence import motion_evidence
 from mds_core.method.networks import disparity_to_depth
