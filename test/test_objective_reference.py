@@ -31,6 +31,7 @@ from mds_core.method.losses.component_assignment import assignment_targets, mask
 from mds_core.method.losses.photometric import minimum_reprojection
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput, SourceMotion
+from mds_core.method.motion_evidence import motion_evidence
 from mds_core.method.networks import disparity_to_depth
 
 pytestmark = pytest.mark.numerics  # run again under other CPU kernels in CI (docs/testing.md)
@@ -108,10 +109,26 @@ def reference_objective(loss: LossConfig, model: ModelConfig, batch: Batch, outp
                                                 target, loss.ssim_weight)
                     for k in range(src.motion.transforms.shape[1])], dim=1))
             window = 2 * int(loss.assignment_window * width / 2) + 1
-            targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), loss.assignment_margin, window)
+            moving = None
+            if loss.motion_evidence_threshold > 0:  # the evidence itself: test_motion_evidence.py
+                moving = torch.stack([
+                    motion_evidence(target, sources[:, s], src.motion.transforms[:, 0], intrinsics, depth,
+                                    loss.motion_evidence_threshold * width, window)
+                    for s, src in enumerate(output.sources)]).any(dim=0)
+            if loss.background_reprojection_weight > 0:
+                alone = torch.cat([
+                    reference_photometric_error(reference_warp(sources[:, s], depth.detach(), intrinsics,
+                                                               torch.ones_like(depth), src.motion.transforms[:, :1]),
+                                                target, loss.ssim_weight)
+                    for s, src in enumerate(output.sources)], dim=1).amin(dim=1)
+                keep = torch.ones_like(alone) if moving is None else (~moving).float()
+                totals[-1] = totals[-1] + loss.background_reprojection_weight * (alone * keep).sum() / keep.sum()
+            targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), loss.assignment_margin, window,
+                                         moving=moving)
             chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
             assigned_reprojection = minimum_reprojection(chosen, identity, loss.min_reprojection).per_pixel.mean()
-            assignment = torch.stack([mask_assignment(src.soft_masks, targets) for src in output.sources]).mean()
+            assignment = torch.stack([mask_assignment(src.soft_masks, targets, moving)
+                                      for src in output.sources]).mean()
             totals[-1] = (totals[-1] + loss.assigned_reprojection_weight * assigned_reprojection
                           + loss.mask_assignment_weight * assignment)
         if scale == 0:
