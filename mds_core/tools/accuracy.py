@@ -390,6 +390,9 @@ class AccuracyResult:
         lines += ["", f"Pictures: `{self.png_path.name}` ({' | '.join(columns)}), seed {p.seed}; held-out "
                       f"frames {shown} (the frames with the most moving pixels in the ground truth, at least 5 "
                       "frames apart)."]
+        if self.situations:
+            lines += ["", f"`situations.png`: per situation the held-out frame that shows most of it (seed {p.seed}): "
+                          f"{' | '.join(SITUATION_COLUMNS)}."]
         if self.notes:
             lines += [""] + [f"Note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
