@@ -105,7 +105,8 @@ def epipolar_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, near_
     near = h + s * k
     eps = 1e-6
     far_end = h[:, :2] / h[:, 2:].clamp_min(eps)
-    # a segment that would pass behind the camera ends where it is still in front of it
+    # a segment that would pass behind the camera (fast backward motion) is cut at a tiny positive depth:
+    # it then reaches far along its line, which only makes the evidence more cautious there
     near_end = near[:, :2] / near[:, 2:].clamp_min(eps * h[:, 2:].abs().clamp_min(1.0))
     end = pixels[:2] + flow
     along = near_end - far_end
