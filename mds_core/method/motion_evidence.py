@@ -54,11 +54,6 @@ def _grey_uint8(images: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(g) for g in grey.cpu().numpy()]
 
 
-def _dis_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(first, second, None)
-
-
 def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
     """DIS optical flow from each ``(B, 3, H, W)`` target image to its source image.
 
@@ -68,10 +63,11 @@ def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
     """
     height, width = target.shape[-2:]
     grid = pixel_grid(height, width)[:2].numpy().transpose(1, 2, 0)  # (H, W, 2) u, v
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     flows, valids = [], []
     for first, second in zip(_grey_uint8(target), _grey_uint8(source)):
-        forward = _dis_flow(first, second)
-        backward = _dis_flow(second, first)
+        forward = dis.calc(first, second, None)
+        backward = dis.calc(second, first, None)
         end = grid + forward
         back = cv2.remap(backward, end[..., 0].astype(np.float32), end[..., 1].astype(np.float32),
                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
