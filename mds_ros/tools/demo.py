@@ -69,11 +69,11 @@ def output_topics() -> dict[str, type]:
 def ensure_model(settings: RosDemoSettings) -> Path:
     if settings.checkpoint is not None:
         return settings.checkpoint
-    checkpoint = settings.output / "model" / "run" / "checkpoints" / "last.pt"
+    folder = settings.output / ("model" if settings.scene == "road" else f"model_{settings.scene}")  # one per scene
+    checkpoint = folder / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
         LOG.info(f"training the demo model (mds demo, {settings.steps} steps) into {checkpoint.parent.parent}")
-        run_demo(DemoSettings(output=settings.output / "model", steps=settings.steps, seed=settings.seed,
-                              scene=settings.scene))
+        run_demo(DemoSettings(output=folder, steps=settings.steps, seed=settings.seed, scene=settings.scene))
     return checkpoint
 
 
