@@ -33,6 +33,11 @@ def spin_nodes(factories: list, args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while a callback was publishing (a timer's status): that is the
+        # shutdown under way, not a failure of the node
     finally:
         for node in nodes:
             node.shutdown()
