@@ -238,9 +238,12 @@ def _with_older_defaults(config: object) -> object:
     model = config["model"]
     if "motion_hypotheses" not in model:
         model = {**model, "motion_hypotheses": []}
+    loss = config.get("loss")
     if "hypothesis_set" not in model:  # written before own-motion hypotheses were the default
         model = {**model, "hypothesis_set": "ego_scaled", "hypothesis_scene_rate": model.get("hypothesis_scene_rate", 0.0)}
-    return {**config, "model": model}
+        if isinstance(loss, dict):  # ... and before the crossing aids: a resumed run trains on as it began
+            loss = {"motion_evidence_threshold": 0.0, "background_reprojection_weight": 0.0, **loss}
+    return {**config, "model": model, **({"loss": loss} if isinstance(loss, dict) else {})}
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> Checkpoint:

@@ -231,4 +231,8 @@ def test_checkpoints_from_before_motion_hypotheses_keep_independent_motions(tmp_
     torch.save(payload, tmp_path / "before_own_motion.pt")
     older = load_checkpoint(tmp_path / "before_own_motion.pt").config.model
     assert older.hypotheses == [2.0, 0.0] and older.directions is None and older.hypothesis_scene_rate == 0.0
+    del payload["config"]["loss"]["motion_evidence_threshold"], payload["config"]["loss"]["background_reprojection_weight"]
+    torch.save(payload, tmp_path / "before_the_crossing_aids.pt")
+    loss = load_checkpoint(tmp_path / "before_the_crossing_aids.pt").config.loss
+    assert loss.motion_evidence_threshold == 0.0 and loss.background_reprojection_weight == 0.0
     assert ModelConfig(num_components=1).hypotheses == []
