@@ -243,6 +243,8 @@ def _with_older_defaults(config: object) -> object:
         model = {**model, "hypothesis_set": "ego_scaled", "hypothesis_scene_rate": model.get("hypothesis_scene_rate", 0.0)}
         if isinstance(loss, dict):  # ... and before the crossing aids: a resumed run trains on as it began
             loss = {"motion_evidence_threshold": 0.0, "background_reprojection_weight": 0.0, **loss}
+    if isinstance(loss, dict) and "standing_camera_weight" not in loss:  # written before the standing-camera term
+        loss = {**loss, "standing_camera_weight": 0.0}
     return {**config, "model": model, **({"loss": loss} if isinstance(loss, dict) else {})}
 
 

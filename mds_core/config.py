@@ -231,6 +231,10 @@ class LossConfig:
     # the background's transform alone, without auto-masking, on every pixel the motion evidence does not
     # flag (component_assignment.background_reprojection): how the ego-motion learns that the camera stopped
     background_reprojection_weight: float = 1.0
+    # on frames whose optical flow says the camera stood still (median under 0.25 px against every
+    # source), the background's transform is pulled to the identity (component_assignment.standing_camera;
+    # in the pose decoder's units); needs the motion evidence
+    standing_camera_weight: float = 0.05
     scene_flow: SceneFlowLossConfig = field(default_factory=SceneFlowLossConfig)
 
     def validate(self) -> None:
@@ -241,7 +245,7 @@ class LossConfig:
             raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {self.ssim_weight}")
         for name in ("smoothness_weight", "mask_smoothness_weight",
                      "assigned_reprojection_weight", "mask_assignment_weight", "assignment_margin", "assignment_window",
-                     "motion_evidence_threshold", "background_reprojection_weight"):
+                     "motion_evidence_threshold", "background_reprojection_weight", "standing_camera_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -257,6 +261,10 @@ class AugmentationConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.1
+    # a standing camera with nothing moving: the sample's source frames replaced by its target frame.
+    # Every scene then also shows what "nothing changed" means (the ego-motion the identity, every pixel
+    # static: the motion evidence says so), not only the few drives that stop (docs/decomposition-ladder.md)
+    standing_copy_probability: float = 0.0
 
 
 @dataclass
@@ -308,6 +316,44 @@ class BagConfig:
             raise ConfigError(f"data.bag.cache_memory_mb must be >= 0, got {self.cache_memory_mb}")
 
 
+#: Image folders of a KITTI odometry sequence (``data.footage.camera``): image_0/image_1 grey left/right,
+#: image_2/image_3 colour left/right; image_l/image_r in the layout of the KITTI_sequence_N samples.
+KITTI_ODOMETRY_CAMERAS: tuple[str, ...] = ("image_0", "image_1", "image_2", "image_3", "image_l", "image_r")
+
+
+@dataclass
+class FootageConfig:
+    """Real footage (``data.format`` kitti_odometry, davis or video; docs/training.md, "Real footage").
+
+    ``focal``: focal length in pixels of the native images, or ``fov``: their horizontal field of
+    view in degrees; the principal point is the image centre. Footage without calibration (davis,
+    video) needs one of the two; footage with its own calibration takes neither.
+    ``fps``: video only: keep every k-th frame, k = round(video fps / fps) (null = every frame).
+    ``sequences``: names of the sequences to use (a KITTI odometry number, a DAVIS sequence, a
+    video's file stem; empty = all). ``camera``: the KITTI odometry image folder
+    (:data:`KITTI_ODOMETRY_CAMERAS`; empty = image_2 when present, else image_0, else image_l).
+    """
+
+    focal: float | None = None
+    fov: float | None = None
+    fps: float | None = None
+    sequences: list[str] = field(default_factory=list)
+    camera: str = ""
+
+    def validate(self) -> None:
+        if self.focal is not None and not (math.isfinite(self.focal) and self.focal > 0):
+            raise ConfigError(f"data.footage.focal (--focal) must be > 0 pixels, got {self.focal}")
+        if self.fov is not None and not 0 < self.fov < 180:
+            raise ConfigError(f"data.footage.fov (--fov) must be in (0, 180) degrees, got {self.fov}")
+        if self.focal is not None and self.fov is not None:
+            raise ConfigError("give the focal length (--focal) or the field of view (--fov), not both")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ConfigError(f"data.footage.fps (--fps) must be > 0 frames per second, got {self.fps}")
+        if self.camera and self.camera not in KITTI_ODOMETRY_CAMERAS:
+            raise ConfigError(f"data.footage.camera (--camera) must be one of {list(KITTI_ODOMETRY_CAMERAS)} "
+                              f"or empty, got {self.camera!r}")
+
+
 @dataclass
 class DataConfig:
     """Where training frames come from.
@@ -315,9 +361,11 @@ class DataConfig:
     ``format="folder"``: the sequence-folder format (README); ``root`` holds sequences.
     ``format="kitti"``: KITTI raw; ``split`` is a Zhou/Eigen split file (``train_files.txt``).
     ``format="rosbag"``: rosbag2 bags, set in ``bag`` (``root`` is not used).
+    ``format="kitti_odometry"``, ``"davis"``, ``"video"``: real footage under ``root`` (a KITTI
+    odometry root, a DAVIS root, a video file or folder of videos), set in ``footage``.
     """
 
-    format: Literal["folder", "kitti", "rosbag"] = "folder"
+    format: Literal["folder", "kitti", "rosbag", "kitti_odometry", "davis", "video"] = "folder"
     root: str = ""
     split: str | None = None
     val_split: str | None = None
@@ -327,6 +375,7 @@ class DataConfig:
     image_extension: str = ".png"
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     bag: BagConfig = field(default_factory=BagConfig)
+    footage: FootageConfig = field(default_factory=FootageConfig)
 
     def validate(self) -> None:
         if not self.source_offsets or 0 in self.source_offsets:
@@ -335,7 +384,11 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        for name in ("colour_jitter_probability", "flip_probability", "standing_copy_probability"):
+            if not 0.0 <= getattr(self.augmentation, name) <= 1.0:
+                raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(self.augmentation, name)}")
         self.bag.validate()
+        self.footage.validate()
 
     def describe(self) -> str:
         """Where the frames come from, for log lines."""

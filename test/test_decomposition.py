@@ -235,4 +235,11 @@ def test_checkpoints_from_before_motion_hypotheses_keep_independent_motions(tmp_
     torch.save(payload, tmp_path / "before_the_crossing_aids.pt")
     loss = load_checkpoint(tmp_path / "before_the_crossing_aids.pt").config.loss
     assert loss.motion_evidence_threshold == 0.0 and loss.background_reprojection_weight == 0.0
+    # written with the crossing aids but before the standing-camera term: the aids stay, the term is off
+    payload = torch.load(path, weights_only=True)
+    assert payload["config"]["loss"]["standing_camera_weight"] > 0
+    del payload["config"]["loss"]["standing_camera_weight"]
+    torch.save(payload, tmp_path / "before_the_standing_term.pt")
+    loss = load_checkpoint(tmp_path / "before_the_standing_term.pt").config.loss
+    assert loss.standing_camera_weight == 0.0 and loss.motion_evidence_threshold > 0
     assert ModelConfig(num_components=1).hypotheses == []

@@ -220,19 +220,22 @@ def test_a_camera_standing_still_teaches_the_background_its_stop_only_without_au
     depth = torch.full((1, 1, height, width), 5.0)
     model = ModelConfig(height=height, width=width, num_components=2, depth_source="ground_truth")
 
-    def background_gradient(weight: float) -> float:
+    def background_gradient(weight: float, standing: float = 0.0) -> float:
         transforms = torch.eye(4).repeat(1, 2, 1, 1)
         transforms[0, 0, 2, 3] = 0.3  # the background: forward; component 1 stands still
         transforms.requires_grad_()
         masks = torch.stack([torch.ones(height, width), torch.zeros(height, width)])[None]
         source = SourceMotion(1, ComponentMotion(masks=masks, transforms=transforms), masks, masks, transforms)
-        objective = SelfSupervisedObjective(LossConfig(background_reprojection_weight=weight), model)
+        objective = SelfSupervisedObjective(
+            LossConfig(background_reprojection_weight=weight, standing_camera_weight=standing), model)
         loss = objective(batch, ModelOutput([torch.zeros_like(depth)], depth, [source], warp_depth=depth))
         loss.total.backward()
         return float(transforms.grad[0, 0, 2, 3])
 
     assert background_gradient(0.0) == 0.0
     assert background_gradient(1.0) > 1e-3  # descending it brings the background's translation back to 0
+    # the optical flow sees the wall stand still: the standing-camera term pulls the same way, on its own
+    assert background_gradient(0.0, standing=0.05) > 1e-3
     errors = torch.tensor([[[[0.2, 0.4], [0.1, 0.3]]], [[[0.3, 0.1], [0.2, 0.2]]]])  # (S=2, B=1, H=2, W=2)
     assert abs(float(background_reprojection(errors)) - (0.2 + 0.1 + 0.1 + 0.2) / 4) < 1e-6
     moving = torch.tensor([[[False, True], [False, False]]])

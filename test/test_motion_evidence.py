@@ -77,17 +77,21 @@ def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
     pair = motion_evidence(torch.cat([target, source]), torch.cat([source, target]), torch.eye(4).expand(2, 4, 4),
                            kitti_like_intrinsics(WIDTH, HEIGHT, 2), torch.full((2, 1, HEIGHT, WIDTH), 10.0),
                            threshold=1.0, window=5)
-    assert pair.shape == (2, HEIGHT, WIDTH)
-    evidence = pair[:1]
+    assert pair.moving.shape == pair.static.shape == (2, HEIGHT, WIDTH) and pair.still.tolist() == [True, True]
+    evidence = pair.moving[:1]
     assert float((evidence & box).sum() / box.sum()) > 0.6
     assert float((evidence & ~box).sum() / (~box).sum()) < 0.03
+    # with the camera standing still, what does not move is known static: most of the wall, never the box
+    static = pair.static[:1]
+    assert float((static & ~box).sum() / (~box).sum()) > 0.8
+    assert not bool((static & box).any()) and not bool((static & evidence).any())
     # an ego-motion that says the camera panned does not matter: the wall stands still in the image, so the
     # camera stood still
     intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
     pan = pose_vector_to_transform(torch.tensor([[[0.0, 2.0 / float(intrinsics[0, 0, 0]), 0.0]]]),
                                    torch.zeros(1, 1, 3))[:, 0]
     depth = torch.full((1, 1, HEIGHT, WIDTH), 10.0)
-    assert torch.equal(motion_evidence(target, source, pan, intrinsics, depth, threshold=1.0, window=5), evidence)
+    assert torch.equal(motion_evidence(target, source, pan, intrinsics, depth, threshold=1.0, window=5).moving, evidence)
     # a camera that really moves (sideways in front of the wall 10 m away: the image moves 2 px): the ego-motion
     # decides what moves
     image = textured_image(HEIGHT, WIDTH + 8, seed=6)
@@ -96,7 +100,9 @@ def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
     sideways[0, 0, 3] = 2.0 * 10.0 / float(intrinsics[0, 0, 0])
     wrong = motion_evidence(moved_target, moved_source, torch.eye(4)[None], intrinsics, depth, 1.0, 5)
     right = motion_evidence(moved_target, moved_source, sideways, intrinsics, depth, 1.0, 5)
-    assert float(wrong.float().mean()) > 0.5 and float(right.float().mean()) < 0.05
+    assert float(wrong.moving.float().mean()) > 0.5 and float(right.moving.float().mean()) < 0.05
+    # a moving camera: nothing is known static, whatever the ego-motion
+    assert not bool(right.still.any()) and not bool(right.static.any()) and not bool(wrong.static.any())
 
 
 def test_assignment_sends_the_moving_pixels_to_the_best_non_background_component():
@@ -106,3 +112,36 @@ def test_assignment_sends_the_moving_pixels_to_the_best_non_background_component
     assert assignment_targets(errors, margin=0.02).tolist() == [[[0, 0, 0]]]
     moving = torch.tensor([[[True, True, False]]])
     assert assignment_targets(errors, margin=0.02, moving=moving).tolist() == [[[1, 2, 0]]]
+
+
+def test_static_pixels_go_to_the_background_and_the_evidence_of_several_sources_combines():
+    from mds_core.method.losses.component_assignment import assignment_targets
+    from mds_core.method.motion_evidence import MotionEvidence
+
+    errors = torch.tensor([[[[0.30, 0.30, 0.30]], [[0.10, 0.10, 0.35]], [[0.20, 0.20, 0.20]]]])  # (1, K=3, 1, 3)
+    assert assignment_targets(errors, margin=0.02).tolist() == [[[1, 1, 2]]]
+    static = torch.tensor([[[True, False, False]]])
+    # a component that explains a known static pixel better (it learned to stand still too) does not take it
+    assert assignment_targets(errors, margin=0.02, static=static).tolist() == [[[0, 1, 2]]]
+    one = MotionEvidence(moving=torch.tensor([[[True, False, False]]]), static=torch.tensor([[[False, True, True]]]),
+                         still=torch.tensor([True]))
+    other = MotionEvidence(moving=torch.tensor([[[False, False, True]]]), static=torch.tensor([[[False, True, False]]]),
+                           still=torch.tensor([False]))
+    both = MotionEvidence.across_sources([one, other])
+    assert both.moving.tolist() == [[[True, False, True]]] and both.static.tolist() == [[[False, True, False]]]
+    assert both.still.tolist() == [False]
+
+
+def test_the_standing_camera_term_pulls_the_ego_motion_to_the_identity_on_standing_frames_only():
+    from mds_core.method.losses.component_assignment import standing_camera
+
+    translation = torch.tensor([[[0.003, 0.0, 0.004]], [[0.0, 0.0, 0.5]]], requires_grad=True)  # (B=2, 1, 3)
+    transforms = pose_vector_to_transform(torch.zeros(2, 1, 3), translation)[:, 0][None]  # (S=1, B=2, 4, 4)
+    still = torch.tensor([True, False])
+    value = standing_camera(transforms, still, scale=0.01)
+    assert float(value.detach()) == pytest.approx(0.005 / 0.01, rel=1e-5)  # |t| of the standing frame, in decoder units
+    value.backward()
+    assert float(translation.grad[0].norm()) > 0 and float(translation.grad[1].abs().sum()) == 0.0
+    rotated = pose_vector_to_transform(torch.tensor([[[0.0, 0.02, 0.0]]]), torch.zeros(1, 1, 3))[:, 0][None]
+    assert float(standing_camera(rotated, torch.tensor([True]), 1.0)) > 0.02  # a turn on the spot is not standing
+    assert float(standing_camera(transforms, torch.tensor([False, False]), 0.01)) == 0.0

@@ -109,12 +109,21 @@ def reference_objective(loss: LossConfig, model: ModelConfig, batch: Batch, outp
                                                 target, loss.ssim_weight)
                     for k in range(src.motion.transforms.shape[1])], dim=1))
             window = 2 * int(loss.assignment_window * width / 2) + 1
-            moving = None
+            moving = static = None
             if loss.motion_evidence_threshold > 0:  # the evidence itself: test_motion_evidence.py
-                moving = torch.stack([
-                    motion_evidence(target, sources[:, s], src.motion.transforms[:, 0], intrinsics, depth,
-                                    loss.motion_evidence_threshold * width, window)
-                    for s, src in enumerate(output.sources)]).any(dim=0)
+                found = [motion_evidence(target, sources[:, s], src.motion.transforms[:, 0], intrinsics, depth,
+                                         loss.motion_evidence_threshold * width, window)
+                         for s, src in enumerate(output.sources)]
+                moving = torch.stack([e.moving for e in found]).any(dim=0)
+                static = torch.stack([e.static for e in found]).all(dim=0)
+                still = torch.stack([e.still for e in found]).all(dim=0)
+                if loss.standing_camera_weight > 0:
+                    distances = [src.motion.transforms[b, 0, :3, 3].norm()
+                                 + (src.motion.transforms[b, 0, :3, :3] - torch.eye(3)).norm()
+                                 for src in output.sources for b in range(len(still)) if still[b]]
+                    if distances:
+                        totals[-1] = totals[-1] + loss.standing_camera_weight * (
+                            torch.stack(distances).mean() / model.pose_scale)
             if loss.background_reprojection_weight > 0:
                 alone = torch.cat([
                     reference_photometric_error(reference_warp(sources[:, s], depth.detach(), intrinsics,
@@ -124,7 +133,7 @@ def reference_objective(loss: LossConfig, model: ModelConfig, batch: Batch, outp
                 keep = torch.ones_like(alone) if moving is None else (~moving).float()
                 totals[-1] = totals[-1] + loss.background_reprojection_weight * (alone * keep).sum() / keep.sum()
             targets = assignment_targets(torch.stack(per_source).amin(dim=0).detach(), loss.assignment_margin, window,
-                                         moving=moving)
+                                         moving=moving, static=static)
             chosen = torch.cat([errors.gather(1, targets[:, None]) for errors in per_source], dim=1)
             assigned_reprojection = minimum_reprojection(chosen, identity, loss.min_reprojection).per_pixel.mean()
             assignment = torch.stack([mask_assignment(src.soft_masks, targets, moving)
@@ -150,12 +159,18 @@ class Case:
     leaves: list[torch.Tensor]
 
 
-def fixed_case(num_components: int, oracle_depth: bool = False, seed: int = 0) -> Case:
+def fixed_case(num_components: int, oracle_depth: bool = False, seed: int = 0, standing: bool = False) -> Case:
+    """``standing``: in the first sample the camera stands still (its sources are the target, noise aside)
+    while a box in it moves."""
     generator = torch.Generator().manual_seed(seed)
     target = textured_image(H, W, batch=B, seed=seed)
     # sources: the target shifted by a few pixels, plus a little noise, so that warps can explain them
     sources = [torch.roll(target, shifts=offset * 2, dims=-1) + 0.02 * torch.rand(target.shape, generator=generator)
                for offset in OFFSETS]
+    if standing:
+        for offset, source in zip(OFFSETS, sources):
+            source[0] = target[0]
+            source[0, :, 4:12, 8:20] = torch.roll(target[0, :, 4:12, 8:20], shifts=3 * offset, dims=-1)
     images = torch.stack([target, *sources], dim=1).clamp(0, 1)
     batch = Batch(images, images, kitti_like_intrinsics(W, H, B), None, None, [str(i) for i in range(B)])
     scales = 1 if oracle_depth else 4
@@ -186,6 +201,7 @@ CONFIGS = {
     "before the auto-masking start step": (
         dict(automask_start_step=10, assigned_reprojection_weight=1.0, mask_assignment_weight=0.1), {}, {}),
     "oracle depth": (dict(assigned_reprojection_weight=1.0, mask_assignment_weight=0.1), {}, dict(oracle_depth=True)),
+    "a standing camera in the batch": ({}, {}, dict(standing=True)),
 }
 
 
@@ -212,6 +228,8 @@ def test_objective_matches_the_reference_loop(name):
 
     def fast(c: Case) -> dict[str, torch.Tensor]:
         out = SelfSupervisedObjective(loss, model)(c.batch, c.output, step=step)
+        if case_options.get("standing"):  # the standing-camera terms were really computed
+            assert float(out.standing_camera) > 0 and float(out.static_fraction) > 0.1
         return {"total": out.total, "photometric": out.photometric, "assigned_reprojection": out.assigned_reprojection,
                 "mask_assignment": out.mask_assignment, "per_pixel": out.per_pixel,
                 "warped_sources": out.warped_sources}

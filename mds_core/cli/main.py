@@ -1,4 +1,4 @@
-"""The ``mds`` command line: train, eval, infer, export, synth, bag-info, benchmark, demo, accuracy.
+"""The ``mds`` command line: train, eval, infer, export, synth, bag-info, bag-from-video, benchmark, demo, accuracy.
 
 Every subcommand reports a bad path, bag, checkpoint or config as one clear line on stderr and
 exits with status 2; it never shows a traceback for a user error.
@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mds_core.cli.footage import add_footage_arguments, footage_from_args, footage_overrides
 from mds_core.config import ConfigError, TrainConfig, apply_overrides, load_config
 
 
@@ -31,6 +32,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set or [])
     if args.data:
         overrides.append(f"data.root={args.data}")
+    if args.bag and args.format:
+        raise ConfigError("--format is for --data; --bag reads rosbag2 bags")
+    overrides += footage_overrides(args)
     if args.bag:
         overrides += ["data.format=rosbag", f"data.bag.paths={json.dumps([str(p) for p in args.bag])}"]
     if args.image_topic:
@@ -85,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         eigen_crop=args.eigen_crop, fixed_scale=args.fixed_scale, min_depth=args.min_depth,
         max_depth=args.max_depth, device=args.device, max_images=args.max_images,
         camera_height=args.camera_height if args.scale == "camera-height" else None, camera_pitch=args.camera_pitch,
-        object_threshold=args.object_threshold,
+        object_threshold=args.object_threshold, footage=footage_from_args(args),
     )
     if not 0.0 <= args.object_threshold <= 1.0:
         raise ConfigError(f"--object-threshold must be in [0, 1], got {args.object_threshold}")
@@ -102,11 +106,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    from mds_core.data.factory import open_sequence
     from mds_core.inference.predictor import Predictor
     from mds_core.inference.sequence import infer_sequence
 
+    sequence = open_sequence(args.format, args.input, footage_from_args(args))
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    summary = infer_sequence(predictor, args.input, args.output, progress=not args.quiet,
+    summary = infer_sequence(predictor, sequence, args.output, progress=not args.quiet,
                              max_frames=args.max_frames)
     print(f"wrote {summary.frames} frames to {summary.output}")
     return 0
@@ -137,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train on sequence folders, KITTI raw or rosbag2 bags",
+    p = sub.add_parser("train", help="train on sequence folders, KITTI raw, real footage or rosbag2 bags",
                        description="Train MonoDepthSeg. Settings come from --config (YAML/JSON, see "
                                    "config/train_*.yaml) and --set section.key=value overrides.")
     p.add_argument("--config", help="YAML or JSON training config")
@@ -150,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-info-topic", help="bag CameraInfo topic (data.bag.camera_info_topic; default: found)")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="intrinsics in pixels of the bag's images, instead of its CameraInfo (data.bag.intrinsics)")
+    add_footage_arguments(p, default_format=None)  # data.format and data.footage; default: the config's
     p.add_argument("--output", help="output directory (overrides output_dir)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides device)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, e.g. optim.max_steps=100")
@@ -163,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="Eigen depth metrics (+ per motion class and motion segmentation)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="sequence-folder root or KITTI raw root")
-    p.add_argument("--format", choices=["folder", "kitti"], default="folder")
+    p.add_argument("--data", required=True, help="the data root (--format): sequence folders, KITTI raw, ...")
+    add_footage_arguments(p)
     p.add_argument("--split", help="split file (KITTI: e.g. splits/eigen/test_files.txt)")
     p.add_argument("--eigen-crop", action="store_true", help="apply the Eigen crop (KITTI)")
     p.add_argument("--fixed-scale", type=float, help="multiply predictions by this instead of per-image median scaling")
@@ -184,9 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("infer", help="depth + decomposition for every frame of a sequence folder")
+    p = sub.add_parser("infer", help="depth + decomposition for every frame of a sequence (folder, video, ...)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="a sequence folder (with images/ and calib.json)")
+    p.add_argument("--input", required=True, help="a sequence folder (with images/ and calib.json), or with --format "
+                                                   "a video, a DAVIS or KITTI root (one sequence, or --sequence NAME)")
+    add_footage_arguments(p)
     p.add_argument("--output", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-frames", type=int)
@@ -219,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from mds_core.cli.accuracy import register as register_accuracy
+    from mds_core.cli.bag_from_video import register as register_bag_from_video
     from mds_core.cli.bag_info import register as register_bag_info
     from mds_core.cli.export import register as register_export
     from mds_core.cli.gpu_check import register as register_gpu_check
@@ -227,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_synth(sub)
     register_bag_info(sub)
+    register_bag_from_video(sub)
     register_accuracy(sub)
     register_export(sub)
     register_gpu_check(sub)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mds_core.cli.footage import add_footage_arguments, footage_from_args
 from mds_core.config import ConfigError
 from mds_core.evaluation import odometry
 
@@ -15,7 +16,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("odometry", help="the camera trajectory from the ego-motion of a sequence folder",
                               description=odometry.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="a sequence folder (images/ and calib.json)")
+    p.add_argument("--input", required=True, help="a sequence folder (images/ and calib.json), or with --format a "
+                                                   "KITTI odometry sequence, a video, ... (one, or --sequence NAME)")
+    add_footage_arguments(p)
     p.add_argument("--output", required=True, help="TUM trajectory file; the KITTI one goes beside it (.kitti.txt)")
     p.add_argument("--scale", choices=["none", "camera-height"], default="none",
                    help="none: depth units; camera-height: metres from the ground plane and --camera-height")
@@ -28,7 +31,9 @@ def register(subparsers: Any) -> None:
                               description=odometry.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--estimate", required=True, help="TUM or KITTI trajectory (mds odometry writes both)")
     p.add_argument("--ground-truth", required=True,
-                   help="a sequence folder (its poses.json), or a TUM or KITTI odometry poses file")
+                   help="a sequence folder (its poses.json), or a TUM or KITTI odometry poses file; with --format "
+                        "kitti_odometry a KITTI odometry root or sequence (its poses, moved to --camera's camera)")
+    add_footage_arguments(p, default_format=None)
     p.add_argument("--alignment", choices=["sim3", "se3"], default="sim3",
                    help="sim3 for an estimate in depth units, se3 for a metric one (camera-height scale)")
     p.add_argument("--plot", help="write a top-view PNG of both trajectories here")
@@ -40,13 +45,13 @@ def run_odometry(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from mds_core.data.sequence_folder import SequenceFolder
+    from mds_core.data.factory import open_sequence
     from mds_core.inference.predictor import Predictor
     from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 
     if args.scale == "camera-height" and not (args.camera_height or 0) > 0:
         raise ConfigError("--scale camera-height needs --camera-height METRES > 0")
-    sequence = SequenceFolder(Path(args.input))
+    sequence = open_sequence(args.format, args.input, footage_from_args(args))
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     intrinsics, _ = sequence.intrinsics()
     tracker = ScaleTracker()
@@ -64,9 +69,12 @@ def run_odometry(args: argparse.Namespace) -> int:
                 step[:3, 3] *= np.nan if scale is None else scale
             poses.append(poses[-1] @ np.linalg.inv(step))
         previous = image
-    stamps_file = Path(args.input) / "poses.json"
-    stamps = ([t * 1e-9 for t in json.loads(stamps_file.read_text())["timestamps_ns"]] if stamps_file.is_file()
-              else [float(i) for i in range(len(poses))])
+    stamps_file = Path(getattr(sequence, "path", args.input)) / "poses.json"
+    times = getattr(sequence, "timestamps", lambda: None)()  # real footage: times.txt, the video's frame rate
+    if args.format == "folder" and stamps_file.is_file():
+        stamps = [t * 1e-9 for t in json.loads(stamps_file.read_text())["timestamps_ns"]]
+    else:
+        stamps = list(times) if times is not None else [float(i) for i in range(len(poses))]
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     odometry.write_tum(output, stamps[: len(poses)], poses)
@@ -81,7 +89,7 @@ def run_eval_odometry(args: argparse.Namespace) -> int:
 
     try:
         _, estimate = odometry.read_trajectory(args.estimate)
-        _, ground_truth = odometry.read_trajectory(args.ground_truth)
+        ground_truth = _ground_truth(args)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     if len(estimate) != len(ground_truth):
@@ -92,3 +100,24 @@ def run_eval_odometry(args: argparse.Namespace) -> int:
         save_png(Path(args.plot), odometry.trajectory_plot(ground_truth, aligned, f"ATE {errors.ate_rmse:.3f}"))
         print(f"wrote {args.plot}")
     return 0
+
+
+def _ground_truth(args: argparse.Namespace) -> list:
+    """The ground-truth poses of ``--ground-truth``: a trajectory file or sequence folder, or with
+    ``--format kitti_odometry`` the poses of a KITTI odometry sequence (of ``--camera``'s camera)."""
+    from mds_core.data.factory import check_footage_options, open_sequence
+    from mds_core.data.sequence_folder import DataError
+
+    if args.format in (None, "folder"):
+        footage = footage_from_args(args)
+        check_footage_options("folder", footage)  # refuses options that have no use here
+        if footage.sequences:
+            raise ConfigError("--sequence is for --format kitti_odometry; give the sequence folder itself as "
+                              "--ground-truth")
+        return odometry.read_trajectory(args.ground_truth)[1]
+    sequence = open_sequence(args.format, args.ground_truth, footage_from_args(args))
+    poses = getattr(sequence, "poses", lambda: None)()
+    if poses is None:
+        where = "ROOT/poses/NN.txt or poses.txt" if args.format == "kitti_odometry" else "none in this format"
+        raise DataError(f"{args.ground_truth}: no ground-truth camera poses for {sequence.name} ({where})")
+    return poses

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from mds_core.data.sequence_folder import DataError, FrameSequence, find_sequences
+from mds_core.config import FootageConfig
+from mds_core.data.factory import check_footage_options, open_sequences
+from mds_core.data.sequence_folder import DataError, FrameSequence
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
 from mds_core.evaluation.motion_scores import distance_to_probability, identity_difference, split_moving_labels
 from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
@@ -64,17 +66,21 @@ class EvaluationRequest:
     #: The moving objects scored (:mod:`mds_core.evaluation.object_scores`) are found as the node finds them.
     object_threshold: float = MOVING_THRESHOLD
     object_min_pixels: int = 20
+    #: Real footage (``data_format`` kitti_odometry, davis, video): camera, subsampling, sequences.
+    footage: FootageConfig | None = None
 
 
 def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, int]]:
     """(sequence, frame) pairs to score: every frame, or the lines of a KITTI split."""
-    if request.data_format == "kitti":
+    if request.data_format == "kitti" and (request.split or not (request.footage and request.footage.sequences)):
         from mds_core.data.kitti import kitti_sequences_and_targets
 
+        check_footage_options("kitti", request.footage or FootageConfig())
         sequences, targets = kitti_sequences_and_targets(request.data, request.split, [])
         frames = [(sequences[t.sequence], t.frame) for t in targets]
     else:
-        frames = [(seq, i) for seq in find_sequences(request.data) for i in range(len(seq))]
+        frames = [(seq, i) for seq in open_sequences(request.data_format, request.data, request.footage)
+                  for i in range(len(seq))]
     if request.max_images is not None:
         frames = frames[: request.max_images]
     return frames
@@ -117,7 +123,8 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     for sequence, index in progress_bar(frames, desc="eval", enabled=progress):
         gt_depth = sequence.depth(index)
         if gt_depth is None:
-            raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth")
+            raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth "
+                            f"(mds eval scores depth; footage without it can go through mds infer or mds odometry)")
         intrinsics, _ = sequence.intrinsics()
         image = sequence.image(index)
         previous = sequence.image(index - 1) if index > 0 else None

@@ -1,4 +1,5 @@
-"""``mds infer``: run a checkpoint over a sequence folder and write depth, masks and panels.
+"""``mds infer``: run a checkpoint over a sequence (a sequence folder, or any ``FrameSequence``, e.g.
+a video or a DAVIS sequence) and write depth, masks and panels.
 
 For every frame ``NNNNNN`` of the sequence (the first frame has no previous frame, so it
 gets depth only)::
@@ -19,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mds_core.data.sequence_folder import DataError, SequenceFolder
+from mds_core.data.sequence_folder import DataError, FrameSequence, SequenceFolder
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
 from mds_core.progress import progress as progress_bar
 from mds_core.visualization import colourise_depth, colourise_masks, overlay, panel, save_png
@@ -31,9 +32,11 @@ class InferenceSummary:
     output: Path
 
 
-def infer_sequence(predictor: Predictor, sequence_path: str | Path, output: str | Path,
+def infer_sequence(predictor: Predictor, sequence_path: str | Path | FrameSequence, output: str | Path,
                    progress: bool = True, max_frames: int | None = None) -> InferenceSummary:
-    sequence = SequenceFolder(Path(sequence_path))
+    """Write the outputs of the module docstring for ``sequence_path``: a sequence folder's path, or a
+    sequence already opened (:func:`mds_core.data.factory.open_sequence`)."""
+    sequence = SequenceFolder(Path(sequence_path)) if isinstance(sequence_path, (str, Path)) else sequence_path
     output = Path(output)
     for sub in ("depth", "masks", "labels", "panels"):
         (output / sub).mkdir(parents=True, exist_ok=True)
@@ -47,8 +50,8 @@ def infer_sequence(predictor: Predictor, sequence_path: str | Path, output: str 
         height, width = image.shape[:2]
         if (width, height) != (native_w, native_h):
             raise DataError(
-                f"{sequence.path}: frame {sequence.frame_id(index)} is {width}x{height}, "
-                f"calib.json says {native_w}x{native_h}"
+                f"{getattr(sequence, 'path', sequence.name)}: frame {sequence.frame_id(index)} is {width}x{height}, "
+                f"its calibration says {native_w}x{native_h}"
             )
         current = predictor.prepare(image)
         prediction = predictor.predict(current, intrinsics, previous)

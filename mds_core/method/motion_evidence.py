@@ -18,15 +18,21 @@ the background by the photometric comparison alone. The data say where such move
   point ``p'(0)`` and the distance is the flow itself, less the rotation;
 * :func:`camera_still` -- frames whose static world does not move in the image: the camera stood
   still, whatever the network's ego-motion says, and every flow is a mover's;
-* :func:`motion_evidence` -- the pixels whose distance, averaged over a small window, exceeds a
-  threshold, where the flow is trustworthy: ``(B, H, W)`` booleans.
+* :func:`motion_evidence` -- :class:`MotionEvidence`: the pixels whose distance, averaged over a
+  small window, exceeds a threshold where the flow is trustworthy (they move); on frames with the
+  camera standing still, also those whose trusted flow stays well below it (they are static: with
+  the camera at rest nothing else can explain a pixel that does not move).
 
-The objective (:mod:`mds_core.method.losses.component_assignment`) assigns these pixels to the best
-non-background component even where no component beats the background yet, so that the masks learn
-to separate them and the component's motion trains on them.
+The objective (:mod:`mds_core.method.losses.component_assignment`) assigns the moving pixels to the
+best non-background component even where no component beats the background yet, so that the masks
+learn to separate them and the component's motion trains on them; the static ones to the
+background, whatever motion the components have learned; and it teaches the ego-motion that the
+camera stood still.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -46,6 +52,33 @@ NEAR_FRACTION = 0.5
 NEAR_QUANTILE = 0.02
 #: The camera stood still when the median trusted flow is below this many pixels (:func:`camera_still`).
 STILL_PIXELS = 0.25
+#: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
+#: moving threshold (a margin around the movers: a window that touches one has a raised mean).
+STATIC_FRACTION = 0.5
+
+
+@dataclass
+class MotionEvidence:
+    """What the optical flow alone says about a target frame, against one source or several.
+
+    ``moving`` ``(B, H, W)``: pixels that move in a way no static point can; ``static`` ``(B, H, W)``:
+    pixels known not to move (only on frames with the camera standing still; elsewhere none);
+    ``still`` ``(B,)``: the camera stood still.
+    """
+
+    moving: Tensor
+    static: Tensor
+    still: Tensor
+
+    @staticmethod
+    def across_sources(per_source: list[MotionEvidence]) -> MotionEvidence:
+        """The evidence of a target against all its sources: moving against any of them, static and
+        still against every one (a frame where the camera starts moving again is not a standing one)."""
+        return MotionEvidence(
+            moving=torch.stack([e.moving for e in per_source]).any(dim=0),
+            static=torch.stack([e.static for e in per_source]).all(dim=0),
+            still=torch.stack([e.still for e in per_source]).all(dim=0),
+        )
 
 
 def _grey_uint8(images: Tensor) -> list[np.ndarray]:
@@ -134,8 +167,9 @@ def near_static_depth(depth: Tensor) -> Tensor:
 
 
 def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
-                    threshold: float, window: int) -> Tensor:
-    """``(B, H, W)`` True where the target pixel moves in a way no static point can.
+                    threshold: float, window: int) -> MotionEvidence:
+    """Where the target pixels move in a way no static point can, and, with the camera standing still,
+    where they do not move at all.
 
     Args:
         target, source: ``(B, 3, H, W)`` images in [0, 1].
@@ -146,10 +180,15 @@ def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsic
         window: odd window size in pixels for the mean.
     """
     flow, valid = dense_flow(target, source)
-    transform = torch.where(camera_still(flow, valid)[:, None, None], torch.eye(4, device=transform.device),
-                            transform.detach().float())
+    still = camera_still(flow, valid)
+    transform = torch.where(still[:, None, None], torch.eye(4, device=transform.device), transform.detach().float())
     distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
     distance = torch.where(valid, distance, torch.zeros_like(distance))
     trusted = window_mean(valid.to(distance.dtype), window)
     mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
-    return valid & (trusted > 0.5) & (mean_distance > threshold)
+    reliable = valid & (trusted > 0.5)
+    return MotionEvidence(
+        moving=reliable & (mean_distance > threshold),
+        static=reliable & (mean_distance < STATIC_FRACTION * threshold) & still[:, None, None],
+        still=still,
+    )

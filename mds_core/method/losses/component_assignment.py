@@ -69,8 +69,28 @@ def background_reprojection(errors: Tensor, moving: Tensor | None = None) -> Ten
     return (per_pixel * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def standing_camera(transforms: Tensor, still: Tensor, scale: float) -> Tensor:
+    """The ego-motion of a camera that the optical flow saw standing still: the identity.
+
+    ``transforms`` ``(S, B, 4, 4)``: the background's transform to each source; ``still`` ``(B,)``: the
+    frames whose static world did not move in the image against any source
+    (:class:`~mds_core.method.motion_evidence.MotionEvidence`). The mean over those frames and sources of
+    ``(|t| + |R - I|_F) / scale`` (``scale``: the pose decoder's output scaling, so that the term reads in
+    the decoder's units); 0 without such frames. The photometric terms barely teach the stop: auto-masking
+    drops a standing frame's static pixels (they match un-warped), and a component that stands still
+    explains them as well as the background would.
+    """
+    if not bool(still.any()):
+        return transforms.new_zeros(())
+    chosen = transforms[:, still]
+    eye = torch.eye(3, device=chosen.device, dtype=chosen.dtype)
+    error = chosen[..., :3, 3].norm(dim=-1) + (chosen[..., :3, :3] - eye).flatten(-2).norm(dim=-1)
+    return error.mean() / scale
+
+
 def assignment_targets(errors: Tensor, margin: float, window: int = 1,
-                       background: int = BACKGROUND_COMPONENT, moving: Tensor | None = None) -> Tensor:
+                       background: int = BACKGROUND_COMPONENT, moving: Tensor | None = None,
+                       static: Tensor | None = None) -> Tensor:
     """``(B, H, W)`` target component per pixel from ``(B, K, H, W)`` errors (lower is better).
 
     The errors are first averaged over a ``window`` x ``window`` neighbourhood (a rigid object
@@ -78,7 +98,8 @@ def assignment_targets(errors: Tensor, margin: float, window: int = 1,
     texture); then ``argmin_k`` where it beats the background's averaged error by more than
     ``margin``, else ``background``. ``moving`` ``(B, H, W)`` booleans: pixels known to move
     (:mod:`mds_core.method.motion_evidence`); there the target is the best non-background
-    component whatever the background's error.
+    component whatever the background's error; ``static`` ``(B, H, W)``: pixels known not to move
+    (with the camera standing still), the background whatever the components' errors.
     """
     if window > 1:
         errors = window_mean(errors, window)
@@ -89,6 +110,8 @@ def assignment_targets(errors: Tensor, margin: float, window: int = 1,
         others = errors.clone()
         others[:, background] = torch.inf
         targets = torch.where(moving & (targets == background), others.argmin(dim=1), targets)
+    if static is not None:
+        targets = torch.where(static, torch.full_like(targets, background), targets)
     return targets
 
 

@@ -38,12 +38,13 @@ from mds_core.method.losses.component_assignment import (
     background_reprojection,
     component_pixels,
     mask_assignment,
+    standing_camera,
 )
 from mds_core.method.losses.photometric import minimum_reprojection, photometric_error
 from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
-from mds_core.method.motion_evidence import motion_evidence
+from mds_core.method.motion_evidence import MotionEvidence, motion_evidence
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.warping import sample_source
@@ -61,7 +62,9 @@ class LossOutput:
     assigned_reprojection: Tensor
     mask_assignment: Tensor
     background_reprojection: Tensor
+    standing_camera: Tensor  # the ego-motion's distance from the identity on frames seen standing still
     evidence_fraction: Tensor  # fraction of the pixels the motion evidence says move
+    static_fraction: Tensor  # fraction of the pixels it says are static (standing frames only)
     warped_sources: Tensor  # (B, S, 3, H, W) warped source images at scale 0, detached
     per_pixel: Tensor  # (B, 1, H, W) photometric loss at scale 0, detached
     scene_flow: SceneFlowTerms | None = None  # the scene-flow model's regularisers (unweighted)
@@ -77,7 +80,9 @@ class LossOutput:
             "masks/assigned_reprojection": float(self.assigned_reprojection),
             "masks/assignment": float(self.mask_assignment),
             "masks/background_reprojection": float(self.background_reprojection),
+            "masks/standing_camera": float(self.standing_camera),
             "masks/evidence_fraction": float(self.evidence_fraction),
+            "masks/static_fraction": float(self.static_fraction),
         }
 
 
@@ -124,7 +129,9 @@ class SelfSupervisedObjective:
         errors = photometric_error(warped, target, cfg.ssim_weight)[:, :, :, 0]  # (S, N [+ K [+ 1]], B, H, W)
 
         totals, photometric_terms, smooth_terms = [], [], []
-        assigned_reprojection = assignment = background = evidence_fraction = target.new_zeros(())
+        assigned_reprojection = assignment = background = standing = target.new_zeros(())
+        evidence_fraction = static_fraction = target.new_zeros(())
+        evidence = None
         per_pixel_scale0 = automask_scale0 = None
         for scale, disparity in enumerate(disparities):
             reprojection = minimum_reprojection(errors[:, scale].transpose(0, 1), identity, cfg.min_reprojection)
@@ -136,16 +143,21 @@ class SelfSupervisedObjective:
             photometric_terms.append(photometric.detach())
             smooth_terms.append(smoothness.detach())
             if scale == 0 and (with_components or with_background):
-                moving = self._motion_evidence(batch, output, depths[0])
-                if moving is not None:
-                    evidence_fraction = moving.float().mean()
+                evidence = self._motion_evidence(batch, output, depths[0])
+                if evidence is not None:
+                    evidence_fraction = evidence.moving.float().mean()
+                    static_fraction = evidence.static.float().mean()
                 if with_background:
-                    background = background_reprojection(errors[:, -1], moving)
+                    background = background_reprojection(errors[:, -1], evidence.moving if evidence is not None else None)
                     totals[-1] = totals[-1] + cfg.background_reprojection_weight * background
+                if evidence is not None and cfg.standing_camera_weight > 0:
+                    ego = torch.stack([src.motion.transforms[:, BACKGROUND_COMPONENT] for src in output.sources])
+                    standing = standing_camera(ego.float(), evidence.still, self.model.pose_scale)
+                    totals[-1] = totals[-1] + cfg.standing_camera_weight * standing
             if scale == 0 and with_components:
                 num_components = output.sources[0].motion.num_components
                 assigned_reprojection, assignment = self._component_terms(
-                    output, errors[:, num_scales:num_scales + num_components], identity, moving)
+                    output, errors[:, num_scales:num_scales + num_components], identity, evidence)
                 totals[-1] = totals[-1] + cfg.assigned_reprojection_weight * assigned_reprojection
                 totals[-1] = totals[-1] + cfg.mask_assignment_weight * assignment
             if scale == 0:
@@ -178,7 +190,9 @@ class SelfSupervisedObjective:
             assigned_reprojection=assigned_reprojection.detach(),
             mask_assignment=assignment.detach(),
             background_reprojection=background.detach(),
+            standing_camera=standing.detach(),
             evidence_fraction=evidence_fraction,
+            static_fraction=static_fraction,
             warped_sources=warped_scale0,
             per_pixel=per_pixel_scale0,
             scene_flow=flow_terms,
@@ -204,9 +218,9 @@ class SelfSupervisedObjective:
     def _assignment_window(self, width: int) -> int:
         return 2 * int(self.loss.assignment_window * width / 2) + 1
 
-    def _motion_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> Tensor | None:
-        """``(B, H, W)``: pixels that move in a way no static point can between the target and any source
-        (:mod:`mds_core.method.motion_evidence`), under the background component's motion; None when
+    def _motion_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> MotionEvidence | None:
+        """What the optical flow between the target and its sources says moves, under the background
+        component's motion (:mod:`mds_core.method.motion_evidence`); None when
         ``loss.motion_evidence_threshold`` is 0."""
         cfg = self.loss
         if cfg.motion_evidence_threshold <= 0:
@@ -216,17 +230,19 @@ class SelfSupervisedObjective:
                                  batch.intrinsics, depth, cfg.motion_evidence_threshold * width,
                                  self._assignment_window(width))
                  for s, src in enumerate(output.sources)]
-        return torch.stack(found).any(dim=0)
+        return MotionEvidence.across_sources(found)
 
     def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None,
-                         moving: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                         evidence: MotionEvidence | None = None) -> tuple[Tensor, Tensor]:
         """The assigned reprojection and the mask assignment of :mod:`component_assignment` at scale 0, from the
-        ``(S, K, B, H, W)`` photometric errors of each source warped by each component alone; ``moving``: the
-        pixels the motion evidence says move, assigned away from the background."""
+        ``(S, K, B, H, W)`` photometric errors of each source warped by each component alone; ``evidence``:
+        its moving pixels are assigned away from the background, its static ones to it."""
+        moving = evidence.moving if evidence is not None else None
         cfg = self.loss
         per_source = errors.transpose(1, 2)  # (S, B, K, H, W)
         targets = assignment_targets(per_source.amin(dim=0).detach(), cfg.assignment_margin,
-                                     self._assignment_window(errors.shape[-1]), moving=moving)
+                                     self._assignment_window(errors.shape[-1]), moving=moving,
+                                     static=evidence.static if evidence is not None else None)
         chosen = torch.cat([source_errors.gather(1, targets[:, None]) for source_errors in per_source], dim=1)
         reprojection = minimum_reprojection(chosen, identity, cfg.min_reprojection)
         assigned_reprojection = reprojection.per_pixel.mean()

@@ -17,7 +17,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -231,6 +231,17 @@ def camera_info_message(typestore: Any, frame: SynthFrame, frame_id: str) -> Any
     )
 
 
+class BagFrame(Protocol):
+    """What a bag frame's messages are made of (a :class:`SynthFrame` is one): ``image`` ``(H, W, 3)``
+    uint8 RGB, ``intrinsics`` its 3x3 ``K``, ``timestamp_ns`` the header stamp and log time; ``depth``
+    is read only when a depth topic is written."""
+
+    index: int
+    timestamp_ns: int
+    image: np.ndarray
+    intrinsics: np.ndarray
+
+
 def write_rosbag(
     path: Path,
     config: SynthConfig,
@@ -259,6 +270,29 @@ def write_rosbag(
     Returns:
         ``path``.
     """
+    return write_frames_rosbag(
+        path, generate_sequence(config) if frames is None else frames, storage=storage, image_topic=image_topic,
+        info_topic=info_topic, frame_id=frame_id, depth_topic=depth_topic, on_frame=on_frame,
+        image_format=image_format, custom_data={"mds_synth_config": json.dumps(config.to_dict())},
+    )
+
+
+def write_frames_rosbag(
+    path: Path,
+    frames: Iterable[BagFrame],
+    *,
+    storage: Literal["mcap", "sqlite3"] = "mcap",
+    image_topic: str | None = None,
+    info_topic: str = "/camera/camera_info",
+    frame_id: str = "camera_optical_frame",
+    depth_topic: str | None = None,
+    on_frame: Callable[[Any], None] | None = None,
+    image_format: Literal["raw", "jpeg", "png"] = "raw",
+    custom_data: dict[str, str] | None = None,
+) -> Path:
+    """Write ``frames`` as a rosbag2 directory at ``path`` (must not exist), with the topics and
+    messages of :func:`write_rosbag` (whose frames come from the generator); ``custom_data`` is
+    stored in the bag's metadata. Returns ``path``."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -287,12 +321,13 @@ def write_rosbag(
     image_type = "sensor_msgs/msg/Image" if image_format == "raw" else "sensor_msgs/msg/CompressedImage"
     info_type = "sensor_msgs/msg/CameraInfo"
     writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=plugins[storage])
-    writer.set_custom_data("mds_synth_config", json.dumps(config.to_dict()))
+    for key, value in (custom_data or {}).items():
+        writer.set_custom_data(key, value)
     with writer:
         image_conn = writer.add_connection(image_topic, image_type, typestore=typestore)
         info_conn = writer.add_connection(info_topic, info_type, typestore=typestore)
         depth_conn = writer.add_connection(depth_topic, depth_type, typestore=typestore) if depth_topic else None
-        for frame in (generate_sequence(config) if frames is None else frames):
+        for frame in frames:
             ts = int(frame.timestamp_ns)
             if image_format == "raw":
                 image = image_message(typestore, frame, frame_id)

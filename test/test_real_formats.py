@@ -1,0 +1,347 @@
+"""Readers of real footage (``--format kitti_odometry | davis | video``) on tiny trees in the real
+layouts, their errors through the command line, ``mds infer`` / ``mds odometry`` on each, and
+``mds bag-from-video`` read back by the project's bag reader."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from mds_core.checkpoint import write_untrained_checkpoint
+from mds_core.cli.main import build_parser, main
+from mds_core.config import BagConfig, DataConfig, FootageConfig, ModelConfig
+from mds_core.data.davis import find_davis_sequences
+from mds_core.data.factory import build_dataset, open_sequences
+from mds_core.data.kitti_odometry import find_kitti_odometry_sequences
+from mds_core.data.sequence_folder import DataError
+from mds_core.data.video import VideoSequence, find_video_sequences
+from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
+
+W, H = 64, 32  # the frames on disk
+FRAMES = 4
+# KITTI odometry 00's calibration, shortened: P2 (colour left) is 6 cm left of P0, P1 54 cm right
+P0 = [718.856, 0, 607.1928, 0, 0, 718.856, 185.2157, 0, 0, 0, 1, 0]
+P1 = [718.856, 0, 607.1928, -386.1448, 0, 718.856, 185.2157, 0, 0, 0, 1, 0]
+P2 = [718.856, 0, 607.1928, 45.38225, 0, 718.856, 185.2157, -0.1130887, 0, 0, 1, 0.003779761]
+P3 = [718.856, 0, 607.1928, -337.2877, 0, 718.856, 185.2157, 2.369057, 0, 0, 1, 0.004915215]
+
+
+def texture(index: int, seed: int = 0) -> np.ndarray:
+    """A ``(H, W, 3)`` uint8 BGR frame: smooth noise that slides one pixel a frame, brightness rising."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.uniform(40, 160, size=(8, 16, 3)), (W + 16, H), interpolation=cv2.INTER_CUBIC)
+    return np.clip(base[:, index:index + W] + 10 * index, 0, 255).astype(np.uint8)
+
+
+def poses(count: int) -> list[np.ndarray]:
+    """world_from_camera: driving forward 0.8 m a frame while turning 0.02 rad about y."""
+    out = []
+    for i in range(count):
+        angle = 0.02 * i
+        pose = np.eye(4)
+        pose[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+        pose[:3, 3] = [0.1 * i, 0.0, 0.8 * i]
+        out.append(pose)
+    return out
+
+
+def write_poses(path, count, trailing_newline=True):
+    text = "\n".join(" ".join(f"{v:.6e}" for v in p[:3].reshape(-1)) for p in poses(count))
+    path.write_text(text + ("\n" if trailing_newline else ""))
+
+
+def kitti_odometry_root(root, frames=FRAMES, pose_count=None):
+    """ROOT/sequences/00 with grey image_0 and colour image_2, calib.txt, times.txt; ROOT/poses/00.txt."""
+    sequence = root / "sequences" / "00"
+    for camera in ("image_0", "image_2"):
+        (sequence / camera).mkdir(parents=True)
+        for i in range(frames):
+            image = texture(i) if camera == "image_2" else cv2.cvtColor(texture(i), cv2.COLOR_BGR2GRAY)
+            assert cv2.imwrite(str(sequence / camera / f"{i:06d}.png"), image)
+    lines = [f"{key}: " + " ".join(f"{v:.12e}" for v in values) for key, values in
+             (("P0", P0), ("P1", P1), ("P2", P2), ("P3", P3), ("Tr", [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]))]
+    (sequence / "calib.txt").write_text("\n".join(lines) + "\n")
+    (sequence / "times.txt").write_text("".join(f"{0.1036 * i:.6e}\n" for i in range(frames)))
+    (root / "poses").mkdir()
+    write_poses(root / "poses" / "00.txt", frames if pose_count is None else pose_count)
+    return root
+
+
+def visual_slam_root(root, frames=FRAMES):
+    """DIR/KITTI_sequence_1 with image_l/ and image_r/ (grey), calib.txt of two bare lines, poses.txt."""
+    sequence = root / "KITTI_sequence_1"
+    for camera in ("image_l", "image_r"):
+        (sequence / camera).mkdir(parents=True)
+        for i in range(frames):
+            assert cv2.imwrite(str(sequence / camera / f"{i:06d}.png"), cv2.cvtColor(texture(i), cv2.COLOR_BGR2GRAY))
+    (sequence / "calib.txt").write_text("\n".join(" ".join(f"{v:.12e}" for v in p) for p in (P0, P1)) + "\n")
+    write_poses(sequence / "poses.txt", frames, trailing_newline=False)  # as the samples: no final newline
+    return root
+
+
+def davis_root(root, frames=FRAMES, annotations=None, name="bear"):
+    """ROOT/JPEGImages/480p/<name>/*.jpg and ROOT/Annotations/480p/<name>/*.png (255 in a box)."""
+    images = root / "JPEGImages" / "480p" / name
+    labels = root / "Annotations" / "480p" / name
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for i in range(frames):
+        assert cv2.imwrite(str(images / f"{i:05d}.jpg"), texture(i))
+    for i in range(frames if annotations is None else annotations):
+        mask = np.zeros((H, W), np.uint8)
+        mask[8:20, 10 + i:30 + i] = 255
+        assert cv2.imwrite(str(labels / f"{i:05d}.png"), mask)
+    return root
+
+
+def write_video(path, frames=12, fps=30.0, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(texture(i, seed))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", ModelConfig(
+        width=96, height=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=2))
+
+
+# ------------------------------------------------------------------------------------------ readers
+def test_kitti_odometry_grey_and_colour_cameras_calibration_poses_and_times(tmp_path):
+    root = kitti_odometry_root(tmp_path)
+    grey, = find_kitti_odometry_sequences(root, camera="image_0")
+    assert grey.name == "00" and len(grey) == FRAMES and grey.frame_id(2) == "000002"
+    image = grey.image(1)
+    assert image.shape == (H, W, 3) and image.dtype == np.uint8
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()  # grey -> RGB
+    matrix, size = grey.intrinsics()
+    assert size == (W, H) and np.allclose(matrix, np.reshape(P0, (3, 4))[:, :3])
+    assert np.allclose(grey.poses(), poses(FRAMES), atol=1e-6)  # camera 0: the file's poses
+    assert grey.timestamps() == pytest.approx([0.1036 * i for i in range(FRAMES)])
+    assert grey.depth(0) is None and grey.motion(0) is None
+
+    colour, = find_kitti_odometry_sequences(root)  # image_2 when there is one
+    assert colour.camera == "image_2"
+    assert np.allclose(colour.intrinsics()[0], np.reshape(P2, (3, 4))[:, :3])
+    expected = cv2.cvtColor(texture(1), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(colour.image(1), expected)
+    # camera 2's centre is 6 cm left of camera 0's: world_from_2 = world_from_0 @ [I | -t_2]
+    t2 = np.linalg.solve(np.reshape(P2, (3, 4))[:, :3], np.reshape(P2, (3, 4))[:, 3])
+    assert t2[0] == pytest.approx(0.0599, abs=1e-3)
+    for truth, pose in zip(poses(FRAMES), colour.poses()):
+        assert np.allclose(pose[:3, :3], truth[:3, :3], atol=1e-6)
+        assert np.allclose(pose[:3, 3], truth[:3, 3] - truth[:3, :3] @ t2, atol=1e-6)
+    # one sequence folder works as the root too
+    assert len(find_kitti_odometry_sequences(root / "sequences" / "00", camera="image_0")[0]) == FRAMES
+
+
+def test_kitti_sequence_folders_with_bare_calibration_lines(tmp_path):
+    root = visual_slam_root(tmp_path)
+    left, = open_sequences("kitti_odometry", root, FootageConfig(sequences=["KITTI_sequence_1"]))
+    assert left.camera == "image_l" and len(left) == FRAMES and left.image(0).shape == (H, W, 3)
+    assert np.allclose(left.intrinsics()[0], np.reshape(P0, (3, 4))[:, :3])
+    assert len(left.poses()) == FRAMES and np.allclose(left.poses()[3], poses(FRAMES)[3], atol=1e-6)
+    assert left.timestamps() is None
+    right, = find_kitti_odometry_sequences(root / "KITTI_sequence_1", camera="image_r")
+    assert right.poses()[2][0, 3] == pytest.approx(poses(FRAMES)[2][0, 3] + 0.537 * np.cos(0.04), abs=1e-3)
+
+
+def test_davis_frames_labels_and_intrinsics_from_focal_or_field_of_view(tmp_path):
+    root = davis_root(tmp_path)
+    davis_root(tmp_path, name="camel")
+    sequence, = find_davis_sequences(root, ["bear"], fov=90.0)
+    assert len(sequence) == FRAMES and sequence.image(0).shape == (H, W, 3) and sequence.image(0).dtype == np.uint8
+    matrix, size = sequence.intrinsics()
+    assert size == (W, H)
+    assert np.allclose(matrix, [[32.0, 0, 31.5], [0, 32.0, 15.5], [0, 0, 1]])  # f = (W / 2) / tan(45 deg)
+    labels = sequence.motion(2)
+    assert labels.dtype == np.uint8 and labels.shape == (H, W)
+    assert (labels[8:20, 12:32] == POSITIVE_LABEL).all() and labels.sum() == 12 * 20 * POSITIVE_LABEL
+    assert set(np.unique(labels)) == {0, POSITIVE_LABEL}
+    by_focal = find_davis_sequences(root, focal=500.0)
+    assert [s.name for s in by_focal] == ["bear", "camel"] and by_focal[1].intrinsics()[0][0, 0] == 500.0
+
+
+def test_video_frames_subsampling_and_memory_fallback(tmp_path):
+    path = write_video(tmp_path / "drive.avi", frames=12, fps=30.0)
+    every = VideoSequence(path, focal=50.0)
+    assert len(every) == 12 and every.video_fps == pytest.approx(30.0)
+    image = every.image(5)
+    assert image.shape == (H, W, 3) and image.dtype == np.uint8
+    assert abs(float(image.mean()) - float(texture(5).mean())) < 4  # MJPG is lossy
+    matrix, size = every.intrinsics()
+    assert size == (W, H) and np.allclose(matrix, [[50, 0, 31.5], [0, 50, 15.5], [0, 0, 1]])
+
+    ten = VideoSequence(path, focal=50.0, fps=10.0)  # every 3rd frame of 30 fps
+    assert len(ten) == 4 and [ten.frame_id(i) for i in range(4)] == ["000000", "000003", "000006", "000009"]
+    assert np.array_equal(ten.image(2), every.image(6)) and ten.timestamps() == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert len(VideoSequence(path, focal=50.0, fps=100.0)) == 12  # faster than the video: every frame
+
+    compressed = VideoSequence(path, focal=50.0, raw_memory_mb=0)  # over the budget: PNG in memory, lossless
+    assert all(np.array_equal(compressed.image(i), every.image(i)) for i in range(12))
+
+    write_video(tmp_path / "other.avi", frames=5, seed=1)
+    (tmp_path / "notes.txt").write_text("not a video")
+    assert [s.name for s in find_video_sequences(tmp_path, focal=50.0)] == ["drive", "other"]
+    assert [len(s) for s in find_video_sequences(tmp_path, ["other"], fov=60.0)] == [5]
+
+
+def test_training_reads_the_new_formats_through_data_config(tmp_path):
+    video = write_video(tmp_path / "clip.avi", frames=12)
+    data = DataConfig(format="video", root=str(video), footage=FootageConfig(focal=50.0, fps=10.0))
+    dataset = build_dataset(data, ModelConfig(height=64, width=96), training=True)
+    assert len(dataset) == 2  # 4 frames kept, sources -1 and +1
+    sample = dataset[0]
+    assert tuple(sample.images.shape) == (3, 3, 64, 96)
+    assert sample.intrinsics[0, 0].item() == pytest.approx(50.0 * 96 / W)
+    args = build_parser().parse_args(["train", "--data", str(tmp_path), "--format", "davis", "--fov", "70",
+                                      "--sequence", "bear", "--set", "optim.max_steps=1"])
+    from mds_core.cli.main import _train_config
+
+    config = _train_config(args)
+    assert config.data.format == "davis" and config.data.footage.fov == 70.0
+    assert config.data.footage.sequences == ["bear"]
+
+
+# ----------------------------------------------------------------------------------------- errors
+def _user_error(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"mds {argv[0]}: error: ") and message in err, err
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, checkpoint):
+    infer = ["infer", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "out"), "--device", "cpu"]
+    (tmp_path / "empty").mkdir()
+    # KITTI odometry: no calibration, no P2 for image_2, poses that do not match the frames
+    no_calib = kitti_odometry_root(tmp_path / "no_calib")
+    (no_calib / "sequences" / "00" / "calib.txt").unlink()
+    _user_error(capsys, [*infer, "--input", str(no_calib), "--format", "kitti_odometry"], "missing calibration file")
+    _user_error(capsys, [*infer, "--input", str(no_calib / "sequences" / "00"), "--format", "kitti_odometry"],
+                "00/calib.txt")
+    no_p2 = visual_slam_root(tmp_path / "no_p2")
+    shutil.copytree(no_p2 / "KITTI_sequence_1" / "image_l", no_p2 / "KITTI_sequence_1" / "image_2")
+    _user_error(capsys, [*infer, "--input", str(no_p2), "--format", "kitti_odometry", "--camera", "image_2"],
+                "no P2 (the projection matrix of image_2)")
+    short = kitti_odometry_root(tmp_path / "short", pose_count=3)
+    _user_error(capsys, ["eval-odometry", "--estimate", str(short / "poses" / "00.txt"), "--ground-truth", str(short),
+                         "--format", "kitti_odometry"], "has 3 poses for the 4 images")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "empty"), "--format", "kitti_odometry"],
+                "holds no KITTI odometry sequences")
+    # DAVIS: no --focal / --fov, annotations missing for a frame, both camera options, no sequences
+    davis = davis_root(tmp_path / "davis")
+    _user_error(capsys, [*infer, "--input", str(davis), "--format", "davis"],
+                "has no calibration: give the focal length with --focal PIXELS or the horizontal field of view")
+    uneven = davis_root(tmp_path / "uneven", annotations=FRAMES - 1)
+    _user_error(capsys, [*infer, "--input", str(uneven), "--format", "davis", "--fov", "60"],
+                "4 images in")
+    _user_error(capsys, [*infer, "--input", str(uneven), "--format", "davis", "--fov", "60"], "but 3 annotations")
+    _user_error(capsys, [*infer, "--input", str(davis), "--format", "davis", "--fov", "60", "--focal", "9"], "not both")
+    _user_error(capsys, [*infer, "--input", str(davis), "--format", "davis", "--fov", "60", "--sequence", "cow"],
+                "no sequence named cow (there are: bear)")
+    _user_error(capsys, [*infer, "--input", str(davis), "--format", "davis", "--fov", "60", "--fps", "5"],
+                "--fps (data.footage.fps) subsamples videos")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "empty"), "--format", "davis", "--fov", "60"],
+                "holds no DAVIS sequences")
+    # videos: no --focal, an unreadable file, an empty folder, a missing file, two videos for one sequence
+    video = write_video(tmp_path / "videos" / "a.avi")
+    _user_error(capsys, [*infer, "--input", str(video), "--format", "video"], "has no calibration")
+    (tmp_path / "broken.avi").write_text("not a video")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "broken.avi"), "--format", "video", "--focal", "50"],
+                "cannot read video")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "empty"), "--format", "video", "--focal", "50"],
+                "holds no videos")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "gone.mp4"), "--format", "video", "--focal", "50"],
+                "does not exist")
+    write_video(tmp_path / "videos" / "b.avi")
+    _user_error(capsys, [*infer, "--input", str(tmp_path / "videos"), "--format", "video", "--focal", "50"],
+                "holds 2 sequences (a, b): choose one with --sequence NAME")
+    _user_error(capsys, [*infer, "--input", str(video), "--format", "video", "--focal", "-1"], "must be > 0 pixels")
+    _user_error(capsys, [*infer, "--input", str(short), "--format", "kitti_odometry", "--focal", "50"],
+                "--format kitti_odometry has its own")
+    _user_error(capsys, ["eval", "--checkpoint", str(checkpoint), "--data", str(davis), "--format", "davis",
+                         "--fov", "60", "--device", "cpu", "--quiet"], "has no ground-truth depth")
+    _user_error(capsys, ["bag-from-video", str(tmp_path / "broken.avi"), "--focal", "50", "--output",
+                         str(tmp_path / "bag")], "cannot read video")
+    with pytest.raises(DataError, match="does not exist"):
+        find_davis_sequences(tmp_path / "nowhere", fov=60.0)
+    # and from a process of its own: exit status 2, one line on stderr
+    done = subprocess.run([sys.executable, "-m", "mds_core.cli", "bag-from-video", str(video), "--output",
+                           str(tmp_path / "bag")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        done.stderr.strip()] and "--focal PIXELS" in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("layout", ["kitti_odometry", "kitti_sequence", "davis", "video"])
+def test_infer_on_every_format(layout, tmp_path, checkpoint, capsys):
+    if layout == "kitti_odometry":
+        source, options = kitti_odometry_root(tmp_path / "kitti"), ["--format", "kitti_odometry", "--camera", "image_0"]
+    elif layout == "kitti_sequence":
+        source, options = visual_slam_root(tmp_path / "slam") / "KITTI_sequence_1", ["--format", "kitti_odometry"]
+    elif layout == "davis":
+        source, options = davis_root(tmp_path / "davis"), ["--format", "davis", "--fov", "60"]
+    else:
+        source, options = write_video(tmp_path / "clip.avi", frames=12), ["--format", "video", "--focal", "50",
+                                                                          "--fps", "10"]
+    out = tmp_path / "out"
+    assert main(["infer", "--checkpoint", str(checkpoint), "--input", str(source), *options, "--output", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert f"wrote {FRAMES} frames" in capsys.readouterr().out
+    depths = sorted((out / "depth").glob("*.npy"))
+    assert len(depths) == FRAMES and len(list((out / "panels").glob("*.png"))) == FRAMES
+    depth = np.load(depths[1])
+    assert depth.shape == (H, W) and np.isfinite(depth).all() and (depth > 0).all()
+    assert len(list((out / "masks").glob("*.npy"))) == FRAMES - 1  # the first frame has no previous one
+
+
+def test_odometry_on_kitti_odometry_scored_against_its_poses(tmp_path, checkpoint, capsys):
+    root = kitti_odometry_root(tmp_path / "kitti")
+    trajectory = tmp_path / "traj.txt"
+    assert main(["odometry", "--checkpoint", str(checkpoint), "--input", str(root), "--format", "kitti_odometry",
+                 "--output", str(trajectory), "--device", "cpu"]) == 0
+    assert f"wrote {FRAMES} poses" in capsys.readouterr().out
+    stamps = [float(line.split()[0]) for line in trajectory.read_text().splitlines() if not line.startswith("#")]
+    assert stamps == pytest.approx([0.1036 * i for i in range(FRAMES)])  # times.txt
+    assert main(["eval-odometry", "--estimate", str(trajectory), "--ground-truth", str(root),
+                 "--format", "kitti_odometry", "--sequence", "00"]) == 0
+    assert "sim3 alignment" in capsys.readouterr().out
+    _user_error(capsys, ["eval-odometry", "--estimate", str(trajectory), "--ground-truth", str(tmp_path / "v.avi"),
+                         "--format", "video", "--focal", "50"], "does not exist")
+    write_video(tmp_path / "v.avi")
+    _user_error(capsys, ["eval-odometry", "--estimate", str(trajectory), "--ground-truth", str(tmp_path / "v.avi"),
+                         "--format", "video", "--focal", "50"], "no ground-truth camera poses")
+
+
+def test_bag_from_video_is_read_back_by_the_bag_reader(tmp_path, capsys):
+    from mds_core.data.rosbag import BagReader, load_bag_sequences
+
+    video = write_video(tmp_path / "clip.avi", frames=12, fps=30.0)
+    bag = tmp_path / "bag"
+    assert main(["bag-from-video", str(video), "--focal", "50", "--output", str(bag), "--fps", "10", "--quiet"]) == 0
+    assert "wrote 4 frames (64x32, fx 50.0)" in capsys.readouterr().out
+    topics = BagReader(bag).topics
+    assert topics["/camera/image_raw"].msgtype == "sensor_msgs/msg/Image" and topics["/camera/image_raw"].count == 4
+    assert topics["/camera/camera_info"].msgtype == "sensor_msgs/msg/CameraInfo"
+    sequences, _, _ = load_bag_sequences(BagConfig(paths=[str(bag)], stationary_threshold=0.0), H, W, [-1, 1])
+    assert sum(len(s) for s in sequences) == 4
+    matrix, size = sequences[0].intrinsics()
+    assert size == (W, H) and np.allclose(matrix, [[50, 0, 31.5], [0, 50, 15.5], [0, 0, 1]])
+    assert abs(float(sequences[0].image(1).mean()) - float(texture(3).mean())) < 4  # frame 3 of the video
+    assert sequences[0].stamp(1) - sequences[0].stamp(0) == pytest.approx(0.1)
+
+    davis = davis_root(tmp_path / "davis")
+    other = tmp_path / "davis_bag"
+    assert main(["bag-from-video", str(davis), "--format", "davis", "--fov", "90", "--output", str(other),
+                 "--topic-prefix", "/front", "--storage", "sqlite3", "--quiet"]) == 0
+    assert set(BagReader(other).topics) == {"/front/image_raw", "/front/camera_info"}
+    _user_error(capsys, ["bag-from-video", str(video), "--focal", "50", "--output", str(bag)], "exists already")
