@@ -261,10 +261,6 @@ class AugmentationConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.1
-    # a standing camera with nothing moving: the sample's source frames replaced by its target frame.
-    # Every scene then also shows what "nothing changed" means (the ego-motion the identity, every pixel
-    # static: the motion evidence says so), not only the few drives that stop (docs/decomposition-ladder.md)
-    standing_copy_probability: float = 0.0
 
 
 @dataclass
@@ -384,7 +380,7 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
-        for name in ("colour_jitter_probability", "flip_probability", "standing_copy_probability"):
+        for name in ("colour_jitter_probability", "flip_probability"):
             if not 0.0 <= getattr(self.augmentation, name) <= 1.0:
                 raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(self.augmentation, name)}")
         self.bag.validate()

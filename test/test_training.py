@@ -363,20 +363,3 @@ def test_a_training_step_under_bf16_autocast_warps_with_fp32_poses(data_root, tm
     # ... and the loss of the same batch and weights is close to fp32's
     assert abs(losses[torch.bfloat16] - losses[None]) < 0.05 * losses[None], losses
 
-
-def test_standing_copies_show_the_target_as_every_source_and_leave_the_other_draws_alone(data_root, tmp_path):
-    from mds_core.config import ConfigError
-
-    config = tiny_config(data_root, tmp_path, components=2)
-    plain = [build_dataset(config.data, config.model, training=True)[i] for i in range(3)]
-    assert not torch.equal(plain[0].images[0], plain[0].images[1])  # the generated camera moves
-    config.data.augmentation.standing_copy_probability = 1.0
-    copied = [build_dataset(config.data, config.model, training=True)[i] for i in range(3)]
-    for before, after in zip(plain, copied):
-        assert all(torch.equal(after.images[0], frame) for frame in after.images[1:])
-        assert all(torch.equal(after.network_images[0], frame) for frame in after.network_images[1:])
-        # the same flip and colour draws as without the copies: the target frame is as it was
-        assert torch.equal(after.images[0], before.images[0]) and torch.equal(after.intrinsics, before.intrinsics)
-    config.data.augmentation.standing_copy_probability = 1.5
-    with pytest.raises(ConfigError, match="standing_copy_probability"):
-        config.validate()

@@ -26,7 +26,6 @@ class AugmentationDraw:
     contrast: float
     saturation: float
     hue: float
-    standing_copy: bool = False
 
     @classmethod
     def sample(cls, config: AugmentationConfig, rng: np.random.Generator) -> AugmentationDraw:
@@ -37,9 +36,8 @@ class AugmentationDraw:
         contrast = rng.uniform(1 - config.contrast, 1 + config.contrast)
         saturation = rng.uniform(1 - config.saturation, 1 + config.saturation)
         hue = rng.uniform(-config.hue, config.hue)
-        standing_copy = rng.random() < config.standing_copy_probability
         return cls(bool(config.enabled and flip), bool(config.enabled and jitter),
-                   brightness, contrast, saturation, hue, bool(config.enabled and standing_copy))
+                   brightness, contrast, saturation, hue)
 
 
 def colour_jitter(images: Tensor, draw: AugmentationDraw) -> Tensor:

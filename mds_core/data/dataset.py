@@ -144,8 +144,6 @@ class TripletDataset(Dataset):
         if self.augmentation is not None and self.augmentation.enabled:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             draw = AugmentationDraw.sample(self.augmentation, rng)
-            if draw.standing_copy:  # the camera stood still and nothing moved: every frame is the target
-                images = images[:1].expand_as(images).clone()
             if draw.flip:
                 images, intrinsics = flip_horizontally(images, intrinsics)
                 # ground truth (loaded for training by the oracle rung) is mirrored with the frames
