@@ -345,3 +345,15 @@ def test_bag_from_video_is_read_back_by_the_bag_reader(tmp_path, capsys):
                  "--topic-prefix", "/front", "--storage", "sqlite3", "--quiet"]) == 0
     assert set(BagReader(other).topics) == {"/front/image_raw", "/front/camera_info"}
     _user_error(capsys, ["bag-from-video", str(video), "--focal", "50", "--output", str(bag)], "exists already")
+
+
+def test_video_rate_is_the_nearest_one_and_a_truncated_video_is_refused(tmp_path):
+    from mds_core.data.video import frame_step
+
+    assert frame_step(25.0, 10.0, tmp_path) == 3  # 8.3 fps is nearer to 10 than 12.5
+    assert frame_step(30.0, 10.0, tmp_path) == 3 and frame_step(30.0, 15.0, tmp_path) == 2
+    assert frame_step(30.0, 100.0, tmp_path) == 1
+    whole = write_video(tmp_path / "whole.avi", frames=12, fps=30.0).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="truncated or damaged"):
+        VideoSequence(tmp_path / "cut.avi", focal=50.0)

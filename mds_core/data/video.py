@@ -3,8 +3,9 @@
 ``ROOT`` is one video file, or a folder whose video files (:data:`VIDEO_EXTENSIONS`) are one
 sequence each, named by their file stem.
 
-* **Subsampling.** With ``fps``, every k-th frame is kept, ``k = max(1, round(video fps / fps))``:
-  about ``fps`` frames per second. Frame ids are the indices in the video (``000000``, ``000003``, ...).
+* **Subsampling.** With ``fps``, every k-th frame is kept, the k whose rate ``video fps / k`` is
+  closest to ``fps`` (25 fps at ``--fps 10``: every 3rd frame, 8.3 fps, not 12.5). Frame ids are
+  the indices in the video (``000000``, ``000003``, ...).
 * **Decoding and memory.** A video is decoded once, from start to end, when its sequence is made: the
   frame count is then exact (containers often misstate it) and a broken file fails at once. Kept
   frames stay in memory as RGB arrays, up to :data:`RAW_MEMORY_MB` per video (a 221-frame 960x540
@@ -32,6 +33,9 @@ from mds_core.data.sequence_folder import DataError
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET: read by OpenCV when it first opens a video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+#: A video that decodes to fewer than this fraction of the frames its header states is refused as
+#: truncated (headers often misstate the count a little, never by half).
+TRUNCATED_FRACTION = 0.9
 #: Decoded frames kept as RGB arrays per video, in MB; frames beyond are kept PNG-compressed.
 RAW_MEMORY_MB = 1024
 
@@ -42,7 +46,9 @@ def frame_step(video_fps: float, fps: float | None, path: Path) -> int:
         return 1
     if not video_fps > 0:
         raise DataError(f"video {path} does not state its frame rate, so --fps cannot subsample it")
-    return max(1, int(round(video_fps / fps)))
+    ratio = video_fps / fps
+    candidates = {max(1, int(np.floor(ratio))), max(1, int(np.ceil(ratio)))}
+    return min(sorted(candidates), key=lambda k: abs(video_fps / k - fps))
 
 
 class VideoSequence:
@@ -79,13 +85,17 @@ class VideoSequence:
                 if index % self.step == 0:
                     ok, frame = capture.retrieve()
                     if not ok or frame is None:
-                        break  # a truncated tail: the frames so far are the video
+                        break  # an undecodable tail: what was decoded is checked against the header below
                     if frame.shape[:2] != (height, width):
                         raise DataError(f"video {self.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
                                         f"the first {width}x{height}")
                     self._keep(index, frame, budget)
                 index += 1
             self.video_frames = index
+            stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if stated > 0 and index < TRUNCATED_FRACTION * stated:
+                raise DataError(f"video {self.path}: only {index} of the {stated} frames its header states could be "
+                                f"decoded (a truncated or damaged file)")
         finally:
             capture.release()
 
