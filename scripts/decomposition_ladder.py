@@ -66,6 +66,7 @@ def main() -> None:
                                               device="cpu"), progress=False, predictor=predictor)
     report.save(out / "evaluation.json")
     depth = report.depth
+    assert depth is not None, "the generated held-out scenes have ground-truth depth"
     summary = {
         "overrides": args.set, "steps": steps, "seed": args.seed, "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / max(1, steps),

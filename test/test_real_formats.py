@@ -4,6 +4,7 @@ layouts, their errors through the command line, ``mds infer`` / ``mds odometry``
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -268,8 +269,9 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, checkpoint):
     _user_error(capsys, [*infer, "--input", str(video), "--format", "video", "--focal", "-1"], "must be > 0 pixels")
     _user_error(capsys, [*infer, "--input", str(short), "--format", "kitti_odometry", "--focal", "50"],
                 "--format kitti_odometry has its own")
-    _user_error(capsys, ["eval", "--checkpoint", str(checkpoint), "--data", str(davis), "--format", "davis",
-                         "--fov", "60", "--device", "cpu", "--quiet"], "has no ground-truth depth")
+    _user_error(capsys, ["eval", "--checkpoint", str(checkpoint), "--data", str(video), "--format", "video",
+                         "--focal", "50", "--device", "cpu", "--quiet"],
+                "no frame has ground-truth depth or motion labels (mds eval scores depth or motion labels;")
     _user_error(capsys, ["bag-from-video", str(tmp_path / "broken.avi"), "--focal", "50", "--output",
                          str(tmp_path / "bag")], "cannot read video")
     with pytest.raises(DataError, match="does not exist"):
@@ -302,6 +304,34 @@ def test_infer_on_every_format(layout, tmp_path, checkpoint, capsys):
     depth = np.load(depths[1])
     assert depth.shape == (H, W) and np.isfinite(depth).all() and (depth > 0).all()
     assert len(list((out / "masks").glob("*.npy"))) == FRAMES - 1  # the first frame has no previous one
+
+
+def test_eval_scores_the_motion_of_davis_without_depth(tmp_path, checkpoint, capsys):
+    davis = davis_root(tmp_path / "davis")
+    output = tmp_path / "eval" / "davis.json"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(davis), "--format", "davis", "--fov", "60",
+                 "--device", "cpu", "--quiet", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "depth: not scored (no ground-truth depth)" in printed and "### Motion segmentation" in printed
+    assert "Chance: prevalence " in printed and "| mask/all |" in printed and f"wrote {output}" in printed
+    report = json.loads(output.read_text())
+    assert report["depth"] is None and report["situations"] == {}
+    motion = report["motion_segmentation"]
+    assert motion["num_images"] == FRAMES - 1  # the first frame has no previous one
+    positives = 12 * 20 * (FRAMES - 1)  # the annotated box of each frame scored, at the labels' size
+    assert motion["num_positive"] == positives and motion["num_positive"] + motion["num_negative"] == (FRAMES - 1) * H * W
+    assert 0.0 <= motion["average_precision"] <= 1.0 and 0.0 <= motion["best_f1"] <= 1.0
+    summary = report["motion_scores"]["mask/all"]
+    assert summary["prevalence"] == pytest.approx(positives / ((FRAMES - 1) * H * W))
+    assert summary["average_precision"] == pytest.approx(motion["average_precision"])
+    assert report["moving_objects"]["images"] == FRAMES - 1
+    assert "depth: not scored (no ground-truth depth)" in output.with_suffix(".md").read_text()
+    # the oracle rung takes the ground-truth depth as its depth: it cannot run without
+    oracle = write_untrained_checkpoint(tmp_path / "oracle.pt", ModelConfig(
+        width=96, height=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=2,
+        depth_source="ground_truth"))
+    _user_error(capsys, ["eval", "--checkpoint", str(oracle), "--data", str(davis), "--format", "davis", "--fov", "60",
+                         "--device", "cpu", "--quiet"], "bear frame 00001 has no ground-truth depth, which this model")
 
 
 def test_odometry_on_kitti_odometry_scored_against_its_poses(tmp_path, checkpoint, capsys):

@@ -168,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--init-from", help="start a new run from a checkpoint's weights")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="Eigen depth metrics (+ per motion class and motion segmentation)")
+    p = sub.add_parser("eval", help="Eigen depth metrics and motion segmentation, each where the data have its "
+                                    "ground truth (depth; motion labels, e.g. DAVIS)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="the data root (--format): sequence folders, KITTI raw, ...")
+    p.add_argument("--data", required=True, help="the data root (--format): sequence folders, KITTI raw, DAVIS, ...")
     add_footage_arguments(p)
     p.add_argument("--split", help="split file (KITTI: e.g. splits/eigen/test_files.txt)")
     p.add_argument("--eigen-crop", action="store_true", help="apply the Eigen crop (KITTI)")

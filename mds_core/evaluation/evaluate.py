@@ -8,13 +8,17 @@ probability is ``1 - M_b``, where ``b`` is the background component, chosen per 
 component with the largest total mask mass (:func:`mds_core.inference.predictor.background_component`).
 The first frame of a sequence (no previous frame) is scored for depth only.
 
+Depth is optional: a frame with motion labels but no ground-truth depth (real footage such as DAVIS,
+whose labels come from the object annotation) is scored for motion only, at the labels' size, and
+``EvaluationReport.depth`` is None when no frame had depth. Frames with neither are skipped.
+
 Next to that score, ``EvaluationReport.motion_scores`` holds the background-independent
 motion-distance score and the split of moving pixels into those that move relative to the camera
 and those that move with it (:mod:`mds_core.evaluation.motion_scores`), each scored with both
 scores. Where the data say what moves how (``mds synth``'s folders), the same scores per situation:
 movers along the road, across it, pedestrians, and frames with the camera standing still
 (:mod:`mds_core.evaluation.situations`). Models of the oracle rung "depth" are given the
-ground-truth depth.
+ground-truth depth, so they need it in every frame scored.
 """
 
 from __future__ import annotations
@@ -92,6 +96,14 @@ def median_scale(depth: np.ndarray, gt_depth: np.ndarray, settings: EvalSettings
     return float(np.median(gt_depth[valid])) / float(np.median(depth[valid]))
 
 
+def scoring_size(gt_depth: np.ndarray | None, motion: np.ndarray | None, image: np.ndarray) -> tuple[int, int]:
+    """``(height, width)`` at which a frame is scored: the ground-truth depth's, else the motion labels', else the
+    image's."""
+    reference = gt_depth if gt_depth is not None else motion if motion is not None else image
+    height, width = reference.shape[:2]
+    return height, width
+
+
 def camera_height_summary(trackers: dict[str, ScaleTracker], errors: list[float]) -> dict[str, object]:
     """What the camera-height scaling did: its error against median scaling, frames without a plane."""
     absolute = np.abs(errors) if errors else np.array([np.nan])
@@ -117,14 +129,18 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     situation_evaluator = SituationEvaluator(settings)
     frames = evaluation_frames(request)
     with_labels = 0
+    with_depth = 0
     cfg = predictor.config
     trackers: dict[str, ScaleTracker] = {}
     scale_errors: list[float] = []  # camera-height scale / median-scaling scale - 1, per image
     for sequence, index in progress_bar(frames, desc="eval", enabled=progress):
         gt_depth = sequence.depth(index)
-        if gt_depth is None:
-            raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth "
-                            f"(mds eval scores depth; footage without it can go through mds infer or mds odometry)")
+        motion = sequence.motion(index)
+        if gt_depth is None and (motion is None or index == 0):
+            continue  # nothing to score: no depth, and no motion labels with a previous frame
+        if gt_depth is None and not predictor.model.uses_depth_network:
+            raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth, which this "
+                            f"model takes as its depth (model.depth_source: ground_truth, the oracle rung)")
         intrinsics, _ = sequence.intrinsics()
         image = sequence.image(index)
         previous = sequence.image(index - 1) if index > 0 else None
@@ -133,9 +149,11 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         if predictor.uses_scene_flow and index + 1 < len(sequence):
             following = sequence.image(index + 1)
         prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle, following=following)
-        gt_h, gt_w = gt_depth.shape
-        depth = resize_disparity_to_depth(prediction.disparity, (gt_w, gt_h), cfg.min_depth, cfg.max_depth)
-        motion = sequence.motion(index)
+        height, width = scoring_size(gt_depth, motion, image)
+        depth = None
+        if gt_depth is not None:
+            depth = resize_disparity_to_depth(prediction.disparity, (width, height), cfg.min_depth, cfg.max_depth)
+            with_depth += 1
         split = None
         if motion is not None and previous is not None:
             split = split_moving_labels(motion, identity_difference(image, previous))
@@ -145,22 +163,26 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
             static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
             scale = tracker.update(camera_height_scale(prediction.depth, prediction.intrinsics, request.camera_height,
                                                        request.camera_pitch, static=static))
-            if scale is not None:
+            if scale is not None and depth is not None and gt_depth is not None:
                 scale_errors.append(scale / median_scale(depth, gt_depth, settings) - 1.0)
-        if request.camera_height is None or scale is not None:  # no ground plane yet in the sequence: not scored
+        if request.camera_height is not None and scale is None:
+            depth = None  # no ground plane yet in the sequence: depth not scored
+        if depth is not None and gt_depth is not None:
             depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera,
                                 scale=scale)
         situation = getattr(sequence, "situation", lambda _: None)(index) if split is not None else None
         moving = None
         if prediction.moving_probability is not None:
-            moving = np.clip(cv2.resize(prediction.moving_probability, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR),
+            moving = np.clip(cv2.resize(prediction.moving_probability, (width, height), interpolation=cv2.INTER_LINEAR),
                              0.0, 1.0)
-        if situation is not None and (request.camera_height is None or scale is not None):
+        # situations: with the depth where it is scored; without ground-truth depth, the motion alone
+        if situation is not None and motion is not None and (depth is not None or (gt_depth is None and
+                                                                                   moving is not None)):
             situation_evaluator.add(situation, motion, moving, depth, gt_depth, scale=scale)
-        if split is not None and moving is not None:
+        if split is not None and moving is not None and motion is not None:
             motion_evaluator.add(moving, motion)
-            distance = cv2.resize(prediction.motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
-            flat = cv2.resize(prediction.flat_motion_distance, (gt_w, gt_h), interpolation=cv2.INTER_LINEAR)
+            distance = cv2.resize(prediction.motion_distance, (width, height), interpolation=cv2.INTER_LINEAR)
+            flat = cv2.resize(prediction.flat_motion_distance, (width, height), interpolation=cv2.INTER_LINEAR)
             scores = {"mask": moving,
                       "distance": np.clip(distance_to_probability(np.maximum(distance, 0.0)), 0.0, 1.0),
                       "flat": np.clip(distance_to_probability(np.maximum(flat, 0.0)), 0.0, 1.0)}
@@ -172,8 +194,11 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
                                      threshold=request.object_threshold)
             object_evaluator.add(objects, motion, prediction.depth.shape)
             with_labels += 1
+    if not with_depth and not with_labels:
+        raise DataError(f"{request.data}: no frame has ground-truth depth or motion labels (mds eval scores depth "
+                        f"or motion labels; footage without them can go through mds infer or mds odometry)")
     return EvaluationReport(
-        depth=depth_evaluator.result(),
+        depth=depth_evaluator.result() if with_depth else None,
         motion=motion_evaluator.result() if with_labels else None,
         motion_scores={key: e.result() for key, e in score_evaluators.items()} if with_labels else {},
         objects=object_evaluator.result() if with_labels else None,

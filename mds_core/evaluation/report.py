@@ -72,13 +72,48 @@ def _scaling(depth: DepthEvaluation) -> str:
     return "per-image median" if settings.median_scaling else "none"
 
 
+def _depth_markdown(d: DepthEvaluation | None) -> list[str]:
+    """The depth section: the table (overall = per-image mean; regions pooled), scale and settings."""
+    if d is None:
+        return ["### Depth", "", "depth: not scored (no ground-truth depth)"]
+    lines = [
+        "### Depth",
+        "",
+        "| region | abs_rel | sq_rel | rmse | rmse_log | a1 | a2 | a3 | pixels | images |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, key in _ROWS:
+        metrics: DepthMetrics | None
+        if key is None:
+            metrics, pixels, images = d.overall, d.num_valid_pixels, d.num_images
+        else:
+            metrics = d.regions.get(key)
+            pixels, images = d.region_pixels.get(key, 0), d.region_images.get(key, 0)
+        values = [_fmt(getattr(metrics, n) if metrics else None) for n in DepthMetrics.names()]
+        lines.append(f"| {label} | " + " | ".join(values) + f" | {pixels} | {images} |")
+    lines += [
+        "",
+        "Overall: mean over images. Regions: pooled over all pixels of the region "
+        f"({d.num_labelled_images} images with motion labels).",
+        "",
+        f"Scale factors: median {_fmt(d.scale.median)}, mean {_fmt(d.scale.mean)}, "
+        f"std {_fmt(d.scale.std)}, std/median {_fmt(d.scale.std_normalised)} "
+        f"over {d.scale.count} images; {d.num_skipped} images without valid ground truth skipped.",
+        "",
+        f"Settings: valid {d.settings.min_depth:g} < gt < {d.settings.max_depth:g} m, "
+        f"Eigen crop {'on' if d.settings.eigen_crop else 'off'}, scaling: {_scaling(d)}.",
+    ]
+    return lines
+
+
 def situation_summary(scores: SituationScores) -> dict[str, Any]:
     """A situation's motion summary with the depth of its movers and of the static background."""
     def abs_rel(region: str) -> float | None:
-        metrics = scores.depth.regions.get(region)
+        metrics = None if scores.depth is None else scores.depth.regions.get(region)
         return None if metrics is None else metrics.abs_rel
 
-    return {**motion_summary(scores.motion), "frames": scores.depth.num_images,
+    frames = scores.motion.num_images if scores.depth is None else scores.depth.num_images
+    return {**motion_summary(scores.motion), "frames": frames,
             "movers_abs_rel": abs_rel("moving"), "background_abs_rel": abs_rel("static_background")}
 
 
@@ -98,10 +133,10 @@ def motion_summary(result: MotionSegmentationResult) -> dict[str, Any]:
 
 @dataclass
 class EvaluationReport:
-    """Depth results, optional motion segmentation results, and free-form metadata
-    (checkpoint, data set, settings, ...)."""
+    """Depth results (None where no frame had ground-truth depth), optional motion segmentation
+    results, and free-form metadata (checkpoint, data set, settings, ...)."""
 
-    depth: DepthEvaluation
+    depth: DepthEvaluation | None
     motion: MotionSegmentationResult | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # "score/movers" -> result (mds_core.evaluation.evaluate.MOTION_SCORE_KEYS); empty without labels
@@ -112,8 +147,7 @@ class EvaluationReport:
 
     def to_json_dict(self, include_curve: bool = True) -> dict[str, Any]:
         """A JSON-safe dict. ``include_curve`` keeps the precision/recall/F1 arrays."""
-        depth = json_safe(self.depth)
-        result: dict[str, Any] = {"metadata": json_safe(self.metadata), "depth": depth}
+        result: dict[str, Any] = {"metadata": json_safe(self.metadata), "depth": json_safe(self.depth)}
         if self.motion is not None:
             motion = json_safe(self.motion)
             if not include_curve:
@@ -131,43 +165,17 @@ class EvaluationReport:
 
     def to_markdown(self) -> str:
         """A Markdown summary: the depth table (overall = per-image mean; regions pooled), the
-        scale statistics and the motion segmentation numbers."""
-        d = self.depth
+        scale statistics and the motion segmentation numbers (with the chance levels)."""
         lines: list[str] = []
         if self.metadata:
             lines += ["## Evaluation", ""]
             for key, value in self.metadata.items():
                 lines.append(f"- **{key}**: {json.dumps(json_safe(value))}")
             lines.append("")
-        lines += [
-            "### Depth",
-            "",
-            "| region | abs_rel | sq_rel | rmse | rmse_log | a1 | a2 | a3 | pixels | images |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for label, key in _ROWS:
-            metrics: DepthMetrics | None
-            if key is None:
-                metrics, pixels, images = d.overall, d.num_valid_pixels, d.num_images
-            else:
-                metrics = d.regions.get(key)
-                pixels, images = d.region_pixels.get(key, 0), d.region_images.get(key, 0)
-            values = [_fmt(getattr(metrics, n) if metrics else None) for n in DepthMetrics.names()]
-            lines.append(f"| {label} | " + " | ".join(values) + f" | {pixels} | {images} |")
-        lines += [
-            "",
-            "Overall: mean over images. Regions: pooled over all pixels of the region "
-            f"({d.num_labelled_images} images with motion labels).",
-            "",
-            f"Scale factors: median {_fmt(d.scale.median)}, mean {_fmt(d.scale.mean)}, "
-            f"std {_fmt(d.scale.std)}, std/median {_fmt(d.scale.std_normalised)} "
-            f"over {d.scale.count} images; {d.num_skipped} images without valid ground truth skipped.",
-            "",
-            f"Settings: valid {d.settings.min_depth:g} < gt < {d.settings.max_depth:g} m, "
-            f"Eigen crop {'on' if d.settings.eigen_crop else 'off'}, scaling: {_scaling(d)}.",
-        ]
+        lines += _depth_markdown(self.depth)
         m = self.motion
         if m is not None:
+            summary = motion_summary(m)
             lines += [
                 "",
                 "### Motion segmentation",
@@ -178,6 +186,9 @@ class EvaluationReport:
                 f"| {_fmt(m.best_f1)} | {_fmt(m.best_threshold)} | {_fmt(m.average_precision)} "
                 f"| {_fmt(m.precision_at_05)} | {_fmt(m.recall_at_05)} | {_fmt(m.f1_at_05)} "
                 f"| {_fmt(m.iou_at_05)} | {m.num_positive} | {m.num_negative} | {m.num_images} |",
+                "",
+                f"Chance: prevalence {_fmt(summary['prevalence'])} (the AP of a random score), "
+                f"all-moving F1 {_fmt(summary['all_moving_f1'])} (the F1 of calling every pixel moving).",
             ]
             if not m.has_positives:
                 lines += ["", "No moving pixels in the labels: recall, F1 and AP are undefined."]
@@ -216,7 +227,7 @@ class EvaluationReport:
                 summary = situation_summary(scores)
                 lines.append(f"| {name} | {_fmt(summary['best_f1'])} | {_fmt(summary['average_precision'])} | "
                              f"{_fmt(summary['prevalence'])} | {_fmt(summary['all_moving_f1'])} | "
-                             f"{scores.motion.num_positive} | {scores.depth.num_images} | "
+                             f"{scores.motion.num_positive} | {summary['frames']} | "
                              f"{_fmt(summary['movers_abs_rel'])} | {_fmt(summary['background_abs_rel'])} |")
         if self.objects is not None:
             o = self.objects

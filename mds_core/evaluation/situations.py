@@ -11,7 +11,8 @@ folders that ``mds synth`` writes: instance ids and object kinds):
 * ``camera_stopped``: every label of the frames in which the camera did not move.
 
 Each gets the motion segmentation (best F1 and AP, next to the prevalence and the F1 of calling
-everything moving) and the depth metrics, whose ``moving`` region is then that situation's movers.
+everything moving) and the depth metrics, whose ``moving`` region is then that situation's movers
+(None where no frame had ground-truth depth).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def situation_labels(motion: np.ndarray, situation: FrameSituation) -> dict[str,
 @dataclass(frozen=True)
 class SituationScores:
     motion: MotionSegmentationResult
-    depth: DepthEvaluation
+    depth: DepthEvaluation | None  # None without ground-truth depth
 
 
 class SituationEvaluator:
@@ -68,21 +69,25 @@ class SituationEvaluator:
         self._motion = {name: MotionSegmentationEvaluator() for name in SITUATIONS}
         self._depth = {name: DepthEvaluator(settings) for name in SITUATIONS}
         self._frames = dict.fromkeys(SITUATIONS, 0)
+        self._depth_frames = dict.fromkeys(SITUATIONS, 0)
         self._movers = dict.fromkeys(SITUATIONS, 0)  # moving pixels seen
 
     def add(self, situation: FrameSituation, motion: np.ndarray, moving_probability: np.ndarray | None,
-            depth: np.ndarray, gt_depth: np.ndarray, scale: float | None = None) -> None:
+            depth: np.ndarray | None, gt_depth: np.ndarray | None, scale: float | None = None) -> None:
         """One frame: ``motion`` labels, the model's ``moving_probability`` (None: depth only) and depth,
-        all at the ground truth's size."""
+        all at the labels' size; ``depth`` or ``gt_depth`` None: motion only."""
         for name, labels in situation_labels(motion, situation).items():
             self._frames[name] += 1
             self._movers[name] += int(np.count_nonzero(labels == POSITIVE_LABEL))
-            self._depth[name].add(depth, gt_depth, labels, scale=scale)
+            if depth is not None and gt_depth is not None:
+                added = self._depth[name].add(depth, gt_depth, labels, scale=scale)  # False: no valid depth
+                self._depth_frames[name] += int(added)
             if moving_probability is not None:
                 self._motion[name].add(moving_probability, labels)
 
     def result(self) -> dict[str, SituationScores]:
         """The situations with moving pixels in at least one frame (a road without crossings has no
         ``across``)."""
-        return {name: SituationScores(self._motion[name].result(), self._depth[name].result())
+        return {name: SituationScores(self._motion[name].result(),
+                                      self._depth[name].result() if self._depth_frames[name] else None)
                 for name in SITUATIONS if self._movers[name]}

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the heavy imports (torch, the networks) happen when the ben
     import numpy as np
     import torch
 
-    from mds_core.evaluation.metrics import DepthMetrics
+    from mds_core.evaluation.metrics import DepthEvaluation, DepthMetrics
     from mds_core.evaluation.motion_segmentation import MotionSegmentationResult
     from mds_core.evaluation.report import EvaluationReport
     from mds_core.inference.predictor import Predictor
@@ -195,8 +195,15 @@ class ModelResult:
     def label(self) -> str:
         return self.variant.name
 
-    def region(self, key: str) -> DepthMetrics | None:
+    @property
+    def depth(self) -> DepthEvaluation:
+        """The depth scores: the generated held-out scenes always have ground-truth depth."""
         depth = self.report.depth
+        assert depth is not None, "the held-out scenes have ground-truth depth"
+        return depth
+
+    def region(self, key: str) -> DepthMetrics | None:
+        depth = self.depth
         return depth.overall if key == "overall" else depth.regions.get(key)
 
     def motion(self, key: str) -> MotionSegmentationResult | None:
@@ -232,7 +239,7 @@ class ModelResult:
             "loss_last_10": self.loss_last,
             "checkpoint": str(self.checkpoint),
             "depth": {key: json_safe(self.region(key)) for _, key in REGIONS},
-            "region_pixels": dict(self.report.depth.region_pixels),
+            "region_pixels": dict(self.depth.region_pixels),
             "motion_segmentation": None if not self.variant.segments else {
                 key: motion_summary(value) for key, value in self.report.motion_scores.items()},
         }
@@ -322,7 +329,7 @@ class AccuracyResult:
             "machine": self.machine,
             "wall_seconds": self.wall_seconds,
             "num_train_samples": self.num_train_samples,
-            "num_heldout_frames": self.models[0].report.depth.num_images,
+            "num_heldout_frames": self.models[0].depth.num_images,
             "montage_frames": [{"sequence": s, "frame": f} for s, f in self.montage],
             "summary": summary,  # [mean, std] over seeds
             "chance": {key: dict(zip(("prevalence", "all_moving_f1"), self.chance(key), strict=True))
@@ -337,7 +344,7 @@ class AccuracyResult:
     def to_markdown(self) -> str:
         p = self.preset
         first = self.models[0]
-        depth = first.report.depth
+        depth = first.depth
         seeds = ", ".join(str(s) for s in p.training_seeds)
         lines = [
             "# K=1 vs K=5 on synthetic street scenes",
