@@ -324,7 +324,7 @@ class FootageConfig:
     ``focal``: focal length in pixels of the native images, or ``fov``: their horizontal field of
     view in degrees; the principal point is the image centre. Footage without calibration (davis,
     video) needs one of the two; footage with its own calibration takes neither.
-    ``fps``: video only: keep every k-th frame, k = round(video fps / fps) (null = every frame).
+    ``fps``: video only: keep every k-th frame, the k whose rate (video fps / k) is nearest (null = every frame).
     ``sequences``: names of the sequences to use (a KITTI odometry number, a DAVIS sequence, a
     video's file stem; empty = all). ``camera``: the KITTI odometry image folder
     (:data:`KITTI_ODOMETRY_CAMERAS`; empty = image_2 when present, else image_0, else image_l).

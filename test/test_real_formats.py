@@ -332,6 +332,11 @@ def test_eval_scores_the_motion_of_davis_without_depth(tmp_path, checkpoint, cap
         depth_source="ground_truth"))
     _user_error(capsys, ["eval", "--checkpoint", str(oracle), "--data", str(davis), "--format", "davis", "--fov", "60",
                          "--device", "cpu", "--quiet"], "bear frame 00001 has no ground-truth depth, which this model")
+    # a model with one component segments no motion: with no depth either there is nothing to score
+    single = write_untrained_checkpoint(tmp_path / "k1.pt", ModelConfig(
+        width=96, height=64, depth_encoder="resnet18", pose_mask_encoder="resnet18", num_components=1))
+    _user_error(capsys, ["eval", "--checkpoint", str(single), "--data", str(davis), "--format", "davis", "--fov", "60",
+                         "--device", "cpu", "--quiet"], "this model segments no motion (one component)")
 
 
 def test_odometry_on_kitti_odometry_scored_against_its_poses(tmp_path, checkpoint, capsys):
@@ -381,7 +386,7 @@ def test_video_rate_is_the_nearest_one_and_a_truncated_video_is_refused(tmp_path
     from mds_core.data.video import frame_step
 
     assert frame_step(25.0, 10.0, tmp_path) == 3  # 8.3 fps is nearer to 10 than 12.5
-    assert frame_step(30.0, 10.0, tmp_path) == 3 and frame_step(30.0, 15.0, tmp_path) == 2
+    assert frame_step(30.0, 10.0, tmp_path) == 3 and frame_step(30.0, 7.0, tmp_path) == 4  # 7.5 fps, not 6
     assert frame_step(30.0, 100.0, tmp_path) == 1
     whole = write_video(tmp_path / "whole.avi", frames=12, fps=30.0).read_bytes()
     (tmp_path / "cut.avi").write_bytes(whole[: len(whole) // 2])

@@ -9,6 +9,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         footage_bag.write_footage_bag(sequence, output, source=str(args.input), storage=args.storage,
                                       topic_prefix=args.topic_prefix, frame_id=args.frame_id,
                                       on_frame=lambda _: bar.update(1))
-    except (FileExistsError, NotADirectoryError, PermissionError) as error:
-        raise DataError(f"cannot write bag {output}: {error}") from error
+    except BaseException as error:
+        shutil.rmtree(output, ignore_errors=True)  # no half-written bag left behind to refuse the next try
+        if isinstance(error, (FileExistsError, NotADirectoryError, PermissionError)):
+            raise DataError(f"cannot write bag {output}: {error}") from error
+        raise
     finally:
         bar.close()
     matrix, (width, height) = sequence.intrinsics()

@@ -7,9 +7,10 @@ import argparse
 import json
 
 from mds_core.config import KITTI_ODOMETRY_CAMERAS, FootageConfig
+from mds_core.data.factory import SEQUENCE_FORMATS
 
 #: ``--format`` choices: the layouts of :func:`mds_core.data.factory.open_sequences`.
-FORMATS: tuple[str, ...] = ("folder", "kitti", "kitti_odometry", "davis", "video")
+FORMATS: tuple[str, ...] = SEQUENCE_FORMATS
 FORMAT_HELP = ("folder: sequence folders (images/ + calib.json); kitti: KITTI raw; kitti_odometry: KITTI odometry "
                "(ROOT/sequences/NN, or KITTI_sequence_N folders); davis: DAVIS (ROOT/JPEGImages/480p/<seq>); "
                "video: a video file or a folder of them")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from mds_core.config import FootageConfig
+from mds_core.config import ConfigError, FootageConfig
 from mds_core.data.factory import check_footage_options, open_sequences
 from mds_core.data.sequence_folder import DataError, FrameSequence
 from mds_core.evaluation.metrics import DepthEvaluator, EvalSettings
@@ -76,6 +76,8 @@ class EvaluationRequest:
 
 def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, int]]:
     """(sequence, frame) pairs to score: every frame, or the lines of a KITTI split."""
+    if request.data_format == "kitti" and request.split and request.footage and request.footage.sequences:
+        raise ConfigError("--split and --sequence both choose KITTI frames: give one of them")
     if request.data_format == "kitti" and (request.split or not (request.footage and request.footage.sequences)):
         from mds_core.data.kitti import kitti_sequences_and_targets
 
@@ -130,6 +132,7 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
     frames = evaluation_frames(request)
     with_labels = 0
     with_depth = 0
+    unsegmented = 0
     cfg = predictor.config
     trackers: dict[str, ScaleTracker] = {}
     scale_errors: list[float] = []  # camera-height scale / median-scaling scale - 1, per image
@@ -138,6 +141,9 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         motion = sequence.motion(index)
         if gt_depth is None and (motion is None or index == 0):
             continue  # nothing to score: no depth, and no motion labels with a previous frame
+        if gt_depth is None and predictor.num_components < 2:
+            unsegmented += 1  # motion labels only, and a model that segments no motion (K=1)
+            continue
         if gt_depth is None and not predictor.model.uses_depth_network:
             raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} has no ground-truth depth, which this "
                             f"model takes as its depth (model.depth_source: ground_truth, the oracle rung)")
@@ -153,7 +159,6 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
         depth = None
         if gt_depth is not None:
             depth = resize_disparity_to_depth(prediction.disparity, (width, height), cfg.min_depth, cfg.max_depth)
-            with_depth += 1
         split = None
         if motion is not None and previous is not None:
             split = split_moving_labels(motion, identity_difference(image, previous))
@@ -167,9 +172,9 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
                 scale_errors.append(scale / median_scale(depth, gt_depth, settings) - 1.0)
         if request.camera_height is not None and scale is None:
             depth = None  # no ground plane yet in the sequence: depth not scored
-        if depth is not None and gt_depth is not None:
-            depth_evaluator.add(depth, gt_depth, motion, None if split is None else split.moves_with_camera,
-                                scale=scale)
+        if depth is not None and gt_depth is not None and depth_evaluator.add(
+                depth, gt_depth, motion, None if split is None else split.moves_with_camera, scale=scale):
+            with_depth += 1
         situation = getattr(sequence, "situation", lambda _: None)(index) if split is not None else None
         moving = None
         if prediction.moving_probability is not None:
@@ -194,6 +199,9 @@ def run_evaluation(request: EvaluationRequest, progress: bool = True,
                                      threshold=request.object_threshold)
             object_evaluator.add(objects, motion, prediction.depth.shape)
             with_labels += 1
+    if not with_depth and not with_labels and unsegmented:
+        raise DataError(f"{request.data}: its frames have motion labels but no ground-truth depth, and this model "
+                        f"segments no motion (one component): nothing to score")
     if not with_depth and not with_labels:
         raise DataError(f"{request.data}: no frame has ground-truth depth or motion labels (mds eval scores depth "
                         f"or motion labels; footage without them can go through mds infer or mds odometry)")
