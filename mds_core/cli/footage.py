@@ -9,15 +9,13 @@ import json
 from mds_core.config import KITTI_ODOMETRY_CAMERAS, FootageConfig
 from mds_core.data.factory import SEQUENCE_FORMATS
 
-#: ``--format`` choices: the layouts of :func:`mds_core.data.factory.open_sequences`.
-FORMATS: tuple[str, ...] = SEQUENCE_FORMATS
 FORMAT_HELP = ("folder: sequence folders (images/ + calib.json); kitti: KITTI raw; kitti_odometry: KITTI odometry "
                "(ROOT/sequences/NN, or KITTI_sequence_N folders); davis: DAVIS (ROOT/JPEGImages/480p/<seq>); "
                "video: a video file or a folder of them")
 
 
 def add_footage_arguments(parser: argparse.ArgumentParser, default_format: str | None = "folder",
-                          formats: tuple[str, ...] = FORMATS) -> None:
+                          formats: tuple[str, ...] = SEQUENCE_FORMATS) -> None:
     """Add ``--format`` (default ``default_format``; None: the config's) and the real-footage options."""
     parser.add_argument("--format", choices=formats, default=default_format, help=FORMAT_HELP)
     parser.add_argument("--focal", type=float, metavar="PIXELS",
