@@ -10,7 +10,7 @@ Hardening: every message is checked in the subscription callback before it may e
 mailbox (:func:`~mds_ros.camera_input.check_frame`: sizes, encoding, step, data length,
 compressed-image header, camera info), so a malformed message is counted as malformed and never
 takes a valid frame's place; a frame that passes those checks and still fails to decode gives
-the mailbox back the frame it displaced. Nothing one frame does stops the worker: any exception
+way to the newest frame it displaced that does decode. Nothing one frame does stops the worker: any exception
 is counted and logged once per cause. If the worker stops all the same, ``/diagnostics`` says
 ERROR and the process exits with status 1, so a launch ``respawn`` restarts it.
 
@@ -62,38 +62,37 @@ class PendingFrame:
 
 
 class LatestFrameSlot:
-    """A mailbox for the newest frame, keeping the one frame it displaced as a spare.
+    """A mailbox for the newest frame, keeping the few frames it displaced as spares.
 
     Frames enter only after the cheap checks, but a frame can still fail to decode (a corrupt
-    JPEG body); the worker then serves the spare instead, so such a frame costs no valid one.
-    ``put`` returns True when it discarded an older spare (a frame dropped because inference
-    was busy).
+    JPEG body); the worker then falls back to the newest spare that decodes, so a burst of up to
+    ``SPARES`` such frames between two inferences costs no valid one. ``put`` returns True when
+    it discarded the oldest spare (a frame dropped because inference was busy).
     """
 
+    SPARES = 3
+
     def __init__(self):
-        self._item: PendingFrame | None = None
-        self._spare: PendingFrame | None = None
+        self._items: list[PendingFrame] = []  # oldest first
         self._ready = threading.Condition()
 
     def put(self, item: PendingFrame) -> bool:
         with self._ready:
-            dropped = False
-            if self._item is not None:
-                dropped = self._spare is not None
-                self._spare = self._item
-            self._item = item
+            self._items.append(item)
+            dropped = len(self._items) > 1 + self.SPARES
+            if dropped:
+                del self._items[0]
             self._ready.notify()
         return dropped
 
-    def take(self, timeout: float) -> tuple[PendingFrame, PendingFrame | None] | None:
-        """``(newest, spare or None)``, or None when no frame came within ``timeout`` seconds."""
+    def take(self, timeout: float) -> list[PendingFrame] | None:
+        """The waiting frames newest first, or None when no frame came within ``timeout`` seconds."""
         with self._ready:
-            if self._item is None:
+            if not self._items:
                 self._ready.wait(timeout)
-            if self._item is None:
+            if not self._items:
                 return None
-            taken = (self._item, self._spare)
-            self._item = self._spare = None
+            taken, self._items = self._items[::-1], []
         return taken
 
 
@@ -307,7 +306,7 @@ class PerceptionNode(ManagedNode):
                 if taken is None:
                     continue
                 try:
-                    self._serve(*taken)
+                    self._serve(taken)
                 except Exception as error:
                     self._failure(error, "serving a frame", failed_frames=1)
         except BaseException as error:  # noqa: B036 - reported below, then the process exits non-zero
@@ -316,12 +315,13 @@ class PerceptionNode(ManagedNode):
             if self._running:
                 self._worker_stopped(reason)
 
-    def _serve(self, frame: PendingFrame, spare: PendingFrame | None) -> None:
-        """Process ``frame``; when it turns out malformed, process the frame it displaced instead."""
-        if not self._process(frame) and spare is not None:
-            self._process(spare)
-        elif spare is not None:
-            self.statistics.count(frames_dropped=1)
+    def _serve(self, frames: list[PendingFrame]) -> None:
+        """Process the newest of ``frames`` that decodes (newest first); the older ones are dropped."""
+        for index, frame in enumerate(frames):
+            if self._process(frame):
+                if index + 1 < len(frames):
+                    self.statistics.count(frames_dropped=len(frames) - index - 1)
+                return
 
     def _process(self, frame: PendingFrame) -> bool:
         """Decode, infer and publish one frame (all outputs or none); False when it is malformed."""

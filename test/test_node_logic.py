@@ -26,7 +26,7 @@ from mds_ros.middleware import PROFILE_VARIABLES, shared_memory_segment_bytes, u
 from mds_ros.outputs import output_bytes_per_frame
 from mds_ros.pairing import StampPairing
 from mds_ros.parameters import PerceptionParameters, validate, validate_value
-from mds_ros.perception_node import CheckpointWatcher, LatestFrameSlot, PendingFrame
+from mds_ros.perception_node import CheckpointWatcher, LatestFrameSlot, PendingFrame, PerceptionNode
 from mds_ros.tools.launch_file import share_path
 
 K = np.array([[50.0, 0.0, 32.0], [0.0, 50.0, 16.0], [0.0, 0.0, 1.0]])
@@ -122,14 +122,14 @@ def pending(name: str) -> PendingFrame:
     return PendingFrame(image=name, info=None, received=0.0)
 
 
-def test_latest_frame_slot_keeps_the_newest_and_one_spare():
+def test_latest_frame_slot_keeps_the_newest_and_its_spares():
     slot = LatestFrameSlot()
     assert slot.take(0.01) is None
     assert slot.put(pending("a")) is False
-    assert slot.put(pending("b")) is False  # "a" becomes the spare
-    assert slot.put(pending("c")) is True  # "a" is dropped, "b" is the spare
-    newest, spare = slot.take(0.01)
-    assert (newest.image, spare.image) == ("c", "b")
+    for name in "bcd":  # "a", "b", "c" become the spares
+        assert slot.put(pending(name)) is False
+    assert slot.put(pending("e")) is True  # "a" is dropped
+    assert [frame.image for frame in slot.take(0.01)] == ["e", "d", "c", "b"]
     assert slot.take(0.01) is None
 
     arrived = []
@@ -137,7 +137,18 @@ def test_latest_frame_slot_keeps_the_newest_and_one_spare():
     waiter.start()
     slot.put(pending("d"))  # wakes the waiting worker
     waiter.join(5.0)
-    assert arrived[0][0].image == "d" and arrived[0][1] is None
+    assert [frame.image for frame in arrived[0]] == ["d"]
+
+
+def test_the_worker_serves_the_newest_frame_that_decodes_and_drops_the_older_ones():
+    """Two frames that passed the cheap checks but fail to decode arrived after a valid one: the
+    valid one is served, the one before it is dropped, nothing else is tried."""
+    tried, counted = [], NodeStatistics()
+    worker = SimpleNamespace(statistics=counted,
+                             _process=lambda frame: tried.append(frame.image) or frame.image.startswith("good"))
+    PerceptionNode._serve(worker, [pending("bad2"), pending("bad1"), pending("good"), pending("good-older")])
+    assert tried == ["bad2", "bad1", "good"]
+    assert counted.frames_dropped == 1
 
 
 def test_checkpoint_watcher_loads_each_new_version_once():
