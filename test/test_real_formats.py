@@ -12,6 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from footage_layouts import FRAMES, P0, P2, H, W, davis_root, kitti_odometry_root, poses, texture, visual_slam_root, write_video
 
 from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.cli.main import build_parser, main
@@ -22,92 +23,6 @@ from mds_core.data.kitti_odometry import find_kitti_odometry_sequences
 from mds_core.data.sequence_folder import DataError
 from mds_core.data.video import VideoSequence, find_video_sequences
 from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
-
-W, H = 64, 32  # the frames on disk
-FRAMES = 4
-# KITTI odometry 00's calibration, shortened: P2 (colour left) is 6 cm left of P0, P1 54 cm right
-P0 = [718.856, 0, 607.1928, 0, 0, 718.856, 185.2157, 0, 0, 0, 1, 0]
-P1 = [718.856, 0, 607.1928, -386.1448, 0, 718.856, 185.2157, 0, 0, 0, 1, 0]
-P2 = [718.856, 0, 607.1928, 45.38225, 0, 718.856, 185.2157, -0.1130887, 0, 0, 1, 0.003779761]
-P3 = [718.856, 0, 607.1928, -337.2877, 0, 718.856, 185.2157, 2.369057, 0, 0, 1, 0.004915215]
-
-
-def texture(index: int, seed: int = 0) -> np.ndarray:
-    """A ``(H, W, 3)`` uint8 BGR frame: smooth noise that slides one pixel a frame, brightness rising."""
-    rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.uniform(40, 160, size=(8, 16, 3)), (W + 16, H), interpolation=cv2.INTER_CUBIC)
-    return np.clip(base[:, index:index + W] + 10 * index, 0, 255).astype(np.uint8)
-
-
-def poses(count: int) -> list[np.ndarray]:
-    """world_from_camera: driving forward 0.8 m a frame while turning 0.02 rad about y."""
-    out = []
-    for i in range(count):
-        angle = 0.02 * i
-        pose = np.eye(4)
-        pose[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
-        pose[:3, 3] = [0.1 * i, 0.0, 0.8 * i]
-        out.append(pose)
-    return out
-
-
-def write_poses(path, count, trailing_newline=True):
-    text = "\n".join(" ".join(f"{v:.6e}" for v in p[:3].reshape(-1)) for p in poses(count))
-    path.write_text(text + ("\n" if trailing_newline else ""))
-
-
-def kitti_odometry_root(root, frames=FRAMES, pose_count=None):
-    """ROOT/sequences/00 with grey image_0 and colour image_2, calib.txt, times.txt; ROOT/poses/00.txt."""
-    sequence = root / "sequences" / "00"
-    for camera in ("image_0", "image_2"):
-        (sequence / camera).mkdir(parents=True)
-        for i in range(frames):
-            image = texture(i) if camera == "image_2" else cv2.cvtColor(texture(i), cv2.COLOR_BGR2GRAY)
-            assert cv2.imwrite(str(sequence / camera / f"{i:06d}.png"), image)
-    lines = [f"{key}: " + " ".join(f"{v:.12e}" for v in values) for key, values in
-             (("P0", P0), ("P1", P1), ("P2", P2), ("P3", P3), ("Tr", [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]))]
-    (sequence / "calib.txt").write_text("\n".join(lines) + "\n")
-    (sequence / "times.txt").write_text("".join(f"{0.1036 * i:.6e}\n" for i in range(frames)))
-    (root / "poses").mkdir()
-    write_poses(root / "poses" / "00.txt", frames if pose_count is None else pose_count)
-    return root
-
-
-def visual_slam_root(root, frames=FRAMES):
-    """DIR/KITTI_sequence_1 with image_l/ and image_r/ (grey), calib.txt of two bare lines, poses.txt."""
-    sequence = root / "KITTI_sequence_1"
-    for camera in ("image_l", "image_r"):
-        (sequence / camera).mkdir(parents=True)
-        for i in range(frames):
-            assert cv2.imwrite(str(sequence / camera / f"{i:06d}.png"), cv2.cvtColor(texture(i), cv2.COLOR_BGR2GRAY))
-    (sequence / "calib.txt").write_text("\n".join(" ".join(f"{v:.12e}" for v in p) for p in (P0, P1)) + "\n")
-    write_poses(sequence / "poses.txt", frames, trailing_newline=False)  # as the samples: no final newline
-    return root
-
-
-def davis_root(root, frames=FRAMES, annotations=None, name="bear"):
-    """ROOT/JPEGImages/480p/<name>/*.jpg and ROOT/Annotations/480p/<name>/*.png (255 in a box)."""
-    images = root / "JPEGImages" / "480p" / name
-    labels = root / "Annotations" / "480p" / name
-    images.mkdir(parents=True)
-    labels.mkdir(parents=True)
-    for i in range(frames):
-        assert cv2.imwrite(str(images / f"{i:05d}.jpg"), texture(i))
-    for i in range(frames if annotations is None else annotations):
-        mask = np.zeros((H, W), np.uint8)
-        mask[8:20, 10 + i:30 + i] = 255
-        assert cv2.imwrite(str(labels / f"{i:05d}.png"), mask)
-    return root
-
-
-def write_video(path, frames=12, fps=30.0, seed=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(texture(i, seed))
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -358,6 +273,8 @@ def test_odometry_on_kitti_odometry_scored_against_its_poses(tmp_path, checkpoin
 
 
 def test_bag_from_video_is_read_back_by_the_bag_reader(tmp_path, capsys):
+    from rosbags.highlevel import AnyReader
+
     from mds_core.data.rosbag import BagReader, load_bag_sequences
 
     video = write_video(tmp_path / "clip.avi", frames=12, fps=30.0)
@@ -378,7 +295,17 @@ def test_bag_from_video_is_read_back_by_the_bag_reader(tmp_path, capsys):
     other = tmp_path / "davis_bag"
     assert main(["bag-from-video", str(davis), "--format", "davis", "--fov", "90", "--output", str(other),
                  "--topic-prefix", "/front", "--storage", "sqlite3", "--quiet"]) == 0
-    assert set(BagReader(other).topics) == {"/front/image_raw", "/front/camera_info"}
+    # DAVIS's annotations travel with the frames, as ground truth the bag's training ignores
+    topics = BagReader(other).topics
+    assert set(topics) == {"/front/image_raw", "/front/camera_info", "/front/motion_gt"}
+    assert topics["/front/motion_gt"].count == FRAMES
+    sequences, _, _ = load_bag_sequences(BagConfig(paths=[str(other)], stationary_threshold=0.0), H, W, [-1, 1])
+    assert sum(len(s) for s in sequences) == FRAMES
+    with AnyReader([other]) as reader:
+        connection = next(c for c in reader.connections if c.topic == "/front/motion_gt")
+        first = reader.deserialize(next(reader.messages([connection]))[2], connection.msgtype)
+    labels = np.frombuffer(bytes(first.data), np.uint8).reshape(first.height, first.width)
+    assert first.encoding == "mono8" and labels[14, 20] == POSITIVE_LABEL and labels[2, 2] == 0
     _user_error(capsys, ["bag-from-video", str(video), "--focal", "50", "--output", str(bag)], "exists already")
 
 

@@ -13,6 +13,7 @@ import yaml
 
 pytest.importorskip("rclpy")
 
+from footage_layouts import davis_root
 from ros_support import REPO_ROOT, Probe, RosProcess, ros_environment
 from sensor_msgs.msg import Image
 
@@ -148,6 +149,32 @@ def test_runner_plays_a_bag_with_extra_topics_without_rviz_and_stops_on_ctrl_c(c
         assert code == 0, runner.log()
         assert "WARNING: rviz:=true but rviz2 is not installed: starting everything else without it" in runner.log()
         assert probe.node.count_publishers(f"{NODE}/depth/image") == 0 or _eventually_gone(probe)
+
+
+def test_ros_demo_on_a_bag_of_footage_scores_against_the_labels_it_carries(checkpoint, tmp_path):
+    """``ros-demo --bag``: a bag from DAVIS-layout footage (frames, CameraInfo, the annotations as
+    motion_gt, no depth) through the node; the picture and summary leave out the missing depth."""
+    bag = tmp_path / "bag"
+    made = subprocess.run([sys.executable, "-m", "mds_core.cli", "bag-from-video", str(davis_root(tmp_path / "davis")),
+                           "--format", "davis", "--fov", "90", "--output", str(bag), "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "mds_core.cli", "ros-demo", "--checkpoint", str(checkpoint), "--bag", str(bag),
+               "--output", str(out), "--device", "cpu", "--rate", "0.5"]
+    with RosProcess(command, env=ros_environment(), log_path=tmp_path / "demo.log") as demo:
+        assert demo.wait(240) == 0, demo.log()
+    summary = (out / "summary.md").read_text()
+    assert "Replayed 4 frames of 64x32" in summary and "Frames in: 4" in summary, summary
+    assert "the bag has no ground-truth depth" in summary
+    assert re.search(r"Moving probability against the ground-truth movers \(\d frames\): AP [0-9.]+", summary), summary
+    assert "image | depth (node) | components (node) | moving probability (node) | GT movers (red)" in summary
+    assert (out / "ros_demo.png").stat().st_size > 0
+
+    not_a_bag = tmp_path / "missing"
+    refused = subprocess.run(command[:7] + [str(not_a_bag), "--output", str(out)], capture_output=True, text=True,
+                             timeout=120, env=ros_environment())
+    assert refused.returncode == 2 and "does not exist" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def _eventually_gone(probe: Probe) -> bool:

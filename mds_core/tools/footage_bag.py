@@ -5,7 +5,10 @@ writer and in the same layout as ``mds synth --format bag``
 
 * ``<prefix>/image_raw``: Image, rgb8, header stamp = the frame's time;
 * ``<prefix>/camera_info``: CameraInfo with the sequence's ``K``, plumb_bob, zero distortion,
-  ``P = [K | 0]``, same stamp.
+  ``P = [K | 0]``, same stamp;
+* where the source has ground truth: ``<prefix>/depth_gt`` (32FC1, metres, 0 = none: KITTI's lidar)
+  and ``<prefix>/motion_gt`` (mono8, 1 = moving: DAVIS's annotations), same stamp, so that
+  ``mds ros-demo --bag`` can score the node's outputs against them.
 
 Frame times: the sequence's own (a video's frame rate, KITTI's ``times.txt``, DAVIS's 24 fps), or
 :data:`DEFAULT_RATE` frames per second when it has none, from :data:`START_TIME_NS` (the start time of
@@ -28,6 +31,8 @@ from mds_core.tools.synth.writers import write_frames_rosbag
 
 #: Frame 0's stamp (ns since the epoch), as in ``mds synth``'s bags.
 START_TIME_NS = 1_700_000_000_000_000_000
+#: Ground-truth topics under the prefix, written where the source has them.
+DEPTH_TOPIC, MOTION_TOPIC = "depth_gt", "motion_gt"
 #: Frames per second of a sequence that does not say when its frames were taken.
 DEFAULT_RATE = 10.0
 
@@ -40,6 +45,8 @@ class FootageFrame:
     timestamp_ns: int
     image: np.ndarray
     intrinsics: np.ndarray
+    depth: np.ndarray | None = None
+    motion: np.ndarray | None = None
 
 
 def footage_frames(sequence: FrameSequence) -> Iterator[FootageFrame]:
@@ -55,7 +62,8 @@ def footage_frames(sequence: FrameSequence) -> Iterator[FootageFrame]:
             raise DataError(f"{sequence.name} frame {sequence.frame_id(index)} is {image.shape[1]}x{image.shape[0]}, "
                             f"its calibration is for {width}x{height}")
         stamp = START_TIME_NS + int(round((times[index] - first) * 1e9))
-        yield FootageFrame(index=index, timestamp_ns=stamp, image=image, intrinsics=matrix)
+        yield FootageFrame(index=index, timestamp_ns=stamp, image=image, intrinsics=matrix,
+                           depth=sequence.depth(index), motion=sequence.motion(index))
 
 
 def write_footage_bag(sequence: FrameSequence, output: str | Path, *, source: str = "",
@@ -66,8 +74,12 @@ def write_footage_bag(sequence: FrameSequence, output: str | Path, *, source: st
     prefix = "/" + topic_prefix.strip("/") if topic_prefix.strip("/") else ""
     metadata = {"source": source, "sequence": sequence.name,
                 "frame_ids": [sequence.frame_id(i) for i in range(len(sequence))]}
+    has_depth = len(sequence) > 0 and sequence.depth(0) is not None
+    has_motion = len(sequence) > 0 and sequence.motion(0) is not None
     return write_frames_rosbag(
         Path(output), footage_frames(sequence), storage=storage, image_topic=f"{prefix}/image_raw",
         info_topic=f"{prefix}/camera_info", frame_id=frame_id, on_frame=on_frame,
         custom_data={"mds_footage_source": json.dumps(metadata)},
+        depth_topic=f"{prefix}/{DEPTH_TOPIC}" if has_depth else None,
+        motion_topic=f"{prefix}/{MOTION_TOPIC}" if has_motion else None,
     )

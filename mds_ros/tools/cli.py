@@ -20,6 +20,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames in the replayed bag")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (bag at 10 frames/s)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--bag", help="replay this rosbag2 (e.g. real footage from 'mds bag-from-video') instead of a "
+                                 "generated drive; scored against its depth_gt/motion_gt topics where it has them")
     p.add_argument("--scene", choices=("road", "city"), default="road",
                    help="road: traffic along the road; city: crossing traffic, pedestrians and cyclists, the camera "
                         "stops halfway (scored on its own)")
@@ -69,7 +71,7 @@ def cmd_ros_demo(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     settings = RosDemoSettings(output=Path(args.output), steps=args.steps, frames=args.frames, rate=args.rate,
                                device=args.device, checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                               scene=args.scene)
+                               scene=args.scene, bag=Path(args.bag) if args.bag else None)
     print(run_ros_demo(settings))
     return 0
 

@@ -1,8 +1,9 @@
 """Which topics of a bag hold the training images and their CameraInfo.
 
 Image topic, when none is given: among the ``sensor_msgs/Image`` and ``CompressedImage``
-topics with messages, ``T/compressed`` is the same stream as ``T`` (the raw one is used), and
-topics whose name contains ``depth`` are depth streams; exactly one stream must remain.
+topics with messages, ``T/compressed`` is the same stream as ``T`` (the raw one is used), topics
+whose name contains ``depth`` are depth streams and topics whose name ends in ``_gt`` are ground
+truth (``mds bag-from-video``'s ``motion_gt``); exactly one stream must remain.
 
 CameraInfo topic, when none is given: ``<namespace>/camera_info`` next to the image topic
 (``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam/camera_info``), else the only
@@ -29,7 +30,8 @@ def image_topic_candidates(topics: dict[str, TopicEntry]) -> list[str]:
     def copy_of_raw(name: str, entry: TopicEntry) -> bool:
         return entry.msgtype == COMPRESSED_TYPE and name.endswith("/compressed") and name[: -len("/compressed")] in raw
 
-    return [name for name, t in images.items() if not copy_of_raw(name, t) and "depth" not in name.lower()]
+    return [name for name, t in images.items()
+            if not copy_of_raw(name, t) and "depth" not in name.lower() and not name.lower().endswith("_gt")]
 
 
 def choose_image_topic(topics: dict[str, TopicEntry], requested: str, bag: str) -> str:

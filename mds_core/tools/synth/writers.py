@@ -186,6 +186,19 @@ def depth_message(typestore: Any, frame: SynthFrame, frame_id: str) -> Any:
     )
 
 
+def motion_message(typestore: Any, frame: Any, frame_id: str) -> Any:
+    """``sensor_msgs/msg/Image`` (mono8) of a frame's ground-truth motion labels (0 static, 1 moving,
+    other values as the source defines them, e.g. 2 for the generator's parked cars)."""
+    header_cls = typestore.types["std_msgs/msg/Header"]
+    image_cls = typestore.types["sensor_msgs/msg/Image"]
+    h, w = frame.motion.shape
+    return image_cls(
+        header=header_cls(stamp=_stamp(typestore, frame.timestamp_ns), frame_id=frame_id),
+        height=h, width=w, encoding="mono8", is_bigendian=0, step=w,
+        data=np.ascontiguousarray(frame.motion, dtype=np.uint8).reshape(-1),
+    )
+
+
 def compressed_image_message(typestore: Any, frame: SynthFrame, frame_id: str,
                              image_format: Literal["jpeg", "png"] = "jpeg", jpeg_quality: int = 95) -> Any:
     """``sensor_msgs/msg/CompressedImage`` of a frame, as ``image_transport``'s compressed plugin
@@ -234,7 +247,7 @@ def camera_info_message(typestore: Any, frame: SynthFrame, frame_id: str) -> Any
 class BagFrame(Protocol):
     """What a bag frame's messages are made of (a :class:`SynthFrame` is one): ``image`` ``(H, W, 3)``
     uint8 RGB, ``intrinsics`` its 3x3 ``K``, ``timestamp_ns`` the header stamp and log time; ``depth``
-    is read only when a depth topic is written."""
+    and ``motion`` are read only when a depth or motion topic is written."""
 
     index: int
     timestamp_ns: int
@@ -289,10 +302,12 @@ def write_frames_rosbag(
     on_frame: Callable[[Any], None] | None = None,
     image_format: Literal["raw", "jpeg", "png"] = "raw",
     custom_data: dict[str, str] | None = None,
+    motion_topic: str | None = None,
 ) -> Path:
     """Write ``frames`` as a rosbag2 directory at ``path`` (must not exist), with the topics and
     messages of :func:`write_rosbag` (whose frames come from the generator); ``custom_data`` is
-    stored in the bag's metadata. Returns ``path``."""
+    stored in the bag's metadata. With ``motion_topic``, each frame's ``motion`` labels as a mono8
+    Image. A frame whose ``depth`` or ``motion`` is None has no message on that topic. Returns ``path``."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -311,7 +326,7 @@ def write_frames_rosbag(
         raise ValueError(f"image_format must be 'raw', 'jpeg' or 'png', got {image_format!r}")
     if image_topic is None:
         image_topic = "/camera/image_raw" if image_format == "raw" else "/camera/image_raw/compressed"
-    topics = [image_topic, info_topic] + ([depth_topic] if depth_topic else [])
+    topics = [image_topic, info_topic] + [topic for topic in (depth_topic, motion_topic) if topic]
     if len(set(topics)) != len(topics):
         raise ValueError(f"topics must be distinct, got {topics}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +342,7 @@ def write_frames_rosbag(
         image_conn = writer.add_connection(image_topic, image_type, typestore=typestore)
         info_conn = writer.add_connection(info_topic, info_type, typestore=typestore)
         depth_conn = writer.add_connection(depth_topic, depth_type, typestore=typestore) if depth_topic else None
+        motion_conn = writer.add_connection(motion_topic, depth_type, typestore=typestore) if motion_topic else None
         for frame in frames:
             ts = int(frame.timestamp_ns)
             if image_format == "raw":
@@ -335,8 +351,11 @@ def write_frames_rosbag(
                 image = compressed_image_message(typestore, frame, frame_id, image_format)
             writer.write(image_conn, ts, typestore.serialize_cdr(image, image_type))
             writer.write(info_conn, ts, typestore.serialize_cdr(camera_info_message(typestore, frame, frame_id), info_type))
-            if depth_conn is not None:
+            if depth_conn is not None and frame.depth is not None:
                 writer.write(depth_conn, ts, typestore.serialize_cdr(depth_message(typestore, frame, frame_id), depth_type))
+            if motion_conn is not None and frame.motion is not None:
+                writer.write(motion_conn, ts, typestore.serialize_cdr(motion_message(typestore, frame, frame_id),
+                                                                      depth_type))
             if on_frame is not None:
                 on_frame(frame)
     return path
