@@ -97,6 +97,9 @@ class PerceptionParameters(CameraInputParameters):
     height: int = param(0, "network input height in pixels, a multiple of 32; 0 = the checkpoint's", low=0, high=4096)
     num_components: int = param(0, "K, the number of motion components; 0 = the checkpoint's (it cannot be changed)",
                                 low=0, high=64)
+    motion_evidence: bool = param(True, "components model: ~/moving_probability and ~/components average the masks "
+                                  "with the optical flow's evidence of motion under the ego-motion (a few ms a "
+                                  "frame on a CPU core); false: the masks alone, as in the paper")
     max_frame_gap: float = param(0.5, "seconds; a larger gap to the previous frame resets it (0 = never)",
                                  low=0.0, high=3600.0, dynamic=True)
     publisher_depth: int = param(10, "QoS history depth of the outputs: how many frames a reliable subscriber may lag "
@@ -109,7 +112,8 @@ class PerceptionParameters(CameraInputParameters):
     publish_overlay: bool = param(True, "publish ~/overlay (rgb8 decomposition over the image)", dynamic=True)
     publish_masks: bool = param(True, "publish ~/masks (one 32FC<K> image, channel k = soft mask k)", dynamic=True)
     publish_moving_probability: bool = param(True, "publish ~/moving_probability (32FC1: the scene flow's motion "
-                                             "mask, or 1 - the background component's mask)", dynamic=True)
+                                             "mask, or 1 - the background component's mask, averaged with the flow's "
+                                             "evidence with motion_evidence)", dynamic=True)
     publish_independent_flow: bool = param(True, "publish ~/independent_flow (32FC3, scene-flow models: 3D motion "
                                            "not explained by the ego-motion, per frame)", dynamic=True)
     publish_motions: bool = param(True, "publish ~/motions (PoseArray: component motions, previous -> current)",
@@ -171,6 +175,9 @@ class OnlineTrainingParameters(CameraInputParameters):
     buffer_frames: int = param(300, "recent frames kept for training (at the model resolution)", low=3, high=100000)
     batch_size: int = param(4, "triplets per training step", low=1, high=256)
     checkpoint_every: int = param(20, "training steps between checkpoints", low=1, high=1000000)
+    motion_evidence: bool = param(True, "components model: ~/moving_probability and ~/components average the masks "
+                                  "with the optical flow's evidence of motion under the ego-motion (a few ms a "
+                                  "frame on a CPU core); false: the masks alone, as in the paper")
     max_frame_gap: float = param(0.5, "seconds; frames further apart never form a triplet", low=1e-3, high=3600.0)
     min_triplets: int = param(4, "training waits until the buffer holds this many triplets", low=1, high=100000)
     learning_rate: float = param(0.0, "Adam learning rate; 0 = the checkpoint's", low=0.0, high=1.0)

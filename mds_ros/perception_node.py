@@ -262,7 +262,8 @@ class PerceptionNode(ManagedNode):
         s = self.settings
         try:
             predictor = Predictor.load(s.checkpoint, device=s.device, size=(s.width, s.height) if s.width else None,
-                                       backend=s.backend, onnx_folder=s.onnx_model or None)
+                                       backend=s.backend, onnx_folder=s.onnx_model or None,
+                                       motion_evidence=s.motion_evidence)
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as error:
             source = f"ONNX export {s.onnx_model!r}" if s.backend == "onnxruntime" and s.onnx_model \
                 else f"checkpoint {s.checkpoint!r}"
@@ -443,7 +444,7 @@ class PerceptionNode(ManagedNode):
         current = stream.predictor
         try:
             predictor = Predictor.load(self._swap.path, device=self.settings.device, size=current.size,
-                                       backend=current.backend)
+                                       backend=current.backend, motion_evidence=current.motion_evidence)
             if predictor.motion_model != current.motion_model:
                 raise CheckpointError(f"it is a {predictor.motion_model} model, the running one "
                                       f"{current.motion_model}")

@@ -5,7 +5,7 @@ import torch
 from synthetic import kitti_like_intrinsics, textured_image
 
 from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
-from mds_core.method.motion_evidence import dense_flow, epipolar_distance, motion_evidence
+from mds_core.method.motion_evidence import dense_flow, epipolar_distance, motion_evidence, moving_evidence
 
 pytestmark = pytest.mark.numerics
 
@@ -103,6 +103,61 @@ def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
     assert float(wrong.moving.float().mean()) > 0.5 and float(right.moving.float().mean()) < 0.05
     # a moving camera: nothing is known static, whatever the ego-motion
     assert not bool(right.still.any()) and not bool(right.static.any()) and not bool(wrong.static.any())
+
+
+def test_moving_evidence_scores_the_moving_box_high_and_the_standing_wall_low():
+    """The inference-time score: 0.5 at the threshold, rising with the distance; 0 where the flow is untrusted."""
+    target, source, box = _still_camera_with_a_box_moving_right(shift=3)
+    score = moving_evidence(target, source, torch.eye(4)[None], kitti_like_intrinsics(WIDTH, HEIGHT),
+                            torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=1.0, window=5)
+    assert score.shape == (1, HEIGHT, WIDTH) and float(score.min()) >= 0.0 and float(score.max()) < 1.0
+    core = torch.zeros_like(box)
+    core[:, 19:29, 36:54] = True  # the box without the border that a window shares with the wall
+    assert float(score[core].median()) > 0.75  # 3 px against a 1 px threshold: 1 - 2^-3 = 0.875
+    assert float(score[~box].median()) < 0.1
+    # a higher threshold lowers every score, and a pixel at exactly the threshold scores 0.5
+    assert float(moving_evidence(target, source, torch.eye(4)[None], kitti_like_intrinsics(WIDTH, HEIGHT),
+                                 torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=3.0, window=5)[core].median()) \
+        == pytest.approx(0.5, abs=0.15)
+
+
+def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_untrained_model_misses(tmp_path):
+    """An untrained K=2 model has no idea what moves; the flow evidence does, and the moving probability the
+    node publishes is the mean of both (False: the masks alone, the paper's)."""
+    import numpy as np
+
+    from mds_core.checkpoint import write_untrained_checkpoint
+    from mds_core.config import ModelConfig
+    from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
+    from mds_core.inference.predictor import Predictor
+
+    height, width = 64, 96
+    wall = textured_image(height, width, seed=7)
+    box_texture = textured_image(20, 24, seed=8)
+    previous, current = wall.clone(), wall.clone()
+    previous[..., 20:40, 30:54] = box_texture
+    current[..., 20:40, 34:58] = box_texture
+    labels = np.zeros((height, width), np.uint8)
+    labels[20:40, 34:58] = 1
+    as_rgb = lambda image: (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    intrinsics = kitti_like_intrinsics(width, height)[0].numpy()
+    path = write_untrained_checkpoint(tmp_path / "m.pt", ModelConfig(width=width, height=height, num_components=2,
+                                                                     depth_encoder="resnet18",
+                                                                     pose_mask_encoder="resnet18"))
+    fused = Predictor.from_checkpoint(path, device="cpu").predict(as_rgb(current), intrinsics, as_rgb(previous))
+    masks = Predictor.from_checkpoint(path, device="cpu", motion_evidence=False).predict(
+        as_rgb(current), intrinsics, as_rgb(previous))
+    assert masks.motion_evidence is None and np.array_equal(masks.moving_probability, masks.mask_moving_probability)
+    assert np.allclose(fused.mask_moving_probability, masks.mask_moving_probability, atol=1e-6)
+    assert np.allclose(fused.moving_probability, 0.5 * (fused.mask_moving_probability + fused.motion_evidence),
+                       atol=1e-6)
+
+    def average_precision(score: np.ndarray) -> float:
+        evaluator = MotionSegmentationEvaluator()
+        evaluator.add(score, labels)
+        return evaluator.result().average_precision
+
+    assert average_precision(fused.moving_probability) > 0.8 > average_precision(masks.moving_probability) + 0.3
 
 
 def test_assignment_sends_the_moving_pixels_to_the_best_non_background_component():

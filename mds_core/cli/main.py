@@ -90,6 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_depth=args.max_depth, device=args.device, max_images=args.max_images,
         camera_height=args.camera_height if args.scale == "camera-height" else None, camera_pitch=args.camera_pitch,
         object_threshold=args.object_threshold, footage=footage_from_args(args),
+        motion_evidence=not args.no_motion_evidence,
     )
     if not 0.0 <= args.object_threshold <= 1.0:
         raise ConfigError(f"--object-threshold must be in [0, 1], got {args.object_threshold}")
@@ -111,7 +112,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from mds_core.inference.sequence import infer_sequence
 
     sequence = open_sequence(args.format, args.input, footage_from_args(args))
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
+                                          motion_evidence=not args.no_motion_evidence)
     summary = infer_sequence(predictor, sequence, args.output, progress=not args.quiet,
                              max_frames=args.max_frames)
     print(f"wrote {summary.frames} frames to {summary.output}")
@@ -187,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-depth", type=float, default=1e-3)
     p.add_argument("--max-depth", type=float, default=80.0)
     p.add_argument("--max-images", type=int)
+    p.add_argument("--no-motion-evidence", action="store_true",
+                   help="the moving probability from the masks alone, as in the paper (default: averaged with the "
+                        "optical flow's evidence under the ego-motion)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -200,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-frames", type=int)
+    p.add_argument("--no-motion-evidence", action="store_true",
+                   help="the moving probability from the masks alone, as in the paper (default: averaged with the "
+                        "optical flow's evidence under the ego-motion)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_infer)
 

@@ -72,6 +72,9 @@ class EvaluationRequest:
     object_min_pixels: int = 20
     #: Real footage (``data_format`` kitti_odometry, davis, video): camera, subsampling, sequences.
     footage: FootageConfig | None = None
+    #: The moving probability with the optical flow's evidence (the predictor's default); False: the masks'
+    #: alone, as in the paper (:class:`~mds_core.inference.predictor.Predictor`).
+    motion_evidence: bool = True
 
 
 def evaluation_frames(request: EvaluationRequest) -> list[tuple[FrameSequence, int]]:
@@ -117,7 +120,8 @@ def camera_height_summary(trackers: dict[str, ScaleTracker], errors: list[float]
 
 def run_evaluation(request: EvaluationRequest, progress: bool = True,
                    predictor: Predictor | None = None) -> EvaluationReport:
-    predictor = predictor or Predictor.from_checkpoint(request.checkpoint, device=request.device)
+    predictor = predictor or Predictor.from_checkpoint(request.checkpoint, device=request.device,
+                                                       motion_evidence=request.motion_evidence)
     by_height = request.camera_height is not None
     settings = EvalSettings(min_depth=request.min_depth, max_depth=request.max_depth,
                             eigen_crop=request.eigen_crop, median_scaling=request.fixed_scale is None and not by_height,

@@ -1,6 +1,6 @@
 """Motion evidence: optical flow that no static point can produce under the ego-motion.
 
-A learning aid, not in the paper (docs/decomposition-ladder.md, "At a crossing"). The motion
+A learning aid and, at inference, a second opinion beside the masks; not in the paper (docs/decomposition-ladder.md, "At a crossing"). The motion
 hypotheses (:func:`mds_core.method.decomposition.hypothesis_motions`) start the components at
 motions related to the camera's; a mover that fits none of them (traffic crossing the camera's
 heading, a pedestrian, anything moving while the camera stands still) is never assigned away from
@@ -21,7 +21,11 @@ the background by the photometric comparison alone. The data say where such move
 * :func:`motion_evidence` -- :class:`MotionEvidence`: the pixels whose distance, averaged over a
   small window, exceeds a threshold where the flow is trustworthy (they move); on frames with the
   camera standing still, also those whose trusted flow stays well below it (they are static: with
-  the camera at rest nothing else can explain a pixel that does not move).
+  the camera at rest nothing else can explain a pixel that does not move);
+* :func:`moving_evidence` -- the same distance as a score in [0, 1), for inference: the predictor
+  averages it with the masks' moving probability (``Predictor(motion_evidence=True)``, the default),
+  so that a mover the masks of a small model miss, or a static region they take for one, is
+  weighed against what the two frames show.
 
 The objective (:mod:`mds_core.method.losses.component_assignment`) assigns the moving pixels to the
 best non-background component even where no component beats the background yet, so that the masks
@@ -166,6 +170,24 @@ def near_static_depth(depth: Tensor) -> Tensor:
     return NEAR_FRACTION * torch.quantile(depth.detach().flatten(1).float(), NEAR_QUANTILE, dim=1)
 
 
+def evidence_distance(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
+                      window: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(distance, reliable, still)``: the window mean of :func:`epipolar_distance` over the trusted flow
+    (``(B, H, W)`` pixels), where enough of the window is trusted (``(B, H, W)`` bool), and which frames
+    show the camera standing (``(B,)``, :func:`camera_still`; their transform is taken as the identity).
+
+    Args: as :func:`motion_evidence`.
+    """
+    flow, valid = dense_flow(target, source)
+    still = camera_still(flow, valid)
+    transform = torch.where(still[:, None, None], torch.eye(4, device=transform.device), transform.detach().float())
+    distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
+    distance = torch.where(valid, distance, torch.zeros_like(distance))
+    trusted = window_mean(valid.to(distance.dtype), window)
+    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
+    return mean_distance, valid & (trusted > 0.5), still
+
+
 def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
                     threshold: float, window: int) -> MotionEvidence:
     """Where the target pixels move in a way no static point can, and, with the camera standing still,
@@ -179,16 +201,22 @@ def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsic
         threshold: pixels; the window mean of :func:`epipolar_distance` must exceed it.
         window: odd window size in pixels for the mean.
     """
-    flow, valid = dense_flow(target, source)
-    still = camera_still(flow, valid)
-    transform = torch.where(still[:, None, None], torch.eye(4, device=transform.device), transform.detach().float())
-    distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
-    distance = torch.where(valid, distance, torch.zeros_like(distance))
-    trusted = window_mean(valid.to(distance.dtype), window)
-    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
-    reliable = valid & (trusted > 0.5)
+    mean_distance, reliable, still = evidence_distance(target, source, transform, intrinsics, depth, window)
     return MotionEvidence(
         moving=reliable & (mean_distance > threshold),
         static=reliable & (mean_distance < STATIC_FRACTION * threshold) & still[:, None, None],
         still=still,
     )
+
+
+def moving_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
+                    threshold: float, window: int) -> Tensor:
+    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the flow alone, ``1 - 2^(-d / threshold)``
+    of the window-mean distance ``d`` (:func:`evidence_distance`; 0.5 at the threshold), 0 where the flow
+    is not trusted. For inference: the predictor averages it with the masks' moving probability.
+
+    Args: as :func:`motion_evidence`.
+    """
+    mean_distance, reliable, _ = evidence_distance(target, source, transform, intrinsics, depth, window)
+    score = 1.0 - torch.exp2(-mean_distance / threshold)
+    return torch.where(reliable, score, torch.zeros_like(score))
