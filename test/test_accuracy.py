@@ -87,6 +87,11 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
     assert all(os.stat(r["checkpoint"]).st_mtime_ns != written[r["variant"]] for r in city["runs"])
     situations = city["summary"]["K=5"]["situations"]
     assert {"along_road", "across", "pedestrian"} <= set(situations) and "situations" not in city["summary"]["K=1"]
+    # the components models are also scored with their masks alone (the paper's moving probability), the scene
+    # flow's motion mask only as it is
+    alone = city["summary"]["K=5"]["situations_masks_alone"]
+    assert set(alone) == set(situations) and "situations_masks_alone" not in city["summary"]["scene flow"]
+    assert "| K=5, masks alone |" in markdown.read_text()
     assert 0.0 < city["situation_chance"]["across"]["prevalence"] < 1.0
     assert "Per situation" in markdown.read_text() and "| chance (all-moving F1, prevalence) |" in markdown.read_text()
     # a picture per situation the held-out drives show: image | moving probability | components | ground truth

@@ -139,7 +139,7 @@ def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_u
     current[..., 20:40, 34:58] = box_texture
     labels = np.zeros((height, width), np.uint8)
     labels[20:40, 34:58] = 1
-    as_rgb = lambda image: (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    as_rgb = lambda image: (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     intrinsics = kitti_like_intrinsics(width, height)[0].numpy()
     path = write_untrained_checkpoint(tmp_path / "m.pt", ModelConfig(width=width, height=height, num_components=2,
                                                                      depth_encoder="resnet18",

@@ -1,6 +1,7 @@
 """Motion evidence: optical flow that no static point can produce under the ego-motion.
 
-A learning aid and, at inference, a second opinion beside the masks; not in the paper (docs/decomposition-ladder.md, "At a crossing"). The motion
+A learning aid and, at inference, a second opinion beside the masks; not in the paper
+(docs/decomposition-ladder.md, "At a crossing"). The motion
 hypotheses (:func:`mds_core.method.decomposition.hypothesis_motions`) start the components at
 motions related to the camera's; a mover that fits none of them (traffic crossing the camera's
 heading, a pedestrian, anything moving while the camera stands still) is never assigned away from

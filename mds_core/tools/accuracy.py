@@ -186,6 +186,8 @@ class ModelResult:
     loss_first: float  # mean training loss of the first 10 steps
     loss_last: float  # mean training loss of the last 10 steps
     checkpoint: Path
+    # components models with K > 1: the same evaluation with the masks alone (no flow evidence: the paper's)
+    masks_alone: EvaluationReport | None = None
 
     @property
     def num_components(self) -> int:
@@ -212,10 +214,12 @@ class ModelResult:
             return None
         return self.report.motion_scores.get(key)
 
-    def situation(self, name: str) -> MotionSegmentationResult | None:
+    def situation(self, name: str, masks_alone: bool = False) -> MotionSegmentationResult | None:
         """The motion scores of one situation (:mod:`mds_core.evaluation.situations`); None for K=1 or where
-        the held-out scenes do not have it."""
-        scores = self.report.situations.get(name)
+        the held-out scenes do not have it; ``masks_alone``: of the masks without the flow evidence (None
+        for models that were not scored so)."""
+        report = self.masks_alone if masks_alone else self.report
+        scores = report.situations.get(name) if report is not None else None
         return scores.motion if scores is not None and self.variant.segments else None
 
     def training_record(self) -> dict[str, Any]:
@@ -283,8 +287,9 @@ class AccuracyResult:
     def motion_statistic(self, variant: Variant, key: str, field_name: str) -> tuple[float, float]:
         return mean_and_std([getattr(m.motion(key), field_name, None) for m in self.runs(variant)])
 
-    def situation_statistic(self, variant: Variant, name: str, field_name: str) -> tuple[float, float]:
-        return mean_and_std([getattr(m.situation(name), field_name, None) for m in self.runs(variant)])
+    def situation_statistic(self, variant: Variant, name: str, field_name: str,
+                            masks_alone: bool = False) -> tuple[float, float]:
+        return mean_and_std([getattr(m.situation(name, masks_alone), field_name, None) for m in self.runs(variant)])
 
     @property
     def situations(self) -> list[str]:
@@ -317,11 +322,10 @@ class AccuracyResult:
                 entry["motion"] = {key: {"best_f1": self.motion_statistic(variant, key, "best_f1"),
                                          "average_precision": self.motion_statistic(variant, key, "average_precision")}
                                    for key, _ in MOTION_SCORES}
-            if variant.segments and self.situations:
-                entry["situations"] = {name: {"best_f1": self.situation_statistic(variant, name, "best_f1"),
-                                              "average_precision": self.situation_statistic(variant, name,
-                                                                                            "average_precision")}
-                                       for name in self.situations}
+            for key, masks_alone in (("situations", False), ("situations_masks_alone", True)):
+                if variant.segments and self.situations and (not masks_alone or variant.motion_model == "components"):
+                    entry[key] = {name: {score: self.situation_statistic(variant, name, score, masks_alone)
+                                         for score in ("best_f1", "average_precision")} for name in self.situations}
             summary[variant.name] = entry
         return json_safe({
             "preset": dataclasses.asdict(self.preset),
@@ -410,15 +414,21 @@ class AccuracyResult:
         names = self.situations
         if not names:
             return []
-        lines = ["", "Per situation (mask score): the moving pixels of one kind of mover against the static ones, "
-                     "the other movers ignored; camera stopped: the frames in which the camera stood still.", "",
+        lines = ["", "Per situation (the moving probability: the masks averaged with the optical flow's evidence; "
+                     "'masks alone': the paper's 1 - background mask): the moving pixels of one kind of mover against "
+                     "the static ones, the other movers ignored; camera stopped: the frames in which the camera stood "
+                     "still.", "",
                  "| model | " + " | ".join(f"{name} best F1 | {name} AP" for name in names) + " |",
                  "|---|" + "---|---|" * len(names)]
         for variant in self.preset.variants:
-            if variant.segments:
-                cells = [f"{_pm(self.situation_statistic(variant, name, 'best_f1'))} | "
-                         f"{_pm(self.situation_statistic(variant, name, 'average_precision'))}" for name in names]
-                lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+            for masks_alone in (False, True):
+                if not variant.segments or (masks_alone and variant.motion_model != "components"):
+                    continue
+                cells = [f"{_pm(self.situation_statistic(variant, name, 'best_f1', masks_alone))} | "
+                         f"{_pm(self.situation_statistic(variant, name, 'average_precision', masks_alone))}"
+                         for name in names]
+                label = f"{variant.name}, masks alone" if masks_alone else variant.name
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         cells = [f"{_fmt(self.chance(name, True)[1])} | {_fmt(self.chance(name, True)[0])}" for name in names]
         lines.append("| chance (all-moving F1, prevalence) | " + " | ".join(cells) + " |")
         return lines
@@ -766,8 +776,15 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
             report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),
                                                       device=str(device)), predictor=predictor)
             report.save(folder / "evaluation.json")
+            masks_alone = None
+            if variant.segments and variant.motion_model == "components":
+                masks_alone = run_evaluation(
+                    EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout), device=str(device),
+                                      motion_evidence=False),
+                    predictor=Predictor.from_checkpoint(checkpoint, device=str(device), motion_evidence=False))
+                masks_alone.save(folder / "evaluation_masks_alone.json")
             model = ModelResult(variant, seed, report, seconds, steps, config.optim.epochs, loss_first, loss_last,
-                                checkpoint)
+                                checkpoint, masks_alone)
             record = {**model.training_record(), "scene": preset.scene}
             (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
             models.append(model)
