@@ -197,7 +197,8 @@ class EvaluationReport:
                 "",
                 "### Motion scores by kind of mover",
                 "",
-                "Score `mask`: 1 - mask of the largest component; `distance`: relative 3D distance between "
+                "Score `mask`: the moving probability (1 - mask of the largest component, averaged with the "
+                "optical flow's evidence unless --no-motion-evidence); `distance`: relative 3D distance between "
                 "where the mixture and where the largest component move the pixel. Movers `relative`: the "
                 "un-warped previous frame does not explain them; `with_camera`: it does (hidden by auto-masking). "
                 "Prevalence = AP of a random score; all-moving F1 = F1 of calling every pixel moving.",

@@ -375,8 +375,9 @@ class AccuracyResult:
             cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += self._change_lines()
-        lines += ["", "Motion segmentation of the decomposition (moving probability = 1 - mask of the largest "
-                      "component). *Relative movers*: moving pixels that the previous frame does not already "
+        lines += ["", "Motion segmentation of the decomposition (moving probability = the mean of 1 - mask of the "
+                      "largest component and the optical flow's evidence; the scene flow's motion mask). "
+                      "*Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
                   "|---|" + "---|---|" * len(MOTION_SCORES)]
