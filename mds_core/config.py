@@ -263,6 +263,13 @@ class AugmentationConfig:
     hue: float = 0.1
 
 
+#: Frames of each stretch in which the camera stands still that training keeps (``data.static_keep``,
+#: ``data.bag.stationary_keep``): enough for the decomposition to learn a standing camera (the
+#: standing-camera term and the static targets of :mod:`mds_core.method.motion_evidence`), few enough
+#: that a long wait does not fill the training set with one view.
+STANDING_FRAMES_KEPT = 20
+
+
 @dataclass
 class BagConfig:
     """rosbag2 input (``data.format: rosbag``; README, "Training from rosbags").
@@ -273,8 +280,10 @@ class BagConfig:
     ``max_gap``: seconds; kept frames further apart than this start a new sequence.
     ``target_rate``: Hz; frames are skipped down to at most this rate (0 = every frame).
     ``stationary_threshold``: a frame whose 64x32 grey thumbnail differs from the last kept
-    frame's by less than this (mean absolute difference in [0, 1]) is dropped as stationary
-    (0 = off). ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial /
+    frame's by less than this (mean absolute difference in [0, 1]) is stationary (0 = off).
+    ``stationary_keep``: of each stretch of stationary frames the first this many are kept (the
+    decomposition learns from them that nothing but the movers moves while the camera stands, as
+    it does at a crossing), the rest dropped (0: all of them, Monodepth2's habit). ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial /
     equidistant distortion. ``cache_memory_mb``: decoded frames (at the model resolution) kept
     in RAM; frames beyond go to a file in ``cache_dir`` (empty = the system's temporary
     directory), deleted when the process ends.
@@ -287,6 +296,7 @@ class BagConfig:
     max_gap: float = 0.5
     target_rate: float = 0.0
     stationary_threshold: float = 0.01
+    stationary_keep: int = STANDING_FRAMES_KEPT
     undistort: bool = True
     cache_memory_mb: int = 2048
     cache_dir: str = ""
@@ -308,6 +318,8 @@ class BagConfig:
             )
         if not 0.0 <= self.stationary_threshold < 1.0:
             raise ConfigError(f"data.bag.stationary_threshold must be in [0, 1), got {self.stationary_threshold}")
+        if self.stationary_keep < 0:
+            raise ConfigError(f"data.bag.stationary_keep must be >= 0 frames, got {self.stationary_keep}")
         if self.cache_memory_mb < 0:
             raise ConfigError(f"data.bag.cache_memory_mb must be >= 0, got {self.cache_memory_mb}")
 
@@ -367,6 +379,7 @@ class DataConfig:
     val_split: str | None = None
     source_offsets: list[int] = field(default_factory=lambda: [-1, 1])
     static_threshold: float = 0.0
+    static_keep: int = STANDING_FRAMES_KEPT  # of each run of static targets, the first this many are kept
     num_workers: int = 0
     image_extension: str = ".png"
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
@@ -380,6 +393,8 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.static_keep < 0:
+            raise ConfigError(f"data.static_keep must be >= 0 frames, got {self.static_keep}")
         for name in ("colour_jitter_probability", "flip_probability"):
             if not 0.0 <= getattr(self.augmentation, name) <= 1.0:
                 raise ConfigError(f"data.augmentation.{name} must be in [0, 1], got {getattr(self.augmentation, name)}")

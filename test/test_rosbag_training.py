@@ -209,7 +209,7 @@ def test_the_scene_flow_model_trains_on_a_bag_through_its_stages(bags, tmp_path,
 
 
 # ------------------------------------------------------------------------------------- stationary
-def test_stationary_stretch_is_dropped_reported_and_splits_the_sequence(tmp_path, frames, caplog):
+def test_stationary_stretch_is_kept_up_to_a_count_then_dropped_reported_and_splits_the_sequence(tmp_path, frames, caplog):
     period = 100_000_000
     rng = np.random.default_rng(0)
     waiting = [dataclasses.replace(frames[4], index=5 + k, timestamp_ns=frames[4].timestamp_ns + (k + 1) * period,
@@ -219,8 +219,18 @@ def test_stationary_stretch_is_dropped_reported_and_splits_the_sequence(tmp_path
     after = [dataclasses.replace(f, timestamp_ns=f.timestamp_ns + 6 * period) for f in frames[5:]]
     bag = write_rosbag(tmp_path / "waiting", SYNTH, frames=frames[:5] + waiting + after)
 
+    # by default the first frames of a stop are kept: the decomposition learns a standing camera from them
+    sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)]), HEIGHT, WIDTH, [-1, 1])
+    assert [len(s) for s in sequences] == [16] and not report.dropped[DROP_STATIONARY]
+    assert report.stationary_stretches == 1 and report.stationary_kept == 6
+    sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)], stationary_keep=1), HEIGHT, WIDTH,
+                                                 [-1, 1])
+    assert report.stationary_kept == 1 and report.dropped[DROP_STATIONARY] == 5
+    assert [len(s) for s in sequences] == [6, 5]  # 0.6 s from the kept standing frame to the next: split
+
     with caplog.at_level(logging.INFO, logger="mds_core"):
-        sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)]), HEIGHT, WIDTH, [-1, 1])
+        sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)], stationary_keep=0), HEIGHT, WIDTH,
+                                                     [-1, 1])
     assert report.image_messages == 16 and report.dropped[DROP_STATIONARY] == 6
     assert report.stationary_stretches == 1 and report.longest_stationary_s == pytest.approx(0.6)
     # the stop (0.7 s from the last frame before it to the first after it) is longer than max_gap
@@ -230,11 +240,34 @@ def test_stationary_stretch_is_dropped_reported_and_splits_the_sequence(tmp_path
     assert "6  stationary: camera not moving" in caplog.text
 
     # with a longer max_gap the frames around the stop are neighbours; with the detection off all are kept
-    sequences, _, _ = load_bag_sequences(BagConfig(paths=[str(bag)], max_gap=1.0), HEIGHT, WIDTH, [-1, 1])
+    sequences, _, _ = load_bag_sequences(BagConfig(paths=[str(bag)], max_gap=1.0, stationary_keep=0), HEIGHT, WIDTH,
+                                         [-1, 1])
     assert [len(s) for s in sequences] == [10]
     sequences, (report,), _ = load_bag_sequences(BagConfig(paths=[str(bag)], stationary_threshold=0.0),
                                                  HEIGHT, WIDTH, [-1, 1])
     assert [len(s) for s in sequences] == [16] and not report.dropped
+
+
+def test_static_targets_of_sequence_folders_are_kept_up_to_a_count_per_run():
+    """The folder formats' data.static_threshold: the first data.static_keep targets of each run of static ones stay."""
+    from mds_core.data.dataset import TargetFrame, remove_static_frames
+
+    rng = np.random.default_rng(1)
+    moving = [rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(8)]
+    still = moving[3]  # frames 3..8 show one view: the camera stands
+    images = moving[:3] + [still] * 6 + moving[4:]
+
+    class Frames:
+        def image(self, index):
+            return images[index]
+
+    targets = [TargetFrame(0, f) for f in range(1, len(images) - 1)]
+    # targets 3..8 have a source with the same view (3's next, 8's previous)
+    kept, dropped = remove_static_frames([Frames()], targets, [-1, 1], 0.01, keep=2)
+    assert [t.frame for t in kept] == [1, 2, 3, 4, 9, 10, 11] and dropped == 4
+    kept, dropped = remove_static_frames([Frames()], targets, [-1, 1], 0.01, keep=0)
+    assert [t.frame for t in kept] == [1, 2, 9, 10, 11] and dropped == 6
+    assert remove_static_frames([Frames()], targets, [-1, 1], 0.0, keep=0) == (targets, 0)
 
 
 # ----------------------------------------------------------------------------------------- damage

@@ -30,6 +30,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--target-rate", type=float, default=0.0, help="--decode: data.bag.target_rate")
     parser.add_argument("--stationary-threshold", type=float, default=BagConfig.stationary_threshold,
                         help="--decode: data.bag.stationary_threshold")
+    parser.add_argument("--stationary-keep", type=int, default=BagConfig.stationary_keep,
+                        help="--decode: data.bag.stationary_keep (frames kept of each stationary stretch)")
     parser.set_defaults(func=run)
     return parser
 
@@ -37,7 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     bag = BagConfig(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
                     intrinsics=list(args.intrinsics) if args.intrinsics else None, max_gap=args.max_gap,
-                    target_rate=args.target_rate, stationary_threshold=args.stationary_threshold)
+                    target_rate=args.target_rate, stationary_threshold=args.stationary_threshold,
+                    stationary_keep=args.stationary_keep)
     bag.validate()
     if args.width <= 0 or args.height <= 0:
         raise ConfigError("--width and --height must be positive")

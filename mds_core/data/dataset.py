@@ -54,12 +54,15 @@ def remove_static_frames(
     targets: list[TargetFrame],
     source_offsets: list[int],
     threshold: float,
+    keep: int = 0,
 ) -> tuple[list[TargetFrame], int]:
-    """Drop targets whose image barely changes w.r.t. any source frame.
+    """Drop targets whose image barely changes w.r.t. any source frame, but the first ``keep`` of each
+    run of such targets in a sequence.
 
     The change is the mean absolute difference of 64x32 grey thumbnails in [0, 1]; a target is
     static when that difference to some source is below ``threshold`` (the camera stood still,
-    so the frame pair carries no parallax). Returns ``(kept, number_dropped)``.
+    so the frame pair carries no parallax; the decomposition still learns from a few that nothing
+    but the movers moves then). Returns ``(kept, number_dropped)``.
     """
     if threshold <= 0:
         return targets, 0
@@ -70,11 +73,16 @@ def remove_static_frames(
             cache[(s, f)] = change_thumbnail(sequences[s].image(f))
         return cache[(s, f)]
 
-    kept = [
-        t for t in targets
-        if min(thumbnail_change(thumb(t.sequence, t.frame), thumb(t.sequence, t.frame + o))
-               for o in source_offsets) >= threshold
-    ]
+    dropped, run, previous = set(), 0, None
+    for t in sorted(targets, key=lambda t: (t.sequence, t.frame)):
+        static = min(thumbnail_change(thumb(t.sequence, t.frame), thumb(t.sequence, t.frame + o))
+                     for o in source_offsets) < threshold
+        follows = previous == (t.sequence, t.frame - 1)
+        run = run + 1 if static and follows else int(static)
+        previous = (t.sequence, t.frame)
+        if static and run > keep:
+            dropped.add((t.sequence, t.frame))
+    kept = [t for t in targets if (t.sequence, t.frame) not in dropped]
     return kept, len(targets) - len(kept)
 
 

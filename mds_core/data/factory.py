@@ -105,8 +105,10 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
             f"(sequences are too short)"
         )
     if training and data.static_threshold > 0:
-        targets, dropped = remove_static_frames(sequences, targets, data.source_offsets, data.static_threshold)
-        LOG.info("static-frame removal dropped %d of %d targets", dropped, dropped + len(targets))
+        targets, dropped = remove_static_frames(sequences, targets, data.source_offsets, data.static_threshold,
+                                                data.static_keep)
+        LOG.info("static-frame removal dropped %d of %d targets (the first %d of each static run kept)", dropped,
+                 dropped + len(targets), data.static_keep)
         if not targets:
             raise DataError(f"every frame in {data.describe()} was removed as static (data.static_threshold)")
     return TripletDataset(

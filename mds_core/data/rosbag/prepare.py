@@ -9,10 +9,11 @@ For each image message, in bag order:
    kept frame is skipped, before decoding (0.9 so camera jitter does not halve the rate);
 4. the frame is decoded, resized to the training resolution (area interpolation) and its
    64x32 grey thumbnail compared with the last kept frame's: a mean absolute difference below
-   ``stationary_threshold`` means the camera stood still and the frame is dropped. The
-   reference is the last *kept* frame (also across a gap), so a long stop drops every frame
-   of it and then, being longer than ``max_gap``, splits the sequence; a slow creep keeps a
-   frame whenever the view has changed enough;
+   ``stationary_threshold`` means the camera stood still. The first ``stationary_keep`` frames
+   of such a stretch are kept (the decomposition learns a standing camera from them), the rest
+   dropped. The reference is the last *kept* frame (also across a gap), so a long stop drops
+   the rest of it and then, being longer than ``max_gap``, splits the sequence; a slow creep
+   keeps a frame whenever the view has changed enough;
 5. kept frames go to the :class:`~mds_core.data.rosbag.cache.FrameCache`.
 
 After the pass each frame gets the CameraInfo with its exact stamp, or else the one nearest in
@@ -77,6 +78,7 @@ class BagReport:
     zero_stamps: int = 0
     dropped: Counter = field(default_factory=Counter)
     stationary_stretches: int = 0
+    stationary_kept: int = 0  # stationary frames kept (data.bag.stationary_keep per stretch)
     longest_stationary_s: float = 0.0
     sequences: int = 0
     frames: int = 0
@@ -101,7 +103,8 @@ class BagReport:
         for reason, count in self.dropped.most_common():
             out.append(f"    {count:6d}  {reason}")
         if self.stationary_stretches:
-            out.append(f"  {self.stationary_stretches} stationary stretch(es), longest {self.longest_stationary_s:.1f} s")
+            out.append(f"  {self.stationary_stretches} stationary stretch(es), longest {self.longest_stationary_s:.1f} s; "
+                       f"{self.stationary_kept} of their frames kept (data.bag.stationary_keep per stretch)")
         if self.zero_stamps:
             out.append(f"  {self.zero_stamps} image(s) had a zero header stamp: the bag log time was used")
         for text in dict.fromkeys(self.camera):
@@ -183,6 +186,7 @@ def prepare_bag(path: str | Path, bag: BagConfig, cache: FrameCache, min_frames:
     runs = _StationaryRuns(report)
     last_stamp: int | None = None
     reference: tuple[int, np.ndarray] | None = None
+    standing = 0  # stationary frames in a row so far
     run = -1
     topics = [report.image_topic] + ([report.camera_info_topic] if report.camera_info_topic else [])
     next_progress = started + PROGRESS_EVERY
@@ -230,10 +234,15 @@ def prepare_bag(path: str | Path, bag: BagConfig, cache: FrameCache, min_frames:
         thumbnail = change_thumbnail(rgb)
         if (reference is not None and bag.stationary_threshold > 0
                 and thumbnail_change(thumbnail, reference[1]) < bag.stationary_threshold):
-            report.dropped[DROP_STATIONARY] += 1
             runs.add(reference[0], stamp)
-            continue
-        runs.close()
+            standing += 1
+            if standing > bag.stationary_keep:
+                report.dropped[DROP_STATIONARY] += 1
+                continue
+            report.stationary_kept += 1
+        else:
+            runs.close()
+            standing = 0
         if starts_run:
             run += 1
         kept.append(_Kept(stamp, cache.append(rgb), native, run))
