@@ -284,8 +284,8 @@ class BagConfig:
     ``stationary_keep``: of each stretch of stationary frames the first this many are kept (the
     decomposition learns from them that nothing but the movers moves while the camera stands, as
     it does at a crossing), the rest dropped (0: all of them, Monodepth2's habit).
-    ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial / equidistant distortion. ``cache_memory_mb``: decoded frames (at the model resolution) kept
-    in RAM; frames beyond go to a file in ``cache_dir`` (empty = the system's temporary
+    ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial / equidistant distortion.
+    ``cache_memory_mb``: decoded frames (at the model resolution) kept in RAM; frames beyond go to a file in ``cache_dir`` (empty = the system's temporary
     directory), deleted when the process ends.
     """
 
