@@ -285,8 +285,8 @@ class BagConfig:
     decomposition learns from them that nothing but the movers moves while the camera stands, as
     it does at a crossing), the rest dropped (0: all of them, Monodepth2's habit).
     ``undistort``: remove the CameraInfo's plumb_bob / rational_polynomial / equidistant distortion.
-    ``cache_memory_mb``: decoded frames (at the model resolution) kept in RAM; frames beyond go to a file in ``cache_dir`` (empty = the system's temporary
-    directory), deleted when the process ends.
+    ``cache_memory_mb``: decoded frames (at the model resolution) kept in RAM; frames beyond go to
+    a file in ``cache_dir`` (empty = the system's temporary directory), deleted when the process ends.
     """
 
     paths: list[str] = field(default_factory=list)
