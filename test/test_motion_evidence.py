@@ -5,7 +5,14 @@ import torch
 from synthetic import kitti_like_intrinsics, textured_image
 
 from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
-from mds_core.method.motion_evidence import dense_flow, epipolar_distance, motion_evidence, moving_evidence
+from mds_core.method.motion_evidence import (
+    dense_flow,
+    epipolar_distance,
+    epipolar_line_distance,
+    flow_ego_motion,
+    motion_evidence,
+    moving_evidence,
+)
 
 pytestmark = pytest.mark.numerics
 
@@ -106,19 +113,65 @@ def test_motion_evidence_finds_a_box_moving_while_the_camera_stands_still():
 
 
 def test_moving_evidence_scores_the_moving_box_high_and_the_standing_wall_low():
-    """The inference-time score: 0.5 at the threshold, rising with the distance; 0 where the flow is untrusted."""
+    """The inference-time score with the camera standing: 0.5 at the threshold, rising with the distance."""
     target, source, box = _still_camera_with_a_box_moving_right(shift=3)
-    score = moving_evidence(target, source, torch.eye(4)[None], kitti_like_intrinsics(WIDTH, HEIGHT),
-                            torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=1.0, window=5)
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    score = moving_evidence(target, source, intrinsics, threshold=1.0, window=5)
     assert score.shape == (1, HEIGHT, WIDTH) and float(score.min()) >= 0.0 and float(score.max()) < 1.0
     core = torch.zeros_like(box)
     core[:, 19:29, 36:54] = True  # the box without the border that a window shares with the wall
     assert float(score[core].median()) > 0.75  # 3 px against a 1 px threshold: 1 - 2^-3 = 0.875
     assert float(score[~box].median()) < 0.1
-    # a higher threshold lowers every score, and a pixel at exactly the threshold scores 0.5
-    assert float(moving_evidence(target, source, torch.eye(4)[None], kitti_like_intrinsics(WIDTH, HEIGHT),
-                                 torch.full((1, 1, HEIGHT, WIDTH), 10.0), threshold=3.0, window=5)[core].median()) \
-        == pytest.approx(0.5, abs=0.15)
+    # a pixel at exactly the threshold scores 0.5
+    assert float(moving_evidence(target, source, intrinsics, threshold=3.0, window=5)[core].median()) == \
+        pytest.approx(0.5, abs=0.15)
+
+
+def _moving_camera_with_a_box_moving_down() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A textured surface curving away (3 m at the left edge to 30 m at the right: not a plane, whose essential
+    matrix would be ambiguous, and enough parallax to pin the epipole) seen by a camera that moves 0.3 m
+    sideways and 0.5 m along its axis and turns by 0.01 rad between the frames, and a box on it that also
+    moves 3 px down in the image. Returns target, source, the box mask and the true target -> source
+    transform."""
+    import torch.nn.functional as F
+
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    columns, rows = torch.linspace(0, 1, WIDTH), torch.linspace(0, 1, HEIGHT)
+    depth = (3.0 + 27.0 * columns[None, :] ** 2 + 2.0 * rows[:, None] ** 2).expand(1, 1, HEIGHT, WIDTH)
+    transform = pose_vector_to_transform(torch.tensor([[[0.0, 0.01, 0.0]]]), torch.tensor([[[0.3, 0.0, 0.5]]]))[:, 0]
+    points = backproject(depth, torch.linalg.inv(intrinsics))
+    moved = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points) + transform[:, :3, 3, None, None]
+    where = project(moved, intrinsics)  # (1, H, W, 2): where each target pixel is in the source
+    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
+    box[:, 14:30, 36:60] = True
+    where = where + torch.where(box[..., None], torch.tensor([0.0, -3.0]), torch.tensor([0.0, 0.0]))
+    source = textured_image(HEIGHT, WIDTH, seed=9)
+    grid = torch.stack([2 * where[..., 0] / (WIDTH - 1) - 1, 2 * where[..., 1] / (HEIGHT - 1) - 1], dim=-1)
+    target = F.grid_sample(source, grid, align_corners=True, padding_mode="border")
+    return target, source, box, transform
+
+
+def test_the_flow_finds_its_own_ego_motion_and_the_box_that_leaves_its_epipolar_line():
+    """No ego-motion is given: the essential matrix of the flow recovers the camera's (up to scale), the static
+    wall lies on its epipolar lines at every depth, and the box moving across them scores high."""
+    target, source, box, truth = _moving_camera_with_a_box_moving_down()
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    flow, valid = dense_flow(target, source)
+    found = flow_ego_motion(flow, valid, intrinsics, still=torch.tensor([False]))
+    assert torch.allclose(found[0, :3, :3], truth[0, :3, :3], atol=5e-3)
+    direction = truth[0, :3, 3] / truth[0, :3, 3].norm()
+    assert float(found[0, :3, 3] @ direction) > 0.98  # the translation's direction (unit length)
+    distance = epipolar_line_distance(flow, found, intrinsics)
+    inner = valid.clone()
+    inner[:, :6], inner[:, -6:], inner[:, :, :6], inner[:, :, -6:] = False, False, False, False
+    assert float(distance[inner & ~box].median()) < 0.3
+    assert float(distance[inner & box].median()) > 1.0
+    score = moving_evidence(target, source, intrinsics, threshold=0.5, window=5)
+    core = torch.zeros_like(box)
+    core[:, 18:26, 40:56] = True
+    assert float(score[core].median()) > 0.7 and float(score[inner & ~box].median()) < 0.3
+    # the same frames give the same answer (RANSAC's draws are seeded)
+    assert torch.equal(score, moving_evidence(target, source, intrinsics, threshold=0.5, window=5))
 
 
 def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_untrained_model_misses(tmp_path):

@@ -61,8 +61,8 @@ class Prediction:
         moving_probability: ``(h, w)`` how surely each pixel moves, or None: ``mask_moving_probability``,
             averaged with ``motion_evidence`` where the predictor uses it (the components model's default).
         mask_moving_probability: ``(h, w)`` 1 - mask of the background component (the paper's), or None.
-        motion_evidence: ``(h, w)`` the optical flow's own say that a pixel moves under the background's
-            motion (:func:`mds_core.method.motion_evidence.moving_evidence`), or None when not used.
+        motion_evidence: ``(h, w)`` the optical flow's own say that a pixel moves, under the ego-motion the
+            flow itself shows (:func:`mds_core.method.motion_evidence.moving_evidence`), or None when not used.
         motion_distance: ``(h, w)`` relative 3D distance between where the mixture and where the
             background component move each pixel (:func:`mds_core.evaluation.motion_scores.motion_distance`),
             or None.
@@ -109,8 +109,8 @@ class Predictor:
     """Depth and scene motion from a trained checkpoint of either motion model.
 
     ``motion_evidence`` (components model): the moving probability is the mean of the masks' and of
-    the optical flow's evidence under the background's motion (about 4 ms a frame at 192x64 and 9 ms
-    at 320x96 on one CPU core); False: the masks' alone, as in the paper.
+    the optical flow's evidence, under the ego-motion the flow itself shows (a few ms a frame at
+    320x96 on one CPU core); False: the masks' alone, as in the paper.
     """
 
     def __init__(self, model: MotionModel, device: torch.device | str = "cpu",
@@ -286,8 +286,7 @@ class Predictor:
         moving = 1.0 - masks[background]
         prediction.mask_moving_probability = moving.float().cpu().numpy()
         if self.motion_evidence:
-            ego = torch.linalg.inv(source.component_transforms[:, background].float())  # current -> previous
-            evidence = moving_evidence(current.tensor, previous.tensor, ego, k_tensor.float(), warp_depth,
+            evidence = moving_evidence(current.tensor, previous.tensor, k_tensor.float(),
                                        LossConfig.motion_evidence_threshold * self.size[0],
                                        2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1)[0]
             prediction.motion_evidence = evidence.cpu().numpy()

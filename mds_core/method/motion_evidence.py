@@ -23,10 +23,12 @@ the background by the photometric comparison alone. The data say where such move
   small window, exceeds a threshold where the flow is trustworthy (they move); on frames with the
   camera standing still, also those whose trusted flow stays well below it (they are static: with
   the camera at rest nothing else can explain a pixel that does not move);
-* :func:`moving_evidence` -- the same distance as a score in [0, 1), for inference: the predictor
-  averages it with the masks' moving probability (``Predictor(motion_evidence=True)``, the default),
-  so that a mover the masks of a small model miss, or a static region they take for one, is
-  weighed against what the two frames show.
+* :func:`moving_evidence` -- for inference, a score in [0, 1) from the two frames alone: the
+  distance of each flow vector from its epipolar line under the flow's own ego-motion (an essential
+  matrix fitted by RANSAC, :func:`flow_ego_motion`, :func:`epipolar_line_distance`), so that it
+  does not depend on a network's ego-motion. The predictor averages it with the masks' moving
+  probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
+  model miss, or a static region they take for one, is weighed against what the frames show.
 
 The objective (:mod:`mds_core.method.losses.component_assignment`) assigns the moving pixels to the
 best non-background component even where no component beats the background yet, so that the masks
@@ -57,6 +59,11 @@ NEAR_FRACTION = 0.5
 NEAR_QUANTILE = 0.02
 #: The camera stood still when the median trusted flow is below this many pixels (:func:`camera_still`).
 STILL_PIXELS = 0.25
+#: The flow's own ego-motion (:func:`flow_ego_motion`): about this many trusted flow vectors, evenly
+#: spread, enter RANSAC (at least RANSAC_MIN_POINTS), whose inlier threshold is RANSAC_PIXELS.
+RANSAC_POINTS = 3000
+RANSAC_MIN_POINTS = 50
+RANSAC_PIXELS = 0.5
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
@@ -210,14 +217,78 @@ def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsic
     )
 
 
-def moving_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
-                    threshold: float, window: int) -> Tensor:
-    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the flow alone, ``1 - 2^(-d / threshold)``
-    of the window-mean distance ``d`` (:func:`evidence_distance`; 0.5 at the threshold), 0 where the flow
-    is not trusted. For inference: the predictor averages it with the masks' moving probability.
+def flow_ego_motion(flow: Tensor, valid: Tensor, intrinsics: Tensor, still: Tensor) -> Tensor:
+    """``(B, 4, 4)`` the camera's motion target -> source that the flow's static world shows: the essential
+    matrix of the trusted flow vectors (RANSAC, so the movers are its outliers), rotation and a unit
+    translation (the scale is unknown); the identity on standing frames and where the fit fails.
 
-    Args: as :func:`motion_evidence`.
+    Needs no network: a model whose ego-motion is still wrong (early in training, or on footage unlike
+    its training drives) does not make the static world look moving.
     """
-    mean_distance, reliable, _ = evidence_distance(target, source, transform, intrinsics, depth, window)
+    transforms = torch.eye(4).repeat(flow.shape[0], 1, 1)
+    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global generator: the same frames, the same answer
+    for b in range(flow.shape[0]):
+        if bool(still[b]):
+            continue
+        rows, cols = torch.nonzero(valid[b], as_tuple=True)
+        if rows.numel() < RANSAC_MIN_POINTS:
+            continue
+        step = max(1, rows.numel() // RANSAC_POINTS)
+        rows, cols = rows[::step], cols[::step]
+        start = torch.stack([cols, rows], dim=1).double()
+        end = start + flow[b][:, rows, cols].T.double()
+        matrix = intrinsics[b].double().cpu().numpy()
+        points, targets = start.cpu().numpy(), end.cpu().numpy()
+        essential, inliers = cv2.findEssentialMat(points, targets, matrix, cv2.RANSAC, 0.999, RANSAC_PIXELS)
+        if essential is None or essential.shape != (3, 3):
+            continue
+        _, rotation, translation, _ = cv2.recoverPose(essential, points, targets, matrix, mask=inliers)
+        transforms[b, :3, :3] = torch.from_numpy(rotation)
+        transforms[b, :3, 3] = torch.from_numpy(translation[:, 0])
+    return transforms.to(flow.device)
+
+
+def epipolar_line_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) -> Tensor:
+    """``(B, H, W)`` distance in pixels of each flow end point from the epipolar line of its pixel: the line
+    through where the rotation alone takes it and the epipole, on which every static point lies whatever its
+    depth (scale-free: :func:`epipolar_distance` with the whole line for the segment). Without translation,
+    the distance from where the rotation takes the pixel.
+    """
+    _, _, height, width = flow.shape
+    dtype = flow.dtype
+    pixels = pixel_grid(height, width, device=flow.device, dtype=dtype)
+    intrinsics = intrinsics.to(dtype)
+    rotation, translation = transform[:, :3, :3].to(dtype), transform[:, :3, 3].to(dtype)
+    h = torch.einsum("bij,jhw->bihw", intrinsics @ rotation @ torch.linalg.inv(intrinsics), pixels)
+    k = torch.einsum("bij,bj->bi", intrinsics, translation)[:, :, None, None].expand_as(h)
+    end = torch.cat([pixels[:2] + flow, torch.ones_like(flow[:, :1])], dim=1)
+    line = torch.linalg.cross(h, k, dim=1)
+    normal = line[:, :2].norm(dim=1)
+    to_line = (line * end).sum(dim=1).abs() / normal.clamp_min(1e-12)
+    to_point = (end[:, :2] - h[:, :2] / h[:, 2:].clamp_min(1e-6)).norm(dim=1)
+    moves = translation.norm(dim=1)[:, None, None] > 1e-9
+    return torch.where(moves & (normal > 1e-9), to_line, to_point)
+
+
+def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int) -> Tensor:
+    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames alone, for inference:
+    ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from its
+    epipolar line under the flow's own ego-motion (:func:`flow_ego_motion`, :func:`epipolar_line_distance`;
+    0.5 at the threshold), 0 where the flow is not trusted. The predictor averages it with the masks'
+    moving probability.
+
+    Args:
+        target, source: ``(B, 3, H, W)`` images in [0, 1].
+        intrinsics: ``(B, 3, 3)``.
+        threshold: pixels.
+        window: odd window size in pixels for the mean.
+    """
+    flow, valid = dense_flow(target, source)
+    still = camera_still(flow, valid)
+    transform = flow_ego_motion(flow, valid, intrinsics, still)
+    distance = epipolar_line_distance(flow, transform, intrinsics.float())
+    distance = torch.where(valid, distance, torch.zeros_like(distance))
+    trusted = window_mean(valid.to(distance.dtype), window)
+    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
-    return torch.where(reliable, score, torch.zeros_like(score))
+    return torch.where(valid & (trusted > 0.5), score, torch.zeros_like(score))
