@@ -127,26 +127,29 @@ def test_moving_evidence_scores_the_moving_box_high_and_the_standing_wall_low():
         pytest.approx(0.5, abs=0.15)
 
 
+SCENE_HEIGHT, SCENE_WIDTH = 96, 192
+
+
 def _moving_camera_with_a_box_moving_down() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A textured surface curving away (3 m at the left edge to 30 m at the right: not a plane, whose essential
     matrix would be ambiguous, and enough parallax to pin the epipole) seen by a camera that moves 0.3 m
     sideways and 0.5 m along its axis and turns by 0.01 rad between the frames, and a box on it that also
-    moves 3 px down in the image. Returns target, source, the box mask and the true target -> source
+    moves 4 px down in the image. Returns target, source, the box mask and the true target -> source
     transform."""
     import torch.nn.functional as F
 
-    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
-    columns, rows = torch.linspace(0, 1, WIDTH), torch.linspace(0, 1, HEIGHT)
-    depth = (3.0 + 27.0 * columns[None, :] ** 2 + 2.0 * rows[:, None] ** 2).expand(1, 1, HEIGHT, WIDTH)
+    intrinsics = kitti_like_intrinsics(SCENE_WIDTH, SCENE_HEIGHT)
+    columns, rows = torch.linspace(0, 1, SCENE_WIDTH), torch.linspace(0, 1, SCENE_HEIGHT)
+    depth = (3.0 + 27.0 * columns[None, :] ** 2 + 2.0 * rows[:, None] ** 2).expand(1, 1, SCENE_HEIGHT, SCENE_WIDTH)
     transform = pose_vector_to_transform(torch.tensor([[[0.0, 0.01, 0.0]]]), torch.tensor([[[0.3, 0.0, 0.5]]]))[:, 0]
     points = backproject(depth, torch.linalg.inv(intrinsics))
     moved = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], points) + transform[:, :3, 3, None, None]
     where = project(moved, intrinsics)  # (1, H, W, 2): where each target pixel is in the source
-    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
-    box[:, 14:30, 36:60] = True
-    where = where + torch.where(box[..., None], torch.tensor([0.0, -3.0]), torch.tensor([0.0, 0.0]))
-    source = textured_image(HEIGHT, WIDTH, seed=9)
-    grid = torch.stack([2 * where[..., 0] / (WIDTH - 1) - 1, 2 * where[..., 1] / (HEIGHT - 1) - 1], dim=-1)
+    box = torch.zeros(1, SCENE_HEIGHT, SCENE_WIDTH, dtype=torch.bool)
+    box[:, 28:60, 72:120] = True
+    where = where + torch.where(box[..., None], torch.tensor([0.0, -4.0]), torch.tensor([0.0, 0.0]))
+    source = textured_image(SCENE_HEIGHT, SCENE_WIDTH, seed=9)
+    grid = torch.stack([2 * where[..., 0] / (SCENE_WIDTH - 1) - 1, 2 * where[..., 1] / (SCENE_HEIGHT - 1) - 1], dim=-1)
     target = F.grid_sample(source, grid, align_corners=True, padding_mode="border")
     return target, source, box, transform
 
@@ -155,20 +158,20 @@ def test_the_flow_finds_its_own_ego_motion_and_the_box_that_leaves_its_epipolar_
     """No ego-motion is given: the essential matrix of the flow recovers the camera's (up to scale), the static
     wall lies on its epipolar lines at every depth, and the box moving across them scores high."""
     target, source, box, truth = _moving_camera_with_a_box_moving_down()
-    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    intrinsics = kitti_like_intrinsics(SCENE_WIDTH, SCENE_HEIGHT)
     flow, valid = dense_flow(target, source)
     found = flow_ego_motion(flow, valid, intrinsics, still=torch.tensor([False]))
-    assert torch.allclose(found[0, :3, :3], truth[0, :3, :3], atol=5e-3)
+    assert torch.allclose(found[0, :3, :3], truth[0, :3, :3], atol=2e-2)  # within about a degree
     direction = truth[0, :3, 3] / truth[0, :3, 3].norm()
-    assert float(found[0, :3, 3] @ direction) > 0.98  # the translation's direction (unit length)
+    assert float(found[0, :3, 3] @ direction) > 0.95  # the translation's direction (unit length)
     distance = epipolar_line_distance(flow, found, intrinsics)
     inner = valid.clone()
-    inner[:, :6], inner[:, -6:], inner[:, :, :6], inner[:, :, -6:] = False, False, False, False
+    inner[:, :10], inner[:, -10:], inner[:, :, :10], inner[:, :, -10:] = False, False, False, False
     assert float(distance[inner & ~box].median()) < 0.3
     assert float(distance[inner & box].median()) > 1.0
     score = moving_evidence(target, source, intrinsics, threshold=0.5, window=5)
     core = torch.zeros_like(box)
-    core[:, 18:26, 40:56] = True
+    core[:, 36:52, 80:112] = True
     assert float(score[core].median()) > 0.7 and float(score[inner & ~box].median()) < 0.3
     # the same frames give the same answer (RANSAC's draws are seeded)
     assert torch.equal(score, moving_evidence(target, source, intrinsics, threshold=0.5, window=5))

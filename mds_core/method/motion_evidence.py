@@ -61,9 +61,11 @@ NEAR_QUANTILE = 0.02
 STILL_PIXELS = 0.25
 #: The flow's own ego-motion (:func:`flow_ego_motion`): about this many trusted flow vectors, evenly
 #: spread, enter RANSAC (at least RANSAC_MIN_POINTS), whose inlier threshold is RANSAC_PIXELS.
-RANSAC_POINTS = 3000
+RANSAC_POINTS = 2000
 RANSAC_MIN_POINTS = 50
 RANSAC_PIXELS = 0.5
+#: Inliers of the fit that choose among the essential matrix's four motions (points in front of both cameras).
+POSE_POINTS = 200
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
@@ -154,7 +156,8 @@ def epipolar_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, near_
     length2 = (along * along).sum(dim=1, keepdim=True)
     u = (((end - far_end) * along).sum(dim=1, keepdim=True) / length2.clamp_min(1e-12)).clamp(0.0, 1.0)
     closest = far_end + u * along
-    return (end - closest).norm(dim=1)
+    offset = end - closest
+    return torch.hypot(offset[:, 0], offset[:, 1])  # (torch's vector norm over dim 1 is far slower on the CPU)
 
 
 def camera_still(flow: Tensor, valid: Tensor) -> Tensor:
@@ -164,7 +167,7 @@ def camera_still(flow: Tensor, valid: Tensor) -> Tensor:
     did not move (or turn); the movers are then all the flow there is. A network's ego-motion is least
     sure exactly there (auto-masking hides standing frames from it), so the evidence does not use it.
     """
-    magnitude = flow.norm(dim=1)
+    magnitude = torch.hypot(flow[:, 0], flow[:, 1])
     still = []
     for values, trusted in zip(magnitude, valid):
         kept = values[trusted]
@@ -242,7 +245,11 @@ def flow_ego_motion(flow: Tensor, valid: Tensor, intrinsics: Tensor, still: Tens
         essential, inliers = cv2.findEssentialMat(points, targets, matrix, cv2.RANSAC, 0.999, RANSAC_PIXELS)
         if essential is None or essential.shape != (3, 3):
             continue
-        _, rotation, translation, _ = cv2.recoverPose(essential, points, targets, matrix, mask=inliers)
+        kept = np.flatnonzero(inliers.ravel())  # the cheirality test needs a few inliers, not all (it triangulates)
+        kept = kept[:: max(1, kept.size // POSE_POINTS)]
+        if kept.size < 5:
+            continue
+        _, rotation, translation, _ = cv2.recoverPose(essential, points[kept], targets[kept], matrix)
         transforms[b, :3, :3] = torch.from_numpy(rotation)
         transforms[b, :3, 3] = torch.from_numpy(translation[:, 0])
     return transforms.to(flow.device)
@@ -253,21 +260,29 @@ def epipolar_line_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) 
     through where the rotation alone takes it and the epipole, on which every static point lies whatever its
     depth (scale-free: :func:`epipolar_distance` with the whole line for the segment). Without translation,
     the distance from where the rotation takes the pixel.
+
+    The line of pixel ``p`` is ``(K R K^-1 p) x (K t) = F p`` with ``F = -[K t]_x K R K^-1`` (the fundamental
+    matrix, target -> source).
     """
-    _, _, height, width = flow.shape
+    batch, _, height, width = flow.shape
     dtype = flow.dtype
-    pixels = pixel_grid(height, width, device=flow.device, dtype=dtype)
+    pixels = pixel_grid(height, width, device=flow.device, dtype=dtype).reshape(3, -1)  # (3, N)
     intrinsics = intrinsics.to(dtype)
     rotation, translation = transform[:, :3, :3].to(dtype), transform[:, :3, 3].to(dtype)
-    h = torch.einsum("bij,jhw->bihw", intrinsics @ rotation @ torch.linalg.inv(intrinsics), pixels)
-    k = torch.einsum("bij,bj->bi", intrinsics, translation)[:, :, None, None].expand_as(h)
-    end = torch.cat([pixels[:2] + flow, torch.ones_like(flow[:, :1])], dim=1)
-    line = torch.linalg.cross(h, k, dim=1)
-    normal = line[:, :2].norm(dim=1)
-    to_line = (line * end).sum(dim=1).abs() / normal.clamp_min(1e-12)
-    to_point = (end[:, :2] - h[:, :2] / h[:, 2:].clamp_min(1e-6)).norm(dim=1)
-    moves = translation.norm(dim=1)[:, None, None] > 1e-9
-    return torch.where(moves & (normal > 1e-9), to_line, to_point)
+    homography = intrinsics @ rotation @ torch.linalg.inv(intrinsics)
+    ex, ey, ez = (intrinsics @ translation[:, :, None])[:, :, 0].unbind(dim=1)
+    zero = torch.zeros_like(ex)
+    skew = torch.stack([torch.stack([zero, -ez, ey], 1), torch.stack([ez, zero, -ex], 1),
+                        torch.stack([-ey, ex, zero], 1)], 1)  # [K t]_x
+    lines = (-skew @ homography) @ pixels  # (B, 3, N)
+    end = pixels[None, :2] + flow.reshape(batch, 2, -1)
+    normal = torch.hypot(lines[:, 0], lines[:, 1])
+    to_line = (lines[:, 0] * end[:, 0] + lines[:, 1] * end[:, 1] + lines[:, 2]).abs() / normal.clamp_min(1e-12)
+    rotated = homography @ pixels
+    offset = end - rotated[:, :2] / rotated[:, 2:].clamp_min(1e-6)
+    to_point = torch.hypot(offset[:, 0], offset[:, 1])
+    moves = (translation.norm(dim=1)[:, None] > 1e-9) & (normal > 1e-9)
+    return torch.where(moves, to_line, to_point).reshape(batch, height, width)
 
 
 def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int) -> Tensor:
