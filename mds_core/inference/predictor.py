@@ -109,8 +109,8 @@ class Predictor:
     """Depth and scene motion from a trained checkpoint of either motion model.
 
     ``motion_evidence`` (components model): the moving probability is the mean of the masks' and of
-    the optical flow's evidence, under the ego-motion the flow itself shows (a few ms a frame at
-    320x96 on one CPU core); False: the masks' alone, as in the paper.
+    the optical flow's evidence, under the ego-motion the flow itself shows (about 12 ms a frame at
+    320x96 on 2 CPU cores; docs/performance.md); False: the masks' alone, as in the paper.
     """
 
     def __init__(self, model: MotionModel, device: torch.device | str = "cpu",

@@ -181,10 +181,17 @@ def near_static_depth(depth: Tensor) -> Tensor:
     return NEAR_FRACTION * torch.quantile(depth.detach().flatten(1).float(), NEAR_QUANTILE, dim=1)
 
 
+def window_distance(distance: Tensor, valid: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """``(mean, reliable)``: the window mean of ``distance`` (``(B, H, W)`` pixels) over the trusted flow
+    ``valid``, and where that is reliable (trusted pixel, more than half of its window trusted)."""
+    distance = torch.where(valid, distance, torch.zeros_like(distance))
+    trusted = window_mean(valid.to(distance.dtype), window)
+    return window_mean(distance, window) / trusted.clamp_min(1e-6), valid & (trusted > 0.5)
+
+
 def evidence_distance(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
                       window: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``(distance, reliable, still)``: the window mean of :func:`epipolar_distance` over the trusted flow
-    (``(B, H, W)`` pixels), where enough of the window is trusted (``(B, H, W)`` bool), and which frames
+    """``(distance, reliable, still)``: :func:`window_distance` of :func:`epipolar_distance`, and which frames
     show the camera standing (``(B,)``, :func:`camera_still`; their transform is taken as the identity).
 
     Args: as :func:`motion_evidence`.
@@ -193,10 +200,7 @@ def evidence_distance(target: Tensor, source: Tensor, transform: Tensor, intrins
     still = camera_still(flow, valid)
     transform = torch.where(still[:, None, None], torch.eye(4, device=transform.device), transform.detach().float())
     distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
-    distance = torch.where(valid, distance, torch.zeros_like(distance))
-    trusted = window_mean(valid.to(distance.dtype), window)
-    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
-    return mean_distance, valid & (trusted > 0.5), still
+    return (*window_distance(distance, valid, window), still)
 
 
 def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
@@ -301,9 +305,7 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     flow, valid = dense_flow(target, source)
     still = camera_still(flow, valid)
     transform = flow_ego_motion(flow, valid, intrinsics, still)
-    distance = epipolar_line_distance(flow, transform, intrinsics.float())
-    distance = torch.where(valid, distance, torch.zeros_like(distance))
-    trusted = window_mean(valid.to(distance.dtype), window)
-    mean_distance = window_mean(distance, window) / trusted.clamp_min(1e-6)
+    mean_distance, reliable = window_distance(epipolar_line_distance(flow, transform, intrinsics.float()), valid,
+                                              window)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
-    return torch.where(valid & (trusted > 0.5), score, torch.zeros_like(score))
+    return torch.where(reliable, score, torch.zeros_like(score))
