@@ -65,7 +65,7 @@ RANSAC_POINTS = 2000
 RANSAC_MIN_POINTS = 50
 RANSAC_PIXELS = 0.5
 #: Inliers of the fit that choose among the essential matrix's four motions (points in front of both cameras).
-POSE_POINTS = 200
+POSE_POINTS = 50
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
