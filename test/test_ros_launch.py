@@ -171,6 +171,22 @@ def test_ros_demo_on_a_bag_of_footage_scores_against_the_labels_it_carries(check
     assert "image | depth (node) | components (node) | moving probability (node) | GT movers (red)" in summary
     assert (out / "ros_demo.png").stat().st_size > 0
 
+    # a generated drive as image_transport's compressed stream, with its ground-truth depth beside it
+    jpeg = tmp_path / "jpeg"
+    made = subprocess.run([sys.executable, "-m", "mds_core.cli", "synth", str(jpeg), "--format", "bag",
+                           "--image-format", "jpeg", "--frames", "4", "--width", "64", "--height", "32",
+                           "--depth-topic", "/camera/depth_gt", "--sequences", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    bag_dir = next(p.parent for p in jpeg.rglob("metadata.yaml"))
+    compressed_out = tmp_path / "demo_jpeg"
+    with RosProcess(command[:7] + [str(bag_dir), "--output", str(compressed_out), "--device", "cpu", "--rate", "0.5"],
+                    env=ros_environment(), log_path=tmp_path / "demo_jpeg.log") as demo:
+        assert demo.wait(240) == 0, demo.log()
+    summary = (compressed_out / "summary.md").read_text()
+    assert "Frames in: 4" in summary and "Depth error against ground truth (abs rel" in summary, summary
+    assert "image | GT depth | depth (node)" in summary
+
     not_a_bag = tmp_path / "missing"
     refused = subprocess.run(command[:7] + [str(not_a_bag), "--output", str(out)], capture_output=True, text=True,
                              timeout=120, env=ros_environment())

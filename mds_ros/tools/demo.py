@@ -71,8 +71,13 @@ class ReplayedBag:
     compressed: bool = False
 
     @property
+    def stream(self) -> str:
+        """The image topic without image_transport's ``/compressed``."""
+        return self.image_topic.removesuffix("/compressed")
+
+    @property
     def namespace(self) -> str:
-        return self.image_topic.rsplit("/", 1)[0]
+        return self.stream.rsplit("/", 1)[0]
 
 
 def user_bag(path: Path) -> ReplayedBag:
@@ -91,7 +96,7 @@ def user_bag(path: Path) -> ReplayedBag:
     image_topic = choose_image_topic(reader.topics, "", str(path))
     info_topic = choose_camera_info_topic(reader.topics, image_topic, "", str(path))
     stream = image_topic.removesuffix("/compressed")
-    namespace, name = stream.rsplit("/", 1)
+    namespace = stream.rsplit("/", 1)[0]
     if info_topic != f"{namespace}/camera_info":
         raise DataError(f"{path}: the node needs a CameraInfo on {namespace}/camera_info beside {image_topic} "
                         f"(the bag has {info_topic or 'none'})")
@@ -157,7 +162,7 @@ def run_ros_demo(settings: RosDemoSettings) -> str:
         if topic is not None:
             topics[topic] = Image
     arguments = {"checkpoint": str(checkpoint), "device": settings.device, "camera_namespace": bag.namespace,
-                 "image_topic": bag.image_topic.removeprefix(bag.namespace + "/").removesuffix("/compressed")}
+                 "image_topic": bag.stream.removeprefix(bag.namespace + "/")}
     specs = load_launch("mds.launch.xml", arguments)
     if bag.compressed:  # the node reads image_transport's compressed stream
         for spec in specs:
