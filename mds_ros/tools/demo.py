@@ -251,7 +251,8 @@ def _report(settings: RosDemoSettings, recorder, bag: ReplayedBag, checkpoint: P
         if stamp in gts:
             gt = cv2.resize(_image(gts[stamp]), (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_NEAREST)
             scored += evaluator.add(depth, gt)
-        if stamp in overlays and stamp in moving and stamp in images and (stamp in movers or not movers):
+        pictured = all(stamp in found or not found for found in (gts, movers))  # every ground truth the bag has
+        if stamp in overlays and stamp in moving and stamp in images and pictured:
             complete.append((depth, gt, stamp))
     evaluation = evaluator.result() if scored else None
     motion, standing = MotionSegmentationEvaluator(), MotionSegmentationEvaluator()
