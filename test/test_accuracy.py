@@ -6,6 +6,8 @@ import math
 import os
 
 import cv2
+import pytest
+import torch
 
 from mds_core.cli.main import main
 from mds_core.tools.accuracy import PRESETS, VARIANTS, mean_and_std, situation_frames, training_config
@@ -133,3 +135,52 @@ def test_bad_override_is_one_line_error(capsys):
     assert main(["accuracy", "--set", "model.hypothesis_scene_rate=2", "--output", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mds accuracy: error: model.hypothesis_scene_rate must be in [0, 1), got 2.0"]
+
+
+def test_a_stopped_run_resumes_each_unfinished_model_exactly_with_reuse(tmp_path, monkeypatch, caplog):
+    """The long preset's promise: stop a run mid-training (here K=1 after 2 of its 4 steps), run it again with
+    --reuse, and the model continues from its last checkpoint to the weights of a run never stopped; its
+    record keeps the time and first losses of both parts."""
+    from mds_core.checkpoint import load_checkpoint
+    from mds_core.tools.accuracy import run_accuracy_benchmark
+    from mds_core.training import loop
+
+    preset = dataclasses.replace(PRESETS["quick"], width=WIDTH, height=HEIGHT, train_sequences=1, frames_per_sequence=6,
+                                 heldout_sequences=1, heldout_frames=3, steps=4, batch_size=2, rungs=("full",),
+                                 scene_flow=False, checkpoint_every=1, montage_frames=1)
+    reference = run_accuracy_benchmark(preset, tmp_path / "reference")
+    assert PRESETS["long"].checkpoint_every > 0 and PRESETS["long"].scene == "city"
+
+    real_step, calls = loop.train_step, []
+
+    def stopped_after_two(state, objective, batch):
+        calls.append(state.step)
+        if len(calls) > 2:
+            raise KeyboardInterrupt  # as when the session ends
+        return real_step(state, objective, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "train_step", stopped_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            run_accuracy_benchmark(preset, tmp_path / "stopped", reuse=True)
+    k1_folder = tmp_path / "stopped" / "seed0" / "k1"
+    assert load_checkpoint(k1_folder / "checkpoints" / "last.pt").step == 2
+    steps_run = []
+
+    def counted(state, objective, batch):
+        steps_run.append(state.step)
+        return real_step(state, objective, batch)
+
+    with monkeypatch.context() as patch, caplog.at_level("INFO"):
+        patch.setattr(loop, "train_step", counted)
+        resumed = run_accuracy_benchmark(preset, tmp_path / "stopped", reuse=True)
+    assert steps_run == [2, 3, 0, 1, 2, 3]  # K=1's last two steps, then K=5 from the start
+    assert "resuming" in caplog.text and "resumed from" in caplog.text and resumed.reused == []
+    for ours, theirs in zip(resumed.models, reference.models, strict=True):
+        expected, got = load_checkpoint(theirs.checkpoint), load_checkpoint(ours.checkpoint)
+        assert got.step == expected.step == 4
+        for name, tensor in expected.model.items():
+            assert torch.equal(tensor, got.model[name]), f"{ours.variant.name}: {name}"
+        assert ours.loss_first == pytest.approx(theirs.loss_first, rel=1e-6)  # steps 1-2 from before the stop
+    record = json.loads((k1_folder / "training.json").read_text())
+    assert record["scene"] == "road" and record["steps"] == 4 and record["train_seconds"] > 0

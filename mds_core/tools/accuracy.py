@@ -15,11 +15,13 @@
 
 Each trained model's folder gets a ``training.json`` (time, steps, losses). With ``reuse``, a
 model whose folder holds one, next to a checkpoint trained with exactly the config this run
-would train, is evaluated again instead of retrained: an interrupted run continues where it
-stopped, and a finished one can be re-scored with a newer evaluation.
+would train, is evaluated again instead of retrained (a finished one can be re-scored with a newer
+evaluation), and an unfinished one (a run stopped mid-training) resumes exactly from its last
+checkpoint.
 
 Presets: ``quick`` (one seed, about 15 minutes on 2 CPU cores), ``cpu`` (three seeds, under an
-hour) and ``gpu`` (640x192, the paper's resolution and batch size, for a CUDA GPU).
+hour), ``long`` (20 city drives, 6,000 steps: hours, resumable across stops with ``reuse``) and
+``gpu`` (640x192, the paper's resolution and batch size, for a CUDA GPU).
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class AccuracyPreset:
     device: str = "auto"
     num_workers: int = 0  # data-loader processes (worth it on a GPU, not on 2 CPU cores)
     montage_frames: int = 4
+    # steps between the checkpoints a stopped run resumes from (``reuse``); 0: only the final one
+    checkpoint_every: int = 0
 
     def validate(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 32 or self.height % 32:
@@ -139,6 +143,8 @@ class AccuracyPreset:
             raise ValueError("steps and batch size must be >= 1")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 steps (0: only at the end), got {self.checkpoint_every}")
         from mds_core.tools.synth.config import SCENES
 
         if self.scene not in SCENES:
@@ -166,6 +172,13 @@ PRESETS: dict[str, AccuracyPreset] = {
     # the three variants takes about 12 minutes with evaluation.
     "quick": AccuracyPreset(name="quick", steps=600, seeds=1, **_CPU_DATA),
     "cpu": AccuracyPreset(name="cpu", steps=600, seeds=3, **_CPU_DATA),
+    # A budget meant to let the depth network resolve cars (docs/accuracy.md, "The long preset"): 20 city
+    # drives of 100 frames, 6,000 steps, K=1, K=5 and the scene flow, one seed. About 1.1 s a step on 2
+    # idle cores: some 2 hours a model. It checkpoints every 200 steps; run it again with --reuse after a
+    # stop and each unfinished model resumes exactly where its last checkpoint left it.
+    "long": AccuracyPreset(name="long", width=192, height=64, train_sequences=20, frames_per_sequence=100,
+                           heldout_sequences=8, heldout_frames=20, steps=6000, batch_size=4, seeds=1, scene="city",
+                           rungs=("full",), device="cpu", checkpoint_every=200),
     # The paper's resolution and batch size; about 25 epochs of 20 x 98 samples.
     "gpu": AccuracyPreset(name="gpu", width=640, height=192, train_sequences=20, frames_per_sequence=100,
                           heldout_sequences=4, heldout_frames=50, steps=4000, batch_size=12, seeds=3,
@@ -558,7 +571,8 @@ def training_config(preset: AccuracyPreset, variant: Variant, data_root: Path, o
     config.optim.max_steps = preset.steps
     config.logging.scalar_every = max(1, min(50, preset.steps // 20))
     config.logging.image_every = max(1, preset.steps // 4)
-    config.logging.checkpoint_every = preset.steps + 1  # only checkpoints/last.pt (hundreds of MB each)
+    # only checkpoints/last.pt (hundreds of MB each), rewritten every ``checkpoint_every`` steps if set
+    config.logging.checkpoint_every = preset.checkpoint_every or preset.steps + 1
     config.logging.keep_checkpoints = 1
     return apply_overrides(config, [*variant.overrides, *preset.overrides])
 
@@ -728,6 +742,24 @@ def reusable_training(folder: Path, config: TrainConfig, scene: str = "road") ->
     return record
 
 
+def resumable_training(folder: Path, config: TrainConfig, scene: str = "road") -> Path | None:
+    """The checkpoint of ``folder`` to resume when it holds an unfinished training with exactly ``config``
+    on the same kind of ``scene`` (a run stopped before its last step), else None."""
+    from mds_core.checkpoint import LAST, CheckpointError, load_checkpoint
+    from mds_core.config import config_to_dict
+
+    checkpoint_path = folder / "checkpoints" / LAST
+    try:
+        record = json.loads((folder / TRAINING_RECORD).read_text())
+        checkpoint = load_checkpoint(checkpoint_path, mmap=True)
+    except (OSError, ValueError, CheckpointError):
+        return None
+    if record.get("scene") != scene or config_to_dict(checkpoint.config) != config_to_dict(config):
+        LOG.warning("not resuming %s: it was trained on other data or with another config", folder)
+        return None
+    return checkpoint_path if checkpoint.step < config.optim.max_steps else None
+
+
 def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse: bool = False) -> AccuracyResult:
     """Generate data once; for each seed train (or, with ``reuse``, take the finished training of an
     earlier run: :func:`reusable_training`) and evaluate every variant; write the reports."""
@@ -764,14 +796,17 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
                 checkpoint, seconds, steps = Path(record["checkpoint"]), record["train_seconds"], record["steps"]
                 loss_first, loss_last = record["loss_first_10"], record["loss_last_10"]
             else:
-                LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples", seed, variant.name,
-                         preset.steps, config.optim.epochs, num_samples)
-                t0 = time.perf_counter()
-                result = train(config, overwrite=True)  # the benchmark owns its folders: a rerun replaces them
-                seconds = time.perf_counter() - t0
+                resume = resumable_training(folder, config, preset.scene) if reuse else None
+                LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples%s", seed, variant.name,
+                         preset.steps, config.optim.epochs, num_samples, f", resuming {resume}" if resume else "")
+                folder.mkdir(parents=True, exist_ok=True)  # what a stopped run needs to resume: the scene
+                (folder / TRAINING_RECORD).write_text(json.dumps({"variant": variant.name, "seed": seed,
+                                                                  "scene": preset.scene}) + "\n")
+                # the benchmark owns its folders: a rerun replaces them, or continues an unfinished one
+                result = train(config, resume=resume, overwrite=True)
                 losses = result.losses or [float("nan")]
-                checkpoint, steps = result.checkpoint, result.steps
-                loss_first, loss_last = float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
+                checkpoint, steps, seconds = result.checkpoint, result.steps, result.seconds
+                loss_first, loss_last = result.loss_first_10, float(np.mean(losses[-10:]))
             predictor = Predictor.from_checkpoint(checkpoint, device=str(device))
             LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
             report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),

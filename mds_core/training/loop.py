@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -98,12 +99,22 @@ class TrainingState:
     stage: Stage | None = None  # the training stage in progress (None: everything trains, as built)
 
 
+#: Keys of a checkpoint's metrics that last over a resumed run (see :class:`TrainResult`).
+TRAIN_SECONDS = "train_seconds"
+LOSS_FIRST_10 = "loss_first_10"  # the mean of the first LOSS_FIRST_COUNT (at most 10) steps' losses
+LOSS_FIRST_COUNT = "loss_first_count"
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path | None
     steps: int
     losses: list[float] = field(default_factory=list)
     parameter_checksum: float = 0.0  # sum of all weights: equal on every DDP rank when in sync
+    # of the whole run, also across resumes (kept in the checkpoints' metrics): wall seconds of training,
+    # and the mean loss of its first 10 steps
+    seconds: float = 0.0
+    loss_first_10: float = float("nan")
 
 
 def seed_everything(seed: int) -> None:
@@ -328,8 +339,21 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                  config.data.describe(), len(dataset), batches.batches_per_epoch, total_steps, device,
                  state.precision.dtype or torch.float32)
 
+    # what a resumed run's checkpoint carries on: the time trained before, and the first steps' losses
+    earlier = resumed.metrics if resumed is not None else {}
+    seconds_before, started = float(earlier.get(TRAIN_SECONDS, 0.0)), time.perf_counter()
+    first_count = int(earlier.get(LOSS_FIRST_COUNT, 0 if resumed is None else 10))
+    first_sum = float(earlier.get(LOSS_FIRST_10, float("nan") if first_count else 0.0)) * first_count
+
+    def run_metrics() -> dict[str, float]:
+        taken = losses[: 10 - first_count]
+        count = first_count + len(taken)
+        return {"loss": losses[-1] if losses else float("nan"),
+                LOSS_FIRST_10: (first_sum + sum(taken)) / count if count else float("nan"),
+                LOSS_FIRST_COUNT: float(count), TRAIN_SECONDS: seconds_before + time.perf_counter() - started}
+
     def save(path: Path) -> Path:
-        return save_checkpoint(path, checkpoint_of(state, {"loss": losses[-1] if losses else float("nan")}))
+        return save_checkpoint(path, checkpoint_of(state, run_metrics()))
 
     try:
         while state.step < total_steps and state.epoch < config.optim.epochs:
@@ -386,4 +410,6 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     finally:
         monitor.close()
     checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))
-    return TrainResult(checkpoint=last_path, steps=state.step, losses=losses, parameter_checksum=checksum)
+    metrics = run_metrics()
+    return TrainResult(checkpoint=last_path, steps=state.step, losses=losses, parameter_checksum=checksum,
+                       seconds=metrics[TRAIN_SECONDS], loss_first_10=metrics[LOSS_FIRST_10])
