@@ -49,10 +49,9 @@ def test_the_true_flow_carries_each_pixel_to_where_the_previous_frame_shows_it(t
 @pytest.mark.numerics
 def test_the_evidence_flow_follows_crossing_traffic_at_the_models_size(tmp_path):
     """At 192x64 DIS refined to full resolution follows the movers: with OpenCV's medium preset alone
-    (refined to half resolution, 8-pixel patches every 4) the movers' median error here was 1.6 px and the
-    static world's 0.045 px; now 0.5 px and 0.012 px."""
+    (refined to half resolution, 8-pixel patches every 4) the movers' median error here is 1.9 px."""
     sequence = _city_drive(tmp_path, 192, 64, 16)
-    to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # noqa: E731
+    to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     static_errors, mover_errors = [], []
     for index in range(1, len(sequence)):
         truth = true_flow(sequence.path, index, index - 1)

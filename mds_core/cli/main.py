@@ -242,12 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     from mds_core.cli.export import register as register_export
     from mds_core.cli.gpu_check import register as register_gpu_check
     from mds_core.cli.odometry import register as register_odometry
+    from mds_core.cli.real_benchmark import register as register_real_benchmark
     from mds_core.cli.synth import register as register_synth
 
     register_synth(sub)
     register_bag_info(sub)
     register_bag_from_video(sub)
     register_accuracy(sub)
+    register_real_benchmark(sub)
     register_export(sub)
     register_gpu_check(sub)
     register_odometry(sub)

@@ -43,32 +43,16 @@ def register(subparsers: Any) -> None:
 def run_odometry(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
-
     from mds_core.data.factory import open_sequence
     from mds_core.inference.predictor import Predictor
-    from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
 
     if args.scale == "camera-height" and not (args.camera_height or 0) > 0:
         raise ConfigError("--scale camera-height needs --camera-height METRES > 0")
     sequence = open_sequence(args.format, args.input, footage_from_args(args))
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    intrinsics, _ = sequence.intrinsics()
-    tracker = ScaleTracker()
-    poses, previous = [np.eye(4)], None
-    for index in range(len(sequence)):
-        image = sequence.image(index)
-        if previous is not None:
-            oracle = None if predictor.model.uses_depth_network else sequence.depth(index)  # the GT-depth rung
-            prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle, motion_scores=False)
-            step = np.array(prediction.ego_motion, dtype=np.float64)
-            if args.scale == "camera-height":
-                static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
-                scale = tracker.update(camera_height_scale(prediction.depth, prediction.intrinsics, args.camera_height,
-                                                           args.camera_pitch, static=static))
-                step[:3, 3] *= np.nan if scale is None else scale
-            poses.append(poses[-1] @ np.linalg.inv(step))
-        previous = image
+    height = args.camera_height if args.scale == "camera-height" else None
+    trajectory = odometry.sequence_trajectory(predictor, sequence, height, args.camera_pitch)
+    poses = trajectory.poses
     stamps_file = Path(getattr(sequence, "path", args.input)) / "poses.json"
     times = getattr(sequence, "timestamps", lambda: None)()  # real footage: times.txt, the video's frame rate
     if args.format == "folder" and stamps_file.is_file():
@@ -79,7 +63,7 @@ def run_odometry(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     odometry.write_tum(output, stamps[: len(poses)], poses)
     kitti = odometry.write_kitti(output.with_suffix(".kitti.txt"), poses)
-    missing = f", {tracker.failures} frames without a ground plane" if args.scale == "camera-height" else ""
+    missing = f", {trajectory.frames_without_scale} frames without a ground plane" if height is not None else ""
     print(f"wrote {len(poses)} poses to {output} (TUM) and {kitti} (KITTI){missing}")
     return 0
 

@@ -23,11 +23,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mds_core.method.geometry import quaternion
 from mds_core.method.geometry.quaternion import shepperd
+
+if TYPE_CHECKING:
+    from mds_core.data.sequence_folder import FrameSequence
+    from mds_core.inference.predictor import Predictor
 
 
 def chain_poses(motions: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -37,6 +42,50 @@ def chain_poses(motions: list[np.ndarray | None]) -> list[np.ndarray]:
     for motion in motions[1:]:
         step = np.eye(4) if motion is None else np.linalg.inv(np.asarray(motion, dtype=np.float64))
         poses.append(poses[-1] @ step)
+    return poses
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The camera's ``world_from_camera`` at every frame of a sequence (the first at the identity), and the
+    frames whose metric scale was unknown (no ground plane seen; only with a camera height)."""
+
+    poses: list[np.ndarray]
+    frames_without_scale: int = 0
+
+
+def sequence_trajectory(predictor: Predictor, sequence: FrameSequence, camera_height: float | None = None,
+                        camera_pitch: float = 0.0) -> Trajectory:
+    """Visual odometry over a whole sequence: each frame's ego-motion against the frame before, chained;
+    in depth units, or in metres with ``camera_height`` (the ground plane's distance in each depth map,
+    smoothed over the sequence: :mod:`mds_core.method.metric_scale`; ``camera_pitch`` in degrees, down)."""
+    from mds_core.method.metric_scale import ScaleTracker, camera_height_scale
+
+    intrinsics, _ = sequence.intrinsics()
+    tracker = ScaleTracker()
+    poses, previous = [np.eye(4)], None
+    for index in range(len(sequence)):
+        image = sequence.image(index)
+        if previous is not None:
+            oracle = None if predictor.model.uses_depth_network else sequence.depth(index)  # the GT-depth rung
+            prediction = predictor.predict(image, intrinsics, previous, ground_truth_depth=oracle, motion_scores=False)
+            step = np.array(prediction.ego_motion, dtype=np.float64)
+            if camera_height is not None:
+                static = None if prediction.moving_probability is None else prediction.moving_probability < 0.5
+                scale = tracker.update(camera_height_scale(prediction.depth, prediction.intrinsics, camera_height,
+                                                           camera_pitch, static=static))
+                step[:3, 3] *= np.nan if scale is None else scale
+            poses.append(poses[-1] @ np.linalg.inv(step))
+        previous = image
+    return Trajectory(poses, tracker.failures if camera_height is not None else 0)
+
+
+def straight_line(count: int) -> list[np.ndarray]:
+    """``count`` poses driving straight ahead at constant speed, never turning: the trivial odometry that an
+    estimate must beat (under Sim(3) alignment its speed and heading are fitted to the ground truth)."""
+    poses = [np.eye(4) for _ in range(count)]
+    for index, pose in enumerate(poses):
+        pose[2, 3] = float(index)
     return poses
 
 
