@@ -369,11 +369,12 @@ class DataConfig:
     ``format="folder"``: the sequence-folder format (README); ``root`` holds sequences.
     ``format="kitti"``: KITTI raw; ``split`` is a Zhou/Eigen split file (``train_files.txt``).
     ``format="rosbag"``: rosbag2 bags, set in ``bag`` (``root`` is not used).
-    ``format="kitti_odometry"``, ``"davis"``, ``"video"``: real footage under ``root`` (a KITTI
-    odometry root, a DAVIS root, a video file or folder of videos), set in ``footage``.
+    ``format="kitti_odometry"``, ``"davis"``, ``"video"``, ``"lidar_clips"``: real footage under ``root``
+    (a KITTI odometry root, a DAVIS root, a video file or folder of videos, clips with sparse lidar depth
+    in Dynamo-Depth's sample layout), set in ``footage``.
     """
 
-    format: Literal["folder", "kitti", "rosbag", "kitti_odometry", "davis", "video"] = "folder"
+    format: Literal["folder", "kitti", "rosbag", "kitti_odometry", "davis", "video", "lidar_clips"] = "folder"
     root: str = ""
     split: str | None = None
     val_split: str | None = None

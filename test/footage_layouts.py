@@ -1,7 +1,10 @@
-"""Tiny trees of real footage in the public layouts (KITTI odometry, the VisualSLAM samples, DAVIS)
+"""Tiny trees of real footage in the public layouts (KITTI odometry, the VisualSLAM samples, DAVIS,
+Dynamo-Depth's lidar clips)
 and a small video, for the tests of the footage readers, the bag writer and the node on footage."""
 
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
@@ -91,3 +94,32 @@ def write_video(path, frames=12, fps=30.0, seed=0):
         writer.write(texture(i, seed))
     writer.release()
     return path
+
+
+def lidar_clips_root(root, frames=3):
+    """Dynamo-Depth's sample layout: a KITTI raw clip (calib_cam_to_cam.txt; points as row, column, depth) and
+    a nuScenes one (rgb/cam.json; points as x, y, depth), lidar on every frame of the first, the first frame
+    of the second. Each frame's points: a ramp of depths over the lower half, and at pixel (row 3, column 7)
+    two points, 9 m and 4 m (the nearer one counts)."""
+    kitti = root / "tiny_kitti" / "2011_09_26" / "2011_09_26_drive_0001_sync"
+    (kitti / "calib_cam_to_cam.txt").parent.mkdir(parents=True)
+    (kitti / "calib_cam_to_cam.txt").write_text(
+        "calib_time: 09-Jan-2012 13:57:47\nP_rect_02: " + " ".join(f"{v:e}" for v in P2) + "\n")
+    nuscenes = root / "tiny_nuscenes" / "scenes" / "scene-0001" / "FRONT"
+    clips = ((kitti / "image_02", ".png", False, frames), (nuscenes, ".jpg", True, 1))
+    for clip, suffix, xy, with_depth in clips:
+        (clip / "rgb" / "original").mkdir(parents=True)
+        (clip / "depth").mkdir()
+        for i in range(frames):
+            assert cv2.imwrite(str(clip / "rgb" / "original" / f"{i:06d}{suffix}"), texture(i))
+            if i >= with_depth:
+                continue
+            rows, cols = np.meshgrid(np.arange(H // 2, H), np.arange(W), indexing="ij")
+            depth = 40.0 / (rows - H // 2 + 1.0)
+            points = [(r, c, d) for r, c, d in zip(rows.ravel(), cols.ravel(), depth.ravel())]
+            points += [(3, 7, 9.0), (3, 7, 4.0)]
+            array = np.array([(c, r, d) if xy else (r, c, d) for r, c, d in points], np.float64)
+            np.save(clip / "depth" / f"{i:06d}.npy", array)
+    (nuscenes / "rgb" / "cam.json").write_text(json.dumps({"camera_intrinsic": [[50.0, 0, 32.0], [0, 50.0, 16.0],
+                                                                                [0, 0, 1.0]], "dim": [H, W]}))
+    return root

@@ -7,7 +7,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from footage_layouts import H, W, davis_root, kitti_odometry_root
+from footage_layouts import H, W, davis_root, kitti_odometry_root, lidar_clips_root
 
 from mds_core.cli.main import main
 from mds_core.evaluation.odometry import evaluate_trajectory, straight_line
@@ -28,9 +28,10 @@ def test_the_straight_line_is_exact_on_a_straight_drive_and_not_on_a_turn():
 def test_real_benchmark_trains_and_scores_on_kitti_odometry_and_davis(tmp_path, capsys):
     kitti = kitti_odometry_root(tmp_path / "kitti", frames=6)
     davis = davis_root(tmp_path / "davis", frames=6, name="car-shadow")
+    clips = lidar_clips_root(tmp_path / "assets")
     out = tmp_path / "real"
-    args = ["real-benchmark", "--kitti-odometry", str(kitti), "--davis", str(davis), "--davis-sequences", "car-shadow",
-            "--steps", "2", "--batch-size", "2", "--output", str(out)]
+    args = ["real-benchmark", "--kitti-odometry", str(kitti), "--lidar-clips", str(clips), "--davis", str(davis),
+            "--davis-sequences", "car-shadow", "--steps", "2", "--batch-size", "2", "--output", str(out)]
     assert main(args) == 0
     assert "| constant-velocity straight line |" in capsys.readouterr().out
     report = json.loads((out / "real.json").read_text())
@@ -43,6 +44,15 @@ def test_real_benchmark_trains_and_scores_on_kitti_odometry_and_davis(tmp_path, 
     # poses are written to 7 digits)
     line_rotation = kitti_result["straight_line"]["00"]["rpe_rotation_deg"]
     assert line_rotation == pytest.approx(math.degrees(0.02), rel=1e-4)
+    # the KITTI models' depth on the lidar clips (4 frames with points), next to one constant depth per image
+    lidar = kitti_result["lidar_depth"]
+    assert set(lidar) == {"K=1", "K=5", "scene flow", "constant depth per image"}
+    assert all(scores["images"] == 4 and 0.0 <= scores["a1"] <= 1.0 for scores in lidar.values())
+    ramp = 40.0 / np.arange(1, H - H // 2 + 1)  # the layout's depths on each column, plus 4 m at one pixel
+    truth = np.concatenate([np.tile(ramp, W), [4.0]])
+    expected = np.mean(np.abs(np.median(truth) - truth) / truth)  # every pixel at the median depth
+    assert lidar["constant depth per image"]["abs_rel"] == pytest.approx(expected, rel=1e-5)
+    assert "| constant depth per image |" in (out / "real.md").read_text()
     assert set(davis_result["motion"]) == {"K=5", "scene flow"}  # K=1 has nothing to segment
     box = 12 * 20 / (H * W)  # the annotation's share of the frame
     for motion in davis_result["motion"].values():

@@ -12,7 +12,20 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from footage_layouts import FRAMES, P0, P2, H, W, davis_root, kitti_odometry_root, poses, texture, visual_slam_root, write_video
+from footage_layouts import (
+    FRAMES,
+    P0,
+    P2,
+    H,
+    W,
+    davis_root,
+    kitti_odometry_root,
+    lidar_clips_root,
+    poses,
+    texture,
+    visual_slam_root,
+    write_video,
+)
 
 from mds_core.checkpoint import write_untrained_checkpoint
 from mds_core.cli.main import build_parser, main
@@ -20,6 +33,7 @@ from mds_core.config import BagConfig, DataConfig, FootageConfig, ModelConfig
 from mds_core.data.davis import find_davis_sequences
 from mds_core.data.factory import build_dataset, open_sequences
 from mds_core.data.kitti_odometry import find_kitti_odometry_sequences
+from mds_core.data.lidar_clips import find_lidar_clips
 from mds_core.data.sequence_folder import DataError
 from mds_core.data.video import VideoSequence, find_video_sequences
 from mds_core.evaluation.motion_segmentation import POSITIVE_LABEL
@@ -85,6 +99,35 @@ def test_davis_frames_labels_and_intrinsics_from_focal_or_field_of_view(tmp_path
     assert set(np.unique(labels)) == {0, POSITIVE_LABEL}
     by_focal = find_davis_sequences(root, focal=500.0)
     assert [s.name for s in by_focal] == ["bear", "camel"] and by_focal[1].intrinsics()[0][0, 0] == 500.0
+
+
+def test_lidar_clips_place_each_sources_points_and_keep_the_nearer_of_two(tmp_path):
+    root = lidar_clips_root(tmp_path / "assets")
+    kitti, nuscenes = sorted(find_lidar_clips(root), key=lambda clip: clip.name)
+    assert kitti.name == "2011_09_26_drive_0001_sync/image_02" and nuscenes.name == "scene-0001/FRONT"
+    matrix, size = kitti.intrinsics()
+    np.testing.assert_allclose(matrix, np.array(P2).reshape(3, 4)[:, :3])
+    assert size == (W, H)
+    assert nuscenes.intrinsics()[0][0, 0] == 50.0
+    for clip in (kitti, nuscenes):  # (row, column) for KITTI, (x, y) for nuScenes: the same pixels
+        depth = clip.depth(0)
+        assert depth.shape == (H, W) and depth.dtype == np.float32
+        assert depth[3, 7] == 4.0  # two points on one pixel: the nearer one
+        assert depth[H // 2, 5] == pytest.approx(40.0) and depth[H - 1, 5] == pytest.approx(40.0 / (H // 2))
+        assert np.count_nonzero(depth) == (H - H // 2) * W + 1 and clip.motion(0) is None
+    assert [kitti.depth(i) is None for i in range(3)] == [False] * 3
+    assert [nuscenes.depth(i) is None for i in range(3)] == [False, True, True]  # lidar on the first frame only
+    assert [c.name for c in open_sequences("lidar_clips", root, FootageConfig(sequences=["scene-0001/FRONT"]))] == [
+        "scene-0001/FRONT"]
+    # broken input: one clear error each
+    np.save(nuscenes.folder / "depth" / "000000.npy", np.zeros((4, 2)))
+    with pytest.raises(DataError, match=r"expected \(N, 3\)"):
+        nuscenes.depth(0)
+    (nuscenes.folder / "rgb" / "cam.json").write_text("{}")
+    with pytest.raises(DataError, match="camera_intrinsic"):
+        find_lidar_clips(root)[1].intrinsics()
+    with pytest.raises(DataError, match="no lidar clips"):
+        find_lidar_clips(root / "tiny_kitti" / "2011_09_26" / "2011_09_26_drive_0001_sync" / "image_02" / "depth")
 
 
 def test_video_frames_subsampling_and_memory_fallback(tmp_path):

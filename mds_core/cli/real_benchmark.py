@@ -11,7 +11,7 @@ from mds_core.tools.real_benchmark import DAVIS_VEHICLES, RealBenchmarkConfig, r
 
 def run(args: argparse.Namespace) -> int:
     config = RealBenchmarkConfig(
-        kitti_odometry=args.kitti_odometry, davis=args.davis,
+        kitti_odometry=args.kitti_odometry, lidar_clips=args.lidar_clips, davis=args.davis,
         davis_sequences=tuple(args.davis_sequences.split(",")) if args.davis_sequences else DAVIS_VEHICLES,
         davis_fov=args.davis_fov, steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
         scene_flow=not args.no_scene_flow)
@@ -30,11 +30,15 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``real-benchmark`` subcommand to an ``argparse`` subparsers object; ``func`` runs it."""
     parser = subparsers.add_parser(
-        "real-benchmark", help="K=1, K=5 and the scene flow trained and scored on real footage (KITTI odometry, DAVIS)",
+        "real-benchmark", help="K=1, K=5 and the scene flow trained and scored on real footage (KITTI odometry, DAVIS, "
+             "lidar clips)",
         description=_real.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kitti-odometry", metavar="ROOT",
                         help="KITTI odometry footage (ROOT/sequences/NN + ROOT/poses, or folders of image_l + "
                              "calib.txt + poses.txt): odometry ATE / RPE")
+    parser.add_argument("--lidar-clips", metavar="ROOT",
+                        help="short clips with sparse lidar depth (Dynamo-Depth's assets/tiny_* layout): the "
+                             "--kitti-odometry models' depth is scored there, unseen, against a constant depth")
     parser.add_argument("--davis", metavar="ROOT", help="DAVIS 2016 (ROOT/JPEGImages/480p, ROOT/Annotations/480p): "
                                                         "motion AP / best F1 against the annotated mover")
     parser.add_argument("--davis-sequences", metavar="A,B,...",

@@ -13,7 +13,7 @@ from mds_core.data.sequence_folder import DataError, FrameSequence, SequenceFold
 LOG = logging.getLogger(__name__)
 
 #: The formats of sequence data on disk that every command reading sequences takes (``--format``).
-SEQUENCE_FORMATS: tuple[str, ...] = ("folder", "kitti", "kitti_odometry", "davis", "video")
+SEQUENCE_FORMATS: tuple[str, ...] = ("folder", "kitti", "kitti_odometry", "davis", "video", "lidar_clips")
 #: ... and those among them without calibration of their own: they take --focal or --fov.
 UNCALIBRATED_FORMATS: tuple[str, ...] = ("davis", "video")
 
@@ -58,6 +58,10 @@ def open_sequences(data_format: str, root: str | Path, footage: FootageConfig | 
         from mds_core.data.video import find_video_sequences
 
         return list(find_video_sequences(root, names, footage.focal, footage.fov, footage.fps))
+    if data_format == "lidar_clips":
+        from mds_core.data.lidar_clips import find_lidar_clips
+
+        return list(find_lidar_clips(root, names))
     raise ConfigError(f"unknown data format {data_format!r} (one of {', '.join(SEQUENCE_FORMATS)})")
 
 

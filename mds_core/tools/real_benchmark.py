@@ -8,6 +8,10 @@ and scored with the ground truth the source has:
   odometry over each sequence (:func:`mds_core.evaluation.odometry.sequence_trajectory`), ATE after Sim(3)
   alignment and RPE against its poses, next to a constant-velocity straight line's
   (:func:`~mds_core.evaluation.odometry.straight_line`: the trivial answer an estimate has to beat);
+* **clips with lidar** (``lidar_clips``: Dynamo-Depth's ``assets/tiny_*`` samples,
+  :mod:`mds_core.data.lidar_clips`): too short to train on, so the models trained on the KITTI odometry
+  drives are scored there, unseen: depth abs_rel and a1 with per-image median scaling against the sparse
+  lidar, next to one constant depth per image (median-scaled: the trivial answer);
 * **DAVIS 2016** (``davis``, the clips named, intrinsics from a field of view): motion AP and best F1 of the
   moving probability against the annotated main mover, next to the prevalence (a random score's AP) and the
   F1 of calling every pixel moving. DAVIS cameras follow their subject, and its masks mark one object
@@ -81,6 +85,7 @@ class RealBenchmarkConfig:
     """What to train on and how long; every model of a source gets the same data and budget."""
 
     kitti_odometry: str | None = None
+    lidar_clips: str | None = None  # scored with the models trained on kitti_odometry
     davis: str | None = None
     davis_sequences: tuple[str, ...] = DAVIS_VEHICLES
     davis_fov: float = 60.0  # degrees across: DAVIS comes without intrinsics
@@ -97,9 +102,12 @@ class RealBenchmarkConfig:
     def validate(self) -> None:
         if not self.kitti_odometry and not self.davis:
             raise ValueError("give at least one real source: --kitti-odometry ROOT and/or --davis ROOT")
-        for name, root in (("--kitti-odometry", self.kitti_odometry), ("--davis", self.davis)):
+        for name, root in (("--kitti-odometry", self.kitti_odometry), ("--lidar-clips", self.lidar_clips),
+                           ("--davis", self.davis)):
             if root and not Path(root).is_dir():
                 raise ValueError(f"{name} {root}: not a directory")
+        if self.lidar_clips and not self.kitti_odometry:
+            raise ValueError("--lidar-clips scores the models trained on --kitti-odometry: give that too")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch size must be >= 1")
         if not 0 < self.davis_fov < 180:
@@ -130,6 +138,7 @@ class SourceResult:
     odometry: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # variant -> sequence -> errors
     straight_line: dict[str, dict[str, float]] = field(default_factory=dict)  # sequence -> errors
     motion: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> motion_summary
+    lidar_depth: dict[str, dict[str, float]] = field(default_factory=dict)  # variant (or the constant) -> metrics
     pictures: list[Path] = field(default_factory=list)
 
 
@@ -205,6 +214,37 @@ def score_motion(predictor: Predictor, checkpoint: Path, source: RealSource, dev
     return motion_summary(scores) if scores is not None and scores.has_positives else None
 
 
+#: The row of the trivial depth answer in the lidar-clip table.
+CONSTANT_DEPTH = "constant depth per image"
+
+
+def score_lidar_depth(predictor: Predictor, checkpoint: Path, root: str, device: str) -> dict[str, float]:
+    """abs_rel, a1 (and the other Eigen metrics) of the predictor's depth against the clips' lidar."""
+    from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
+
+    report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=root, data_format="lidar_clips",
+                                              device=device), predictor=predictor)
+    assert report.depth is not None, "run_evaluation refuses data without any ground truth"
+    return {**report.depth.overall.as_dict(), "images": report.depth.num_images}
+
+
+def constant_depth_scores(root: str) -> dict[str, float]:
+    """The same metrics for one constant depth per image, median-scaled (every pixel at the lidar's median)."""
+    import numpy as np
+
+    from mds_core.data.factory import open_sequences
+    from mds_core.evaluation.metrics import DepthEvaluator
+
+    evaluator = DepthEvaluator()
+    for clip in open_sequences("lidar_clips", root):
+        for index in range(len(clip)):
+            truth = clip.depth(index)
+            if truth is not None:
+                evaluator.add(np.ones_like(truth), truth)
+    result = evaluator.result()
+    return {**result.overall.as_dict(), "images": result.num_images}
+
+
 def real_frames_picture(predictors: dict[str, Predictor], sequences: list[FrameSequence]) -> np.ndarray:
     """Rows of real frames (the middle of each of the first sequences): image | K=1 depth | K=5 depth |
     K=5 components | K=5 moving probability | scene-flow moving probability (when trained)."""
@@ -265,10 +305,15 @@ def run_real_benchmark(config: RealBenchmarkConfig, output_dir: str | Path, reus
             predictor = predictors[variant.name] = Predictor.from_checkpoint(checkpoint, device=device)
             if source.scores_odometry:
                 score_odometry(predictor, sequences, result, variant.name, out if variant.name == "K=5" else None)
+                if config.lidar_clips:
+                    result.lidar_depth[variant.name] = score_lidar_depth(predictor, checkpoint, config.lidar_clips,
+                                                                         device)
             if source.scores_motion and variant.segments:
                 motion = score_motion(predictor, checkpoint, source, device)
                 if motion is not None:
                     result.motion[variant.name] = motion
+        if result.lidar_depth:
+            result.lidar_depth[CONSTANT_DEPTH] = constant_depth_scores(str(config.lidar_clips))
         picture = out / f"real_{source.name}.png"
         save_png(picture, real_frames_picture(predictors, sequences))
         result.pictures.insert(0, picture)
@@ -282,7 +327,7 @@ def run_real_benchmark(config: RealBenchmarkConfig, output_dir: str | Path, reus
 def to_json(config: RealBenchmarkConfig, results: list[SourceResult], seconds: float) -> dict[str, Any]:
     return {"config": dataclasses.asdict(config), "wall_seconds": seconds, "sources": [
         {"source": dataclasses.asdict(r.source), "num_samples": r.num_samples, "train_seconds": r.train_seconds,
-         "odometry": r.odometry, "straight_line": r.straight_line, "motion": r.motion,
+         "odometry": r.odometry, "straight_line": r.straight_line, "motion": r.motion, "lidar_depth": r.lidar_depth,
          "pictures": [p.name for p in r.pictures]} for r in results]}
 
 
@@ -311,6 +356,12 @@ def to_markdown(config: RealBenchmarkConfig, results: list[SourceResult], second
                 lines.append(f"| {variant} | " + " | ".join(_cell(sequences.get(n)) for n in names) + " |")
             lines += ["| constant-velocity straight line | " + " | ".join(_cell(result.straight_line[n])
                                                                          for n in names) + " |", ""]
+        if result.lidar_depth:
+            lines += [f"Depth on the clips with lidar (`{config.lidar_clips}`), unseen in training: per-image median "
+                      "scaling, the Eigen metrics' abs_rel (lower is better) and a1 (higher is better).", "",
+                      "| model | abs_rel | a1 | images |", "|---|---|---|---|"]
+            lines += [f"| {name} | {m['abs_rel']:.3f} | {m['a1']:.3f} | {m['images']} |"
+                      for name, m in result.lidar_depth.items()] + [""]
         if result.motion:
             chance = next(iter(result.motion.values()))
             lines += ["Motion segmentation against the annotated mover (the moving probability; chance: a random "
