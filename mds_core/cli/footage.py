@@ -11,7 +11,8 @@ from mds_core.data.factory import SEQUENCE_FORMATS
 
 FORMAT_HELP = ("folder: sequence folders (images/ + calib.json); kitti: KITTI raw; kitti_odometry: KITTI odometry "
                "(ROOT/sequences/NN, or KITTI_sequence_N folders); davis: DAVIS (ROOT/JPEGImages/480p/<seq>); "
-               "video: a video file or a folder of them")
+               "video: a video file or a folder of them; lidar_clips: clips with sparse lidar depth "
+               "(Dynamo-Depth's assets/tiny_* layout)")
 
 
 def add_footage_arguments(parser: argparse.ArgumentParser, default_format: str | None = "folder",

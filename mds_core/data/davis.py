@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mds_core.data.footage import centred_intrinsics, select_by_name
-from mds_core.data.sequence_folder import DataError, read_rgb
+from mds_core.data.footage import ImageFileSequence, centred_intrinsics, select_by_name
+from mds_core.data.sequence_folder import DataError
 
 #: Frames per second of every DAVIS sequence.
 DAVIS_FPS = 24.0
@@ -32,7 +32,7 @@ MOVING_LABEL, STATIC_LABEL = 1, 0
 RESOLUTION = "480p"
 
 
-class DavisSequence:
+class DavisSequence(ImageFileSequence):
     """One DAVIS sequence: the frames in ``image_dir`` (.jpg, sorted by name), their annotations in
     ``annotation_dir`` (one .png per frame, same names; None: no labels), and ``focal`` (pixels) or
     ``fov`` (horizontal degrees). Implements ``FrameSequence``; ``depth`` is always None."""
@@ -57,28 +57,10 @@ class DavisSequence:
                                 f"match image {self._images[unmatched].name}")
             self._annotations = annotations
         self._focal, self._fov = focal, fov
-        self._intrinsics: tuple[np.ndarray, tuple[int, int]] | None = None
 
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __repr__(self) -> str:
-        return f"DavisSequence({self.name!r}, {len(self)} frames)"
-
-    def frame_id(self, index: int) -> str:
-        return self._images[index].stem
-
-    def image(self, index: int) -> np.ndarray:
-        return read_rgb(self._images[index])
-
-    def intrinsics(self) -> tuple[np.ndarray, tuple[int, int]]:
-        """``K`` from the focal length or field of view, principal point at the centre of the first frame."""
-        if self._intrinsics is None:
-            height, width = self.image(0).shape[:2]
-            matrix = centred_intrinsics((width, height), self._focal, self._fov, f"DAVIS sequence {self.name!r}")
-            self._intrinsics = (matrix, (width, height))
-        matrix, size = self._intrinsics
-        return matrix.copy(), size
+    def _camera_matrix(self, size: tuple[int, int]) -> np.ndarray:
+        """``K`` from the focal length or field of view, principal point at the centre of the frames."""
+        return centred_intrinsics(size, self._focal, self._fov, f"DAVIS sequence {self.name!r}")
 
     def depth(self, index: int) -> np.ndarray | None:
         return None

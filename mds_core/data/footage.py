@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-from mds_core.data.sequence_folder import DataError
+from mds_core.data.sequence_folder import DataError, read_rgb
 
 S = TypeVar("S")
 
@@ -53,3 +54,36 @@ def select_by_name(found: Sequence[S], names: Sequence[str] | None, name_of: Cal
         known = ", ".join(sorted(by_name)) or "none"
         raise DataError(f"{where}: no sequence named {', '.join(missing)} (there are: {known})")
     return [by_name[name] for name in names]
+
+
+class ImageFileSequence:
+    """Frames read from a sorted list of image files, with one camera matrix for all of them: what the
+    DAVIS and lidar-clip readers share. Subclasses set ``name`` and ``_images`` and implement
+    :meth:`_camera_matrix` (computed once, from the first frame's size if needed), ``depth`` and ``motion``."""
+
+    name: str
+    _images: list[Path]
+    _intrinsics: tuple[np.ndarray, tuple[int, int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {len(self)} frames)"
+
+    def frame_id(self, index: int) -> str:
+        return self._images[index].stem
+
+    def image(self, index: int) -> np.ndarray:
+        return read_rgb(self._images[index])
+
+    def intrinsics(self) -> tuple[np.ndarray, tuple[int, int]]:
+        """``K`` (a copy) and ``(width, height)`` of the frames."""
+        if self._intrinsics is None:
+            height, width = self.image(0).shape[:2]
+            self._intrinsics = (self._camera_matrix((width, height)), (width, height))
+        matrix, size = self._intrinsics
+        return matrix.copy(), size
+
+    def _camera_matrix(self, size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError

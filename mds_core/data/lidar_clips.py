@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mds_core.data.footage import select_by_name
-from mds_core.data.sequence_folder import DataError, read_rgb
+from mds_core.data.footage import ImageFileSequence, select_by_name
+from mds_core.data.sequence_folder import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class LidarClip:
+class LidarClip(ImageFileSequence):
     """One clip (module docstring). Implements ``FrameSequence``; ``motion`` is always None."""
 
     def __init__(self, folder: str | Path):
@@ -40,33 +40,13 @@ class LidarClip:
             raise DataError(f"lidar clip {self.folder}: no frames in rgb/original/")
         # KITTI: .../<drive>/image_02 -> "<drive>/image_02"; nuScenes and Waymo: .../<scene>/FRONT -> "<scene>/FRONT"
         self.name = f"{self.folder.parent.name}/{self.folder.name}"
-        self._intrinsics: tuple[np.ndarray, tuple[int, int]] | None = None
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __repr__(self) -> str:
-        return f"LidarClip({self.name!r}, {len(self)} frames)"
-
-    def frame_id(self, index: int) -> str:
-        return self._images[index].stem
-
-    def image(self, index: int) -> np.ndarray:
-        return read_rgb(self._images[index])
-
-    def intrinsics(self) -> tuple[np.ndarray, tuple[int, int]]:
-        if self._intrinsics is None:
-            height, width = self.image(0).shape[:2]
-            self._intrinsics = (self._camera_matrix(), (width, height))
-        matrix, size = self._intrinsics
-        return matrix.copy(), size
 
     @property
     def _points_are_xy(self) -> bool:
         """nuScenes and Waymo clips store points as (x, y, depth), KITTI ones as (row, column, depth)."""
         return (self.folder / "rgb" / "cam.json").is_file()
 
-    def _camera_matrix(self) -> np.ndarray:
+    def _camera_matrix(self, size: tuple[int, int]) -> np.ndarray:
         cam_json = self.folder / "rgb" / "cam.json"
         if cam_json.is_file():
             try:
