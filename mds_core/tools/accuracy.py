@@ -726,6 +726,9 @@ def reusable_training(folder: Path, config: TrainConfig, scene: str = "road") ->
         return None
     try:
         record = json.loads(record_path.read_text())
+        if "checkpoint" not in record:  # written when its training started: it did not finish
+            LOG.info("%s did not finish training", folder)
+            return None
         checkpoint = load_checkpoint(record["checkpoint"], mmap=True)
     except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
         LOG.warning("not reusing %s: %s", folder, error)
