@@ -235,12 +235,6 @@ class ModelResult:
         scores = report.situations.get(name) if report is not None else None
         return scores.motion if scores is not None and self.variant.segments else None
 
-    def training_record(self) -> dict[str, Any]:
-        """What ``training.json`` keeps of the training (everything but the evaluation)."""
-        return {"variant": self.variant.name, "seed": self.seed, "train_seconds": self.train_seconds,
-                "steps": self.steps, "epochs": self.epochs, "loss_first_10": self.loss_first,
-                "loss_last_10": self.loss_last, "checkpoint": str(self.checkpoint)}
-
     def to_json_dict(self) -> dict[str, Any]:
         from mds_core.evaluation.report import json_safe, motion_summary
 
@@ -763,16 +757,58 @@ def resumable_training(folder: Path, config: TrainConfig, scene: str = "road") -
     return checkpoint_path if checkpoint.step < config.optim.max_steps else None
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A benchmark model's training: its checkpoint, the wall seconds and steps of all its parts, the mean
+    loss of its first and last 10 steps, and whether an earlier run had finished it (``reused``)."""
+
+    checkpoint: Path
+    seconds: float
+    steps: int
+    loss_first: float
+    loss_last: float
+    reused: bool = False
+
+
+def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, what: str,
+                   labels: dict[str, Any] | None = None) -> TrainedModel:
+    """Train ``config`` into ``folder``; with ``reuse``, take the finished training of an earlier run instead
+    (:func:`reusable_training`) or resume its unfinished one (:func:`resumable_training`). ``scene`` names the
+    data (what a reused model must have been trained on); ``labels`` go into the folder's ``training.json``
+    with the training's figures; ``what`` names the model in the log."""
+    import numpy as np
+
+    from mds_core.training.loop import train
+
+    record = reusable_training(folder, config, scene) if reuse else None
+    if record is not None:
+        LOG.info("%s: reusing the trained model in %s", what, folder)
+        return TrainedModel(Path(record["checkpoint"]), record["train_seconds"], record["steps"],
+                            record["loss_first_10"], record["loss_last_10"], reused=True)
+    resume = resumable_training(folder, config, scene) if reuse else None
+    LOG.info("%s: training %d steps (%d epochs)%s", what, config.optim.max_steps, config.optim.epochs,
+             f", resuming {resume}" if resume else "")
+    folder.mkdir(parents=True, exist_ok=True)  # what a stopped run needs to resume: the scene
+    (folder / TRAINING_RECORD).write_text(json.dumps({**(labels or {}), "scene": scene}) + "\n")
+    # the benchmark owns its folders: a rerun replaces them, or continues an unfinished one
+    result = train(config, resume=resume, overwrite=True)
+    losses = result.losses or [float("nan")]
+    trained = TrainedModel(Path(result.checkpoint), result.seconds, result.steps, result.loss_first_10,
+                           float(np.mean(losses[-10:])))
+    record = {**(labels or {}), "scene": scene, "checkpoint": str(trained.checkpoint), "steps": trained.steps,
+              "train_seconds": trained.seconds, "loss_first_10": trained.loss_first, "loss_last_10": trained.loss_last}
+    (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    return trained
+
+
 def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse: bool = False) -> AccuracyResult:
     """Generate data once; for each seed train (or, with ``reuse``, take the finished training of an
     earlier run: :func:`reusable_training`) and evaluate every variant; write the reports."""
-    import numpy as np
 
     from mds_core.data.factory import build_dataset
     from mds_core.device import resolve_device
     from mds_core.evaluation.evaluate import EvaluationRequest, run_evaluation
     from mds_core.inference.predictor import Predictor
-    from mds_core.training.loop import train
     from mds_core.visualization import save_png
 
     preset.validate()
@@ -792,24 +828,11 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
         for variant in preset.variants:
             folder = out / f"seed{seed}" / variant.folder
             config = training_config(preset, variant, split.train, folder, num_samples, seed)
-            record = reusable_training(folder, config, preset.scene) if reuse else None
-            if record is not None:
-                LOG.info("seed %d, %s: reusing the trained model in %s", seed, variant.name, folder)
+            trained = train_or_reuse(config, folder, preset.scene, reuse, f"seed {seed}, {variant.name}",
+                                     {"variant": variant.name, "seed": seed})
+            if trained.reused:
                 reused.append((variant.name, seed))
-                checkpoint, seconds, steps = Path(record["checkpoint"]), record["train_seconds"], record["steps"]
-                loss_first, loss_last = record["loss_first_10"], record["loss_last_10"]
-            else:
-                resume = resumable_training(folder, config, preset.scene) if reuse else None
-                LOG.info("seed %d, training %s: %d steps (%d epochs) on %d samples%s", seed, variant.name,
-                         preset.steps, config.optim.epochs, num_samples, f", resuming {resume}" if resume else "")
-                folder.mkdir(parents=True, exist_ok=True)  # what a stopped run needs to resume: the scene
-                (folder / TRAINING_RECORD).write_text(json.dumps({"variant": variant.name, "seed": seed,
-                                                                  "scene": preset.scene}) + "\n")
-                # the benchmark owns its folders: a rerun replaces them, or continues an unfinished one
-                result = train(config, resume=resume, overwrite=True)
-                losses = result.losses or [float("nan")]
-                checkpoint, steps, seconds = result.checkpoint, result.steps, result.seconds
-                loss_first, loss_last = result.loss_first_10, float(np.mean(losses[-10:]))
+            checkpoint = trained.checkpoint
             predictor = Predictor.from_checkpoint(checkpoint, device=str(device))
             LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
             report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),
@@ -822,10 +845,8 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
                                       motion_evidence=False),
                     predictor=Predictor.from_checkpoint(checkpoint, device=str(device), motion_evidence=False))
                 masks_alone.save(folder / "evaluation_masks_alone.json")
-            model = ModelResult(variant, seed, report, seconds, steps, config.optim.epochs, loss_first, loss_last,
-                                checkpoint, masks_alone)
-            record = {**model.training_record(), "scene": preset.scene}
-            (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+            model = ModelResult(variant, seed, report, trained.seconds, trained.steps, config.optim.epochs,
+                                trained.loss_first, trained.loss_last, checkpoint, masks_alone)
             models.append(model)
             if seed == preset.seed:
                 pictured[variant.name] = predictor

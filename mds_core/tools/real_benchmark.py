@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from mds_core.data.sequence_folder import FrameSequence
     from mds_core.inference.predictor import Predictor
-    from mds_core.tools.accuracy import Variant
+    from mds_core.tools.accuracy import TrainedModel, Variant
 
 LOG = logging.getLogger(__name__)
 
@@ -160,27 +160,14 @@ def source_preset(config: RealBenchmarkConfig, source: RealSource):
 
 
 def _train_or_reuse(config: RealBenchmarkConfig, source: RealSource, variant: Variant, folder: Path,
-                    num_samples: int, reuse: bool) -> tuple[Path, float]:
-    from mds_core.tools.accuracy import TRAINING_RECORD, resumable_training, reusable_training, training_config
-    from mds_core.training.loop import train
+                    num_samples: int, reuse: bool) -> TrainedModel:
+    """One model of one source, on the accuracy benchmark's schedule (reused or resumed with ``reuse``)."""
+    from mds_core.tools.accuracy import train_or_reuse, training_config
 
     train_config = training_config(source_preset(config, source), variant, Path(source.root), folder, num_samples,
                                    config.seed)
-    tag = f"real:{source.name}"  # what reusable_training compares as the "scene"
-    record = reusable_training(folder, train_config, tag) if reuse else None
-    if record is not None:
-        LOG.info("%s, %s: reusing the trained model in %s", source.name, variant.name, folder)
-        return Path(record["checkpoint"]), float(record["train_seconds"])
-    resume = resumable_training(folder, train_config, tag) if reuse else None
-    LOG.info("%s, training %s: %d steps on %d samples%s", source.name, variant.name, config.steps, num_samples,
-             f", resuming {resume}" if resume else "")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / TRAINING_RECORD).write_text(json.dumps({"variant": variant.name, "scene": tag}) + "\n")
-    result = train(train_config, resume=resume, overwrite=True)
-    record = {"variant": variant.name, "scene": tag, "checkpoint": str(result.checkpoint), "steps": result.steps,
-              "train_seconds": result.seconds}
-    (folder / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    return Path(result.checkpoint), result.seconds
+    return train_or_reuse(train_config, folder, f"real:{source.name}", reuse, f"{source.name}, {variant.name}",
+                          {"variant": variant.name})
 
 
 def score_odometry(predictor: Predictor, sequences: list[FrameSequence], result: SourceResult, variant: str,
@@ -299,9 +286,9 @@ def run_real_benchmark(config: RealBenchmarkConfig, output_dir: str | Path, reus
         result = SourceResult(source, num_samples)
         predictors: dict[str, Predictor] = {}
         for variant in config.variants():
-            checkpoint, seconds = _train_or_reuse(config, source, variant, out / source.name / variant.folder,
-                                                  num_samples, reuse)
-            result.train_seconds[variant.name] = seconds
+            trained = _train_or_reuse(config, source, variant, out / source.name / variant.folder, num_samples, reuse)
+            checkpoint = trained.checkpoint
+            result.train_seconds[variant.name] = trained.seconds
             predictor = predictors[variant.name] = Predictor.from_checkpoint(checkpoint, device=device)
             if source.scores_odometry:
                 score_odometry(predictor, sequences, result, variant.name, out if variant.name == "K=5" else None)
