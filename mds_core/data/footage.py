@@ -10,6 +10,7 @@ centres at integer coordinates ``u = 0..W-1``): ``cx = (W - 1) / 2``, ``cy = (H 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -56,7 +57,7 @@ def select_by_name(found: Sequence[S], names: Sequence[str] | None, name_of: Cal
     return [by_name[name] for name in names]
 
 
-class ImageFileSequence:
+class ImageFileSequence(ABC):
     """Frames read from a sorted list of image files, with one camera matrix for all of them: what the
     DAVIS and lidar-clip readers share. Subclasses set ``name`` and ``_images`` and implement
     :meth:`_camera_matrix` (computed once, from the first frame's size if needed), ``depth`` and ``motion``."""
@@ -85,5 +86,6 @@ class ImageFileSequence:
         matrix, size = self._intrinsics
         return matrix.copy(), size
 
+    @abstractmethod
     def _camera_matrix(self, size: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
+        """``K`` of frames of ``size`` = ``(width, height)`` (from the reader's calibration or options)."""
