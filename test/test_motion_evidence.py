@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from synthetic import kitti_like_intrinsics, textured_image
+from synthetic import kitti_like_intrinsics, make_sequences, textured_image, tiny_config
 
 from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
 from mds_core.method.motion_evidence import (
@@ -256,3 +256,65 @@ def test_the_standing_camera_term_pulls_the_ego_motion_to_the_identity_on_standi
     rotated = pose_vector_to_transform(torch.tensor([[[0.0, 0.02, 0.0]]]), torch.zeros(1, 1, 3))[:, 0][None]
     assert float(standing_camera(rotated, torch.tensor([True]), 1.0)) > 0.02  # a turn on the spot is not standing
     assert float(standing_camera(transforms, torch.tensor([False, False]), 0.01)) == 0.0
+
+
+def test_the_training_data_set_gives_each_sample_the_flow_the_evidence_would_compute_and_keeps_it(tmp_path):
+    from mds_core.data.factory import build_dataset
+    from mds_core.data.sample import collate_samples
+    from mds_core.method.losses import SelfSupervisedObjective
+    from mds_core.training.distributed import DistributedContext
+    from mds_core.training.loop import build_training_state
+
+    config = tiny_config(make_sequences(tmp_path / "data", count=1, frames=5), tmp_path / "run")
+    config.data.augmentation.flip_probability = 1.0  # every sample mirrored: the flow is the mirrored frames'
+    dataset = build_dataset(config.data, config.model, training=True)
+    assert dataset[0].optical_flow is None  # only for a loss that needs it
+    dataset.compute_optical_flow()
+    samples = [dataset[i] for i in range(len(dataset))]
+    for sample in samples:
+        target, sources = sample.images[:1], sample.images[1:]
+        flow, valid = dense_flow(target.expand_as(sources), sources)
+        assert torch.equal(sample.optical_flow.flow, flow) and torch.equal(sample.optical_flow.valid, valid)
+    assert dataset[0].optical_flow is samples[0].optical_flow  # kept: the next epoch computes nothing
+    assert len(dataset.flow_cache) == len(dataset)
+    dataset.compute_optical_flow(cache_megabytes=0)
+    dataset[0]
+    assert len(dataset.flow_cache) == 0  # beyond the budget it is computed each time
+
+    # the loss is the same whether the batch brings the flow or the evidence computes it
+    objective = SelfSupervisedObjective(config.loss, config.model)
+    assert objective.needs_optical_flow
+    state = build_training_state(config, torch.device("cpu"), DistributedContext())
+    batch = collate_samples(samples[:2])
+    assert batch.optical_flow.flow.shape == (2, 2, 2, *batch.target.shape[-2:])
+    with torch.no_grad():
+        output = state.network(batch.network_images, config.data.source_offsets)
+        torch.manual_seed(0)  # the auto-masking's noise
+        given = objective(batch, output)
+        batch.optical_flow = None
+        torch.manual_seed(0)
+        computed = objective(batch, output)
+    assert given.evidence_fraction > 0
+    assert torch.equal(given.total, computed.total) and torch.equal(given.evidence_fraction, computed.evidence_fraction)
+
+
+def test_training_computes_each_samples_flow_once_in_the_data_set_and_never_in_the_step(tmp_path, monkeypatch):
+    import mds_core.data.dataset as dataset_module
+    import mds_core.method.motion_evidence as evidence_module
+    from mds_core.training.loop import train
+
+    calls = {"data set": 0, "step": 0}
+
+    def counted(where, compute):
+        def wrapper(*args):
+            calls[where] += 1
+            return compute(*args)
+        return wrapper
+
+    monkeypatch.setattr(dataset_module, "dense_flow", counted("data set", dense_flow))
+    monkeypatch.setattr(evidence_module, "dense_flow", counted("step", dense_flow))
+    config = tiny_config(make_sequences(tmp_path / "data", count=1, frames=6), tmp_path / "run", epochs=3, lr_decay_epochs=1)
+    config.data.augmentation.enabled = False
+    result = train(config)
+    assert result.steps == 6  # 4 samples, batch 2, three epochs
+    assert calls == {"data set": 4, "step": 0}

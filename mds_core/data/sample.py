@@ -22,6 +22,8 @@ class Sample:
         motion: optional ``(1, Hg, Wg)`` uint8 motion labels (0 static background, 1 moving
             object, 2 static movable object, 255 unlabelled) at the native size.
         name: ``"<sequence>/<frame>"``.
+        optical_flow: optional :class:`OpticalFlow` from the target to each source (``(S, ...)``),
+            computed by the data set for a loss that needs it (the motion evidence).
     """
 
     images: Tensor
@@ -30,6 +32,28 @@ class Sample:
     depth: Tensor | None
     motion: Tensor | None
     name: str
+    optical_flow: OpticalFlow | None = None
+
+
+@dataclass
+class OpticalFlow:
+    """Dense optical flow from target frames to their sources, computed ahead of the training step.
+
+    ``flow`` ``(..., 2, H, W)`` in pixels (``p + flow(p)`` is where ``p`` went in the source) and
+    ``valid`` ``(..., H, W)`` booleans: where it is trustworthy
+    (:func:`mds_core.method.motion_evidence.dense_flow`). A sample's has a leading source
+    dimension ``S``, a batch's ``(B, S)``.
+    """
+
+    flow: Tensor
+    valid: Tensor
+
+    def source(self, index: int) -> tuple[Tensor, Tensor]:
+        """The ``(B, 2, H, W)`` flow and ``(B, H, W)`` validity of a batch toward source ``index``."""
+        return self.flow[:, index], self.valid[:, index]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> OpticalFlow:
+        return OpticalFlow(self.flow.to(device, non_blocking=non_blocking), self.valid.to(device, non_blocking=non_blocking))
 
 
 @dataclass
@@ -42,6 +66,7 @@ class Batch:
     depth: list[Tensor] | None
     motion: list[Tensor] | None
     names: list[str]
+    optical_flow: OpticalFlow | None = None  # (B, S, ...): only when the data set computed it
 
     @property
     def target(self) -> Tensor:
@@ -53,7 +78,7 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         def move(value):
-            if isinstance(value, Tensor):
+            if isinstance(value, (Tensor, OpticalFlow)):
                 return value.to(device, non_blocking=non_blocking)
             return value
 
@@ -67,6 +92,7 @@ def collate_samples(samples: list[Sample]) -> Batch:
     """``collate_fn`` for :class:`torch.utils.data.DataLoader`."""
     has_depth = all(s.depth is not None for s in samples)
     has_motion = all(s.motion is not None for s in samples)
+    flows = [s.optical_flow for s in samples]
     return Batch(
         images=torch.stack([s.images for s in samples]),
         network_images=torch.stack([s.network_images for s in samples]),
@@ -74,4 +100,6 @@ def collate_samples(samples: list[Sample]) -> Batch:
         depth=[s.depth for s in samples] if has_depth else None,
         motion=[s.motion for s in samples] if has_motion else None,
         names=[s.name for s in samples],
+        optical_flow=OpticalFlow(torch.stack([f.flow for f in flows]), torch.stack([f.valid for f in flows]))
+        if all(f is not None for f in flows) else None,
     )

@@ -200,13 +200,13 @@ def window_distance(distance: Tensor, valid: Tensor, window: int) -> tuple[Tenso
 
 
 def evidence_distance(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
-                      window: int) -> tuple[Tensor, Tensor, Tensor]:
+                      window: int, flow: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(distance, reliable, still)``: :func:`window_distance` of :func:`epipolar_distance`, and which frames
     show the camera standing (``(B,)``, :func:`camera_still`; their transform is taken as the identity).
 
     Args: as :func:`motion_evidence`.
     """
-    flow, valid = dense_flow(target, source)
+    flow, valid = dense_flow(target, source) if flow is None else flow
     still = camera_still(flow, valid)
     transform = torch.where(still[:, None, None], torch.eye(4, device=transform.device), transform.detach().float())
     distance = epipolar_distance(flow, transform, intrinsics.float(), near_static_depth(depth))
@@ -214,7 +214,7 @@ def evidence_distance(target: Tensor, source: Tensor, transform: Tensor, intrins
 
 
 def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor,
-                    threshold: float, window: int) -> MotionEvidence:
+                    threshold: float, window: int, flow: tuple[Tensor, Tensor] | None = None) -> MotionEvidence:
     """Where the target pixels move in a way no static point can, and, with the camera standing still,
     where they do not move at all.
 
@@ -225,8 +225,10 @@ def motion_evidence(target: Tensor, source: Tensor, transform: Tensor, intrinsic
         depth: ``(B, 1, H, W)`` the warp's depth, for the nearest static depth only.
         threshold: pixels; the window mean of :func:`epipolar_distance` must exceed it.
         window: odd window size in pixels for the mean.
+        flow: :func:`dense_flow` of ``target`` and ``source`` when it was computed already (the training
+            data set's), else it is computed here.
     """
-    mean_distance, reliable, still = evidence_distance(target, source, transform, intrinsics, depth, window)
+    mean_distance, reliable, still = evidence_distance(target, source, transform, intrinsics, depth, window, flow)
     return MotionEvidence(
         moving=reliable & (mean_distance > threshold),
         static=reliable & (mean_distance < STATIC_FRACTION * threshold) & still[:, None, None],

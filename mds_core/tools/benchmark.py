@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import torch
 
 from mds_core.config import ModelConfig, TrainConfig, apply_overrides
-from mds_core.data.sample import Batch
+from mds_core.data.sample import Batch, OpticalFlow
 from mds_core.device import resolve_device
 from mds_core.method.losses import SelfSupervisedObjective
+from mds_core.method.motion_evidence import dense_flow
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import Precision, build_training_state, train_step
 
@@ -52,6 +53,9 @@ class TrainStepResult:
     config: TrainConfig  # the training config that was measured (after the overrides)
     step: int  # the training step the steps were timed as (past the warm-ups)
     loss_terms: dict[str, float]  # the last timed step's loss parts (which terms were computed)
+    # seconds the optical flow of the batch took (the motion evidence's; None when the loss has none): the
+    # training data set computes it in the loader and keeps it for later epochs, so it is not in the step
+    flow_seconds: float | None = None
 
     def to_text(self) -> str:
         median = statistics.median(self.step_times)
@@ -64,6 +68,8 @@ class TrainStepResult:
             f"step time   median {median * 1000:.0f} ms  (min {min(self.step_times) * 1000:.0f}, "
             f"max {max(self.step_times) * 1000:.0f}, {len(self.step_times)} steps)",
             f"throughput  {s.batch_size / median:.2f} samples/s",
+            *([f"data        optical flow {self.flow_seconds * 1000:.0f} ms a batch, in the loader (the first "
+               f"epoch; kept in memory for the later ones)"] if self.flow_seconds is not None else []),
             f"peak memory {self.peak_memory_mb:.0f} MB",
         ])
 
@@ -97,6 +103,11 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     if spec.cpu_autocast and device.type == "cpu":
         state.precision = Precision(torch.bfloat16, "cpu")
     batch = random_batch(spec.batch_size, spec.height, spec.width, device)
+    flow_seconds = None
+    if objective.needs_optical_flow:  # training's data set computes it, in the loader, and keeps it
+        start = time.perf_counter()
+        batch.optical_flow = batch_optical_flow(batch)
+        flow_seconds = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -114,4 +125,11 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
-                           torch.get_num_threads(), config, state.step, loss.scalars())
+                           torch.get_num_threads(), config, state.step, loss.scalars(), flow_seconds)
+
+
+def batch_optical_flow(batch: Batch) -> OpticalFlow:
+    """The optical flow of every sample of ``batch`` toward each source, as the training data set gives it."""
+    sources = batch.images.shape[1] - 1
+    flows = [dense_flow(batch.target, batch.sources[:, s]) for s in range(sources)]
+    return OpticalFlow(torch.stack([f for f, _ in flows], dim=1), torch.stack([v for _, v in flows], dim=1))

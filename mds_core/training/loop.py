@@ -330,6 +330,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         LOG.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch, state.batch_in_epoch)
 
     objective = SelfSupervisedObjective(config.loss, config.model)
+    if objective.needs_optical_flow:
+        dataset.compute_optical_flow()  # in the loader (and kept for later epochs), not in the step
     monitor = TrainingMonitor(output_dir / "tensorboard", config.logging.tensorboard and context.is_main)
     losses: list[float] = []
     last_path: Path | None = None

@@ -207,6 +207,14 @@ class SelfSupervisedObjective:
         return disparity_to_depth(full, self.model.min_depth, self.model.max_depth)
 
     @property
+    def needs_optical_flow(self) -> bool:
+        """Whether the objective computes the motion evidence (so a training data set should give the
+        batches their optical flow: :meth:`~mds_core.data.dataset.TripletDataset.compute_optical_flow`)."""
+        cfg = self.loss
+        return (cfg.motion_evidence_threshold > 0 and self._has_components
+                and (cfg.assigned_reprojection_weight > 0 or cfg.mask_assignment_weight > 0))
+
+    @property
     def _has_components(self) -> bool:
         return self.model.motion_model == "components" and self.model.num_components > 1
 
@@ -226,9 +234,10 @@ class SelfSupervisedObjective:
         if cfg.motion_evidence_threshold <= 0:
             return None
         width = batch.target.shape[-1]
+        flow = batch.optical_flow
         found = [motion_evidence(batch.target, batch.sources[:, s], src.motion.transforms[:, BACKGROUND_COMPONENT],
                                  batch.intrinsics, depth, cfg.motion_evidence_threshold * width,
-                                 self._assignment_window(width))
+                                 self._assignment_window(width), None if flow is None else flow.source(s))
                  for s, src in enumerate(output.sources)]
         return MotionEvidence.across_sources(found)
 
