@@ -52,6 +52,21 @@ def test_resume_continues_bit_identically(data_root, tmp_path):
         assert reference.scheduler == resumed.scheduler
 
 
+def test_training_minimises_the_objective_it_is_given(data_root, tmp_path):
+    from mds_core.method.losses import SelfSupervisedObjective
+
+    class Counted(SelfSupervisedObjective):  # a ladder's oracle rung adds a term this way
+        calls = 0
+
+        def __call__(self, batch, output, **kwargs):
+            Counted.calls += 1
+            return super().__call__(batch, output, **kwargs)
+
+    config = tiny_config(data_root, tmp_path / "run", max_steps=2)
+    assert train(config, objective=Counted(config.loss, config.model)).steps == 2
+    assert Counted.calls == 2
+
+
 def test_checkpoint_loading_is_safe_and_errors_are_clear(data_root, tmp_path):
     config = tiny_config(data_root, tmp_path / "run", max_steps=1)
     path = train(config).checkpoint

@@ -173,8 +173,8 @@ PRESETS: dict[str, AccuracyPreset] = {
     "quick": AccuracyPreset(name="quick", steps=600, seeds=1, **_CPU_DATA),
     "cpu": AccuracyPreset(name="cpu", steps=600, seeds=3, **_CPU_DATA),
     # A budget meant to let the depth network resolve cars (docs/accuracy.md, "The long preset"): 20 city
-    # drives of 100 frames, 6,000 steps, K=1, K=5 and the scene flow, one seed. About 1.1 s a step on 2
-    # idle cores: some 2 hours a model. It checkpoints every 200 steps; run it again with --reuse after a
+    # drives of 100 frames, 6,000 steps, K=1, K=5 and the scene flow, one seed. About 0.5 s a step on 2
+    # idle cores: about an hour a model. It checkpoints every 200 steps; run it again with --reuse after a
     # stop and each unfinished model resumes exactly where its last checkpoint left it.
     "long": AccuracyPreset(name="long", width=192, height=64, train_sequences=20, frames_per_sequence=100,
                            heldout_sequences=8, heldout_frames=20, steps=6000, batch_size=4, seeds=1, scene="city",

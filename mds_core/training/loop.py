@@ -273,7 +273,7 @@ def claim_checkpoint_folder(directory: Path, continuing: str | None, overwrite: 
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, objective: SelfSupervisedObjective | None = None) -> TrainResult:
     """Train the configured model (either motion model); returns the last checkpoint written and this process's step losses.
 
     ``resume`` continues a run exactly (weights, optimiser, schedule, position, RNG, run id) from
@@ -283,20 +283,23 @@ def train(config: TrainConfig, resume: str | Path | None = None, init_from: str 
     weights only. ``last.pt`` is written at every periodic checkpoint and at the end.
 
     A run refuses an output folder whose checkpoints belong to another run (see
-    :func:`claim_checkpoint_folder`); ``overwrite=True`` deletes them instead.
+    :func:`claim_checkpoint_folder`); ``overwrite=True`` deletes them instead. ``objective``: what is
+    minimised, by default ``SelfSupervisedObjective(config.loss, config.model)`` (a ladder's oracle
+    rung may add a term: scripts/scene_flow_ladder.py).
     """
     config.validate()
     context = DistributedContext.from_environment()
     device = context.device_for(resolve_device(config.device))
     context.initialise(device)
     try:
-        return _train(config, context, device, resume, init_from, overwrite)
+        return _train(config, context, device, resume, init_from, overwrite, objective)
     finally:
         context.shutdown()
 
 
 def _train(config: TrainConfig, context: DistributedContext, device: torch.device,
-           resume: str | Path | None, init_from: str | Path | None, overwrite: bool) -> TrainResult:
+           resume: str | Path | None, init_from: str | Path | None, overwrite: bool,
+           objective: SelfSupervisedObjective | None) -> TrainResult:
     seed_everything(config.seed + context.rank)
     output_dir = Path(config.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
@@ -329,7 +332,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
             torch.manual_seed(config.seed + context.rank + state.step)
         LOG.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch, state.batch_in_epoch)
 
-    objective = SelfSupervisedObjective(config.loss, config.model)
+    objective = objective if objective is not None else SelfSupervisedObjective(config.loss, config.model)
     if objective.needs_optical_flow:
         dataset.compute_optical_flow()  # in the loader (and kept for later epochs), not in the step
     monitor = TrainingMonitor(output_dir / "tensorboard", config.logging.tensorboard and context.is_main)
