@@ -96,6 +96,12 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 DEFAULT_FLOW_CACHE_MB = 2048.0
 
 
+def sample_optical_flow(images: torch.Tensor) -> OpticalFlow:
+    """A sample's flow from ``images[0]`` (the target) to each of ``images[1:]`` (``(1 + S, 3, H, W)``)."""
+    sources = images[1:]
+    return OpticalFlow(*dense_flow(images[:1].expand_as(sources), sources))
+
+
 class OpticalFlowCache:
     """The optical flow of a sample's frames by key (its index and whether it was flipped), computed on
     first use and kept while the kept flows take less than ``budget`` bytes; beyond, computed each time."""
@@ -110,10 +116,8 @@ class OpticalFlowCache:
         kept = self._kept.get(key)
         if kept is not None:
             return kept
-        sources = images[1:]
-        flow, valid = dense_flow(images[:1].expand_as(sources), sources)
-        computed = OpticalFlow(flow, valid)
-        size = flow.numel() * flow.element_size() + valid.numel() * valid.element_size()
+        computed = sample_optical_flow(images)
+        size = sum(t.numel() * t.element_size() for t in (computed.flow, computed.valid))
         if self.used + size <= self.budget:
             self._kept[key] = computed
             self.used += size

@@ -55,6 +55,11 @@ class OpticalFlow:
     def to(self, device: torch.device | str, non_blocking: bool = False) -> OpticalFlow:
         return OpticalFlow(self.flow.to(device, non_blocking=non_blocking), self.valid.to(device, non_blocking=non_blocking))
 
+    @staticmethod
+    def stack(flows: list[OpticalFlow]) -> OpticalFlow:
+        """Samples' flows as a batch's (a leading batch dimension)."""
+        return OpticalFlow(torch.stack([f.flow for f in flows]), torch.stack([f.valid for f in flows]))
+
 
 @dataclass
 class Batch:
@@ -100,6 +105,5 @@ def collate_samples(samples: list[Sample]) -> Batch:
         depth=[s.depth for s in samples] if has_depth else None,
         motion=[s.motion for s in samples] if has_motion else None,
         names=[s.name for s in samples],
-        optical_flow=OpticalFlow(torch.stack([f.flow for f in flows]), torch.stack([f.valid for f in flows]))
-        if all(f is not None for f in flows) else None,
+        optical_flow=OpticalFlow.stack(flows) if all(f is not None for f in flows) else None,
     )

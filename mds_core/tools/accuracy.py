@@ -783,8 +783,9 @@ def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, w
     record = reusable_training(folder, config, scene) if reuse else None
     if record is not None:
         LOG.info("%s: reusing the trained model in %s", what, folder)
+        # records of models trained before the losses were kept in them have none
         return TrainedModel(Path(record["checkpoint"]), record["train_seconds"], record["steps"],
-                            record["loss_first_10"], record["loss_last_10"], reused=True)
+                            record.get("loss_first_10", math.nan), record.get("loss_last_10", math.nan), reused=True)
     resume = resumable_training(folder, config, scene) if reuse else None
     LOG.info("%s: training %d steps (%d epochs)%s", what, config.optim.max_steps, config.optim.epochs,
              f", resuming {resume}" if resume else "")

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import torch
 
 from mds_core.config import ModelConfig, TrainConfig, apply_overrides
+from mds_core.data.dataset import sample_optical_flow
 from mds_core.data.sample import Batch, OpticalFlow
 from mds_core.device import resolve_device
 from mds_core.method.losses import SelfSupervisedObjective
-from mds_core.method.motion_evidence import dense_flow
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.loop import Precision, build_training_state, train_step
 
@@ -106,7 +106,7 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     flow_seconds = None
     if objective.needs_optical_flow:  # training's data set computes it, in the loader, and keeps it
         start = time.perf_counter()
-        batch.optical_flow = batch_optical_flow(batch)
+        batch.optical_flow = OpticalFlow.stack([sample_optical_flow(images) for images in batch.images])
         flow_seconds = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -127,9 +127,3 @@ def run_train_step_benchmark(spec: TrainStepBenchmark) -> TrainStepResult:
     return TrainStepResult(spec, str(device), str(state.precision.dtype or torch.float32), times, peak,
                            torch.get_num_threads(), config, state.step, loss.scalars(), flow_seconds)
 
-
-def batch_optical_flow(batch: Batch) -> OpticalFlow:
-    """The optical flow of every sample of ``batch`` toward each source, as the training data set gives it."""
-    sources = batch.images.shape[1] - 1
-    flows = [dense_flow(batch.target, batch.sources[:, s]) for s in range(sources)]
-    return OpticalFlow(torch.stack([f for f, _ in flows], dim=1), torch.stack([v for _, v in flows], dim=1))
