@@ -6,12 +6,15 @@ from synthetic import kitti_like_intrinsics, make_sequences, textured_image, tin
 
 from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
 from mds_core.method.motion_evidence import (
+    UNDECIDED,
     dense_flow,
     epipolar_distance,
     epipolar_line_distance,
     flow_ego_motion,
     motion_evidence,
     moving_evidence,
+    static_depth_distance,
+    translation_scale,
 )
 
 pytestmark = pytest.mark.numerics
@@ -122,6 +125,12 @@ def test_moving_evidence_scores_the_moving_box_high_and_the_standing_wall_low():
     core[:, 19:29, 36:54] = True  # the box without the border that a window shares with the wall
     assert float(score[core].median()) > 0.75  # 3 px against a 1 px threshold: 1 - 2^-3 = 0.875
     assert float(score[~box].median()) < 0.1
+    # where the flow is not forward-backward consistent (the strip of wall the box uncovers, the box's edges) it
+    # says neither: undecided, next to the box only
+    undecided = score == UNDECIDED
+    assert bool(undecided.any())
+    near_box = torch.nn.functional.max_pool2d(box[:, None].float(), 13, 1, 6)[:, 0].bool()
+    assert not bool((undecided & ~near_box).any())
     # a pixel at exactly the threshold scores 0.5
     assert float(moving_evidence(target, source, intrinsics, threshold=3.0, window=5)[core].median()) == \
         pytest.approx(0.5, abs=0.15)
@@ -175,6 +184,70 @@ def test_the_flow_finds_its_own_ego_motion_and_the_box_that_leaves_its_epipolar_
     assert float(score[core].median()) > 0.7 and float(score[inner & ~box].median()) < 0.3
     # the same frames give the same answer (RANSAC's draws are seeded)
     assert torch.equal(score, moving_evidence(target, source, intrinsics, threshold=0.5, window=5))
+
+
+def test_the_depth_finds_the_traffic_along_the_heading_that_stays_on_its_epipolar_lines():
+    """A camera driving 0.5 m forward (and turning a little) past a smooth scene, with a car driving away faster
+    than it and one coming towards it: both stay on their epipolar lines (the line distance is ~0), but neither
+    is where a static point at its depth goes. The translation's length is fitted from a unit direction."""
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    rows, columns = torch.linspace(0, 1, HEIGHT)[:, None], torch.linspace(0, 1, WIDTH)[None, :]
+    depth = (6.0 + 30.0 * (1.0 - rows) + 10.0 * columns).expand(1, 1, HEIGHT, WIDTH).clone()
+    away, coming = torch.zeros(HEIGHT, WIDTH, dtype=torch.bool), torch.zeros(HEIGHT, WIDTH, dtype=torch.bool)
+    away[8:22, 6:30], coming[28:44, 64:90] = True, True
+    depth[0, 0][away | coming] = 10.0
+    forward = torch.tensor([[[0.0, 0.0, 0.5]]])
+    transform = pose_vector_to_transform(torch.tensor([[[0.0, 0.01, 0.0]]]), forward)[:, 0]
+    points = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], backproject(depth, torch.linalg.inv(intrinsics)))
+    # target -> source: a static point is 0.5 m further away in the source camera; the car driving away at 2 m a
+    # frame was 1.5 m nearer, the one coming at 2 m a frame 2.5 m further
+    own = torch.where(away, -2.0, torch.where(coming, 2.0, 0.0))
+    points = points + transform[:, :3, 3, None, None] + torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1) * own
+    flow = _flow_of(points, intrinsics)
+    valid = torch.ones(1, HEIGHT, WIDTH, dtype=torch.bool)
+    unit = transform.clone()
+    unit[:, :3, 3] = unit[:, :3, 3] / unit[:, :3, 3].norm()
+    assert float(translation_scale(flow, valid, unit, intrinsics, 1.0 / depth)[0]) == pytest.approx(0.5, rel=0.02)
+    line = epipolar_line_distance(flow, unit, intrinsics)
+    distance = static_depth_distance(flow, valid, unit, intrinsics, depth)
+    static = ~torch.nn.functional.max_pool2d((away | coming)[None, None].float(), 9, 1, 4)[0, 0].bool()
+    assert float(line[0].max()) < 0.05 and float(distance[0][static].max()) < 0.05
+    for car in (away, coming):
+        core = car & ~torch.nn.functional.max_pool2d((~car)[None, None].float(), 5, 1, 2)[0, 0].bool()
+        assert float(distance[0][core].median()) > 1.0
+    # the scale of the depth does not matter, and a standing camera (no translation) falls back to the line
+    assert torch.allclose(static_depth_distance(flow, valid, unit, intrinsics, depth * 7.0), distance, atol=1e-3)
+    still = torch.eye(4)[None]
+    assert torch.equal(static_depth_distance(flow, valid, still, intrinsics, depth),
+                       epipolar_line_distance(flow, still, intrinsics))
+
+
+def test_with_the_depth_the_evidence_finds_a_box_moving_away_along_its_epipolar_lines():
+    """The inference evidence from two rendered frames (DIS flow, the flow's own ego-motion): a box that moves
+    along the camera's translation stays on its epipolar lines, so only the depth finds it."""
+    import torch.nn.functional as F
+
+    intrinsics = kitti_like_intrinsics(SCENE_WIDTH, SCENE_HEIGHT)
+    columns, rows = torch.linspace(0, 1, SCENE_WIDTH), torch.linspace(0, 1, SCENE_HEIGHT)
+    depth = (3.0 + 27.0 * columns[None, :] ** 2 + 2.0 * rows[:, None] ** 2).expand(1, 1, SCENE_HEIGHT, SCENE_WIDTH)
+    transform = pose_vector_to_transform(torch.tensor([[[0.0, 0.01, 0.0]]]), torch.tensor([[[0.3, 0.0, 0.5]]]))[:, 0]
+    box = torch.zeros(1, SCENE_HEIGHT, SCENE_WIDTH, dtype=torch.bool)
+    box[:, 28:60, 24:72] = True
+    points = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], backproject(depth, torch.linalg.inv(intrinsics)))
+    # the box drives away along the camera's own translation, 1.5 times as fast: -0.5 t instead of + t
+    points = points + torch.where(box[:, None], -0.5, 1.0) * transform[:, :3, 3, None, None]
+    where = project(points, intrinsics)
+    source = textured_image(SCENE_HEIGHT, SCENE_WIDTH, seed=9)
+    grid = torch.stack([2 * where[..., 0] / (SCENE_WIDTH - 1) - 1, 2 * where[..., 1] / (SCENE_HEIGHT - 1) - 1], dim=-1)
+    target = F.grid_sample(source, grid, align_corners=True, padding_mode="border")
+    core = torch.zeros_like(box)
+    core[:, 34:54, 30:66] = True
+    inner = torch.zeros_like(box)
+    inner[:, 10:-10, 10:-10] = True
+    with_depth = moving_evidence(target, source, intrinsics, threshold=0.5, window=5, depth=depth)
+    without = moving_evidence(target, source, intrinsics, threshold=0.5, window=5)
+    assert float(with_depth[core].median()) > 0.7 and float(without[core].median()) < 0.3
+    assert float(with_depth[inner & ~box].median()) < 0.2
 
 
 def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_untrained_model_misses(tmp_path):

@@ -288,7 +288,8 @@ class Predictor:
         if self.motion_evidence:
             evidence = moving_evidence(current.tensor, previous.tensor, k_tensor.float(),
                                        LossConfig.motion_evidence_threshold * self.size[0],
-                                       2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1)[0]
+                                       2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1,
+                                       depth=warp_depth.float())[0]
             prediction.motion_evidence = evidence.cpu().numpy()
             moving = 0.5 * (moving.float() + evidence.to(moving.device))
         prediction.moving_probability = moving.float().cpu().numpy()

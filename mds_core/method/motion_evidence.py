@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mds_core.method.geometry import pixel_grid
@@ -73,6 +74,17 @@ RANSAC_MIN_POINTS = 50
 RANSAC_PIXELS = 0.5
 #: Inliers of the fit that choose among the essential matrix's four motions (points in front of both cameras).
 POSE_POINTS = 50
+#: The evidence at inference with the model's depth (:func:`static_depth_distance`): a static point's inverse depth
+#: may be anything within the range of the depth's over a window of this radius (DIS smooths the flow across depth
+#: edges), widened by this factor either way (a learned depth is rough; the translation's scale is fitted).
+DEPTH_WINDOW_RADIUS = 2
+DEPTH_TOLERANCE = 3.0
+#: The translation scale: least squares over the pixels that agree best (SCALE_TRIM of them left out each time).
+SCALE_TRIM = 0.3
+SCALE_ITERATIONS = 3
+#: The inference evidence where the flow inside the image is not forward-backward consistent (an occlusion, or a
+#: motion DIS cannot follow: a fast car near the camera): undecided, neither moving nor static.
+UNDECIDED = 0.5
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
@@ -108,6 +120,11 @@ def _grey_uint8(images: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(g) for g in grey.cpu().numpy()]
 
 
+def ends_inside(u, v, height: int, width: int):
+    """Where flow end points ``(u, v)`` (arrays or tensors of pixel coordinates) lie inside a ``height x width`` image."""
+    return (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+
+
 def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
     """DIS optical flow from each ``(B, 3, H, W)`` target image to its source image.
 
@@ -130,7 +147,7 @@ def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mismatch = np.square(forward + back).sum(axis=-1)
         bound = FB_RELATIVE * (np.square(forward).sum(axis=-1) + np.square(back).sum(axis=-1)) + FB_ABSOLUTE
-        inside = (end[..., 0] >= 0) & (end[..., 0] <= width - 1) & (end[..., 1] >= 0) & (end[..., 1] <= height - 1)
+        inside = ends_inside(end[..., 0], end[..., 1], height, width)
         flows.append(forward.transpose(2, 0, 1))
         valids.append((mismatch < bound) & inside)
     flow = torch.from_numpy(np.stack(flows)).to(target.device)
@@ -161,12 +178,16 @@ def epipolar_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, near_
     # a segment that would pass behind the camera (fast backward motion) is cut at a tiny positive depth:
     # it then reaches far along its line, which only makes the evidence more cautious there
     near_end = near[:, :2] / near[:, 2:].clamp_min(eps * h[:, 2:].abs().clamp_min(1.0))
-    end = pixels[:2] + flow
-    along = near_end - far_end
+    return distance_to_segments(pixels[:2] + flow, far_end, near_end)
+
+
+def distance_to_segments(points: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """``(B, H, W)`` distance of each of the ``(B, 2, H, W)`` points from its segment ``first`` -> ``second``."""
+    along = second - first
     length2 = (along * along).sum(dim=1, keepdim=True)
-    u = (((end - far_end) * along).sum(dim=1, keepdim=True) / length2.clamp_min(1e-12)).clamp(0.0, 1.0)
-    closest = far_end + u * along
-    offset = end - closest
+    u = (((points - first) * along).sum(dim=1, keepdim=True) / length2.clamp_min(1e-12)).clamp(0.0, 1.0)
+    closest = first + u * along
+    offset = points - closest
     return torch.hypot(offset[:, 0], offset[:, 1])  # (torch's vector norm over dim 1 is far slower on the CPU)
 
 
@@ -301,23 +322,118 @@ def epipolar_line_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) 
     return torch.where(moves, to_line, to_point).reshape(batch, height, width)
 
 
-def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int) -> Tensor:
-    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames alone, for inference:
-    ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from its
-    epipolar line under the flow's own ego-motion (:func:`flow_ego_motion`, :func:`epipolar_line_distance`;
-    0.5 at the threshold), 0 where the flow is not trusted. The predictor averages it with the masks'
-    moving probability.
+def _flow_on_lines(flow: Tensor, transform: Tensor, intrinsics: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(h, k, a, b)`` of each pixel ``p`` under a target -> source ``transform``: a static point at inverse depth
+    ``s`` (times the translation's length) goes to ``(h + s k)_xy / (h + s k)_z`` with ``h = K R K^-1 p`` and
+    ``k = K t`` (``(B, 3, H, W)``, ``(B, 3, 1, 1)``); the flow's end point ``e`` is that of ``s a = b`` in the
+    least-squares sense, with ``a = e k_z - k_xy`` and ``b = h_xy - e h_z`` (``(B, 2, H, W)`` each)."""
+    _, _, height, width = flow.shape
+    pixels = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)
+    intrinsics = intrinsics.to(flow.dtype)
+    rotation, translation = transform[:, :3, :3].to(flow.dtype), transform[:, :3, 3].to(flow.dtype)
+    h = torch.einsum("bij,jhw->bihw", intrinsics @ rotation @ torch.linalg.inv(intrinsics), pixels)
+    k = torch.einsum("bij,bj->bi", intrinsics, translation)[:, :, None, None]
+    end = pixels[:2] + flow
+    return h, k, end * k[:, 2:] - k[:, :2], h[:, :2] - end * h[:, 2:]
+
+
+def translation_scale(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics: Tensor,
+                      inverse_depth: Tensor) -> Tensor:
+    """``(B,)`` the length of ``transform``'s translation, in the depth's units, with which static points at
+    ``inverse_depth`` (``(B, 1, H, W)``) move as the trusted flow shows (the direction is the transform's;
+    :func:`flow_ego_motion`'s translation has unit length).
+
+    Each pixel's position along its epipolar line, over its inverse depth, gives a scale; the frame's is a least
+    squares over the pixels that agree best with it (movers are a minority), started at their median. NaN where
+    none can be fitted: no translation (a standing camera) or too few trusted pixels away from the epipole.
+    """
+    _, _, a, b = _flow_on_lines(flow, transform, intrinsics)
+    weight = (a * a).sum(dim=1)  # |a|^2: near the epipole the flow says little about depth
+    inverse = inverse_depth[:, 0].to(flow.dtype)
+    scales = []
+    for i in range(flow.shape[0]):
+        informative = valid[i] & (weight[i] > 1e-4 * float(weight[i].max().clamp_min(1e-12)))
+        if float(transform[i, :3, 3].norm()) < 1e-9 or int(informative.sum()) < RANSAC_MIN_POINTS:
+            scales.append(float("nan"))
+            continue
+        position = (a[i] * b[i]).sum(dim=0) / weight[i].clamp_min(1e-12)
+        scale = (position[informative] / inverse[i][informative]).median()
+        for _ in range(SCALE_ITERATIONS):
+            residual = (a[i] * (scale * inverse[i]) - b[i]).square().sum(dim=0)
+            kept = informative & (residual <= torch.quantile(residual[informative], 1.0 - SCALE_TRIM))
+            scale = (inverse[i] * (a[i] * b[i]).sum(dim=0))[kept].sum() / (inverse[i].square() * weight[i])[kept].sum()
+        scales.append(float(scale))
+    return torch.tensor(scales, device=flow.device)
+
+
+def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor) -> Tensor:
+    """``(B, H, W)`` distance in pixels of each flow end point from where a static point at the model's depth can go.
+
+    :func:`epipolar_line_distance` sees no mover that stays on its epipolar line: the traffic along the camera's
+    heading (a car coming closer moves along the line faster than a static point at its depth, one driving away
+    slower or backwards). The depth says where on the line a static point must be: between the inverse depths of
+    its :data:`DEPTH_WINDOW_RADIUS` window (the flow is smoothed across depth edges), times the translation's scale
+    (:func:`translation_scale`), widened by a tolerance that grows as the depth explains the static world's flow
+    less well (a learned depth on unfamiliar footage then leaves the line distance). Frames without a fitted scale
+    (a standing camera) get the line distance.
+
+    Args:
+        flow, valid: :func:`dense_flow`'s.
+        transform: ``(B, 4, 4)`` the flow's own ego-motion (:func:`flow_ego_motion`), any translation length.
+        intrinsics: ``(B, 3, 3)``.
+        depth: ``(B, 1, H, W)`` the model's depth (any scale), at the flow's size.
+    """
+    inverse = 1.0 / depth.to(flow.dtype).clamp_min(1e-6)
+    scale = translation_scale(flow, valid, transform, intrinsics, inverse)
+    fitted = torch.isfinite(scale) & (scale > 0)
+    scale = torch.where(fitted, scale, torch.zeros_like(scale)).view(-1, 1, 1, 1)
+    radius = DEPTH_WINDOW_RADIUS
+    lowest = -F.max_pool2d(-inverse, 2 * radius + 1, stride=1, padding=radius) / DEPTH_TOLERANCE
+    highest = F.max_pool2d(inverse, 2 * radius + 1, stride=1, padding=radius) * DEPTH_TOLERANCE
+    h, k, _, _ = _flow_on_lines(flow, transform, intrinsics)
+
+    def reached(inverse_depth: Tensor) -> Tensor:
+        point = h + scale * inverse_depth * k
+        return point[:, :2] / point[:, 2:].clamp_min(1e-6)
+
+    _, _, height, width = flow.shape
+    end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
+    distance = distance_to_segments(end, reached(lowest), reached(highest))
+    if bool(fitted.all()):
+        return distance
+    line = epipolar_line_distance(flow, transform, intrinsics)
+    return torch.where(fitted.view(-1, 1, 1), distance, line)
+
+
+def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
+                    depth: Tensor | None = None) -> Tensor:
+    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames (and the model's depth), for
+    inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
+    where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on its
+    epipolar line without ``depth`` (:func:`epipolar_line_distance`), near the depth's point on it with
+    (:func:`static_depth_distance`). 0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not
+    forward-backward consistent, 0 where it leaves the image. The predictor averages it with the masks' moving
+    probability.
 
     Args:
         target, source: ``(B, 3, H, W)`` images in [0, 1].
         intrinsics: ``(B, 3, 3)``.
         threshold: pixels.
         window: odd window size in pixels for the mean.
+        depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None.
     """
     flow, valid = dense_flow(target, source)
     still = camera_still(flow, valid)
     transform = flow_ego_motion(flow, valid, intrinsics, still)
-    mean_distance, reliable = window_distance(epipolar_line_distance(flow, transform, intrinsics.float()), valid,
-                                              window)
+    intrinsics = intrinsics.float()
+    if depth is None:
+        distance = epipolar_line_distance(flow, transform, intrinsics)
+    else:
+        distance = static_depth_distance(flow, valid, transform, intrinsics, depth)
+    mean_distance, reliable = window_distance(distance, valid, window)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
-    return torch.where(reliable, score, torch.zeros_like(score))
+    height, width = flow.shape[-2:]
+    end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
+    inside = ends_inside(end[:, 0], end[:, 1], height, width)
+    unknown = torch.where(inside, torch.full_like(score, UNDECIDED), torch.zeros_like(score))
+    return torch.where(reliable, score, unknown)
