@@ -7,9 +7,11 @@ from synthetic import kitti_like_intrinsics, make_sequences, textured_image, tin
 from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_transform, project
 from mds_core.method.motion_evidence import (
     UNDECIDED,
+    DepthTrust,
     dense_flow,
     epipolar_distance,
     epipolar_line_distance,
+    epipolar_ray_distance,
     flow_ego_motion,
     motion_evidence,
     moving_evidence,
@@ -209,22 +211,40 @@ def test_the_depth_finds_the_traffic_along_the_heading_that_stays_on_its_epipola
     unit[:, :3, 3] = unit[:, :3, 3] / unit[:, :3, 3].norm()
     assert float(translation_scale(flow, valid, unit, intrinsics, 1.0 / depth)[0]) == pytest.approx(0.5, rel=0.02)
     line = epipolar_line_distance(flow, unit, intrinsics)
-    distance = static_depth_distance(flow, valid, unit, intrinsics, depth)
+    consistency = static_depth_distance(flow, valid, unit, intrinsics, depth)
+    distance = consistency.distance(torch.ones(1))
     static = ~torch.nn.functional.max_pool2d((away | coming)[None, None].float(), 9, 1, 4)[0, 0].bool()
+    assert torch.equal(consistency.ray, epipolar_ray_distance(flow, unit, intrinsics))
     assert float(line[0].max()) < 0.05 and float(distance[0][static].max()) < 0.05
+    assert float(consistency.static_excess[0]) < 0.01  # the static world (most of the frame) is where its depth says
+    ray = consistency.ray[0]
     for car in (away, coming):
         core = car & ~torch.nn.functional.max_pool2d((~car)[None, None].float(), 5, 1, 2)[0, 0].bool()
         assert float(distance[0][core].median()) > 1.0
+        # driving away faster than the camera follows, a car looks as if behind the camera: beyond where any static
+        # point of its pixel can go, which needs no depth; coming closer it stays where a nearer static point would be
+        assert (float(ray[core].median()) > 1.0) == (car is away)
     # the scale of the depth does not matter, and a standing camera (no translation) falls back to the line
-    assert torch.allclose(static_depth_distance(flow, valid, unit, intrinsics, depth * 7.0), distance, atol=1e-3)
-    still = torch.eye(4)[None]
-    assert torch.equal(static_depth_distance(flow, valid, still, intrinsics, depth),
-                       epipolar_line_distance(flow, still, intrinsics))
+    assert torch.allclose(static_depth_distance(flow, valid, unit, intrinsics, depth * 7.0).distance(torch.ones(1)),
+                          distance, atol=1e-3)
+    still = static_depth_distance(flow, valid, torch.eye(4)[None], intrinsics, depth)
+    assert not bool(still.excess.any()) and bool(still.static_excess.isnan().all())
+    # a depth that does not explain the static world (a poorly trained one) is distrusted from the frames seen so
+    # far, and the evidence falls back to the ray distance; one odd frame (say, full of movers) does not decide
+    good, wrong = consistency.static_excess, torch.tensor([2.0])
+    trust = DepthTrust(frames=3)
+    assert float(trust(good, threshold=1.0)[0]) > 0.95
+    trust(good, threshold=1.0)
+    assert float(trust(wrong, threshold=1.0)[0]) > 0.95
+    trust(wrong, threshold=1.0)
+    assert float(trust(good, threshold=1.0)[0]) == 0.0  # two of the last three were wrong
+    assert float(DepthTrust()(still.static_excess, threshold=1.0)[0]) == 0.0  # nothing seen: not trusted
 
 
-def test_with_the_depth_the_evidence_finds_a_box_moving_away_along_its_epipolar_lines():
-    """The inference evidence from two rendered frames (DIS flow, the flow's own ego-motion): a box that moves
-    along the camera's translation stays on its epipolar lines, so only the depth finds it."""
+def test_with_the_depth_the_evidence_finds_a_car_driving_ahead_at_the_cameras_speed():
+    """The inference evidence from two rendered frames (DIS flow, the flow's own ego-motion): a box that keeps its
+    distance ahead of the camera moves in the image as a static point infinitely far would, on its epipolar line,
+    so only the depth finds it."""
     import torch.nn.functional as F
 
     intrinsics = kitti_like_intrinsics(SCENE_WIDTH, SCENE_HEIGHT)
@@ -234,8 +254,9 @@ def test_with_the_depth_the_evidence_finds_a_box_moving_away_along_its_epipolar_
     box = torch.zeros(1, SCENE_HEIGHT, SCENE_WIDTH, dtype=torch.bool)
     box[:, 28:60, 24:72] = True
     points = torch.einsum("bij,bjhw->bihw", transform[:, :3, :3], backproject(depth, torch.linalg.inv(intrinsics)))
-    # the box drives away along the camera's own translation, 1.5 times as fast: -0.5 t instead of + t
-    points = points + torch.where(box[:, None], -0.5, 1.0) * transform[:, :3, 3, None, None]
+    # the box drives ahead of the camera at its speed (a lead car): it keeps its distance, and its image only turns
+    # with the camera, as if it were infinitely far (0 t instead of + t)
+    points = points + torch.where(box[:, None], 0.0, 1.0) * transform[:, :3, 3, None, None]
     where = project(points, intrinsics)
     source = textured_image(SCENE_HEIGHT, SCENE_WIDTH, seed=9)
     grid = torch.stack([2 * where[..., 0] / (SCENE_WIDTH - 1) - 1, 2 * where[..., 1] / (SCENE_HEIGHT - 1) - 1], dim=-1)

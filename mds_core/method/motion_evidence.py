@@ -23,10 +23,13 @@ the background by the photometric comparison alone. The data say where such move
   small window, exceeds a threshold where the flow is trustworthy (they move); on frames with the
   camera standing still, also those whose trusted flow stays well below it (they are static: with
   the camera at rest nothing else can explain a pixel that does not move);
-* :func:`moving_evidence` -- for inference, a score in [0, 1) from the two frames alone: the
-  distance of each flow vector from its epipolar line under the flow's own ego-motion (an essential
-  matrix fitted by RANSAC, :func:`flow_ego_motion`, :func:`epipolar_line_distance`), so that it
-  does not depend on a network's ego-motion. The predictor averages it with the masks' moving
+* :func:`moving_evidence` -- for inference, a score in [0, 1) from the two frames and the model's
+  depth: the distance of each flow vector from where a static point can go under the flow's own
+  ego-motion (an essential matrix fitted by RANSAC, :func:`flow_ego_motion`), so that it does not
+  depend on a network's ego-motion: the half of its epipolar line static points reach
+  (:func:`epipolar_ray_distance`), and near the depth's point on it as far as the depth explains
+  the static world's flow (:func:`static_depth_distance`, :class:`DepthTrust`): that finds the
+  traffic along the camera's heading, which stays on its epipolar lines. The predictor averages it with the masks' moving
   probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
   model miss, or a static region they take for one, is weighed against what the frames show.
 
@@ -39,6 +42,8 @@ camera stood still.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -79,6 +84,14 @@ POSE_POINTS = 50
 #: edges), widened by this factor either way (a learned depth is rough; the translation's scale is fitted).
 DEPTH_WINDOW_RADIUS = 2
 DEPTH_TOLERANCE = 3.0
+#: How far a model's depth is trusted (:class:`DepthTrust`): what it adds to the ray distance, at
+#: DEPTH_TRUST_QUANTILE over a frame's trusted flow (its static world: movers are a minority), is about 0 where the
+#: depth explains the static world's flow; the median of that over the last DEPTH_TRUST_FRAMES frames the predictor saw (a frame full of movers
+#: does not count alone) weighs the depth's share by 1 - it / (DEPTH_TRUST_FRACTION x the evidence's threshold):
+#: a poorly trained depth, or a depth on footage unlike its training, leaves the ray distance.
+DEPTH_TRUST_QUANTILE = 0.75
+DEPTH_TRUST_FRACTION = 0.25
+DEPTH_TRUST_FRAMES = 100
 #: The translation scale: least squares over the pixels that agree best (SCALE_TRIM of them left out each time).
 SCALE_TRIM = 0.3
 SCALE_ITERATIONS = 3
@@ -322,6 +335,21 @@ def epipolar_line_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) 
     return torch.where(moves, to_line, to_point).reshape(batch, height, width)
 
 
+def epipolar_ray_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) -> Tensor:
+    """``(B, H, W)`` :func:`epipolar_line_distance`, but only the half of the line a static point can reach: every
+    static point lies between where the rotation alone takes its pixel (infinitely far) and the epipole (at the
+    camera), so a flow that ends beyond the first (a car driving away faster than the camera follows, seen as if
+    behind the camera) is that far from it. Needs no depth: the translation's direction is enough (the flow's own,
+    :func:`flow_ego_motion`, whose sign puts the static points in front of both cameras)."""
+    line = epipolar_line_distance(flow, transform, intrinsics)
+    h, _, a, b = _flow_on_lines(flow, transform, intrinsics)
+    behind = (a * b).sum(dim=1) < 0  # the end point's inverse depth on its line, times the translation, is negative
+    _, _, height, width = flow.shape
+    offset = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow - h[:, :2] / h[:, 2:].clamp_min(1e-6)
+    moves = (transform[:, :3, 3].norm(dim=1) > 1e-9).view(-1, 1, 1)
+    return torch.where(behind & moves, torch.hypot(offset[:, 0], offset[:, 1]), line)
+
+
 def _flow_on_lines(flow: Tensor, transform: Tensor, intrinsics: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(h, k, a, b)`` of each pixel ``p`` under a target -> source ``transform``: a static point at inverse depth
     ``s`` (times the translation's length) goes to ``(h + s k)_xy / (h + s k)_z`` with ``h = K R K^-1 p`` and
@@ -366,16 +394,52 @@ def translation_scale(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics
     return torch.tensor(scales, device=flow.device)
 
 
-def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics: Tensor, depth: Tensor) -> Tensor:
-    """``(B, H, W)`` distance in pixels of each flow end point from where a static point at the model's depth can go.
+@dataclass
+class StaticDepthDistance:
+    """:func:`static_depth_distance`: ``ray`` ``(B, H, W)`` the distance from the half of the epipolar line a static
+    point can reach (:func:`epipolar_ray_distance`), ``excess`` ``(B, H, W)`` how much further the point the depth allows is (0 on
+    frames without a fitted translation scale), ``static_excess`` ``(B,)`` its :data:`DEPTH_TRUST_QUANTILE` quantile
+    over the trusted flow (NaN without a scale)."""
 
-    :func:`epipolar_line_distance` sees no mover that stays on its epipolar line: the traffic along the camera's
-    heading (a car coming closer moves along the line faster than a static point at its depth, one driving away
-    slower or backwards). The depth says where on the line a static point must be: between the inverse depths of
+    ray: Tensor
+    excess: Tensor
+    static_excess: Tensor
+
+    def distance(self, trust: Tensor) -> Tensor:
+        """``(B, H, W)`` the ray distance plus the depth's share, weighed by ``trust`` ``(B,)`` in [0, 1]."""
+        return self.ray + trust.view(-1, 1, 1).to(self.excess.dtype) * self.excess
+
+
+class DepthTrust:
+    """How far a model's depth explains the static world's optical flow, over the frames seen so far (the last
+    :data:`DEPTH_TRUST_FRAMES`): 1 minus the median of their :attr:`StaticDepthDistance.static_excess` over
+    :data:`DEPTH_TRUST_FRACTION` of the evidence's threshold, clamped to [0, 1]. A predictor keeps one: a depth
+    network is as good on one frame of a stream as on the next, and a frame whose trusted flow is mostly a mover's
+    would alone distrust a good depth."""
+
+    def __init__(self, frames: int = DEPTH_TRUST_FRAMES):
+        self._excess: deque[float] = deque(maxlen=frames)
+
+    def __call__(self, static_excess: Tensor, threshold: float) -> Tensor:
+        """``(B,)`` the trust for a batch of frames, after adding their ``static_excess`` to the history."""
+        self._excess.extend(v for v in static_excess.tolist() if math.isfinite(v))
+        typical = float(np.median(self._excess)) if self._excess else float("inf")
+        trust = max(0.0, 1.0 - typical / (DEPTH_TRUST_FRACTION * threshold))
+        return torch.full(static_excess.shape, trust, device=static_excess.device)
+
+
+def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics: Tensor,
+                          depth: Tensor) -> StaticDepthDistance:
+    """How far each flow end point is from where a static point at the model's depth can go, beyond its distance
+    from the half of its epipolar line that any static point can reach.
+
+    :func:`epipolar_ray_distance` sees no mover that stays on that half line: most traffic along the camera's
+    heading (a car coming closer moves along it faster than a static point at its depth, one driving away
+    slower). The depth says where on the line a static point must be: between the inverse depths of
     its :data:`DEPTH_WINDOW_RADIUS` window (the flow is smoothed across depth edges), times the translation's scale
-    (:func:`translation_scale`), widened by a tolerance that grows as the depth explains the static world's flow
-    less well (a learned depth on unfamiliar footage then leaves the line distance). Frames without a fitted scale
-    (a standing camera) get the line distance.
+    (:func:`translation_scale`), widened by :data:`DEPTH_TOLERANCE` either way. How far that is to be believed,
+    :class:`DepthTrust` says from the static world's share. Frames without a fitted scale (a standing camera) have
+    no excess.
 
     Args:
         flow, valid: :func:`dense_flow`'s.
@@ -398,20 +462,21 @@ def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrin
 
     _, _, height, width = flow.shape
     end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
-    distance = distance_to_segments(end, reached(lowest), reached(highest))
-    if bool(fitted.all()):
-        return distance
-    line = epipolar_line_distance(flow, transform, intrinsics)
-    return torch.where(fitted.view(-1, 1, 1), distance, line)
+    ray = epipolar_ray_distance(flow, transform, intrinsics)
+    excess = (distance_to_segments(end, reached(lowest), reached(highest)) - ray).clamp_min(0.0)
+    excess = torch.where(fitted.view(-1, 1, 1), excess, torch.zeros_like(excess))
+    static_excess = torch.stack([torch.quantile(e[v], DEPTH_TRUST_QUANTILE) if bool(f and v.any())
+                                 else e.new_tensor(float("nan")) for e, v, f in zip(excess, valid, fitted.tolist())])
+    return StaticDepthDistance(ray, excess, static_excess)
 
 
 def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
-                    depth: Tensor | None = None) -> Tensor:
+                    depth: Tensor | None = None, trust: DepthTrust | None = None) -> Tensor:
     """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames (and the model's depth), for
     inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
-    where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on its
-    epipolar line without ``depth`` (:func:`epipolar_line_distance`), near the depth's point on it with
-    (:func:`static_depth_distance`). 0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not
+    where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
+    of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
+    point on it with (:func:`static_depth_distance`, as far as the predictor's :class:`DepthTrust` believes it). 0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not
     forward-backward consistent, 0 where it leaves the image. The predictor averages it with the masks' moving
     probability.
 
@@ -421,15 +486,17 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
         threshold: pixels.
         window: odd window size in pixels for the mean.
         depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None.
+        trust: the :class:`DepthTrust` of the frames seen before (a predictor's); None: these frames' alone.
     """
     flow, valid = dense_flow(target, source)
     still = camera_still(flow, valid)
     transform = flow_ego_motion(flow, valid, intrinsics, still)
     intrinsics = intrinsics.float()
     if depth is None:
-        distance = epipolar_line_distance(flow, transform, intrinsics)
+        distance = epipolar_ray_distance(flow, transform, intrinsics)
     else:
-        distance = static_depth_distance(flow, valid, transform, intrinsics, depth)
+        consistency = static_depth_distance(flow, valid, transform, intrinsics, depth)
+        distance = consistency.distance((trust or DepthTrust())(consistency.static_excess, threshold))
     mean_distance, reliable = window_distance(distance, valid, window)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
     height, width = flow.shape[-2:]
