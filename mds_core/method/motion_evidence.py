@@ -341,8 +341,13 @@ def epipolar_ray_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor) -
     camera), so a flow that ends beyond the first (a car driving away faster than the camera follows, seen as if
     behind the camera) is that far from it. Needs no depth: the translation's direction is enough (the flow's own,
     :func:`flow_ego_motion`, whose sign puts the static points in front of both cameras)."""
+    return _ray_distance(flow, transform, intrinsics, _flow_on_lines(flow, transform, intrinsics))
+
+
+def _ray_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, lines: tuple[Tensor, ...]) -> Tensor:
+    """:func:`epipolar_ray_distance` with :func:`_flow_on_lines` computed already."""
     line = epipolar_line_distance(flow, transform, intrinsics)
-    h, _, a, b = _flow_on_lines(flow, transform, intrinsics)
+    h, _, a, b = lines
     behind = (a * b).sum(dim=1) < 0  # the end point's inverse depth on its line, times the translation, is negative
     _, _, height, width = flow.shape
     offset = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow - h[:, :2] / h[:, 2:].clamp_min(1e-6)
@@ -375,11 +380,16 @@ def translation_scale(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics
     squares over the pixels that agree best with it (movers are a minority), started at their median. NaN where
     none can be fitted: no translation (a standing camera) or too few trusted pixels away from the epipole.
     """
-    _, _, a, b = _flow_on_lines(flow, transform, intrinsics)
+    return _translation_scale(_flow_on_lines(flow, transform, intrinsics), valid, transform, inverse_depth)
+
+
+def _translation_scale(lines: tuple[Tensor, ...], valid: Tensor, transform: Tensor, inverse_depth: Tensor) -> Tensor:
+    """:func:`translation_scale` with :func:`_flow_on_lines` computed already."""
+    _, _, a, b = lines
     weight = (a * a).sum(dim=1)  # |a|^2: near the epipole the flow says little about depth
-    inverse = inverse_depth[:, 0].to(flow.dtype)
+    inverse = inverse_depth[:, 0].to(a.dtype)
     scales = []
-    for i in range(flow.shape[0]):
+    for i in range(a.shape[0]):
         informative = valid[i] & (weight[i] > 1e-4 * float(weight[i].max().clamp_min(1e-12)))
         if float(transform[i, :3, 3].norm()) < 1e-9 or int(informative.sum()) < RANSAC_MIN_POINTS:
             scales.append(float("nan"))
@@ -391,7 +401,7 @@ def translation_scale(flow: Tensor, valid: Tensor, transform: Tensor, intrinsics
             kept = informative & (residual <= torch.quantile(residual[informative], 1.0 - SCALE_TRIM))
             scale = (inverse[i] * (a[i] * b[i]).sum(dim=0))[kept].sum() / (inverse[i].square() * weight[i])[kept].sum()
         scales.append(float(scale))
-    return torch.tensor(scales, device=flow.device)
+    return torch.tensor(scales, device=a.device)
 
 
 @dataclass
@@ -448,13 +458,14 @@ def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrin
         depth: ``(B, 1, H, W)`` the model's depth (any scale), at the flow's size.
     """
     inverse = 1.0 / depth.to(flow.dtype).clamp_min(1e-6)
-    scale = translation_scale(flow, valid, transform, intrinsics, inverse)
+    lines = _flow_on_lines(flow, transform, intrinsics)
+    scale = _translation_scale(lines, valid, transform, inverse)
     fitted = torch.isfinite(scale) & (scale > 0)
     scale = torch.where(fitted, scale, torch.zeros_like(scale)).view(-1, 1, 1, 1)
     radius = DEPTH_WINDOW_RADIUS
     lowest = -F.max_pool2d(-inverse, 2 * radius + 1, stride=1, padding=radius) / DEPTH_TOLERANCE
     highest = F.max_pool2d(inverse, 2 * radius + 1, stride=1, padding=radius) * DEPTH_TOLERANCE
-    h, k, _, _ = _flow_on_lines(flow, transform, intrinsics)
+    h, k, _, _ = lines
 
     def reached(inverse_depth: Tensor) -> Tensor:
         point = h + scale * inverse_depth * k
@@ -462,7 +473,7 @@ def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrin
 
     _, _, height, width = flow.shape
     end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
-    ray = epipolar_ray_distance(flow, transform, intrinsics)
+    ray = _ray_distance(flow, transform, intrinsics, lines)
     excess = (distance_to_segments(end, reached(lowest), reached(highest)) - ray).clamp_min(0.0)
     excess = torch.where(fitted.view(-1, 1, 1), excess, torch.zeros_like(excess))
     static_excess = torch.stack([torch.quantile(e[v], DEPTH_TRUST_QUANTILE) if bool(f and v.any())
