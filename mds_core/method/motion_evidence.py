@@ -29,8 +29,8 @@ the background by the photometric comparison alone. The data say where such move
   depend on a network's ego-motion: the half of its epipolar line static points reach
   (:func:`epipolar_ray_distance`), and near the depth's point on it as far as the depth explains
   the static world's flow (:func:`static_depth_distance`, :class:`DepthTrust`): that finds the
-  traffic along the camera's heading, which stays on its epipolar lines. The predictor averages it with the masks' moving
-  probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
+  traffic along the camera's heading, which stays on its epipolar lines. The predictor averages it
+  with the masks' moving probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
   model miss, or a static region they take for one, is weighed against what the frames show.
 
 The objective (:mod:`mds_core.method.losses.component_assignment`) assigns the moving pixels to the
@@ -86,9 +86,10 @@ DEPTH_WINDOW_RADIUS = 2
 DEPTH_TOLERANCE = 3.0
 #: How far a model's depth is trusted (:class:`DepthTrust`): what it adds to the ray distance, at
 #: DEPTH_TRUST_QUANTILE over a frame's trusted flow (its static world: movers are a minority), is about 0 where the
-#: depth explains the static world's flow; the median of that over the last DEPTH_TRUST_FRAMES frames the predictor saw (a frame full of movers
-#: does not count alone) weighs the depth's share by 1 - it / (DEPTH_TRUST_FRACTION x the evidence's threshold):
-#: a poorly trained depth, or a depth on footage unlike its training, leaves the ray distance.
+#: depth explains the static world's flow; the median of that over the last DEPTH_TRUST_FRAMES frames the predictor
+#: saw (a frame full of movers does not count alone) weighs the depth's share by
+#: 1 - it / (DEPTH_TRUST_FRACTION x the evidence's threshold): a poorly trained depth, or a depth on footage unlike
+#: its training, leaves the ray distance.
 DEPTH_TRUST_QUANTILE = 0.75
 DEPTH_TRUST_FRACTION = 0.25
 DEPTH_TRUST_FRAMES = 100
@@ -350,7 +351,8 @@ def _ray_distance(flow: Tensor, transform: Tensor, intrinsics: Tensor, lines: tu
     h, _, a, b = lines
     behind = (a * b).sum(dim=1) < 0  # the end point's inverse depth on its line, times the translation, is negative
     _, _, height, width = flow.shape
-    offset = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow - h[:, :2] / h[:, 2:].clamp_min(1e-6)
+    end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
+    offset = end - h[:, :2] / h[:, 2:].clamp_min(1e-6)  # from where the rotation alone takes the pixel
     moves = (transform[:, :3, 3].norm(dim=1) > 1e-9).view(-1, 1, 1)
     return torch.where(behind & moves, torch.hypot(offset[:, 0], offset[:, 1]), line)
 
@@ -407,9 +409,9 @@ def _translation_scale(lines: tuple[Tensor, ...], valid: Tensor, transform: Tens
 @dataclass
 class StaticDepthDistance:
     """:func:`static_depth_distance`: ``ray`` ``(B, H, W)`` the distance from the half of the epipolar line a static
-    point can reach (:func:`epipolar_ray_distance`), ``excess`` ``(B, H, W)`` how much further the point the depth allows is (0 on
-    frames without a fitted translation scale), ``static_excess`` ``(B,)`` its :data:`DEPTH_TRUST_QUANTILE` quantile
-    over the trusted flow (NaN without a scale)."""
+    point can reach (:func:`epipolar_ray_distance`), ``excess`` ``(B, H, W)`` how much further the points the depth
+    allows are (0 on frames without a fitted translation scale), ``static_excess`` ``(B,)`` its
+    :data:`DEPTH_TRUST_QUANTILE` quantile over the trusted flow (NaN without a scale)."""
 
     ray: Tensor
     excess: Tensor
@@ -487,9 +489,9 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
     where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
     of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
-    point on it with (:func:`static_depth_distance`, as far as the predictor's :class:`DepthTrust` believes it). 0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not
-    forward-backward consistent, 0 where it leaves the image. The predictor averages it with the masks' moving
-    probability.
+    point on it with (:func:`static_depth_distance`, as far as the predictor's :class:`DepthTrust` believes it).
+    0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not forward-backward consistent,
+    0 where it leaves the image. The predictor averages it with the masks' moving probability.
 
     Args:
         target, source: ``(B, 3, H, W)`` images in [0, 1].
