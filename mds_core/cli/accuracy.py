@@ -20,7 +20,7 @@ def preset_from_args(args: argparse.Namespace) -> AccuracyPreset:
         "batch_size": args.batch_size, "seeds": args.seeds,
         "rungs": tuple(args.rungs.split(",")) if args.rungs else None, "scene": args.scene,
         "scene_flow": False if args.no_scene_flow else None,
-        "overrides": tuple(args.set) if args.set else None, "checkpoint_every": args.checkpoint_every,
+        "overrides": tuple(args.set) if args.set else None, "checkpoint_every": args.checkpoint_every, "jobs": args.jobs,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
 
@@ -69,6 +69,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                         help="steps between the checkpoints a stopped run resumes from (0: only at the end)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="models trained at once on the CPU, each in its own process with its share of the "
+                             "threads (default 1; on 2 cores, 3 finishes the three models of a seed sooner)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate again, instead of retraining, every model of an earlier run in OUTPUT "
                              "that finished training with exactly this run's config (re-scores a finished run), "

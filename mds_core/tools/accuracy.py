@@ -129,6 +129,9 @@ class AccuracyPreset:
     montage_frames: int = 4
     # steps between the checkpoints a stopped run resumes from (``reuse``); 0: only the final one
     checkpoint_every: int = 0
+    # models trained at once, each in its own process with its share of the CPU threads (docs/performance.md:
+    # on 2 cores three 1-thread trainings side by side finish sooner than one 2-thread training after another)
+    jobs: int = 1
 
     def validate(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 32 or self.height % 32:
@@ -143,6 +146,8 @@ class AccuracyPreset:
             raise ValueError("steps and batch size must be >= 1")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 steps (0: only at the end), got {self.checkpoint_every}")
         from mds_core.tools.synth.config import SCENES
@@ -802,6 +807,46 @@ def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, w
     return trained
 
 
+@dataclass(frozen=True)
+class TrainingJob:
+    """The arguments of one :func:`train_or_reuse` call."""
+
+    config: TrainConfig
+    folder: Path
+    scene: str
+    reuse: bool
+    what: str
+    labels: dict[str, Any]
+
+    def run(self) -> TrainedModel:
+        return train_or_reuse(self.config, self.folder, self.scene, self.reuse, self.what, self.labels)
+
+
+def _run_with_threads(job: TrainingJob, threads: int) -> TrainedModel:
+    import torch
+
+    torch.set_num_threads(threads)
+    return job.run()
+
+
+def train_all(jobs: list[TrainingJob], parallel: int, device: torch.device) -> list[TrainedModel]:
+    """Run ``jobs`` in order, or on the CPU ``parallel`` at a time, each in its own process with an equal
+    share of this process's threads (at least one). A GPU runs them one after the other."""
+    if parallel <= 1 or len(jobs) <= 1 or device.type != "cpu":
+        return [job.run() for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    workers = min(parallel, len(jobs))
+    threads = max(1, torch.get_num_threads() // workers)
+    LOG.info("training %d models, %d at a time with %d thread(s) each", len(jobs), workers, threads)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_with_threads, job, threads) for job in jobs]
+        return [future.result() for future in futures]
+
+
 def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse: bool = False) -> AccuracyResult:
     """Generate data once; for each seed train (or, with ``reuse``, take the finished training of an
     earlier run: :func:`reusable_training`) and evaluate every variant; write the reports."""
@@ -822,35 +867,38 @@ def run_accuracy_benchmark(preset: AccuracyPreset, output_dir: str | Path, reuse
     num_samples = len(build_dataset(DataConfig(root=str(split.train)), ModelConfig(height=preset.height, width=preset.width),
                                     seed=preset.seed, training=True))
 
+    runs = [(seed, variant, out / f"seed{seed}" / variant.folder) for seed in preset.training_seeds
+            for variant in preset.variants]
+    jobs = [TrainingJob(training_config(preset, variant, split.train, folder, num_samples, seed), folder, preset.scene,
+                        reuse, f"seed {seed}, {variant.name}", {"variant": variant.name, "seed": seed})
+            for seed, variant, folder in runs]
+    trainings = train_all(jobs, preset.jobs, device)
+
     models: list[ModelResult] = []
     reused: list[tuple[str, int]] = []
     pictured: dict[str, Predictor] = {}  # the first seed's predictors, by variant name
-    for seed in preset.training_seeds:
-        for variant in preset.variants:
-            folder = out / f"seed{seed}" / variant.folder
-            config = training_config(preset, variant, split.train, folder, num_samples, seed)
-            trained = train_or_reuse(config, folder, preset.scene, reuse, f"seed {seed}, {variant.name}",
-                                     {"variant": variant.name, "seed": seed})
-            if trained.reused:
-                reused.append((variant.name, seed))
-            checkpoint = trained.checkpoint
-            predictor = Predictor.from_checkpoint(checkpoint, device=str(device))
-            LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
-            report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),
-                                                      device=str(device)), predictor=predictor)
-            report.save(folder / "evaluation.json")
-            masks_alone = None
-            if variant.segments and variant.motion_model == "components":
-                masks_alone = run_evaluation(
-                    EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout), device=str(device),
-                                      motion_evidence=False),
-                    predictor=Predictor.from_checkpoint(checkpoint, device=str(device), motion_evidence=False))
-                masks_alone.save(folder / "evaluation_masks_alone.json")
-            model = ModelResult(variant, seed, report, trained.seconds, trained.steps, config.optim.epochs,
-                                trained.loss_first, trained.loss_last, checkpoint, masks_alone)
-            models.append(model)
-            if seed == preset.seed:
-                pictured[variant.name] = predictor
+    for (seed, variant, folder), job, trained in zip(runs, jobs, trainings):
+        config = job.config
+        if trained.reused:
+            reused.append((variant.name, seed))
+        checkpoint = trained.checkpoint
+        predictor = Predictor.from_checkpoint(checkpoint, device=str(device))
+        LOG.info("seed %d, evaluating %s on %s", seed, variant.name, split.heldout)
+        report = run_evaluation(EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout),
+                                                  device=str(device)), predictor=predictor)
+        report.save(folder / "evaluation.json")
+        masks_alone = None
+        if variant.segments and variant.motion_model == "components":
+            masks_alone = run_evaluation(
+                EvaluationRequest(checkpoint=str(checkpoint), data=str(split.heldout), device=str(device),
+                                  motion_evidence=False),
+                predictor=Predictor.from_checkpoint(checkpoint, device=str(device), motion_evidence=False))
+            masks_alone.save(folder / "evaluation_masks_alone.json")
+        model = ModelResult(variant, seed, report, trained.seconds, trained.steps, config.optim.epochs,
+                            trained.loss_first, trained.loss_last, checkpoint, masks_alone)
+        models.append(model)
+        if seed == preset.seed:
+            pictured[variant.name] = predictor
 
     frames = montage_frames(split.heldout, preset.montage_frames)
     png_path = out / "accuracy.png"
