@@ -184,3 +184,35 @@ def test_a_stopped_run_resumes_each_unfinished_model_exactly_with_reuse(tmp_path
         assert ours.loss_first == pytest.approx(theirs.loss_first, rel=1e-6)  # steps 1-2 from before the stop
     record = json.loads((k1_folder / "training.json").read_text())
     assert record["scene"] == "road" and record["steps"] == 4 and record["train_seconds"] > 0
+
+
+def test_models_trained_side_by_side_are_those_trained_one_after_another(tmp_path):
+    """``--jobs``: each model trains in its own process; at one thread each, the weights are exactly those of
+    training them in turn in this process at one thread."""
+    from mds_core.checkpoint import load_checkpoint
+    from mds_core.tools.accuracy import run_accuracy_benchmark
+
+    preset = dataclasses.replace(PRESETS["quick"], width=WIDTH, height=HEIGHT, train_sequences=1, frames_per_sequence=5,
+                                 heldout_sequences=1, heldout_frames=3, steps=2, batch_size=2, rungs=("full",),
+                                 scene_flow=False, montage_frames=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        in_turn = run_accuracy_benchmark(preset, tmp_path / "in_turn")
+        torch.set_num_threads(2)  # two jobs: one thread each
+        side_by_side = run_accuracy_benchmark(dataclasses.replace(preset, jobs=2), tmp_path / "side_by_side")
+    finally:
+        torch.set_num_threads(threads)
+    assert [m.variant for m in side_by_side.models] == [m.variant for m in in_turn.models]
+    for ours, theirs in zip(side_by_side.models, in_turn.models, strict=True):
+        assert ours.checkpoint.parent.parent.parent.parent.name == "side_by_side"
+        expected, got = load_checkpoint(theirs.checkpoint), load_checkpoint(ours.checkpoint)
+        assert got.step == expected.step == 2
+        for name, tensor in expected.model.items():
+            assert torch.equal(tensor, got.model[name]), f"{ours.variant.name}: {name}"
+        assert ours.report.depth.overall.abs_rel == pytest.approx(theirs.report.depth.overall.abs_rel, rel=1e-5)
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ValueError, match="jobs"):
+        dataclasses.replace(PRESETS["quick"], jobs=0).validate()
