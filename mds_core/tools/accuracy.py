@@ -822,6 +822,20 @@ class TrainingJob:
         return train_or_reuse(self.config, self.folder, self.scene, self.reuse, self.what, self.labels)
 
 
+def _end_with_parent() -> None:
+    """A training worker's start: on Linux, ask the kernel to stop this process when the benchmark that started
+    it ends (a killed benchmark must not leave its trainings running); elsewhere nothing."""
+    import ctypes
+    import ctypes.util
+    import signal
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_with_threads(job: TrainingJob, threads: int) -> TrainedModel:
     import torch
 
@@ -842,7 +856,7 @@ def train_all(jobs: list[TrainingJob], parallel: int, device: torch.device) -> l
     workers = min(parallel, len(jobs))
     threads = max(1, torch.get_num_threads() // workers)
     LOG.info("training %d models, %d at a time with %d thread(s) each", len(jobs), workers, threads)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with_parent) as pool:
         futures = [pool.submit(_run_with_threads, job, threads) for job in jobs]
         return [future.result() for future in futures]
 
