@@ -99,6 +99,14 @@ SCALE_ITERATIONS = 3
 #: The inference evidence where the flow inside the image is not forward-backward consistent (an occlusion, or a
 #: motion DIS cannot follow: a fast car near the camera): undecided, neither moving nor static.
 UNDECIDED = 0.5
+#: Where it is undecided, the evidence of the trusted pixels of the same colour around it (:func:`colour_guided_fill`):
+#: within FILL_RADIUS pixels, weighted by a Gaussian of the distance (FILL_SIGMA_SPACE pixels) and of the colour
+#: difference (FILL_SIGMA_COLOUR, RGB in [0, 1]), with UNDECIDED as a prior of the weight of FILL_PRIOR_WEIGHT
+#: trusted pixels of the same colour next to it.
+FILL_RADIUS = 5
+FILL_SIGMA_SPACE = 3.0
+FILL_SIGMA_COLOUR = 0.04
+FILL_PRIOR_WEIGHT = 1.0
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
@@ -483,6 +491,41 @@ def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrin
     return StaticDepthDistance(ray, excess, static_excess)
 
 
+def colour_guided_fill(score: Tensor, reliable: Tensor, image: Tensor, where: Tensor) -> Tensor:
+    """``(B, H, W)``: ``score`` where ``where`` is False; elsewhere the mean of ``score`` over the ``reliable`` pixels
+    around that have the pixel's colour in ``image`` (``(B, 3, H, W)`` in [0, 1]), pulled towards :data:`UNDECIDED`
+    where there are few.
+
+    A normalised convolution with a joint-bilateral kernel (:data:`FILL_RADIUS`, :data:`FILL_SIGMA_SPACE`,
+    :data:`FILL_SIGMA_COLOUR`) and :data:`UNDECIDED` as a prior of weight :data:`FILL_PRIOR_WEIGHT`. Where the optical
+    flow fails its forward-backward check, the flow of the same surface next to it still speaks: the untextured body
+    of a car takes the say of its edges, a strip of road its car uncovers takes the road's.
+    """
+    radius = FILL_RADIUS
+    batch, height, width = score.shape
+    steps = torch.arange(-radius, radius + 1, device=score.device)
+    dy, dx = (d.flatten() for d in torch.meshgrid(steps, steps, indexing="ij"))
+    near = torch.exp(-(dy.square() + dx.square()).to(score.dtype) / (2.0 * FILL_SIGMA_SPACE ** 2))
+    padded_width = width + 2 * radius
+    offsets = dy * padded_width + dx  # (taps,) in the padded image's flat index
+    pad = (radius,) * 4
+    colours = F.pad(image.to(score.dtype), pad, mode="replicate").flatten(2)  # (B, 3, P)
+    weights = F.pad(reliable.to(score.dtype), pad).flatten(1)  # (B, P): padding is not trusted
+    scores = F.pad(score * reliable.to(score.dtype), pad).flatten(1)
+    filled = score.clone()
+    for i in range(batch):
+        y, x = torch.nonzero(where[i], as_tuple=True)
+        if y.numel() == 0:
+            continue
+        centre = (y + radius) * padded_width + (x + radius)
+        taps = centre[:, None] + offsets[None, :]  # (N, taps)
+        difference = (colours[i][:, taps] - colours[i][:, centre][:, :, None]).square().sum(dim=0)
+        kernel = near[None, :] * torch.exp(-difference / (2.0 * FILL_SIGMA_COLOUR ** 2)) * weights[i][taps]
+        total = (kernel * scores[i][taps]).sum(dim=1) + FILL_PRIOR_WEIGHT * UNDECIDED
+        filled[i, y, x] = total / (kernel.sum(dim=1) + FILL_PRIOR_WEIGHT)
+    return filled
+
+
 def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
                     depth: Tensor | None = None, trust: DepthTrust | None = None) -> Tensor:
     """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames (and the model's depth), for
@@ -490,7 +533,8 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
     of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
     point on it with (:func:`static_depth_distance`, as far as the predictor's :class:`DepthTrust` believes it).
-    0.5 at the threshold; :data:`UNDECIDED` where the flow inside the image is not forward-backward consistent,
+    0.5 at the threshold. Where the flow inside the image is not forward-backward consistent, the evidence of the
+    trusted pixels of the same colour around (:func:`colour_guided_fill`; :data:`UNDECIDED` where there are none);
     0 where it leaves the image. The predictor averages it with the masks' moving probability.
 
     Args:
@@ -515,5 +559,5 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     height, width = flow.shape[-2:]
     end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
     inside = ends_inside(end[:, 0], end[:, 1], height, width)
-    unknown = torch.where(inside, torch.full_like(score, UNDECIDED), torch.zeros_like(score))
-    return torch.where(reliable, score, unknown)
+    undecided = inside & ~reliable
+    return torch.where(reliable, score, colour_guided_fill(score, reliable, target, undecided) * undecided)
