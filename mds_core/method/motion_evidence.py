@@ -559,5 +559,5 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     height, width = flow.shape[-2:]
     end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
     inside = ends_inside(end[:, 0], end[:, 1], height, width)
-    undecided = inside & ~reliable
-    return torch.where(reliable, score, colour_guided_fill(score, reliable, target, undecided) * undecided)
+    filled = colour_guided_fill(score, reliable, target, inside & ~reliable)
+    return torch.where(reliable, score, torch.where(inside, filled, torch.zeros_like(score)))

@@ -822,12 +822,14 @@ class TrainingJob:
         return train_or_reuse(self.config, self.folder, self.scene, self.reuse, self.what, self.labels)
 
 
-def _end_with_parent() -> None:
-    """A training worker's start: on Linux, ask the kernel to stop this process when the benchmark that started
-    it ends (a killed benchmark must not leave its trainings running); elsewhere nothing."""
+def _start_worker(log_level: int) -> None:
+    """A training worker's start: the benchmark's log level, and, on Linux, the kernel asked to stop this process
+    when the benchmark that started it ends (a killed benchmark must not leave its trainings running)."""
     import ctypes
     import ctypes.util
     import signal
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -856,7 +858,8 @@ def train_all(jobs: list[TrainingJob], parallel: int, device: torch.device) -> l
     workers = min(parallel, len(jobs))
     threads = max(1, torch.get_num_threads() // workers)
     LOG.info("training %d models, %d at a time with %d thread(s) each", len(jobs), workers, threads)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with_parent) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
         futures = [pool.submit(_run_with_threads, job, threads) for job in jobs]
         return [future.result() for future in futures]
 
