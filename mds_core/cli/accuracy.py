@@ -71,7 +71,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="steps between the checkpoints a stopped run resumes from (0: only at the end)")
     parser.add_argument("--jobs", type=int, metavar="N",
                         help="models trained at once on the CPU, each in its own process with its share of the "
-                             "threads (default 1; on 2 cores, 3 finishes the three models of a seed sooner)")
+                             "threads (default 1; on 2 cores, 2 trains two models in about the time of one)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate again, instead of retraining, every model of an earlier run in OUTPUT "
                              "that finished training with exactly this run's config (re-scores a finished run), "

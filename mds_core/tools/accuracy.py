@@ -129,8 +129,8 @@ class AccuracyPreset:
     montage_frames: int = 4
     # steps between the checkpoints a stopped run resumes from (``reuse``); 0: only the final one
     checkpoint_every: int = 0
-    # models trained at once, each in its own process with its share of the CPU threads (docs/performance.md:
-    # on 2 cores three 1-thread trainings side by side finish sooner than one 2-thread training after another)
+    # models trained at once, each in its own process with its share of the CPU threads (docs/accuracy.md: on 2
+    # cores two 1-thread trainings side by side progress about as fast as one 2-thread training alone)
     jobs: int = 1
 
     def validate(self) -> None:
