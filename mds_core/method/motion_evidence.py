@@ -97,7 +97,8 @@ DEPTH_TRUST_FRAMES = 100
 SCALE_TRIM = 0.3
 SCALE_ITERATIONS = 3
 #: The inference evidence where the flow inside the image is not forward-backward consistent (an occlusion, or a
-#: motion DIS cannot follow: a fast car near the camera): undecided, neither moving nor static.
+#: motion DIS cannot follow: a fast car near the camera) and no trusted pixel of its colour is near: undecided,
+#: neither moving nor static (the prior of :func:`colour_guided_fill`).
 UNDECIDED = 0.5
 #: Where it is undecided, the evidence of the trusted pixels of the same colour around it (:func:`colour_guided_fill`):
 #: within FILL_RADIUS pixels, weighted by a Gaussian of the distance (FILL_SIGMA_SPACE pixels) and of the colour
