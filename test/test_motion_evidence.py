@@ -8,6 +8,8 @@ from mds_core.method.geometry import backproject, pixel_grid, pose_vector_to_tra
 from mds_core.method.motion_evidence import (
     UNDECIDED,
     DepthTrust,
+    EvidenceStream,
+    FlowChain,
     colour_guided_fill,
     dense_flow,
     epipolar_distance,
@@ -441,3 +443,74 @@ def test_colour_guided_fill_gives_an_untrusted_pixel_the_say_of_trusted_pixels_o
     # without the colour, the strip would take the car's rim's say too: the colour is what keeps them apart
     grey = torch.full_like(image, 0.5)
     assert float(colour_guided_fill(score, reliable, grey, undecided)[strip].max()) > 0.3
+
+
+def _still_camera_frames_with_a_box(lefts: list[int], top: int = 16) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A textured wall seen by a camera that stands still and a textured 16x24 box in front of it at each of the
+    columns ``lefts`` in turn (cut off by the image's border). Returns the frames and the last frame's box mask."""
+    wall = textured_image(HEIGHT, WIDTH, seed=3)
+    box_texture = textured_image(16, 24, seed=4)
+    frames = []
+    for left in lefts:
+        frame = wall.clone()
+        first, last = max(left, 0), min(left + 24, WIDTH)
+        frame[..., top:top + 16, first:last] = box_texture[..., first - left:last - left]
+        frames.append(frame)
+    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
+    box[:, top:top + 16, max(lefts[-1], 0):min(lefts[-1] + 24, WIDTH)] = True
+    return frames, box
+
+
+def test_the_flow_chained_over_three_frame_pairs_follows_a_pan_as_one_flow_would():
+    """A camera panning 1 px a frame: chained pair by pair, the flow from the newest frame to three frames back is
+    3 px; a pair that does not continue the stream starts a new chain."""
+    image = textured_image(HEIGHT, WIDTH + 12, seed=5)
+    frames = [image[..., a:a + WIDTH] for a in (2, 3, 4, 5)]  # frame t shows the image from column a_t
+    chain = FlowChain(frames=3)
+    for previous, current in zip(frames, frames[1:]):
+        flows = chain.extend(current, previous, *dense_flow(current, previous))
+    assert len(flows) == 3
+    interior = (slice(None), slice(8, -8), slice(8, -8))
+    for back, (flow, valid) in enumerate(flows, start=1):  # a point at x in frame t was at x + back in frame t - back
+        assert float((flow[:, 0] - back)[interior].abs().median()) < 0.25
+        assert float(flow[:, 1][interior].abs().median()) < 0.25
+        assert float(valid[interior].float().mean()) > 0.9
+        assert not bool(valid[:, :, -back:].any())  # the right columns came from outside the earlier frame
+    direct, _ = dense_flow(frames[3], frames[0])
+    assert float((flows[2][0] - direct).abs().amax(dim=1)[interior].median()) < 0.25
+    restarted = chain.extend(frames[3], frames[0], *dense_flow(frames[3], frames[0]))  # frame 0 is not the last target
+    assert len(restarted) == 1 and torch.equal(restarted[0][0], direct)
+    with pytest.raises(ValueError, match="at least one frame pair"):
+        FlowChain(frames=0)
+
+
+def test_a_stream_sees_a_mover_too_slow_for_one_frame_pair():
+    """A box creeping 1 px a frame in front of a standing camera, against a 2 px threshold: the pair alone says
+    little, the stream's three frames back say more; the wall stays static either way."""
+    frames, box = _still_camera_frames_with_a_box([30, 31, 32, 33])
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    stream = EvidenceStream()
+    for previous, current in zip(frames, frames[1:]):
+        streamed = moving_evidence(current, previous, intrinsics, threshold=2.0, window=5, stream=stream)
+    pair = moving_evidence(frames[3], frames[2], intrinsics, threshold=2.0, window=5)
+    core = torch.zeros_like(box)
+    core[:, 19:29, 38:54] = True
+    assert float(pair[core].median()) < 0.35  # 1 px against 2: 1 - 2^-0.5 = 0.29
+    assert float(streamed[core].median()) > float(pair[core].median()) + 0.04  # (0.29 + 1 - 2^-(3/4)) / 2 = 0.35
+    near_box = torch.nn.functional.max_pool2d(box[:, None].float(), 13, 1, 6)[:, 0].bool()
+    assert float(streamed[~near_box].median()) < 0.1 and float(pair[~near_box].median()) < 0.1
+    # the first pair of a stream is the pair alone
+    assert torch.equal(moving_evidence(frames[1], frames[0], intrinsics, 2.0, 5, stream=EvidenceStream()),
+                       moving_evidence(frames[1], frames[0], intrinsics, 2.0, 5))
+
+
+def test_a_box_entering_the_view_is_not_taken_for_static_where_its_flow_leaves_the_image():
+    """A box driving into the view from the right border, 4 px a frame, the camera standing: the strip of it that was
+    outside the previous frame has no flow to trust; it takes the say of the box around it, not 'static'."""
+    frames, box = _still_camera_frames_with_a_box([WIDTH - 8, WIDTH - 12])
+    score = moving_evidence(frames[1], frames[0], kitti_like_intrinsics(WIDTH, HEIGHT), threshold=1.0, window=5)
+    entering = torch.zeros_like(box)
+    entering[:, 19:29, WIDTH - 4:] = True  # outside the image in the previous frame
+    assert float(score[entering].median()) >= UNDECIDED - 0.01  # no trusted pixel of its colour: undecided (was 0)
+    near_box = torch.nn.functional.max_pool2d(box[:, None].float(), 13, 1, 6)[:, 0].bool()
+    assert float(score[~near_box].median()) < 0.1

@@ -27,7 +27,7 @@ from mds_core.device import resolve_device
 from mds_core.evaluation.motion_scores import flat_points, motion_distance
 from mds_core.method.dynamo_depth import DynamoDepth
 from mds_core.method.geometry import backproject, pose_vector_to_transform, scale_intrinsics
-from mds_core.method.motion_evidence import DepthTrust, moving_evidence
+from mds_core.method.motion_evidence import EvidenceStream, moving_evidence
 from mds_core.method.motion_models import MotionModel, create_model
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.oracle import ground_truth_depth as oracle_ground_truth_depth
@@ -109,14 +109,17 @@ class Predictor:
     """Depth and scene motion from a trained checkpoint of either motion model.
 
     ``motion_evidence`` (components model): the moving probability is the mean of the masks' and of
-    the optical flow's evidence, under the ego-motion the flow itself shows (about 12 ms a frame at
-    320x96 on 2 CPU cores; docs/performance.md); False: the masks' alone, as in the paper.
+    the optical flow's evidence, under the ego-motion the flow itself shows (docs/performance.md); False:
+    the masks' alone, as in the paper. Calls whose ``previous`` frame is the ``current`` frame of the call
+    before form a stream: its evidence also looks three frames back (``evidence_stream``,
+    :func:`mds_core.method.motion_evidence.moving_evidence`); one predictor per camera stream.
     """
 
     def __init__(self, model: MotionModel, device: torch.device | str = "cpu",
                  size: tuple[int, int] | None = None, motion_evidence: bool = True):
         self.motion_evidence = motion_evidence
-        self.depth_trust = DepthTrust()  # how far the evidence may believe this model's depth, from the frames seen
+        # what the evidence keeps from frame to frame: how far it may believe this model's depth, the chained flow
+        self.evidence_stream = EvidenceStream()
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
@@ -290,7 +293,7 @@ class Predictor:
             evidence = moving_evidence(current.tensor, previous.tensor, k_tensor.float(),
                                        LossConfig.motion_evidence_threshold * self.size[0],
                                        2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1,
-                                       depth=warp_depth.float(), trust=self.depth_trust)[0]
+                                       depth=warp_depth.float(), stream=self.evidence_stream)[0]
             prediction.motion_evidence = evidence.cpu().numpy()
             moving = 0.5 * (moving.float() + evidence.to(moving.device))
         prediction.moving_probability = moving.float().cpu().numpy()

@@ -29,7 +29,10 @@ the background by the photometric comparison alone. The data say where such move
   depend on a network's ego-motion: the half of its epipolar line static points reach
   (:func:`epipolar_ray_distance`), and near the depth's point on it as far as the depth explains
   the static world's flow (:func:`static_depth_distance`, :class:`DepthTrust`): that finds the
-  traffic along the camera's heading, which stays on its epipolar lines. The predictor averages it
+  traffic along the camera's heading, which stays on its epipolar lines. On a stream
+  (:class:`EvidenceStream`) it also looks :data:`LONG_BASELINE_FRAMES` frames back, through the flow chained
+  frame to frame (:class:`FlowChain`): a mover too slow to leave where a static point goes in one frame's
+  time (a walker far away, a car ahead at the camera's speed) leaves it in three. The predictor averages it
   with the masks' moving probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
   model miss, or a static region they take for one, is weighed against what the frames show.
 
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -108,6 +111,13 @@ FILL_RADIUS = 5
 FILL_SIGMA_SPACE = 3.0
 FILL_SIGMA_COLOUR = 0.04
 FILL_PRIOR_WEIGHT = 1.0
+#: Pixels: a flow that ends this close outside the outer pixels' centres is DIS's numerical zero, inside.
+INSIDE_TOLERANCE = 1e-3
+#: A stream's evidence is the mean of the one frame pair's and of the flow chained this many frames back
+#: (:class:`FlowChain`), whose threshold is LONG_BASELINE_THRESHOLD times the pair's: a static point's flow grows
+#: with the frames, the chained flow's errors too.
+LONG_BASELINE_FRAMES = 3
+LONG_BASELINE_THRESHOLD = 2.0
 #: On a standing frame, a pixel is static where its window-mean flow stays below this fraction of the
 #: moving threshold (a margin around the movers: a window that touches one has a raised mean).
 STATIC_FRACTION = 0.5
@@ -144,8 +154,10 @@ def _grey_uint8(images: Tensor) -> list[np.ndarray]:
 
 
 def ends_inside(u, v, height: int, width: int):
-    """Where flow end points ``(u, v)`` (arrays or tensors of pixel coordinates) lie inside a ``height x width`` image."""
-    return (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+    """Where flow end points ``(u, v)`` (arrays or tensors of pixel coordinates) lie inside a ``height x width`` image
+    (to within :data:`INSIDE_TOLERANCE`: a border pixel's flow of -1e-7 px stays inside)."""
+    low, high = -INSIDE_TOLERANCE, INSIDE_TOLERANCE
+    return (u >= low) & (u <= width - 1 + high) & (v >= low) & (v <= height - 1 + high)
 
 
 def dense_flow(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
@@ -527,26 +539,61 @@ def colour_guided_fill(score: Tensor, reliable: Tensor, image: Tensor, where: Te
     return filled
 
 
-def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
-                    depth: Tensor | None = None, trust: DepthTrust | None = None) -> Tensor:
-    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the two frames (and the model's depth), for
-    inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
-    where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
-    of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
-    point on it with (:func:`static_depth_distance`, as far as the predictor's :class:`DepthTrust` believes it).
-    0.5 at the threshold. Where the flow inside the image is not forward-backward consistent, the evidence of the
-    trusted pixels of the same colour around (:func:`colour_guided_fill`; :data:`UNDECIDED` where there are none);
-    0 where it leaves the image. The predictor averages it with the masks' moving probability.
+def chain_flow(flow: Tensor, valid: Tensor, earlier_flow: Tensor, earlier_valid: Tensor) -> tuple[Tensor, Tensor]:
+    """``(flow, valid)`` from each target pixel to an earlier frame: ``flow`` (target -> source) followed by
+    ``earlier_flow`` (source -> earlier) sampled bilinearly where the pixel went; trusted where both are (all four
+    samples of the second)."""
+    _, _, height, width = flow.shape
+    where = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow  # (B, 2, H, W) in the source
+    grid = torch.stack([2.0 * where[:, 0] / max(width - 1, 1) - 1.0, 2.0 * where[:, 1] / max(height - 1, 1) - 1.0],
+                       dim=-1)
+    onward = F.grid_sample(earlier_flow.to(flow.dtype), grid, mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    trusted = F.grid_sample(earlier_valid[:, None].to(flow.dtype), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=True)[:, 0]
+    return flow + onward, valid & (trusted > 1.0 - 1e-3)
 
-    Args:
-        target, source: ``(B, 3, H, W)`` images in [0, 1].
-        intrinsics: ``(B, 3, 3)``.
-        threshold: pixels.
-        window: odd window size in pixels for the mean.
-        depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None.
-        trust: the :class:`DepthTrust` of the frames seen before (a predictor's); None: these frames' alone.
+
+class FlowChain:
+    """The optical flow from a stream's newest frame to each of its last ``frames`` frames, each frame pair's flow
+    chained onto the previous frame's chain (:func:`chain_flow`): DIS on frames further apart loses the larger
+    motions, the chain follows them a frame at a time.
+
+    A frame pair continues the stream when its source is the previous pair's target; any other pair starts a new one.
     """
-    flow, valid = dense_flow(target, source)
+
+    def __init__(self, frames: int = LONG_BASELINE_FRAMES):
+        if frames < 1:
+            raise ValueError(f"a flow chain spans at least one frame pair, got {frames}")
+        self.frames = frames
+        self._target: Tensor | None = None
+        self._flows: list[tuple[Tensor, Tensor]] = []  # (flow, valid) to the frames 1, 2, ... back
+
+    def extend(self, target: Tensor, source: Tensor, flow: Tensor, valid: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Add the pair's ``(flow, valid)`` (:func:`dense_flow` of ``target`` to ``source``); returns the flows from
+        ``target`` to the frames 1, 2, ... back, as many as the stream has (at most ``frames``)."""
+        previous = self._target
+        continues = previous is not None and previous.shape == source.shape and previous.device == source.device \
+            and torch.equal(previous, source)
+        earlier = self._flows[:self.frames - 1] if continues else []
+        self._flows = [(flow, valid)] + [chain_flow(flow, valid, f, v) for f, v in earlier]
+        self._target = target
+        return list(self._flows)
+
+
+@dataclass
+class EvidenceStream:
+    """What :func:`moving_evidence` keeps from one frame of a stream to the next: the :class:`DepthTrust` of the frame
+    pairs and of the long baseline (their static excess differs in scale), and the :class:`FlowChain`."""
+
+    trust: DepthTrust = field(default_factory=DepthTrust)
+    long_trust: DepthTrust = field(default_factory=DepthTrust)
+    chain: FlowChain = field(default_factory=FlowChain)
+
+
+def flow_evidence(flow: Tensor, valid: Tensor, target: Tensor, intrinsics: Tensor, threshold: float, window: int,
+                  depth: Tensor | None, trust: DepthTrust) -> Tensor:
+    """``(B, H, W)`` in [0, 1): :func:`moving_evidence` of one ``(flow, valid)`` from ``target`` to a source frame."""
     still = camera_still(flow, valid)
     transform = flow_ego_motion(flow, valid, intrinsics, still)
     intrinsics = intrinsics.float()
@@ -554,11 +601,40 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
         distance = epipolar_ray_distance(flow, transform, intrinsics)
     else:
         consistency = static_depth_distance(flow, valid, transform, intrinsics, depth)
-        distance = consistency.distance((trust or DepthTrust())(consistency.static_excess, threshold))
+        distance = consistency.distance(trust(consistency.static_excess, threshold))
     mean_distance, reliable = window_distance(distance, valid, window)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
-    height, width = flow.shape[-2:]
-    end = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow
-    inside = ends_inside(end[:, 0], end[:, 1], height, width)
-    filled = colour_guided_fill(score, reliable, target, inside & ~reliable)
-    return torch.where(reliable, score, torch.where(inside, filled, torch.zeros_like(score)))
+    return colour_guided_fill(score, reliable, target, ~reliable)
+
+
+def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
+                    depth: Tensor | None = None, stream: EvidenceStream | None = None) -> Tensor:
+    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the frames (and the model's depth), for
+    inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
+    where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
+    of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
+    point on it with (:func:`static_depth_distance`, as far as the stream's :class:`DepthTrust` believes it).
+    0.5 at the threshold. Where the flow is not forward-backward consistent or leaves the image (occlusions, a car
+    entering the view, flow DIS cannot follow), the evidence of the trusted pixels of the same colour around
+    (:func:`colour_guided_fill`; :data:`UNDECIDED` where there are none). With a ``stream`` whose previous frame
+    pair ended at ``source``, the mean of that and of the same evidence over the flow chained
+    :data:`LONG_BASELINE_FRAMES` frames back (threshold times :data:`LONG_BASELINE_THRESHOLD`; fewer frames at the
+    stream's start). The predictor averages it with the masks' moving probability.
+
+    Args:
+        target, source: ``(B, 3, H, W)`` images in [0, 1].
+        intrinsics: ``(B, 3, 3)``.
+        threshold: pixels.
+        window: odd window size in pixels for the mean.
+        depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None.
+        stream: what the frames before kept (a predictor's); None: these two frames alone.
+    """
+    stream = stream or EvidenceStream()
+    flow, valid = dense_flow(target, source)
+    evidence = flow_evidence(flow, valid, target, intrinsics, threshold, window, depth, stream.trust)
+    chained = stream.chain.extend(target, source, flow, valid)
+    if len(chained) < 2:
+        return evidence
+    far = flow_evidence(*chained[-1], target, intrinsics, threshold * LONG_BASELINE_THRESHOLD, window, depth,
+                        stream.long_trust)
+    return 0.5 * (evidence + far)
