@@ -272,15 +272,15 @@ def test_with_the_depth_the_evidence_finds_a_car_driving_ahead_at_the_cameras_sp
     assert float(with_depth[inner & ~box].median()) < 0.2
 
 
-def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_untrained_model_misses(tmp_path):
+def test_the_predictor_weighs_the_masks_with_the_evidence_and_finds_a_box_an_untrained_model_misses(tmp_path):
     """An untrained K=2 model has no idea what moves; the flow evidence does, and the moving probability the
-    node publishes is the mean of both (False: the masks alone, the paper's)."""
+    node publishes weighs both (MASK_SHARE of the masks'; False: the masks alone, the paper's)."""
     import numpy as np
 
     from mds_core.checkpoint import write_untrained_checkpoint
     from mds_core.config import ModelConfig
     from mds_core.evaluation.motion_segmentation import MotionSegmentationEvaluator
-    from mds_core.inference.predictor import Predictor
+    from mds_core.inference.predictor import MASK_SHARE, Predictor
 
     height, width = 64, 96
     wall = textured_image(height, width, seed=7)
@@ -300,8 +300,8 @@ def test_the_predictor_averages_the_masks_with_the_evidence_and_finds_a_box_an_u
         as_rgb(current), intrinsics, as_rgb(previous))
     assert masks.motion_evidence is None and np.array_equal(masks.moving_probability, masks.mask_moving_probability)
     assert np.allclose(fused.mask_moving_probability, masks.mask_moving_probability, atol=1e-6)
-    assert np.allclose(fused.moving_probability, 0.5 * (fused.mask_moving_probability + fused.motion_evidence),
-                       atol=1e-6)
+    assert np.allclose(fused.moving_probability,
+                       MASK_SHARE * fused.mask_moving_probability + (1 - MASK_SHARE) * fused.motion_evidence, atol=1e-6)
 
     def average_precision(score: np.ndarray) -> float:
         evaluator = MotionSegmentationEvaluator()

@@ -197,7 +197,7 @@ class EvaluationReport:
                 "",
                 "### Motion scores by kind of mover",
                 "",
-                "Score `mask`: the moving probability (1 - mask of the largest component, averaged with the "
+                "Score `mask`: the moving probability (1 - mask of the largest component, weighed with the "
                 "optical flow's evidence unless --no-motion-evidence); `distance`: relative 3D distance between "
                 "where the mixture and where the largest component move the pixel. Movers `relative`: the "
                 "un-warped previous frame does not explain them; `with_camera`: it does (hidden by auto-masking). "

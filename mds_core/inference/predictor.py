@@ -35,6 +35,13 @@ from mds_core.method.scene_flow import SceneFlowMotion
 
 LOG = logging.getLogger(__name__)
 
+#: The moving probability with the flow's evidence: this share of the masks' (1 - the background's mask), the rest
+#: the evidence's. A model trained for minutes generalises its masks poorly to drives it has not seen, the evidence
+#: needs no training: on held-out city drives (two seeds, two sets of drives, docs/decomposition-ladder.md) 0.3 was
+#: better than half and half in every situation but along the road on the set with most lead cars, which only the
+#: masks see.
+MASK_SHARE = 0.3
+
 
 @dataclass
 class PreparedFrame:
@@ -59,7 +66,8 @@ class Prediction:
             to the current one, as predicted (None without a previous frame).
         background: index of the background component (largest mask mass), or None.
         moving_probability: ``(h, w)`` how surely each pixel moves, or None: ``mask_moving_probability``,
-            averaged with ``motion_evidence`` where the predictor uses it (the components model's default).
+            weighed with ``motion_evidence`` (:data:`MASK_SHARE`) where the predictor uses it (the components model's
+            default).
         mask_moving_probability: ``(h, w)`` 1 - mask of the background component (the paper's), or None.
         motion_evidence: ``(h, w)`` the optical flow's own say that a pixel moves, under the ego-motion the
             flow itself shows (:func:`mds_core.method.motion_evidence.moving_evidence`), or None when not used.
@@ -108,7 +116,7 @@ def scale_intrinsics_to(intrinsics: np.ndarray, from_size: tuple[int, int], to_s
 class Predictor:
     """Depth and scene motion from a trained checkpoint of either motion model.
 
-    ``motion_evidence`` (components model): the moving probability is the mean of the masks' and of
+    ``motion_evidence`` (components model): the moving probability weighs the masks' (:data:`MASK_SHARE`) and
     the optical flow's evidence, under the ego-motion the flow itself shows (docs/performance.md); False:
     the masks' alone, as in the paper. Calls whose ``previous`` frame is the ``current`` frame of the call
     before form a stream: its evidence also looks three frames back (``evidence_stream``,
@@ -295,7 +303,7 @@ class Predictor:
                                        2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1,
                                        depth=warp_depth.float(), stream=self.evidence_stream)[0]
             prediction.motion_evidence = evidence.cpu().numpy()
-            moving = 0.5 * (moving.float() + evidence.to(moving.device))
+            moving = MASK_SHARE * moving.float() + (1.0 - MASK_SHARE) * evidence.to(moving.device)
         prediction.moving_probability = moving.float().cpu().numpy()
         prediction.ego_motion = prediction.transforms[background]
         if not motion_scores:

@@ -32,7 +32,7 @@ the background by the photometric comparison alone. The data say where such move
   traffic along the camera's heading, which stays on its epipolar lines. On a stream
   (:class:`EvidenceStream`) it also looks :data:`LONG_BASELINE_FRAMES` frames back, through the flow chained
   frame to frame (:class:`FlowChain`): a mover too slow to leave where a static point goes in one frame's
-  time (a walker far away, a car ahead at the camera's speed) leaves it in three. The predictor averages it
+  time (a walker far away, a car ahead at the camera's speed) leaves it in three. The predictor weighs it
   with the masks' moving probability (``Predictor(motion_evidence=True)``, the default): a mover the masks of a small
   model miss, or a static region they take for one, is weighed against what the frames show.
 
@@ -619,7 +619,7 @@ def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     (:func:`colour_guided_fill`; :data:`UNDECIDED` where there are none). With a ``stream`` whose previous frame
     pair ended at ``source``, the mean of that and of the same evidence over the flow chained
     :data:`LONG_BASELINE_FRAMES` frames back (threshold times :data:`LONG_BASELINE_THRESHOLD`; fewer frames at the
-    stream's start). The predictor averages it with the masks' moving probability.
+    stream's start). The predictor weighs it with the masks' moving probability (``MASK_SHARE``).
 
     Args:
         target, source: ``(B, 3, H, W)`` images in [0, 1].

@@ -387,8 +387,8 @@ class AccuracyResult:
             cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += self._change_lines()
-        lines += ["", "Motion segmentation of the decomposition (moving probability = the mean of 1 - mask of the "
-                      "largest component and the optical flow's evidence; the scene flow's motion mask). "
+        lines += ["", "Motion segmentation of the decomposition (moving probability = 0.3 of 1 - mask of the "
+                      "largest component and 0.7 of the optical flow's evidence; the scene flow's motion mask). "
                       "*Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
@@ -427,7 +427,7 @@ class AccuracyResult:
         names = self.situations
         if not names:
             return []
-        lines = ["", "Per situation (the moving probability: the masks averaged with the optical flow's evidence; "
+        lines = ["", "Per situation (the moving probability: the masks weighed 0.3 against 0.7 with the optical flow's evidence; "
                      "'masks alone': the paper's 1 - background mask): the moving pixels of one kind of mover against "
                      "the static ones, the other movers ignored; camera stopped: the frames in which the camera stood "
                      "still.", "",
@@ -680,6 +680,7 @@ def situation_montage(method: Predictor, frames: list[tuple[str, Path, int]]) ->
     import numpy as np
 
     from mds_core.data.sequence_folder import SequenceFolder
+    from mds_core.method.motion_evidence import LONG_BASELINE_FRAMES
     from mds_core.visualization import colourise_masks, colourise_motion_labels, heat_map, overlay, panel
 
     tiles, labels = [], []
@@ -687,6 +688,9 @@ def situation_montage(method: Predictor, frames: list[tuple[str, Path, int]]) ->
         sequence = SequenceFolder(path)
         intrinsics, _ = sequence.intrinsics()
         image = sequence.image(index)
+        # the frames before it first, as a stream: the moving probability's evidence looks three frames back
+        for earlier in range(max(1, index - LONG_BASELINE_FRAMES + 1), index):
+            method.predict(sequence.image(earlier), intrinsics, sequence.image(earlier - 1), motion_scores=False)
         prediction = method.predict(image, intrinsics, sequence.image(index - 1))
         small = cv2.resize(image, method.size, interpolation=cv2.INTER_AREA)
         moving = prediction.moving_probability if prediction.moving_probability is not None \
