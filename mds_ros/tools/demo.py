@@ -303,7 +303,7 @@ def _report(settings: RosDemoSettings, recorder, bag: ReplayedBag, checkpoint: P
         "",
         f"Pictures: {settings.output / 'ros_demo.png'}: {' | '.join(columns)}. In the node's components the static "
         "scene (the background component) is grey and every other component has a colour of its own; the moving "
-        "probability (1 - the background's mask, weighed 0.3 : 0.7 with the optical flow's evidence) goes from black (0) "
+        "probability (1 - the background's mask, weighed 0.2 : 0.8 with the optical flow's evidence) goes from black (0) "
         "through red (0.5) to yellow (1).",
         f"Recorded outputs (rosbag2 MCAP): "
         f"{settings.output / 'recorded'}; node log: {settings.output / 'logs' / 'mds_perception.log'}.",
