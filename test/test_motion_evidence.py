@@ -242,6 +242,31 @@ def test_the_depth_finds_the_traffic_along_the_heading_that_stays_on_its_epipola
     assert float(DepthTrust()(still.static_excess, threshold=1.0)[0]) == 0.0  # nothing seen: not trusted
 
 
+def test_the_evidence_knows_where_it_cannot_see_a_mover_that_keeps_to_its_epipolar_line():
+    """A camera driving 0.5 m straight on: how far a static point at the pixel's depth moves is the evidence's sight.
+    Around the focus of expansion and far away it is under the threshold: a car ahead at the camera's speed looks
+    like the static world there. Near the camera, off the centre, it sees. A standing camera shows every motion
+    whole, and a distrusted depth says nothing about where the evidence is blind."""
+    intrinsics = kitti_like_intrinsics(WIDTH, HEIGHT)
+    rows = torch.linspace(0, 1, HEIGHT)[:, None].expand(HEIGHT, WIDTH)
+    depth = (4.0 + 60.0 * (1.0 - rows)).expand(1, 1, HEIGHT, WIDTH).clone()  # far at the top, near at the bottom
+    points = backproject(depth, torch.linalg.inv(intrinsics)) + torch.tensor([0.0, 0.0, 0.5]).view(1, 3, 1, 1)
+    flow = _flow_of(points, intrinsics)
+    valid = torch.ones(1, HEIGHT, WIDTH, dtype=torch.bool)
+    forward = torch.eye(4)[None].clone()
+    forward[0, 2, 3] = 1.0  # the direction; its length is fitted
+    consistency = static_depth_distance(flow, valid, forward, intrinsics, depth)
+    assert torch.allclose(consistency.parallax, flow.norm(dim=1), atol=1e-3)  # no rotation: the flow is parallax
+    sight = consistency.sight(torch.ones(1), threshold=1.0)
+    centre_row, centre_column = HEIGHT // 2, WIDTH // 2
+    assert float(sight[0, centre_row - 2:centre_row + 2, centre_column - 2:centre_column + 2].max()) < 0.2
+    assert float(sight[0, :4].mean()) < 0.5  # far away
+    assert float(sight[0, -6:, :12].min()) == 1.0 and float(sight[0, -6:, -12:].min()) == 1.0  # near, at the sides
+    assert torch.equal(consistency.sight(torch.zeros(1), threshold=1.0), torch.ones_like(sight))  # depth not believed
+    standing = static_depth_distance(flow, valid, torch.eye(4)[None], intrinsics, depth)
+    assert torch.equal(standing.sight(torch.ones(1), threshold=1.0), torch.ones_like(sight))
+
+
 def test_with_the_depth_the_evidence_finds_a_car_driving_ahead_at_the_cameras_speed():
     """The inference evidence from two rendered frames (DIS flow, the flow's own ego-motion): a box that keeps its
     distance ahead of the camera moves in the image as a static point infinitely far would, on its epipolar line,
@@ -300,8 +325,12 @@ def test_the_predictor_weighs_the_masks_with_the_evidence_and_finds_a_box_an_unt
         as_rgb(current), intrinsics, as_rgb(previous))
     assert masks.motion_evidence is None and np.array_equal(masks.moving_probability, masks.mask_moving_probability)
     assert np.allclose(fused.mask_moving_probability, masks.mask_moving_probability, atol=1e-6)
-    assert np.allclose(fused.moving_probability,
-                       MASK_SHARE * fused.mask_moving_probability + (1 - MASK_SHARE) * fused.motion_evidence, atol=1e-6)
+    # the masks and the evidence weighed where the frames see, beyond it the masks; a standing camera sees everything
+    sight = fused.evidence_sight
+    assert sight.shape == fused.motion_evidence.shape and np.all(sight == 1.0)
+    weighed = MASK_SHARE * fused.mask_moving_probability + (1 - MASK_SHARE) * fused.motion_evidence
+    assert np.allclose(fused.moving_probability, sight * weighed + (1 - sight) * fused.mask_moving_probability,
+                       atol=1e-6)
 
     def average_precision(score: np.ndarray) -> float:
         evaluator = MotionSegmentationEvaluator()

@@ -27,7 +27,7 @@ from mds_core.device import resolve_device
 from mds_core.evaluation.motion_scores import flat_points, motion_distance
 from mds_core.method.dynamo_depth import DynamoDepth
 from mds_core.method.geometry import backproject, pose_vector_to_transform, scale_intrinsics
-from mds_core.method.motion_evidence import EvidenceStream, moving_evidence
+from mds_core.method.motion_evidence import EvidenceStream, stream_evidence
 from mds_core.method.motion_models import MotionModel, create_model
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.oracle import ground_truth_depth as oracle_ground_truth_depth
@@ -66,11 +66,13 @@ class Prediction:
             to the current one, as predicted (None without a previous frame).
         background: index of the background component (largest mask mass), or None.
         moving_probability: ``(h, w)`` how surely each pixel moves, or None: ``mask_moving_probability``,
-            weighed with ``motion_evidence`` (:data:`MASK_SHARE`) where the predictor uses it (the components model's
-            default).
+            weighed with ``motion_evidence`` (:data:`MASK_SHARE`) as far as ``evidence_sight`` goes, the masks'
+            alone beyond, where the predictor uses the evidence (the components model's default).
         mask_moving_probability: ``(h, w)`` 1 - mask of the background component (the paper's), or None.
         motion_evidence: ``(h, w)`` the optical flow's own say that a pixel moves, under the ego-motion the
-            flow itself shows (:func:`mds_core.method.motion_evidence.moving_evidence`), or None when not used.
+            flow itself shows (:func:`mds_core.method.motion_evidence.stream_evidence`), or None when not used.
+        evidence_sight: ``(h, w)`` in [0, 1] how far the frames could show a mover that keeps to its epipolar
+            line (:class:`mds_core.method.motion_evidence.SightedEvidence`), or None when not used.
         motion_distance: ``(h, w)`` relative 3D distance between where the mixture and where the
             background component move each pixel (:func:`mds_core.evaluation.motion_scores.motion_distance`),
             or None.
@@ -96,6 +98,7 @@ class Prediction:
     moving_probability: np.ndarray | None = None
     mask_moving_probability: np.ndarray | None = None
     motion_evidence: np.ndarray | None = None
+    evidence_sight: np.ndarray | None = None
     motion_distance: np.ndarray | None = None
     flat_motion_distance: np.ndarray | None = None
     independent_flow: np.ndarray | None = None
@@ -298,12 +301,16 @@ class Predictor:
         moving = 1.0 - masks[background]
         prediction.mask_moving_probability = moving.float().cpu().numpy()
         if self.motion_evidence:
-            evidence = moving_evidence(current.tensor, previous.tensor, k_tensor.float(),
+            evidence = stream_evidence(current.tensor, previous.tensor, k_tensor.float(),
                                        LossConfig.motion_evidence_threshold * self.size[0],
                                        2 * int(LossConfig.assignment_window * self.size[0] / 2) + 1,
-                                       depth=warp_depth.float(), stream=self.evidence_stream)[0]
-            prediction.motion_evidence = evidence.cpu().numpy()
-            moving = MASK_SHARE * moving.float() + (1.0 - MASK_SHARE) * evidence.to(moving.device)
+                                       depth=warp_depth.float(), stream=self.evidence_stream)
+            score, sight = evidence.score[0].to(moving.device), evidence.sight[0].to(moving.device)
+            prediction.motion_evidence = score.cpu().numpy()
+            prediction.evidence_sight = sight.cpu().numpy()
+            moving = moving.float()
+            # where the frames cannot show a mover that keeps to its epipolar line, its look (the masks) decides
+            moving = sight * (MASK_SHARE * moving + (1.0 - MASK_SHARE) * score) + (1.0 - sight) * moving
         prediction.moving_probability = moving.float().cpu().numpy()
         prediction.ego_motion = prediction.transforms[background]
         if not motion_scores:

@@ -437,10 +437,20 @@ class StaticDepthDistance:
     ray: Tensor
     excess: Tensor
     static_excess: Tensor
+    parallax: Tensor | None = None  # (B, H, W) how far the translation moves a static point at the pixel's depth
 
     def distance(self, trust: Tensor) -> Tensor:
         """``(B, H, W)`` the ray distance plus the depth's share, weighed by ``trust`` ``(B,)`` in [0, 1]."""
         return self.ray + trust.view(-1, 1, 1).to(self.excess.dtype) * self.excess
+
+    def sight(self, trust: Tensor, threshold: float) -> Tensor:
+        """``(B, H, W)`` in [0, 1]: how far the evidence can see a mover that stays on its epipolar line, the
+        :attr:`parallax` against ``threshold`` pixels (1 on frames without a fitted translation: a standing camera
+        shows every motion whole), as far as ``trust`` ``(B,)`` believes the depth (1 without trust: no say)."""
+        if self.parallax is None:
+            return torch.ones_like(self.ray)
+        seen = (self.parallax / threshold).clamp(0.0, 1.0)
+        return 1.0 - trust.view(-1, 1, 1).to(seen.dtype) * (1.0 - seen)
 
 
 class DepthTrust:
@@ -501,7 +511,9 @@ def static_depth_distance(flow: Tensor, valid: Tensor, transform: Tensor, intrin
     excess = torch.where(fitted.view(-1, 1, 1), excess, torch.zeros_like(excess))
     static_excess = torch.stack([torch.quantile(e[v], DEPTH_TRUST_QUANTILE) if bool(f and v.any())
                                  else e.new_tensor(float("nan")) for e, v, f in zip(excess, valid, fitted.tolist())])
-    return StaticDepthDistance(ray, excess, static_excess)
+    parallax = torch.linalg.vector_norm(reached(inverse) - reached(torch.zeros_like(inverse)), dim=1)
+    parallax = torch.where(fitted.view(-1, 1, 1), parallax, torch.full_like(parallax, float("inf")))
+    return StaticDepthDistance(ray, excess, static_excess, parallax)
 
 
 def colour_guided_fill(score: Tensor, reliable: Tensor, image: Tensor, where: Tensor) -> Tensor:
@@ -591,50 +603,73 @@ class EvidenceStream:
     chain: FlowChain = field(default_factory=FlowChain)
 
 
+@dataclass
+class SightedEvidence:
+    """:func:`stream_evidence`: ``score`` ``(B, H, W)`` in [0, 1) how surely each pixel moves by the frames; ``sight``
+    ``(B, H, W)`` in [0, 1] how far they could show a mover that keeps to its epipolar line (a car ahead at the
+    camera's speed, one coming straight on): a static point's parallax at the pixel's depth against the threshold.
+    Where it is 0 the frames cannot tell such a mover from the static world; only its look can."""
+
+    score: Tensor
+    sight: Tensor
+
+
 def flow_evidence(flow: Tensor, valid: Tensor, target: Tensor, intrinsics: Tensor, threshold: float, window: int,
-                  depth: Tensor | None, trust: DepthTrust) -> Tensor:
-    """``(B, H, W)`` in [0, 1): :func:`moving_evidence` of one ``(flow, valid)`` from ``target`` to a source frame."""
+                  depth: Tensor | None, trust: DepthTrust) -> SightedEvidence:
+    """:func:`stream_evidence` of one ``(flow, valid)`` from ``target`` to a source frame."""
     still = camera_still(flow, valid)
     transform = flow_ego_motion(flow, valid, intrinsics, still)
     intrinsics = intrinsics.float()
     if depth is None:
         distance = epipolar_ray_distance(flow, transform, intrinsics)
+        sight = torch.ones_like(distance)
     else:
         consistency = static_depth_distance(flow, valid, transform, intrinsics, depth)
-        distance = consistency.distance(trust(consistency.static_excess, threshold))
+        believed = trust(consistency.static_excess, threshold)
+        distance = consistency.distance(believed)
+        sight = consistency.sight(believed, threshold)
     mean_distance, reliable = window_distance(distance, valid, window)
     score = 1.0 - torch.exp2(-mean_distance / threshold)
-    return colour_guided_fill(score, reliable, target, ~reliable)
+    return SightedEvidence(colour_guided_fill(score, reliable, target, ~reliable), sight)
 
 
-def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
-                    depth: Tensor | None = None, stream: EvidenceStream | None = None) -> Tensor:
-    """``(B, H, W)`` in [0, 1): how surely each target pixel moves by the frames (and the model's depth), for
-    inference: ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
+def stream_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
+                    depth: Tensor | None = None, stream: EvidenceStream | None = None) -> SightedEvidence:
+    """How surely each target pixel moves by the frames (and the model's depth), for inference, and how far the
+    frames can see it (:class:`SightedEvidence`).
+
+    The score is ``1 - 2^(-d / threshold)`` of the window mean ``d`` (over the trusted flow) of its distance from
     where a static point can go under the flow's own ego-motion (:func:`flow_ego_motion`): anywhere on the half
     of its epipolar line static points reach without ``depth`` (:func:`epipolar_ray_distance`), near the depth's
     point on it with (:func:`static_depth_distance`, as far as the stream's :class:`DepthTrust` believes it).
     0.5 at the threshold. Where the flow is not forward-backward consistent or leaves the image (occlusions, a car
-    entering the view, flow DIS cannot follow), the evidence of the trusted pixels of the same colour around
+    entering the view, flow DIS cannot follow), the score of the trusted pixels of the same colour around
     (:func:`colour_guided_fill`; :data:`UNDECIDED` where there are none). With a ``stream`` whose previous frame
-    pair ended at ``source``, the mean of that and of the same evidence over the flow chained
+    pair ended at ``source``, the mean of that and of the same score over the flow chained
     :data:`LONG_BASELINE_FRAMES` frames back (threshold times :data:`LONG_BASELINE_THRESHOLD`; fewer frames at the
-    stream's start). The predictor weighs it with the masks' moving probability (``MASK_SHARE``).
+    stream's start), and the sight of the longer baseline. The predictor weighs the score with the masks' moving
+    probability where the frames see, and leaves the rest to the masks.
 
     Args:
         target, source: ``(B, 3, H, W)`` images in [0, 1].
         intrinsics: ``(B, 3, 3)``.
         threshold: pixels.
         window: odd window size in pixels for the mean.
-        depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None.
+        depth: ``(B, 1, H, W)`` the model's depth of the target (any scale), or None (then the sight is 1).
         stream: what the frames before kept (a predictor's); None: these two frames alone.
     """
     stream = stream or EvidenceStream()
     flow, valid = dense_flow(target, source)
-    evidence = flow_evidence(flow, valid, target, intrinsics, threshold, window, depth, stream.trust)
+    pair = flow_evidence(flow, valid, target, intrinsics, threshold, window, depth, stream.trust)
     chained = stream.chain.extend(target, source, flow, valid)
     if len(chained) < 2:
-        return evidence
+        return pair
     far = flow_evidence(*chained[-1], target, intrinsics, threshold * LONG_BASELINE_THRESHOLD, window, depth,
                         stream.long_trust)
-    return 0.5 * (evidence + far)
+    return SightedEvidence(0.5 * (pair.score + far.score), far.sight)
+
+
+def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
+                    depth: Tensor | None = None, stream: EvidenceStream | None = None) -> Tensor:
+    """``(B, H, W)`` in [0, 1): the score of :func:`stream_evidence` (same arguments)."""
+    return stream_evidence(target, source, intrinsics, threshold, window, depth, stream).score
