@@ -23,7 +23,7 @@ the background by the photometric comparison alone. The data say where such move
   small window, exceeds a threshold where the flow is trustworthy (they move); on frames with the
   camera standing still, also those whose trusted flow stays well below it (they are static: with
   the camera at rest nothing else can explain a pixel that does not move);
-* :func:`moving_evidence` -- for inference, a score in [0, 1) from the two frames and the model's
+* :func:`stream_evidence` -- for inference, a score in [0, 1) from the two frames and the model's
   depth: the distance of each flow vector from where a static point can go under the flow's own
   ego-motion (an essential matrix fitted by RANSAC, :func:`flow_ego_motion`), so that it does not
   depend on a network's ego-motion: the half of its epipolar line static points reach
@@ -437,7 +437,7 @@ class StaticDepthDistance:
     ray: Tensor
     excess: Tensor
     static_excess: Tensor
-    parallax: Tensor | None = None  # (B, H, W) how far the translation moves a static point at the pixel's depth
+    parallax: Tensor  # (B, H, W) how far the translation moves a static point at the pixel's depth (inf: no scale)
 
     def distance(self, trust: Tensor) -> Tensor:
         """``(B, H, W)`` the ray distance plus the depth's share, weighed by ``trust`` ``(B,)`` in [0, 1]."""
@@ -447,8 +447,6 @@ class StaticDepthDistance:
         """``(B, H, W)`` in [0, 1]: how far the evidence can see a mover that stays on its epipolar line, the
         :attr:`parallax` against ``threshold`` pixels (1 on frames without a fitted translation: a standing camera
         shows every motion whole), as far as ``trust`` ``(B,)`` believes the depth (1 without trust: no say)."""
-        if self.parallax is None:
-            return torch.ones_like(self.ray)
         seen = (self.parallax / threshold).clamp(0.0, 1.0)
         return 1.0 - trust.view(-1, 1, 1).to(seen.dtype) * (1.0 - seen)
 
@@ -595,7 +593,7 @@ class FlowChain:
 
 @dataclass
 class EvidenceStream:
-    """What :func:`moving_evidence` keeps from one frame of a stream to the next: the :class:`DepthTrust` of the frame
+    """What :func:`stream_evidence` keeps from one frame of a stream to the next: the :class:`DepthTrust` of the frame
     pairs and of the long baseline (their static excess differs in scale), and the :class:`FlowChain`."""
 
     trust: DepthTrust = field(default_factory=DepthTrust)
