@@ -123,7 +123,7 @@ class Predictor:
     the optical flow's evidence, under the ego-motion the flow itself shows (docs/performance.md); False:
     the masks' alone, as in the paper. Calls whose ``previous`` frame is the ``current`` frame of the call
     before form a stream: its evidence also looks three frames back (``evidence_stream``,
-    :func:`mds_core.method.motion_evidence.moving_evidence`); one predictor per camera stream.
+    :func:`mds_core.method.motion_evidence.stream_evidence`); one predictor per camera stream.
     """
 
     def __init__(self, model: MotionModel, device: torch.device | str = "cpu",

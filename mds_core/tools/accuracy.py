@@ -388,7 +388,8 @@ class AccuracyResult:
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += self._change_lines()
         lines += ["", "Motion segmentation of the decomposition (moving probability = 0.2 of 1 - mask of the "
-                      "largest component and 0.8 of the optical flow's evidence; the scene flow's motion mask). "
+                      "largest component and 0.8 of the optical flow's evidence where the frames can show motion, the "
+                      "mask beyond; the scene flow's motion mask). "
                       "*Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
@@ -427,7 +428,8 @@ class AccuracyResult:
         names = self.situations
         if not names:
             return []
-        lines = ["", "Per situation (the moving probability: the masks weighed 0.2 against 0.8 with the optical flow's evidence; "
+        lines = ["", "Per situation (the moving probability: the masks weighed 0.2 against 0.8 with the optical flow's "
+                     "evidence where the frames can show motion; "
                      "'masks alone': the paper's 1 - background mask): the moving pixels of one kind of mover against "
                      "the static ones, the other movers ignored; camera stopped: the frames in which the camera stood "
                      "still.", "",
