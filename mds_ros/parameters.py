@@ -112,8 +112,8 @@ class PerceptionParameters(CameraInputParameters):
     publish_overlay: bool = param(True, "publish ~/overlay (rgb8 decomposition over the image)", dynamic=True)
     publish_masks: bool = param(True, "publish ~/masks (one 32FC<K> image, channel k = soft mask k)", dynamic=True)
     publish_moving_probability: bool = param(True, "publish ~/moving_probability (32FC1: the scene flow's motion "
-                                             "mask, or 1 - the background component's mask, weighed 0.2 : 0.8 with the "
-                                             "flow's evidence with motion_evidence)", dynamic=True)
+                                             "mask, or 1 - the background component's mask, weighed with the flow's "
+                                             "evidence with motion_evidence)", dynamic=True)
     publish_independent_flow: bool = param(True, "publish ~/independent_flow (32FC3, scene-flow models: 3D motion "
                                            "not explained by the ego-motion, per frame)", dynamic=True)
     publish_motions: bool = param(True, "publish ~/motions (PoseArray: component motions, previous -> current)",

@@ -62,17 +62,26 @@ def test_static_points_stay_on_their_segment_and_a_crossing_object_leaves_it():
                                    near_depth=torch.tensor([0.5])).max()) < 1e-2
 
 
+def _still_camera_frames_with_a_box(lefts: list[int], top: int = 16) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A textured wall seen by a camera that stands still and a textured 16x24 box in front of it at each of the
+    columns ``lefts`` in turn (cut off by the image's border). Returns the frames and the last frame's box mask."""
+    wall = textured_image(HEIGHT, WIDTH, seed=3)
+    box_texture = textured_image(16, 24, seed=4)
+    frames = []
+    for left in lefts:
+        frame = wall.clone()
+        first, last = max(left, 0), min(left + 24, WIDTH)
+        frame[..., top:top + 16, first:last] = box_texture[..., first - left:last - left]
+        frames.append(frame)
+    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
+    box[:, top:top + 16, max(lefts[-1], 0):min(lefts[-1] + 24, WIDTH)] = True
+    return frames, box
+
+
 def _still_camera_with_a_box_moving_right(shift: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A textured wall seen by a camera that stands still, and a textured box in front of it moving ``shift``
     pixels to the right between the source and the target. Returns target, source and the box mask."""
-    wall = textured_image(HEIGHT, WIDTH, seed=3)
-    box_texture = textured_image(16, 24, seed=4)
-    source, target = wall.clone(), wall.clone()
-    top, left = 16, 30
-    source[..., top:top + 16, left:left + 24] = box_texture
-    target[..., top:top + 16, left + shift:left + shift + 24] = box_texture
-    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
-    box[:, top:top + 16, left + shift:left + shift + 24] = True
+    (source, target), box = _still_camera_frames_with_a_box([30, 30 + shift])
     return target, source, box
 
 
@@ -472,22 +481,6 @@ def test_colour_guided_fill_gives_an_untrusted_pixel_the_say_of_trusted_pixels_o
     # without the colour, the strip would take the car's rim's say too: the colour is what keeps them apart
     grey = torch.full_like(image, 0.5)
     assert float(colour_guided_fill(score, reliable, grey, undecided)[strip].max()) > 0.3
-
-
-def _still_camera_frames_with_a_box(lefts: list[int], top: int = 16) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """A textured wall seen by a camera that stands still and a textured 16x24 box in front of it at each of the
-    columns ``lefts`` in turn (cut off by the image's border). Returns the frames and the last frame's box mask."""
-    wall = textured_image(HEIGHT, WIDTH, seed=3)
-    box_texture = textured_image(16, 24, seed=4)
-    frames = []
-    for left in lefts:
-        frame = wall.clone()
-        first, last = max(left, 0), min(left + 24, WIDTH)
-        frame[..., top:top + 16, first:last] = box_texture[..., first - left:last - left]
-        frames.append(frame)
-    box = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.bool)
-    box[:, top:top + 16, max(lefts[-1], 0):min(lefts[-1] + 24, WIDTH)] = True
-    return frames, box
 
 
 def test_the_flow_chained_over_three_frame_pairs_follows_a_pan_as_one_flow_would():

@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-depth", type=float, default=80.0)
     p.add_argument("--max-images", type=int)
     p.add_argument("--no-motion-evidence", action="store_true",
-                   help="the moving probability from the masks alone, as in the paper (default: 0.2 of it and 0.8 of "
-                        "the optical flow's evidence)")
+                   help="the moving probability from the masks alone, as in the paper (default: weighed with the "
+                        "optical flow's evidence where the frames can show motion; docs/method.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--max-frames", type=int)
     p.add_argument("--no-motion-evidence", action="store_true",
-                   help="the moving probability from the masks alone, as in the paper (default: 0.2 of it and 0.8 of "
-                        "the optical flow's evidence)")
+                   help="the moving probability from the masks alone, as in the paper (default: weighed with the "
+                        "optical flow's evidence where the frames can show motion; docs/method.md)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_infer)
 

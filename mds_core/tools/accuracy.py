@@ -387,9 +387,11 @@ class AccuracyResult:
             cells = [_pm(self.depth_statistic(variant, key, metric)) for _, key in REGIONS for metric in SUMMARY_METRICS]
             lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
         lines += self._change_lines()
-        lines += ["", "Motion segmentation of the decomposition (moving probability = 0.2 of 1 - mask of the "
-                      "largest component and 0.8 of the optical flow's evidence where the frames can show motion, the "
-                      "mask beyond; the scene flow's motion mask). "
+        from mds_core.inference.predictor import MASK_SHARE
+
+        lines += ["", f"Motion segmentation of the decomposition (moving probability = {MASK_SHARE:g} of 1 - mask of "
+                      f"the largest component and {1 - MASK_SHARE:g} of the optical flow's evidence where the frames "
+                      "can show motion, the mask beyond; the scene flow's motion mask). "
                       "*Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
@@ -428,8 +430,10 @@ class AccuracyResult:
         names = self.situations
         if not names:
             return []
-        lines = ["", "Per situation (the moving probability: the masks weighed 0.2 against 0.8 with the optical flow's "
-                     "evidence where the frames can show motion; "
+        from mds_core.inference.predictor import MASK_SHARE
+
+        lines = ["", f"Per situation (the moving probability: the masks weighed {MASK_SHARE:g} against "
+                     f"{1 - MASK_SHARE:g} with the optical flow's evidence where the frames can show motion; "
                      "'masks alone': the paper's 1 - background mask): the moving pixels of one kind of mover against "
                      "the static ones, the other movers ignored; camera stopped: the frames in which the camera stood "
                      "still.", "",

@@ -235,6 +235,7 @@ def demo_scene(scene: str) -> dict:
 
 def _report(settings: RosDemoSettings, recorder, bag: ReplayedBag, checkpoint: Path, wall: float,
             movers: dict[int, np.ndarray], still: set[int]) -> str:
+    from mds_core.inference.predictor import MASK_SHARE
     from mds_ros.tools.session import output_delivery
 
     images = {_stamp(m): m for m in recorder.messages(bag.image_topic)}
@@ -303,7 +304,8 @@ def _report(settings: RosDemoSettings, recorder, bag: ReplayedBag, checkpoint: P
         "",
         f"Pictures: {settings.output / 'ros_demo.png'}: {' | '.join(columns)}. In the node's components the static "
         "scene (the background component) is grey and every other component has a colour of its own; the moving "
-        "probability (1 - the background's mask, weighed 0.2 : 0.8 with the optical flow's evidence) goes from black (0) "
+        f"probability (1 - the background's mask, weighed {MASK_SHARE:g} : {1 - MASK_SHARE:g} with the optical flow's "
+        "evidence) goes from black (0) "
         "through red (0.5) to yellow (1).",
         f"Recorded outputs (rosbag2 MCAP): "
         f"{settings.output / 'recorded'}; node log: {settings.output / 'logs' / 'mds_perception.log'}.",
