@@ -35,6 +35,8 @@ EncoderName = Literal["resnet18", "resnet50"]
 PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
 MaskRegulariser = Literal["depth_ordering", "smoothness"]
 DepthSource = Literal["network", "ground_truth"]
+MotionSource = Literal["network", "true_scene", "true_camera"]
+EvidenceEgo = Literal["pose", "flow"]
 MotionModelName = Literal["components", "scene_flow"]
 
 
@@ -75,6 +77,16 @@ class ModelConfig:
     # Oracle rung "depth" (docs/decomposition-ladder.md): "ground_truth" replaces the depth network
     # by the sample's ground-truth depth (mds_core.method.oracle), so only the pose+mask network learns.
     depth_source: DepthSource = "network"
+    # Oracle rung "motion" (mds_core.method.true_motion), for training on generated scenes: the warp takes
+    # the scene's true rigid motions instead of the pose+mask network's, so only depth learns;
+    # "true_scene": every object's own motion (a perfect decomposition), "true_camera": the camera's
+    # motion alone (K=1 with the true pose).
+    motion_source: MotionSource = "network"
+    # The true motions' translations (metres) are multiplied by this: the depth network then learns depth in
+    # metres times it. Its sigmoid starts near 0.2 units (a pixel's depth of 2 m at 0.1) and spans
+    # min_depth..max_depth units; at 1, 1 m a frame against 0.2 m of depth throws every warp out of the image
+    # and the depth can collapse to the far end (docs/accuracy.md, "The depth claim's ladder").
+    true_motion_scale: float = 0.1
     # Ground-truth depth (metres) is multiplied by this before the warp. Warps are invariant to a
     # common scale of depth and translation; the pose decoder's 0.01 output scaling suits
     # translations of about 0.01 units per frame, so metric scenes (about 1 m per frame) learn
@@ -149,6 +161,13 @@ class ModelConfig:
             raise ConfigError(f"model.hypothesis_scene_rate must be in [0, 1), got {self.hypothesis_scene_rate}")
         if not 0 <= self.hypothesis_spread < 10:
             raise ConfigError(f"model.hypothesis_spread must be in [0, 10), got {self.hypothesis_spread}")
+        if self.motion_source not in ("network", "true_scene", "true_camera"):
+            raise ConfigError(f"model.motion_source must be network, true_scene or true_camera, got {self.motion_source!r}")
+        if self.motion_source != "network" and (self.motion_model != "components" or self.depth_source != "network"):
+            raise ConfigError("model.motion_source true_scene/true_camera trains the depth network alone: it needs "
+                              "model.motion_model components and model.depth_source network")
+        if not self.true_motion_scale > 0:
+            raise ConfigError(f"model.true_motion_scale must be > 0, got {self.true_motion_scale}")
         if not self.ground_truth_depth_scale > 0:
             raise ConfigError(f"model.ground_truth_depth_scale must be > 0, got {self.ground_truth_depth_scale}")
         if self.height <= 0 or self.width <= 0 or self.height % 32 or self.width % 32:
@@ -228,6 +247,11 @@ class LossConfig:
     # fraction of the image width from every place a static point can go under the background's motion
     # are assigned to the best non-background component; 0 = off
     motion_evidence_threshold: float = 0.0075
+    # what a static point's place is measured under: "pose": the background component's motion, and the
+    # distance from its epipolar line (blind to traffic along the camera's heading); "flow": the flow's own
+    # ego-motion and the model's depth (detached), as the predictor's moving probability measures it
+    # (motion_evidence.flow_motion_evidence: also cars ahead driving slower or faster than the camera)
+    motion_evidence_ego: EvidenceEgo = "pose"
     # the background's transform alone, without auto-masking, on every pixel the motion evidence does not
     # flag (component_assignment.background_reprojection): how the ego-motion learns that the camera stopped
     background_reprojection_weight: float = 1.0
@@ -248,6 +272,8 @@ class LossConfig:
                      "motion_evidence_threshold", "background_reprojection_weight", "standing_camera_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        if self.motion_evidence_ego not in ("pose", "flow"):
+            raise ConfigError(f"loss.motion_evidence_ego must be pose or flow, got {self.motion_evidence_ego!r}")
 
 
 @dataclass

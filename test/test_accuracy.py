@@ -106,8 +106,13 @@ def test_tiny_accuracy_run_writes_markdown_json_and_png(tmp_path):
 def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     preset = PRESETS["cpu"]
     k1, k5, oracle, flow = (dataclasses.asdict(training_config(preset, v, tmp_path, tmp_path / "run", num_samples=200))
-                            for v in VARIANTS)
+                            for v in VARIANTS[:4])
     assert flow["model"]["motion_model"] == "scene_flow" and k5["model"]["motion_model"] == "components"
+    # the motion rung's two: K=1 but for the true motions in the warp
+    for variant, source in zip(VARIANTS[4:], ("true_camera", "true_scene")):
+        given = dataclasses.asdict(training_config(preset, variant, tmp_path, tmp_path / "run", num_samples=200))
+        assert given["model"].pop("motion_source") == source and given == {**k1, "model": {
+            key: value for key, value in k1["model"].items() if key != "motion_source"}}
     assert k1["model"].pop("num_components") == 1 and k5["model"].pop("num_components") == 5
     assert k1 == k5
     assert oracle["model"]["depth_source"] == "ground_truth" and k5["model"]["depth_source"] == "network"
@@ -119,6 +124,23 @@ def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     k5, oracle = (training_config(tuned, v, tmp_path, tmp_path / "run", num_samples=200) for v in VARIANTS[1:3])
     assert k5.model.hypothesis_scene_rate == oracle.model.hypothesis_scene_rate == 0.02
     assert oracle.model.depth_source == "ground_truth" and oracle.model.ground_truth_depth_scale == 1.0
+
+
+def test_the_motion_rung_compares_depth_given_every_objects_true_motion_with_the_cameras_alone(tmp_path):
+    out = tmp_path / "accuracy"
+    assert main(["accuracy", "--preset", "quick", "--output", str(out), "--device", "cpu", "--steps", "2",
+                 "--width", str(WIDTH), "--height", str(HEIGHT), "--train-sequences", "1", "--frames", "5",
+                 "--heldout-sequences", "1", "--heldout-frames", "3", "--batch-size", "2", "--no-scene-flow",
+                 "--rungs", "full,motion"]) == 0
+    data = json.loads((out / "accuracy.json").read_text())
+    runs = {r["variant"]: r for r in data["runs"]}
+    assert set(runs) == {"K=1", "K=5", "K=1, true camera motion", "true scene motion"}
+    scene, camera = runs["true scene motion"]["depth"], runs["K=1, true camera motion"]["depth"]
+    change = {region: scene[region]["abs_rel"] / camera[region]["abs_rel"] - 1 for region in ("moving", "static_background")}
+    row = next(line for line in (out / "accuracy.md").read_text().splitlines()
+               if line.startswith("| true scene motion vs K=1, true camera motion |"))
+    assert f"{100 * (change['moving'] - change['static_background']):+.1f} ± 0.0 points" in row
+    assert (out / "seed0" / "true_scene" / "checkpoints" / "last.pt").is_file()
 
 
 def test_mean_and_std_over_seeds():

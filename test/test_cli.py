@@ -166,3 +166,18 @@ def test_benchmark_measures_the_overridden_config():
     assert "overrides   " + " ".join(aids) in result.to_text()
     done = mds("benchmark", "--device", "cpu", "--set", "loss.no_such_weight=1", check=False)
     assert done.returncode == 2 and "unknown key 'loss.no_such_weight'" in done.stderr, done.stderr
+
+
+def test_benchmark_times_the_steps_that_continue_a_trained_checkpoint(trained):
+    from mds_core.checkpoint import load_checkpoint
+
+    _, _, checkpoint = trained
+    saved = load_checkpoint(checkpoint)
+    out = mds("benchmark", "--checkpoint", checkpoint, "--device", "cpu", "--steps", "1", "--warmup", "0",
+              "--batch-size", "2", "--keep-denormals").stdout
+    model = saved.config.model
+    assert f"train step  {model.width}x{model.height}  {model.depth_encoder}  K={model.num_components}  batch 2" in out
+    assert f"timed as    training step {saved.step} " in out and f"checkpoint  {checkpoint}" in out
+    assert "denormals   kept" in out
+    done = mds("benchmark", "--checkpoint", checkpoint.parent / "missing.pt", "--device", "cpu", check=False)
+    assert done.returncode != 0 and "missing.pt" in done.stderr

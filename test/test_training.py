@@ -279,6 +279,25 @@ def test_warmup_switches_the_components_on_after_the_configured_steps(data_root,
     assert seen == [False, False, True, True]
 
 
+def test_training_on_the_cpu_computes_subnormal_floats_as_zero():
+    """Trained networks make subnormal floats, which x86 CPUs compute many times slower (docs/performance.md)."""
+    from mds_core.config import ModelConfig, TrainConfig
+    from mds_core.training.distributed import DistributedContext
+    from mds_core.training.loop import build_training_state
+
+    torch.set_flush_denormal(False)
+    assert torch.tensor([1e-39]).item() > 0
+    config = TrainConfig(model=ModelConfig(height=32, width=64, depth_encoder="resnet18", pose_mask_encoder="resnet18",
+                                           num_components=1), device="cpu")
+    try:
+        build_training_state(config, torch.device("cpu"), DistributedContext())
+        flushed = torch.tensor([1e-39]).item() == 0
+        supported = torch.set_flush_denormal(True)  # x86's FTZ/DAZ; where the CPU has no such mode nothing changes
+        assert flushed == supported
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_the_fused_adam_steps_like_the_default_adam():
     import copy
 

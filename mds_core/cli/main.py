@@ -126,7 +126,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     spec = TrainStepBenchmark(width=args.width, height=args.height, encoder=args.encoder,
                               num_components=args.components, batch_size=args.batch_size,
                               steps=args.steps, warmup=args.warmup, device=args.device, amp=not args.no_amp,
-                              overrides=list(args.set or []))
+                              overrides=list(args.set or []), checkpoint=args.checkpoint,
+                              keep_denormals=args.keep_denormals)
     print(run_train_step_benchmark(spec).to_text())
     return 0
 
@@ -223,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a training config entry after the options above, e.g. loss.mask_assignment_weight=0")
+    p.add_argument("--checkpoint", help="time the steps that continue this training (its config, weights, optimiser and "
+                                        "stage, on its own data; the size options are then ignored)")
+    p.add_argument("--keep-denormals", action="store_true",
+                   help="compute subnormal floats instead of flushing them to zero as training does on the CPU "
+                        "(to measure what that saves: trained networks make them)")
     p.set_defaults(func=cmd_benchmark)
 
     from mds_core.tools.synth.config import SCENES

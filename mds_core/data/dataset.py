@@ -16,9 +16,10 @@ from mds_core.data.augmentation import (
     flip_horizontally,
 )
 from mds_core.data.sample import OpticalFlow, Sample
-from mds_core.data.sequence_folder import FrameSequence
+from mds_core.data.sequence_folder import DataError, FrameSequence, SequenceFolder
 from mds_core.method.geometry import scale_intrinsics
 from mds_core.method.motion_evidence import dense_flow
+from mds_core.method.true_motion import TrueMotion
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class TripletDataset(Dataset):
         width: int,
         augmentation: AugmentationConfig | None = None,
         load_ground_truth: bool = False,
+        load_true_motion: bool = False,
         seed: int = 0,
     ):
         self.sequences = sequences
@@ -153,6 +155,7 @@ class TripletDataset(Dataset):
         self.width = width
         self.augmentation = augmentation
         self.load_ground_truth = load_ground_truth
+        self.load_true_motion = load_true_motion
         self.seed = seed
         self.epoch = 0
         self.flow_cache: OpticalFlowCache | None = None
@@ -193,6 +196,7 @@ class TripletDataset(Dataset):
             gt_motion = sequence.motion(target.frame)
             depth = None if gt_depth is None else torch.from_numpy(gt_depth)[None]
             motion = None if gt_motion is None else torch.from_numpy(gt_motion)[None]
+        true_motion = self._true_motion(sequence, target.frame, indices[1:])
 
         network_images = images
         flipped = False
@@ -205,6 +209,7 @@ class TripletDataset(Dataset):
                 # ground truth (loaded for training by the oracle rung) is mirrored with the frames
                 depth = None if depth is None else torch.flip(depth, dims=[-1])
                 motion = None if motion is None else torch.flip(motion, dims=[-1])
+                true_motion = None if true_motion is None else true_motion.mirrored()
             network_images = colour_jitter(images, draw)
         return Sample(
             images=images,
@@ -214,4 +219,14 @@ class TripletDataset(Dataset):
             motion=motion,
             name=f"{sequence.name}/{sequence.frame_id(target.frame)}",
             optical_flow=None if self.flow_cache is None else self.flow_cache.get((i, flipped), images),
+            true_motion=true_motion,
         )
+
+    def _true_motion(self, sequence: FrameSequence, index: int, sources: list[int]) -> TrueMotion | None:
+        """The generated scene's motions for the oracle rung "motion" (sequence folders with poses.json)."""
+        if not self.load_true_motion:
+            return None
+        if not isinstance(sequence, SequenceFolder):
+            raise DataError(f"{sequence.name}: the true motion (model.motion_source) needs generated sequence "
+                            f"folders with instances/ and poses.json")
+        return sequence.true_motion(index, sources)

@@ -124,5 +124,7 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
         augmentation=data.augmentation if training else None,
         # the oracle rung "depth" trains on the ground-truth depth (mds_core.method.oracle)
         load_ground_truth=not training or model.depth_source == "ground_truth",
+        # the oracle rung "motion" warps with the scene's true motions (mds_core.method.true_motion)
+        load_true_motion=training and model.motion_source != "network",
         seed=seed,
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from mds_core.method.true_motion import TrueMotion
+
 
 @dataclass
 class Sample:
@@ -24,6 +26,7 @@ class Sample:
         name: ``"<sequence>/<frame>"``.
         optical_flow: optional :class:`OpticalFlow` from the target to each source (``(S, ...)``),
             computed by the data set for a loss that needs it (the motion evidence).
+        true_motion: optional :class:`TrueMotion` of the generated scene (the oracle rung "motion").
     """
 
     images: Tensor
@@ -33,6 +36,7 @@ class Sample:
     motion: Tensor | None
     name: str
     optical_flow: OpticalFlow | None = None
+    true_motion: TrueMotion | None = None
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Batch:
     motion: list[Tensor] | None
     names: list[str]
     optical_flow: OpticalFlow | None = None  # (B, S, ...): only when the data set computed it
+    true_motion: TrueMotion | None = None  # only on the oracle rung "motion"
 
     @property
     def target(self) -> Tensor:
@@ -83,7 +88,7 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         def move(value):
-            if isinstance(value, (Tensor, OpticalFlow)):
+            if isinstance(value, (Tensor, OpticalFlow, TrueMotion)):
                 return value.to(device, non_blocking=non_blocking)
             return value
 
@@ -98,6 +103,7 @@ def collate_samples(samples: list[Sample]) -> Batch:
     has_depth = all(s.depth is not None for s in samples)
     has_motion = all(s.motion is not None for s in samples)
     flows = [s.optical_flow for s in samples]
+    motions = [s.true_motion for s in samples]
     return Batch(
         images=torch.stack([s.images for s in samples]),
         network_images=torch.stack([s.network_images for s in samples]),
@@ -106,4 +112,5 @@ def collate_samples(samples: list[Sample]) -> Batch:
         motion=[s.motion for s in samples] if has_motion else None,
         names=[s.name for s in samples],
         optical_flow=OpticalFlow.stack(flows) if all(f is not None for f in flows) else None,
+        true_motion=TrueMotion.stack(motions) if all(m is not None for m in motions) else None,
     )

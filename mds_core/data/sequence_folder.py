@@ -8,8 +8,9 @@
     ROOT/<sequence>/motion/NNNNNN.png         optional uint8 labels: 0 static background,
                                               1 moving object, 2 static movable object, 255 unlabelled
     ROOT/<sequence>/instances/NNNNNN.png      optional uint16 object ids (0 none), with
-    ROOT/<sequence>/poses.json                {"objects": {id: {"kind": ...}}, "camera_poses": [4x4 ...]}:
-                                              what moves how (``mds synth`` writes both)
+    ROOT/<sequence>/poses.json                {"objects": {id: {"kind": ..., "poses": [4x4 ...]}},
+                                              "camera_poses": [4x4 ...]}: what moves how, world_from_camera
+                                              and world_from_object per frame (``mds synth`` writes both)
 
 ``K`` is in pixel units of images of size ``width`` x ``height``.
 """
@@ -23,6 +24,9 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
+
+from mds_core.method.true_motion import TrueMotion
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 #: A camera that moved less than this since the previous frame (poses.json's units) stood still.
@@ -116,6 +120,7 @@ class SequenceFolder:
             raise DataError(f"{image_dir}: no .png/.jpg images")
         self._calibration = read_calibration(self.path / "calib.json")
         self._situations: tuple[dict[int, str], list[bool] | None] | None = None  # read on first use
+        self._poses: dict | None = None
 
     def __len__(self) -> int:
         return len(self._images)
@@ -162,21 +167,56 @@ class SequenceFolder:
             raise DataError(f"cannot read instance ids {path} as a single-channel image")
         return FrameSituation(instances=instances.astype(np.int64), kinds=kinds, camera_moved=moved[index])
 
+    def _pose_record(self) -> dict:
+        """poses.json, read once ({} without one)."""
+        if self._poses is None:
+            path = self.path / "poses.json"
+            try:
+                self._poses = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError) as error:
+                raise DataError(f"cannot read {path}: {error}") from error
+        return self._poses
+
     def _situation_record(self) -> tuple[dict[int, str], list[bool] | None]:
         """The object kinds and, per frame, whether the camera moved (poses.json), read once."""
         if self._situations is None:
             kinds, moved = {}, None
-            path = self.path / "poses.json"
-            if path.is_file():
+            poses = self._pose_record()
+            if poses:
                 try:
-                    poses = json.loads(path.read_text())
                     kinds = {int(i): str(entry.get("kind", "")) for i, entry in poses.get("objects", {}).items()}
                     cameras = np.array(poses["camera_poses"], dtype=np.float64)[:, :3]
-                except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
-                    raise DataError(f"cannot read {path}: {error}") from error
+                except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+                    raise DataError(f"cannot read {self.path / 'poses.json'}: {error}") from error
                 moved = [True, *(camera_moved(a, b) for a, b in zip(cameras[:-1], cameras[1:]))]
             self._situations = (kinds, moved)
         return self._situations
+
+    def true_motion(self, index: int, sources: list[int]) -> TrueMotion:
+        """The true rigid motions from frame ``index`` to each frame of ``sources`` (the oracle rung
+        "motion", :mod:`mds_core.method.true_motion`), from instances/ and poses.json."""
+        path = self.path / "instances" / f"{self.frame_id(index)}.png"
+        instances = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        if instances is None or instances.ndim != 2:
+            raise DataError(f"{path}: the true motion needs the frame's instance ids (a single-channel png)")
+        poses = self._pose_record()
+        try:
+            cameras = np.asarray(poses["camera_poses"], dtype=np.float64)
+            ids = [int(i) for i in np.unique(instances) if i > 0 and str(int(i)) in poses.get("objects", {})]
+            objects = {i: np.asarray(poses["objects"][str(i)]["poses"], dtype=np.float64) for i in ids}
+            transforms = []
+            for source in sources:
+                to_source = np.linalg.inv(cameras[source]) @ cameras[index]  # the static world
+                moved = [np.linalg.inv(cameras[source]) @ objects[i][source] @ np.linalg.inv(objects[i][index])
+                         @ cameras[index] for i in ids]
+                transforms.append(np.stack([to_source, *moved]))
+        except (KeyError, TypeError, ValueError, IndexError, np.linalg.LinAlgError) as error:
+            raise DataError(f"{self.path / 'poses.json'}: no usable camera and object poses for frames "
+                            f"{index} and {sources}: {error}") from error
+        components = np.zeros(instances.shape, np.int64)
+        for n, i in enumerate(ids, start=1):
+            components[instances == i] = n
+        return TrueMotion(torch.from_numpy(components)[None], torch.from_numpy(np.stack(transforms)).float())
 
 
 def find_sequences(root: str | Path) -> list[SequenceFolder]:

@@ -40,6 +40,7 @@ from mds_core.method.decomposition import (
 from mds_core.method.geometry import pose_vector_to_transform
 from mds_core.method.networks import DepthNet, PoseMaskNet, disparity_to_depth
 from mds_core.method.oracle import depth_to_disparity
+from mds_core.method.true_motion import TrueMotion
 
 if TYPE_CHECKING:
     from mds_core.method.dynamo_depth import SceneFlowSource
@@ -167,16 +168,41 @@ class MonoDepthSeg(DepthModel):
             )
         return results
 
-    def forward(self, images: Tensor, offsets: list[int], depth: Tensor | None = None) -> ModelOutput:
+    def true_motion_sources(self, true_motion: TrueMotion | None, offsets: list[int], disparity: Tensor) -> list[SourceMotion]:
+        """The oracle rung "motion" (``model.motion_source``): the warp takes the scene's true motions."""
+        if true_motion is None:
+            raise ValueError(f"model.motion_source is {self.config.motion_source}: pass the batch's true motion")
+        if self.config.motion_source == "true_camera":
+            true_motion = true_motion.camera_only()
+        true_motion = true_motion.scaled(self.config.true_motion_scale)
+        height, width = disparity.shape[-2:]
+        results = []
+        for s, offset in enumerate(offsets):
+            motion = true_motion.component_motion(s, height, width)
+            logits = torch.log(motion.masks.clamp_min(1e-6))
+            results.append(SourceMotion(offset=offset, motion=motion, mask_logits=logits, soft_masks=motion.masks,
+                                        component_transforms=motion.transforms if offset > 0
+                                        else torch.linalg.inv(motion.transforms)))
+        return results
+
+    def forward(self, images: Tensor, offsets: list[int], depth: Tensor | None = None,
+                true_motion: TrueMotion | None = None) -> ModelOutput:
         """``images``: ``(B, 1 + S, 3, H, W)`` network inputs, target first (see :class:`Sample`).
 
         ``depth``: ``(B, 1, H, W)`` ground-truth depth in metres at the model resolution
         (:func:`mds_core.method.oracle.ground_truth_depth`); required with
-        ``model.depth_source = "ground_truth"``, ignored otherwise.
+        ``model.depth_source = "ground_truth"``, ignored otherwise. ``true_motion``: the batch's
+        (:mod:`mds_core.method.true_motion`); required with ``model.motion_source`` true_scene or
+        true_camera, which train the depth network alone (the per-component terms are off).
         """
         if images.shape[1] != 1 + len(offsets):
             raise ValueError(f"expected {1 + len(offsets)} frames per sample, got {images.shape[1]}")
         target = images[:, 0]
+        if self.config.motion_source != "network":
+            disparities = self.predict_disparity(target)
+            sources = self.true_motion_sources(true_motion, offsets, disparities[0])
+            return ModelOutput(disparities=disparities, depth=self.to_depth(disparities[0]), sources=sources,
+                               components_enabled=False)
         if self.uses_depth_network:
             disparities = self.predict_disparity(target)
             depth = self.to_depth(disparities[0])

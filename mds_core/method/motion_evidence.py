@@ -631,6 +631,19 @@ def flow_evidence(flow: Tensor, valid: Tensor, target: Tensor, intrinsics: Tenso
     return SightedEvidence(colour_guided_fill(score, reliable, target, ~reliable), sight)
 
 
+def flow_motion_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, depth: Tensor, threshold: float,
+                         window: int, flow: tuple[Tensor, Tensor] | None = None) -> MotionEvidence:
+    """:func:`motion_evidence` as the predictor measures it (``loss.motion_evidence_ego: flow``): by the score of
+    :func:`flow_evidence` under the flow's own ego-motion and the model's ``depth`` (detached; trusted as far as
+    this batch's static world says), moving where it exceeds 0.5 (a window mean distance beyond ``threshold``),
+    static where the camera stands and it stays below :data:`STATIC_FRACTION` of that distance."""
+    flow, valid = dense_flow(target, source) if flow is None else flow
+    score = flow_evidence(flow, valid, target, intrinsics, threshold, window, depth.detach(), DepthTrust()).score
+    still = camera_still(flow, valid)
+    return MotionEvidence(moving=score > 0.5, static=(score < 1.0 - 2.0 ** -STATIC_FRACTION) & still[:, None, None],
+                          still=still)
+
+
 def stream_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,
                     depth: Tensor | None = None, stream: EvidenceStream | None = None) -> SightedEvidence:
     """How surely each target pixel moves by the frames (and the model's depth), for inference, and how far the

@@ -76,8 +76,11 @@ class Variant:
     name: str
     num_components: int
     overrides: tuple[str, ...] = ()
-    rung: str = "full"  # "full": the method as published; "depth": ground-truth depth (oracle rung)
+    # "full": the method as published; "depth": ground-truth depth (oracle rung); "motion": the scene's true
+    # motions in the warp, only depth learns (mds_core.method.true_motion)
+    rung: str = "full"
     motion_model: str = "components"  # or "scene_flow" (Dynamo-Depth)
+    folder_name: str | None = None  # the output folder, when the rung and K do not name it
 
     @property
     def segments(self) -> bool:
@@ -86,7 +89,9 @@ class Variant:
 
     @property
     def folder(self) -> str:
-        """``k1``, ``k5``, ``k5_gt_depth``, ``scene_flow``: the variant's output folder below its seed's."""
+        """``k1``, ``k5``, ``k5_gt_depth``, ``scene_flow``, ...: the variant's output folder below its seed's."""
+        if self.folder_name is not None:
+            return self.folder_name
         if self.motion_model == "scene_flow":
             return "scene_flow"
         name = f"k{self.num_components}"
@@ -99,8 +104,13 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("K=5", 5),
     Variant("K=5, GT depth", 5, ("model.depth_source=ground_truth", "model.ground_truth_depth_scale=0.01"), "depth"),
     Variant("scene flow", 1, rung="full", motion_model="scene_flow"),
+    # the depth claim's ladder: K=1 given the camera's true motion, and given every object's (a perfect decomposition)
+    Variant("K=1, true camera motion", 1, ("model.motion_source=true_camera",), "motion", folder_name="true_camera"),
+    Variant("true scene motion", 1, ("model.motion_source=true_scene",), "motion", folder_name="true_scene"),
 )
-RUNGS: tuple[str, ...] = ("full", "depth")
+RUNGS: tuple[str, ...] = ("full", "depth", "motion")
+#: the rungs a preset runs unless told (``--rungs``)
+DEFAULT_RUNGS: tuple[str, ...] = ("full", "depth")
 
 
 @dataclass
@@ -122,7 +132,7 @@ class AccuracyPreset:
     overrides: tuple[str, ...] = ()
     seed: int = 0  # data seed and first training seed; seed + i for the i-th repetition
     seeds: int = 1  # training repetitions (mean and standard deviation over them)
-    rungs: tuple[str, ...] = RUNGS
+    rungs: tuple[str, ...] = DEFAULT_RUNGS
     scene_flow: bool = True  # also the scene-flow motion model (Dynamo-Depth), in the full rung
     device: str = "auto"
     num_workers: int = 0  # data-loader processes (worth it on a GPU, not on 2 CPU cores)
@@ -460,10 +470,10 @@ class AccuracyResult:
                      f"({seconds / 60:.1f} min of training) and only evaluated again (`--reuse`)")
         return text
 
-    def abs_rel_change(self, variant: Variant, region: str) -> tuple[float, float]:
-        """Mean and std over seeds of ``variant``'s abs_rel relative to K=1's of the same seed, minus 1
-        (negative: ``variant`` is better there)."""
-        baseline = {m.seed: m.region(region) for m in self.runs(VARIANTS[0])}
+    def abs_rel_change(self, variant: Variant, region: str, baseline: Variant = VARIANTS[0]) -> tuple[float, float]:
+        """Mean and std over seeds of ``variant``'s abs_rel relative to ``baseline``'s (K=1) of the same seed,
+        minus 1 (negative: ``variant`` is better there)."""
+        baseline = {m.seed: m.region(region) for m in self.runs(baseline)}
         changes = []
         for model in self.runs(variant):
             mine, theirs = model.region(region), baseline.get(model.seed)
@@ -471,12 +481,12 @@ class AccuracyResult:
                 changes.append(mine.abs_rel / theirs.abs_rel - 1.0)
         return mean_and_std(changes)
 
-    def moving_minus_background(self, variant: Variant) -> tuple[float, float]:
+    def moving_minus_background(self, variant: Variant, baseline: Variant = VARIANTS[0]) -> tuple[float, float]:
         """Mean and std over seeds of (abs_rel change on moving objects) - (change on the static
-        background), each against K=1 of the same seed: negative where ``variant`` helps moving
-        objects more than the background."""
+        background), each against ``baseline`` (K=1) of the same seed: negative where ``variant`` helps
+        moving objects more than the background."""
         moving = {m.seed: m for m in self.runs(variant)}
-        baseline = {m.seed: m for m in self.runs(VARIANTS[0])}
+        baseline = {m.seed: m for m in self.runs(baseline)}
         differences = []
         for seed in sorted(set(moving) & set(baseline)):
             regions = [(moving[seed].region(key), baseline[seed].region(key)) for key in ("moving", "static_background")]
@@ -492,12 +502,14 @@ class AccuracyResult:
                      "the moving objects' change minus the background's, seed by seed):", "",
                  "| model | " + " | ".join(label for label, _ in REGIONS) + " | moving minus background |",
                  "|---|" + "---|" * (len(REGIONS) + 1)]
-        for variant in self.preset.variants[1:]:
-            if variant.rung != "full":
-                continue  # the oracle rung's depth is the ground truth
-            cells = [_percent(self.abs_rel_change(variant, key)) for _, key in REGIONS]
-            cells.append(_percent(self.moving_minus_background(variant), points=True))
-            lines.append(f"| {variant.name} vs K=1 | " + " | ".join(cells) + " |")
+        pairs = [(variant, VARIANTS[0]) for variant in self.preset.variants[1:] if variant.rung == "full"]
+        if "motion" in self.preset.rungs:  # the depth claim with a perfect decomposition: both given the true motion
+            camera, scene = (next(v for v in VARIANTS if v.folder == name) for name in ("true_camera", "true_scene"))
+            pairs.append((scene, camera))
+        for variant, baseline in pairs:
+            cells = [_percent(self.abs_rel_change(variant, key, baseline)) for _, key in REGIONS]
+            cells.append(_percent(self.moving_minus_background(variant, baseline), points=True))
+            lines.append(f"| {variant.name} vs {baseline.name} | " + " | ".join(cells) + " |")
         return lines
 
 

@@ -9,6 +9,9 @@
 * :func:`keep_freed_memory`: glibc hands freed blocks of more than a few MB back to the system, so
   every step's large temporaries (activations, gradients, the loss's batched warps) page-fault
   anew: about 7% of a step at the ``cpu`` preset. Raising the thresholds keeps them in the process.
+* :func:`flush_denormals`: subnormal floats computed as zero. x86 CPUs take microcode assists on
+  them; once a trained network makes them (a saturated sigmoid, vanishing gradients) every
+  convolution touching them slows down: steps took 2-2.4x longer without it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ def keep_freed_memory() -> bool:
         return False
     applied = bool(mallopt(_M_MMAP_THRESHOLD, _MAX_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     LOG.debug("glibc malloc thresholds raised: %s", applied)
+    return applied
+
+
+def flush_denormals() -> bool:
+    """Compute subnormal floats (below 1.2e-38 in fp32) as zero from now on, in this process.
+
+    Returns whether the CPU has the mode (x86's FTZ/DAZ; False elsewhere, where nothing changes). A loss
+    never sees the difference: what is flushed is 30 orders of magnitude below anything it sums.
+    """
+    applied = torch.set_flush_denormal(True)
+    LOG.debug("subnormal floats flushed to zero: %s", applied)
     return applied
 
 

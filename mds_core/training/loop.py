@@ -47,7 +47,7 @@ from mds_core.method.model import ModelOutput, MonoDepthSeg
 from mds_core.method.motion_models import MotionModel, create_model, motion_encoders
 from mds_core.method.oracle import ground_truth_depth
 from mds_core.progress import progress
-from mds_core.training.cpu import keep_freed_memory, use_channels_last
+from mds_core.training.cpu import flush_denormals, keep_freed_memory, use_channels_last
 from mds_core.training.distributed import DistributedContext
 from mds_core.training.monitor import TrainingMonitor, training_panel
 from mds_core.training.sampler import EpochBatches
@@ -139,6 +139,7 @@ def build_training_state(config: TrainConfig, device: torch.device, context: Dis
     if device.type == "cpu":
         use_channels_last(model)
         keep_freed_memory()
+        flush_denormals()
     network: nn.Module = model
     if context.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -218,8 +219,10 @@ def train_step(state: TrainingState, objective: SelfSupervisedObjective, batch: 
         state.network.train()
     apply_decomposition_schedule(state)
     depth = oracle_depth(state.config, batch)
+    # the oracle rung "motion" warps with the scene's true motions (mds_core.method.true_motion)
+    extra = {} if state.config.model.motion_source == "network" else {"true_motion": batch.true_motion}
     with state.precision.autocast():
-        output = state.network(batch.network_images, state.config.data.source_offsets, depth)
+        output = state.network(batch.network_images, state.config.data.source_offsets, depth, **extra)
     stage = state.stage
     loss = objective(batch, output, step=state.step, stage_step=None if stage is None else state.step - stage.start,
                      automask=stage is None or stage.config.automask,

@@ -44,7 +44,7 @@ from mds_core.method.losses.photometric import minimum_reprojection, photometric
 from mds_core.method.losses.scene_flow_terms import SceneFlowTerms, scene_flow_terms
 from mds_core.method.losses.smoothness import disparity_smoothness, edge_aware_smoothness
 from mds_core.method.model import ModelOutput
-from mds_core.method.motion_evidence import MotionEvidence, motion_evidence
+from mds_core.method.motion_evidence import MotionEvidence, flow_motion_evidence, motion_evidence
 from mds_core.method.networks import disparity_to_depth
 from mds_core.method.networks.layers import resize_bilinear
 from mds_core.method.warping import sample_source
@@ -216,7 +216,8 @@ class SelfSupervisedObjective:
 
     @property
     def _has_components(self) -> bool:
-        return self.model.motion_model == "components" and self.model.num_components > 1
+        return (self.model.motion_model == "components" and self.model.num_components > 1
+                and self.model.motion_source == "network")
 
     def _uses_component_terms(self, output: ModelOutput) -> bool:
         cfg = self.loss
@@ -235,10 +236,14 @@ class SelfSupervisedObjective:
             return None
         width = batch.target.shape[-1]
         flow = batch.optical_flow
-        found = [motion_evidence(batch.target, batch.sources[:, s], src.motion.transforms[:, BACKGROUND_COMPONENT],
-                                 batch.intrinsics, depth, cfg.motion_evidence_threshold * width,
-                                 self._assignment_window(width), None if flow is None else flow.source(s))
-                 for s, src in enumerate(output.sources)]
+        threshold, window = cfg.motion_evidence_threshold * width, self._assignment_window(width)
+        if cfg.motion_evidence_ego == "flow":
+            found = [flow_motion_evidence(batch.target, batch.sources[:, s], batch.intrinsics, depth, threshold, window,
+                                          None if flow is None else flow.source(s)) for s in range(len(output.sources))]
+        else:
+            found = [motion_evidence(batch.target, batch.sources[:, s], src.motion.transforms[:, BACKGROUND_COMPONENT],
+                                     batch.intrinsics, depth, threshold, window, None if flow is None else flow.source(s))
+                     for s, src in enumerate(output.sources)]
         return MotionEvidence.across_sources(found)
 
     def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None,
