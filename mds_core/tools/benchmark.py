@@ -38,6 +38,7 @@ from mds_core.training.loop import (
     build_training_state,
     enter_stage,
     restore_training_state,
+    total_training_steps,
     train_step,
 )
 from mds_core.training.sampler import EpochBatches
@@ -120,9 +121,7 @@ def continued_training(checkpoint_path: str, batch_size: int, device: torch.devi
     config = apply_overrides(dataclasses.replace(checkpoint.config, device=str(device), amp=amp), overrides)
     config.validate()
     dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
-    total_steps = config.optim.epochs * EpochBatches(len(dataset), config.optim.batch_size, config.seed).batches_per_epoch
-    if config.optim.max_steps is not None:
-        total_steps = min(total_steps, config.optim.max_steps)
+    total_steps = total_training_steps(config, EpochBatches(len(dataset), config.optim.batch_size, config.seed))
     state = build_training_state(config, device, DistributedContext())
     state.epoch = checkpoint.epoch
     enter_stage(state, stage_at(training_stages(config, total_steps), checkpoint.step))

@@ -11,7 +11,7 @@
   anew: about 7% of a step at the ``cpu`` preset. Raising the thresholds keeps them in the process.
 * :func:`flush_denormals`: subnormal floats computed as zero. x86 CPUs take microcode assists on
   them; once a trained network makes them (a saturated sigmoid, vanishing gradients) every
-  convolution touching them slows down: steps took 2-2.4x longer without it.
+  convolution touching them slows down: steps took 1.7-2.4x longer without it.
 """
 
 from __future__ import annotations

@@ -300,6 +300,12 @@ def train(config: TrainConfig, resume: str | Path | None = None, init_from: str 
         context.shutdown()
 
 
+def total_training_steps(config: TrainConfig, batches: EpochBatches) -> int:
+    """The steps a training runs: its epochs of ``batches``, or ``optim.max_steps`` if fewer."""
+    total = config.optim.epochs * batches.batches_per_epoch
+    return total if config.optim.max_steps is None else min(total, config.optim.max_steps)
+
+
 def _train(config: TrainConfig, context: DistributedContext, device: torch.device,
            resume: str | Path | None, init_from: str | Path | None, overwrite: bool,
            objective: SelfSupervisedObjective | None) -> TrainResult:
@@ -316,9 +322,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         remove_stale_temporaries(checkpoint_dir)  # partial files of a killed run's interrupted writes
     dataset = build_dataset(config.data, config.model, seed=config.seed, training=True)
     batches = EpochBatches(len(dataset), config.optim.batch_size, config.seed, context.rank, context.world_size)
-    total_steps = config.optim.epochs * batches.batches_per_epoch
-    if config.optim.max_steps is not None:
-        total_steps = min(total_steps, config.optim.max_steps)
+    total_steps = total_training_steps(config, batches)
     stages = training_stages(config, total_steps)
     state = build_training_state(config, device, context)
     state.run_id = new_run_id()
