@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+from pathlib import Path
 
 import cv2
 import pytest
@@ -206,6 +207,38 @@ def test_a_stopped_run_resumes_each_unfinished_model_exactly_with_reuse(tmp_path
         assert ours.loss_first == pytest.approx(theirs.loss_first, rel=1e-6)  # steps 1-2 from before the stop
     record = json.loads((k1_folder / "training.json").read_text())
     assert record["scene"] == "road" and record["steps"] == 4 and record["train_seconds"] > 0
+
+
+def test_a_rerun_with_another_config_keeps_the_earlier_checkpoints(tmp_path):
+    """A model retrained with another config (here more steps) moves the earlier training's checkpoints aside
+    instead of deleting them: hours of a long preset's training must survive a rerun with a changed setting."""
+    from mds_core.checkpoint import load_checkpoint
+    from mds_core.tools.accuracy import run_accuracy_benchmark
+
+    preset = dataclasses.replace(PRESETS["quick"], width=WIDTH, height=HEIGHT, train_sequences=1, frames_per_sequence=5,
+                                 heldout_sequences=1, heldout_frames=3, steps=1, batch_size=2, rungs=("full",),
+                                 scene_flow=False, montage_frames=1)
+    run_accuracy_benchmark(preset, tmp_path)
+    run_accuracy_benchmark(dataclasses.replace(preset, steps=2), tmp_path, reuse=True)
+    for folder in ("k1", "k5"):
+        model = tmp_path / "seed0" / folder
+        assert load_checkpoint(model / "checkpoints.earlier-1" / "last.pt").step == 1
+        assert load_checkpoint(model / "checkpoints" / "last.pt").step == 2
+
+
+def test_a_run_continues_whether_its_folders_are_given_relative_or_absolute(tmp_path, monkeypatch):
+    from mds_core.tools.accuracy import same_training
+
+    monkeypatch.chdir(tmp_path)
+    relative = training_config(PRESETS["quick"], VARIANTS[0], Path("data/train"), Path("seed0/k1"), 100, 0)
+    absolute = dataclasses.replace(relative, output_dir=str(tmp_path / "seed0" / "k1"),
+                                   data=dataclasses.replace(relative.data, root=str(tmp_path / "data" / "train")))
+    assert same_training(relative, absolute)
+    elsewhere = dataclasses.replace(absolute, output_dir=str(tmp_path / "seed1" / "k1"))
+    assert not same_training(relative, elsewhere)
+    faster = dataclasses.replace(absolute.optim, learning_rate=absolute.optim.learning_rate * 2)
+    other_rate = dataclasses.replace(absolute, optim=faster)
+    assert not same_training(relative, other_rate)
 
 
 def test_models_trained_side_by_side_are_those_trained_one_after_another(tmp_path):

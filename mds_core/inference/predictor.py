@@ -25,6 +25,7 @@ from mds_core.checkpoint import load_checkpoint, load_model_state
 from mds_core.config import LossConfig, ModelConfig
 from mds_core.device import resolve_device
 from mds_core.evaluation.motion_scores import flat_points, motion_distance
+from mds_core.inference.moving_belief import MovingBelief
 from mds_core.method.dynamo_depth import DynamoDepth
 from mds_core.method.geometry import backproject, pose_vector_to_transform, scale_intrinsics
 from mds_core.method.motion_evidence import EvidenceStream, stream_evidence
@@ -65,9 +66,12 @@ class Prediction:
         transforms: ``(K, 4, 4)`` rigid motion of each component from the previous camera frame
             to the current one, as predicted (None without a previous frame).
         background: index of the background component (largest mask mass), or None.
-        moving_probability: ``(h, w)`` how surely each pixel moves, or None: ``mask_moving_probability``,
-            weighed with ``motion_evidence`` (:data:`MASK_SHARE`) as far as ``evidence_sight`` goes, the masks'
-            alone beyond, where the predictor uses the evidence (the components model's default).
+        moving_probability: ``(h, w)`` how surely each pixel moves, or None: ``frame_moving_probability``
+            accumulated over the stream along the optical flow (:mod:`mds_core.inference.moving_belief`) where the
+            predictor uses the evidence (the components model's default), else the masks'.
+        frame_moving_probability: ``(h, w)`` this frame pair's own: ``mask_moving_probability`` weighed with
+            ``motion_evidence`` (:data:`MASK_SHARE`) as far as ``evidence_sight`` goes, the masks' alone beyond;
+            or None.
         mask_moving_probability: ``(h, w)`` 1 - mask of the background component (the paper's), or None.
         motion_evidence: ``(h, w)`` the optical flow's own say that a pixel moves, under the ego-motion the
             flow itself shows (:func:`mds_core.method.motion_evidence.stream_evidence`), or None when not used.
@@ -96,6 +100,7 @@ class Prediction:
     transforms: np.ndarray | None = None
     background: int | None = None
     moving_probability: np.ndarray | None = None
+    frame_moving_probability: np.ndarray | None = None
     mask_moving_probability: np.ndarray | None = None
     motion_evidence: np.ndarray | None = None
     evidence_sight: np.ndarray | None = None
@@ -123,7 +128,8 @@ class Predictor:
     the optical flow's evidence, under the ego-motion the flow itself shows (docs/performance.md); False:
     the masks' alone, as in the paper. Calls whose ``previous`` frame is the ``current`` frame of the call
     before form a stream: its evidence also looks three frames back (``evidence_stream``,
-    :func:`mds_core.method.motion_evidence.stream_evidence`); one predictor per camera stream.
+    :func:`mds_core.method.motion_evidence.stream_evidence`), and its moving probability accumulates along the
+    flow (``moving_belief``, :mod:`mds_core.inference.moving_belief`); one predictor per camera stream.
     """
 
     def __init__(self, model: MotionModel, device: torch.device | str = "cpu",
@@ -131,6 +137,7 @@ class Predictor:
         self.motion_evidence = motion_evidence
         # what the evidence keeps from frame to frame: how far it may believe this model's depth, the chained flow
         self.evidence_stream = EvidenceStream()
+        self.moving_belief = MovingBelief()
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
@@ -311,6 +318,9 @@ class Predictor:
             moving = moving.float()
             # where the frames cannot show a mover that keeps to its epipolar line, its look (the masks) decides
             moving = sight * (MASK_SHARE * moving + (1.0 - MASK_SHARE) * score) + (1.0 - sight) * moving
+            prediction.frame_moving_probability = moving.float().cpu().numpy()
+            moving = self.moving_belief.update(current.tensor, previous.tensor, moving[None], evidence.flow,
+                                               evidence.valid)[0]
         prediction.moving_probability = moving.float().cpu().numpy()
         prediction.ego_motion = prediction.transforms[background]
         if not motion_scores:

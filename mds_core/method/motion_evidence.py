@@ -553,15 +553,20 @@ def chain_flow(flow: Tensor, valid: Tensor, earlier_flow: Tensor, earlier_valid:
     """``(flow, valid)`` from each target pixel to an earlier frame: ``flow`` (target -> source) followed by
     ``earlier_flow`` (source -> earlier) sampled bilinearly where the pixel went; trusted where both are (all four
     samples of the second)."""
+    onward = sample_along_flow(earlier_flow, flow, "border")
+    trusted = sample_along_flow(earlier_valid[:, None], flow, "zeros")[:, 0]
+    return flow + onward, valid & (trusted > 1.0 - 1e-3)
+
+
+def sample_along_flow(values: Tensor, flow: Tensor, padding_mode: str) -> Tensor:
+    """``(B, C, H, W)``: the source frame's ``values`` ``(B, C, H, W)`` where each target pixel went by the
+    ``(B, 2, H, W)`` target -> source ``flow`` in pixels (bilinear; outside the image ``grid_sample``'s
+    ``padding_mode``), in the flow's dtype."""
     _, _, height, width = flow.shape
     where = pixel_grid(height, width, device=flow.device, dtype=flow.dtype)[:2] + flow  # (B, 2, H, W) in the source
     grid = torch.stack([2.0 * where[:, 0] / max(width - 1, 1) - 1.0, 2.0 * where[:, 1] / max(height - 1, 1) - 1.0],
                        dim=-1)
-    onward = F.grid_sample(earlier_flow.to(flow.dtype), grid, mode="bilinear", padding_mode="border",
-                           align_corners=True)
-    trusted = F.grid_sample(earlier_valid[:, None].to(flow.dtype), grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=True)[:, 0]
-    return flow + onward, valid & (trusted > 1.0 - 1e-3)
+    return F.grid_sample(values.to(flow.dtype), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
 class FlowChain:
@@ -610,6 +615,8 @@ class SightedEvidence:
 
     score: Tensor
     sight: Tensor
+    flow: Tensor | None = None  # (B, 2, H, W) the frame pair's target -> source flow (stream_evidence's)
+    valid: Tensor | None = None  # (B, H, W) where it is trusted
 
 
 def flow_evidence(flow: Tensor, valid: Tensor, target: Tensor, intrinsics: Tensor, threshold: float, window: int,
@@ -674,10 +681,10 @@ def stream_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshol
     pair = flow_evidence(flow, valid, target, intrinsics, threshold, window, depth, stream.trust)
     chained = stream.chain.extend(target, source, flow, valid)
     if len(chained) < 2:
-        return pair
+        return SightedEvidence(pair.score, pair.sight, flow, valid)
     far = flow_evidence(*chained[-1], target, intrinsics, threshold * LONG_BASELINE_THRESHOLD, window, depth,
                         stream.long_trust)
-    return SightedEvidence(0.5 * (pair.score + far.score), far.sight)
+    return SightedEvidence(0.5 * (pair.score + far.score), far.sight, flow, valid)
 
 
 def moving_evidence(target: Tensor, source: Tensor, intrinsics: Tensor, threshold: float, window: int,

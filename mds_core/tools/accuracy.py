@@ -401,7 +401,8 @@ class AccuracyResult:
 
         lines += ["", f"Motion segmentation of the decomposition (moving probability = {MASK_SHARE:g} of 1 - mask of "
                       f"the largest component and {1 - MASK_SHARE:g} of the optical flow's evidence where the frames "
-                      "can show motion, the mask beyond; the scene flow's motion mask). "
+                      "can show motion, the mask beyond, accumulated over the drive along the optical flow; the scene "
+                      "flow's motion mask). "
                       "*Relative movers*: moving pixels that the previous frame does not already "
                       "explain (a car followed at the camera's speed looks static and is excluded there).", "",
                   "| model | " + " | ".join(f"{label} best F1 | {label} AP" for _, label in MOTION_SCORES) + " |",
@@ -443,8 +444,9 @@ class AccuracyResult:
         from mds_core.inference.predictor import MASK_SHARE
 
         lines = ["", f"Per situation (the moving probability: the masks weighed {MASK_SHARE:g} against "
-                     f"{1 - MASK_SHARE:g} with the optical flow's evidence where the frames can show motion; "
-                     "'masks alone': the paper's 1 - background mask): the moving pixels of one kind of mover against "
+                     f"{1 - MASK_SHARE:g} with the optical flow's evidence where the frames can show motion, "
+                     "accumulated over the drive along the flow; 'masks alone': the paper's 1 - background mask, "
+                     "frame by frame): the moving pixels of one kind of mover against "
                      "the static ones, the other movers ignored; camera stopped: the frames in which the camera stood "
                      "still.", "",
                  "| model | " + " | ".join(f"{name} best F1 | {name} AP" for name in names) + " |",
@@ -735,12 +737,26 @@ def _generate(preset: AccuracyPreset, root: Path) -> TrainHeldoutSplit:
 TRAINING_RECORD = "training.json"
 
 
+def same_training(first: TrainConfig, second: TrainConfig) -> bool:
+    """Whether two configs train the same model: equal in every entry, the data's and output's folders
+    compared as the folders they name (a run given ``--output`` as an absolute path continues one given it
+    relative)."""
+    from mds_core.config import config_to_dict
+
+    def identity(config: TrainConfig) -> dict[str, Any]:
+        record = config_to_dict(config)
+        record["output_dir"] = str(Path(config.output_dir).resolve())
+        record["data"]["root"] = str(Path(config.data.root).resolve()) if config.data.root else ""
+        return record
+
+    return identity(first) == identity(second)
+
+
 def reusable_training(folder: Path, config: TrainConfig, scene: str = "road") -> dict[str, Any] | None:
     """The ``training.json`` record of ``folder`` when its checkpoint finished training with exactly
     ``config`` (same data, seed, budget and model) on the same kind of ``scene``, else None (with the
     reason in the log)."""
     from mds_core.checkpoint import CheckpointError, load_checkpoint
-    from mds_core.config import config_to_dict
 
     record_path = folder / TRAINING_RECORD
     if not record_path.is_file():
@@ -757,7 +773,7 @@ def reusable_training(folder: Path, config: TrainConfig, scene: str = "road") ->
     if record.get("scene", "road") != scene:
         LOG.warning("not reusing %s: it was trained on %s scenes", folder, record.get("scene", "road"))
         return None
-    if config_to_dict(checkpoint.config) != config_to_dict(config):
+    if not same_training(checkpoint.config, config):
         LOG.warning("not reusing %s: it was trained with another config", folder)
         return None
     if checkpoint.step != config.optim.max_steps:
@@ -770,7 +786,6 @@ def resumable_training(folder: Path, config: TrainConfig, scene: str = "road") -
     """The checkpoint of ``folder`` to resume when it holds an unfinished training with exactly ``config``
     on the same kind of ``scene`` (a run stopped before its last step), else None."""
     from mds_core.checkpoint import LAST, CheckpointError, load_checkpoint
-    from mds_core.config import config_to_dict
 
     checkpoint_path = folder / "checkpoints" / LAST
     try:
@@ -778,7 +793,7 @@ def resumable_training(folder: Path, config: TrainConfig, scene: str = "road") -
         checkpoint = load_checkpoint(checkpoint_path, mmap=True)
     except (OSError, ValueError, CheckpointError):
         return None
-    if record.get("scene") != scene or config_to_dict(checkpoint.config) != config_to_dict(config):
+    if record.get("scene") != scene or not same_training(checkpoint.config, config):
         LOG.warning("not resuming %s: it was trained on other data or with another config", folder)
         return None
     return checkpoint_path if checkpoint.step < config.optim.max_steps else None
@@ -795,6 +810,24 @@ class TrainedModel:
     loss_first: float
     loss_last: float
     reused: bool = False
+
+
+def keep_earlier_checkpoints(folder: Path) -> Path | None:
+    """Before a model is trained anew into ``folder``, move the checkpoints an earlier run left there (trained with
+    another config, or not to be reused) to ``checkpoints.earlier-N`` beside them, so that a rerun never deletes
+    hours of training; returns where they went (None when there were none)."""
+    from mds_core.checkpoint import checkpoint_files
+
+    checkpoints = folder / "checkpoints"
+    if not checkpoint_files(checkpoints):
+        return None
+    number = 1
+    while (kept := folder / f"checkpoints.earlier-{number}").exists():
+        number += 1
+    checkpoints.rename(kept)
+    LOG.warning("kept the checkpoints of an earlier training of %s in %s (delete them when they are not needed)",
+                folder, kept)
+    return kept
 
 
 def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, what: str,
@@ -816,9 +849,10 @@ def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, w
     resume = resumable_training(folder, config, scene) if reuse else None
     LOG.info("%s: training %d steps (%d epochs)%s", what, config.optim.max_steps, config.optim.epochs,
              f", resuming {resume}" if resume else "")
+    if resume is None:
+        keep_earlier_checkpoints(folder)
     folder.mkdir(parents=True, exist_ok=True)  # what a stopped run needs to resume: the scene
     (folder / TRAINING_RECORD).write_text(json.dumps({**(labels or {}), "scene": scene}) + "\n")
-    # the benchmark owns its folders: a rerun replaces them, or continues an unfinished one
     result = train(config, resume=resume, overwrite=True)
     losses = result.losses or [float("nan")]
     trained = TrainedModel(Path(result.checkpoint), result.seconds, result.steps, result.loss_first_10,

@@ -305,8 +305,7 @@ def _report(settings: RosDemoSettings, recorder, bag: ReplayedBag, checkpoint: P
         f"Pictures: {settings.output / 'ros_demo.png'}: {' | '.join(columns)}. In the node's components the static "
         "scene (the background component) is grey and every other component has a colour of its own; the moving "
         f"probability (1 - the background's mask, weighed {MASK_SHARE:g} : {1 - MASK_SHARE:g} with the optical flow's "
-        "evidence) goes from black (0) "
-        "through red (0.5) to yellow (1).",
+        "evidence, accumulated along the flow) goes from black (0) through red (0.5) to yellow (1).",
         f"Recorded outputs (rosbag2 MCAP): "
         f"{settings.output / 'recorded'}; node log: {settings.output / 'logs' / 'mds_perception.log'}.",
     ]
