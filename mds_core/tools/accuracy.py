@@ -813,9 +813,10 @@ class TrainedModel:
 
 
 def keep_earlier_checkpoints(folder: Path) -> Path | None:
-    """Before a model is trained anew into ``folder``, move the checkpoints an earlier run left there (trained with
-    another config, or not to be reused) to ``checkpoints.earlier-N`` beside them, so that a rerun never deletes
-    hours of training; returns where they went (None when there were none)."""
+    """Before a model is trained anew into ``folder`` by a run that reuses what it can, move the checkpoints an
+    earlier run left there (trained with another config) to ``checkpoints.earlier-N`` beside them, so that such a
+    rerun never deletes hours of training; returns where they went (None when there were none). A run without
+    ``reuse`` replaces its folders."""
     from mds_core.checkpoint import checkpoint_files
 
     checkpoints = folder / "checkpoints"
@@ -849,10 +850,11 @@ def train_or_reuse(config: TrainConfig, folder: Path, scene: str, reuse: bool, w
     resume = resumable_training(folder, config, scene) if reuse else None
     LOG.info("%s: training %d steps (%d epochs)%s", what, config.optim.max_steps, config.optim.epochs,
              f", resuming {resume}" if resume else "")
-    if resume is None:
+    if reuse and resume is None:
         keep_earlier_checkpoints(folder)
     folder.mkdir(parents=True, exist_ok=True)  # what a stopped run needs to resume: the scene
     (folder / TRAINING_RECORD).write_text(json.dumps({**(labels or {}), "scene": scene}) + "\n")
+    # the benchmark owns its folders: a rerun without reuse replaces them
     result = train(config, resume=resume, overwrite=True)
     losses = result.losses or [float("nan")]
     trained = TrainedModel(Path(result.checkpoint), result.seconds, result.steps, result.loss_first_10,
