@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mds_core.method.motion_evidence import sample_along_flow
+from mds_core.method.motion_evidence import continues_stream, sample_along_flow
 
 #: How much of the previous frame's belief (log-odds) the current frame keeps.
 BELIEF_DECAY = 0.3
@@ -63,9 +63,7 @@ class MovingBelief:
                 trusted (:func:`mds_core.method.motion_evidence.dense_flow`).
         """
         belief = logit(probability.float())
-        previous = self._target
-        continues = (previous is not None and self._belief is not None and previous.shape == source.shape
-                     and previous.device == source.device and torch.equal(previous, source)
+        continues = (continues_stream(self._target, source) and self._belief is not None
                      and self._belief.shape == belief.shape)
         if not continues or self.decay == 0:
             self._target, self._belief = target, belief

@@ -569,6 +569,13 @@ def sample_along_flow(values: Tensor, flow: Tensor, padding_mode: str) -> Tensor
     return F.grid_sample(values.to(flow.dtype), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
+def continues_stream(previous_target: Tensor | None, source: Tensor) -> bool:
+    """Whether a frame pair whose earlier frame is ``source`` continues the stream whose last pair ended at
+    ``previous_target`` (the same image, not merely a similar one)."""
+    return (previous_target is not None and previous_target.shape == source.shape
+            and previous_target.device == source.device and torch.equal(previous_target, source))
+
+
 class FlowChain:
     """The optical flow from a stream's newest frame to each of its last ``frames`` frames, each frame pair's flow
     chained onto the previous frame's chain (:func:`chain_flow`): DIS on frames further apart loses the larger
@@ -587,10 +594,7 @@ class FlowChain:
     def extend(self, target: Tensor, source: Tensor, flow: Tensor, valid: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Add the pair's ``(flow, valid)`` (:func:`dense_flow` of ``target`` to ``source``); returns the flows from
         ``target`` to the frames 1, 2, ... back, as many as the stream has (at most ``frames``)."""
-        previous = self._target
-        continues = previous is not None and previous.shape == source.shape and previous.device == source.device \
-            and torch.equal(previous, source)
-        earlier = self._flows[:self.frames - 1] if continues else []
+        earlier = self._flows[:self.frames - 1] if continues_stream(self._target, source) else []
         self._flows = [(flow, valid)] + [chain_flow(flow, valid, f, v) for f, v in earlier]
         self._target = target
         return list(self._flows)
