@@ -7,7 +7,7 @@ import pytest
 import torch
 from synthetic import kitti_like_intrinsics, textured_image
 
-from mds_core.inference.moving_belief import MovingBelief, logit
+from mds_core.inference.moving_belief import BELIEF_EPS, MovingBelief
 
 pytestmark = pytest.mark.numerics
 
@@ -45,8 +45,8 @@ def test_the_belief_follows_a_moving_box_along_the_flow_and_lets_go_of_where_it_
         fused = belief.update(frames[index], frames[index - 1], probabilities[index], flows[index], trusted)
     box, left_behind = _box(19), _box(16) & ~_box(19)
     # three frames of 0.8 on the box: logit 1.386 x (1 + 0.5 + 0.25)
-    assert float(fused[box].mean()) == pytest.approx(1.0 / (1.0 + math.exp(-1.75 * logit(torch.tensor(0.8)).item())),
-                                                     abs=1e-4)
+    three_frames = 1.75 * torch.logit(torch.tensor(0.8), eps=BELIEF_EPS).item()
+    assert float(fused[box].mean()) == pytest.approx(1.0 / (1.0 + math.exp(-three_frames)), abs=1e-4)
     left_earlier = _box(13) & ~(_box(16) | box)
     static = ~(box | _box(16) | _box(13))
     assert float(fused[static].max()) < 0.1  # the static world: surer than any one frame's 0.2
@@ -60,7 +60,7 @@ def test_a_pair_that_does_not_continue_the_stream_and_untrusted_flow_take_the_fr
     belief.update(frames[1], frames[0], probabilities[1], flows[1], trusted)
     # the pair (2, 0) skips frame 1: a new stream
     assert torch.equal(belief.update(frames[2], frames[0], probabilities[2], flows[2], trusted), probabilities[2])
-    belief.reset()
+    belief = MovingBelief()
     belief.update(frames[1], frames[0], probabilities[1], flows[1], trusted)
     untrusted = torch.zeros_like(trusted)
     untrusted[:, :, :WIDTH // 2] = True

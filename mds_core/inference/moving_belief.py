@@ -29,12 +29,6 @@ BELIEF_DECAY = 0.3
 BELIEF_EPS = 1e-4
 
 
-def logit(probability: Tensor) -> Tensor:
-    """The log-odds of ``probability``, clamped to :data:`BELIEF_EPS` from 0 and 1."""
-    clamped = probability.clamp(BELIEF_EPS, 1.0 - BELIEF_EPS)
-    return torch.log(clamped) - torch.log1p(-clamped)
-
-
 class MovingBelief:
     """The log-odds belief of the module's docstring, for one camera stream (a predictor keeps one).
 
@@ -49,10 +43,6 @@ class MovingBelief:
         self._target: Tensor | None = None
         self._belief: Tensor | None = None  # (B, H, W) log-odds of the previous target
 
-    def reset(self) -> None:
-        """Forget the stream (the next frame starts it anew)."""
-        self._target = self._belief = None
-
     def update(self, target: Tensor, source: Tensor, probability: Tensor, flow: Tensor, valid: Tensor) -> Tensor:
         """``(B, H, W)`` the accumulated moving probability of ``target``.
 
@@ -62,7 +52,7 @@ class MovingBelief:
             flow, valid: ``(B, 2, H, W)`` target -> source optical flow in pixels, and ``(B, H, W)`` where it is
                 trusted (:func:`mds_core.method.motion_evidence.dense_flow`).
         """
-        belief = logit(probability.float())
+        belief = torch.logit(probability.float(), eps=BELIEF_EPS)
         continues = (continues_stream(self._target, source) and self._belief is not None
                      and self._belief.shape == belief.shape)
         if not continues or self.decay == 0:
