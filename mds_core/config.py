@@ -36,6 +36,7 @@ PoseMaskBackbone = Literal["resnet18", "resnet50", "deeplabv3_resnet50"]
 MaskRegulariser = Literal["depth_ordering", "smoothness"]
 DepthSource = Literal["network", "ground_truth"]
 MotionSource = Literal["network", "true_scene", "true_camera"]
+MovingPixelsSource = Literal["evidence", "ground_truth"]
 EvidenceEgo = Literal["pose", "flow"]
 MotionModelName = Literal["components", "scene_flow"]
 
@@ -82,6 +83,11 @@ class ModelConfig:
     # "true_scene": every object's own motion (a perfect decomposition), "true_camera": the camera's
     # motion alone (K=1 with the true pose).
     motion_source: MotionSource = "network"
+    # Oracle rung "movers" (docs/accuracy.md, the depth claim's ladder), for training on generated scenes:
+    # the component assignment learns which pixels move from the scene's labels instead of the optical
+    # flow's motion evidence (mds_core.method.true_motion.true_movers): the pose+mask network and the
+    # depth network still learn everything else.
+    moving_pixels_source: MovingPixelsSource = "evidence"
     # The true motions' translations (metres) are multiplied by this: the depth network then learns depth in
     # metres times it. Its sigmoid starts near 0.2 units (a pixel's depth of 2 m at 0.1) and spans
     # min_depth..max_depth units; at 1, 1 m a frame against 0.2 m of depth throws every warp out of the image
@@ -166,6 +172,12 @@ class ModelConfig:
         if self.motion_source != "network" and (self.motion_model != "components" or self.depth_source != "network"):
             raise ConfigError("model.motion_source true_scene/true_camera trains the depth network alone: it needs "
                               "model.motion_model components and model.depth_source network")
+        if self.moving_pixels_source not in ("evidence", "ground_truth"):
+            raise ConfigError(f"model.moving_pixels_source must be evidence or ground_truth, got {self.moving_pixels_source!r}")
+        if self.moving_pixels_source != "evidence" and (self.motion_model != "components" or self.num_components < 2
+                                                       or self.motion_source != "network"):
+            raise ConfigError("model.moving_pixels_source ground_truth teaches the component assignment: it needs "
+                              "model.motion_model components, num_components > 1 and model.motion_source network")
         if not self.true_motion_scale > 0:
             raise ConfigError(f"model.true_motion_scale must be > 0, got {self.true_motion_scale}")
         if not self.ground_truth_depth_scale > 0:

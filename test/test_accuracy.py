@@ -114,6 +114,10 @@ def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
         given = dataclasses.asdict(training_config(preset, variant, tmp_path, tmp_path / "run", num_samples=200))
         assert given["model"].pop("motion_source") == source and given == {**k1, "model": {
             key: value for key, value in k1["model"].items() if key != "motion_source"}}
+    # the movers rung: K=5 but for the assignment's moving pixels
+    movers = dataclasses.asdict(training_config(preset, VARIANTS[6], tmp_path, tmp_path / "run", num_samples=200))
+    assert movers["model"].pop("moving_pixels_source") == "ground_truth" and k5["model"]["moving_pixels_source"] == "evidence"
+    assert movers == {**k5, "model": {key: value for key, value in k5["model"].items() if key != "moving_pixels_source"}}
     assert k1["model"].pop("num_components") == 1 and k5["model"].pop("num_components") == 5
     assert k1 == k5
     assert oracle["model"]["depth_source"] == "ground_truth" and k5["model"]["depth_source"] == "network"
@@ -127,15 +131,17 @@ def test_the_two_models_differ_only_in_the_number_of_components(tmp_path):
     assert oracle.model.depth_source == "ground_truth" and oracle.model.ground_truth_depth_scale == 1.0
 
 
-def test_the_motion_rung_compares_depth_given_every_objects_true_motion_with_the_cameras_alone(tmp_path):
+def test_the_motion_and_movers_rungs_compare_depth_given_the_true_motions_or_the_true_movers(tmp_path):
     out = tmp_path / "accuracy"
     assert main(["accuracy", "--preset", "quick", "--output", str(out), "--device", "cpu", "--steps", "2",
                  "--width", str(WIDTH), "--height", str(HEIGHT), "--train-sequences", "1", "--frames", "5",
                  "--heldout-sequences", "1", "--heldout-frames", "3", "--batch-size", "2", "--no-scene-flow",
-                 "--rungs", "full,motion"]) == 0
+                 "--rungs", "full,motion,movers"]) == 0
     data = json.loads((out / "accuracy.json").read_text())
     runs = {r["variant"]: r for r in data["runs"]}
-    assert set(runs) == {"K=1", "K=5", "K=1, true camera motion", "true scene motion"}
+    assert set(runs) == {"K=1", "K=5", "K=1, true camera motion", "true scene motion", "K=5, true movers"}
+    assert "| K=5, true movers vs K=1 |" in (out / "accuracy.md").read_text()
+    assert "moving_minus_background" in data["summary"]["K=5, true movers"]
     scene, camera = runs["true scene motion"]["depth"], runs["K=1, true camera motion"]["depth"]
     change = {region: scene[region]["abs_rel"] / camera[region]["abs_rel"] - 1 for region in ("moving", "static_background")}
     row = next(line for line in (out / "accuracy.md").read_text().splitlines()

@@ -148,3 +148,35 @@ def test_the_flow_evidence_for_training_finds_more_of_the_movers_than_the_poses_
     # small movers, a window of 9 px and one frame pair: few pixels either way, but several times more by the flow's
     assert recall["flow"] > 3 * recall["pose"] and recall["flow"] > 0.01, recall
     assert false["flow"] < 0.02, false
+
+
+def test_the_movers_rung_teaches_the_assignment_the_labelled_movers(tmp_path):
+    """model.moving_pixels_source=ground_truth: training batches carry the labels, the objective's evidence is
+    exactly the labelled movers (parked cars static), the masks are taught them and everything still learns."""
+    from mds_core.method.losses.objective import SelfSupervisedObjective
+    from mds_core.method.motion_evidence import MotionEvidence
+    from mds_core.method.motion_models import create_model
+
+    _city_drive(tmp_path / "data", frames=5)
+    config = apply_overrides(TrainConfig(), [
+        f"data.root={tmp_path / 'data'}", "model.height=64", "model.width=96", "model.depth_encoder=resnet18",
+        "model.pose_mask_encoder=resnet18", "model.num_components=3", "model.moving_pixels_source=ground_truth"])
+    dataset = build_dataset(config.data, config.model, training=True)
+    batch = collate_samples([dataset[0], dataset[1]])
+    assert batch.motion is not None
+    labels = torch.stack([m[0] for m in batch.motion])
+    assert labels.shape[-2:] == (64, 96) and bool((labels == 1).any()) and bool((labels == 2).any())
+    evidence = MotionEvidence.labelled(batch.motion, (64, 96), torch.zeros(2, dtype=torch.bool))
+    assert torch.equal(evidence.moving, labels == 1) and torch.equal(evidence.static, (labels == 0) | (labels == 2))
+    model = create_model(config.model)
+    output = model(batch.network_images, config.data.source_offsets, None)
+    loss = SelfSupervisedObjective(config.loss, config.model)(batch, output)
+    assert float(loss.evidence_fraction) == pytest.approx(float((labels == 1).float().mean()))
+    loss.total.backward()
+    for network in (model.depth_net, model.pose_mask_net):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
+    batch.motion = None
+    with pytest.raises(ValueError, match="motion labels"):
+        SelfSupervisedObjective(config.loss, config.model)(batch, output)
+    with pytest.raises(ConfigError, match="moving_pixels_source"):
+        ModelConfig(moving_pixels_source="ground_truth", num_components=1).validate()

@@ -59,7 +59,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, help="training repetitions, seeds SEED, SEED+1, ... (overrides the preset)")
     parser.add_argument("--rungs", help="comma-separated: full (K=1 and K=5 as published), depth (K=5 with "
                                         "ground-truth depth, the oracle rung), motion (depth learnt with the scene's "
-                                        "true motions: the camera's alone, and every object's); default full,depth")
+                                        "true motions: the camera's alone, and every object's), movers (K=5 whose "
+                                        "component assignment is told the truly moving pixels); default full,depth")
     parser.add_argument("--no-scene-flow", action="store_true", help="leave out the scene-flow model (Dynamo-Depth)")
     parser.add_argument("--width", type=int, help="model and data width, a multiple of 32")
     parser.add_argument("--height", type=int, help="model and data height, a multiple of 32")

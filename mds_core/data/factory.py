@@ -82,7 +82,8 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
                   split: str | None = None) -> TripletDataset:
     """Training (augmented) or evaluation (ground truth loaded) samples.
 
-    Training samples carry ground truth too when ``model.depth_source`` is ``"ground_truth"``.
+    Training samples carry ground truth too when ``model.depth_source`` or ``model.moving_pixels_source`` is
+    ``"ground_truth"``.
 
     ``split`` overrides ``data.split`` (e.g. a test split file for KITTI evaluation).
     """
@@ -122,8 +123,8 @@ def build_dataset(data: DataConfig, model: ModelConfig, *, seed: int = 0, traini
         model.height,
         model.width,
         augmentation=data.augmentation if training else None,
-        # the oracle rung "depth" trains on the ground-truth depth (mds_core.method.oracle)
-        load_ground_truth=not training or model.depth_source == "ground_truth",
+        # the oracle rungs "depth" and "movers" train on the ground-truth depth (mds_core.method.oracle) and labels
+        load_ground_truth=not training or model.depth_source == "ground_truth" or model.moving_pixels_source != "evidence",
         # the oracle rung "motion" warps with the scene's true motions (mds_core.method.true_motion)
         load_true_motion=training and model.motion_source != "network",
         seed=seed,

@@ -58,6 +58,9 @@ from torch import Tensor
 from mds_core.method.geometry import pixel_grid
 from mds_core.method.window import window_mean
 
+#: motion labels of generated scenes (mds_core.data.sample.Sample.motion)
+LABEL_STATIC, LABEL_MOVING, LABEL_PARKED = 0, 1, 2
+
 #: Forward-backward consistency (as in UnFlow): a flow vector is trusted where
 #: ``|f(p) + b(p + f(p))|^2 < FB_RELATIVE (|f|^2 + |b|^2) + FB_ABSOLUTE`` (pixels^2).
 FB_RELATIVE = 0.01
@@ -145,6 +148,16 @@ class MotionEvidence:
             static=torch.stack([e.static for e in per_source]).all(dim=0),
             still=torch.stack([e.still for e in per_source]).all(dim=0),
         )
+
+    @staticmethod
+    def labelled(labels: list[Tensor], size: tuple[int, int], still: Tensor) -> MotionEvidence:
+        """The oracle rung "movers" (``model.moving_pixels_source``): what the generated scene's labels say
+        instead of the flow. ``labels``: per sample ``(1, Hg, Wg)`` (1 moving; 0 static, 2 parked: static;
+        255 unlabelled: neither), resized (nearest) to ``size``; ``still`` ``(B,)`` as the flow saw it."""
+        resized = torch.stack([F.interpolate(m[None].float(), size=size, mode="nearest")[0, 0] for m in labels])
+        resized = resized.to(still.device)
+        return MotionEvidence(moving=resized == LABEL_MOVING, static=(resized == LABEL_STATIC) | (resized == LABEL_PARKED),
+                              still=still)
 
 
 def _grey_uint8(images: Tensor) -> list[np.ndarray]:

@@ -77,7 +77,8 @@ class Variant:
     num_components: int
     overrides: tuple[str, ...] = ()
     # "full": the method as published; "depth": ground-truth depth (oracle rung); "motion": the scene's true
-    # motions in the warp, only depth learns (mds_core.method.true_motion)
+    # motions in the warp, only depth learns (mds_core.method.true_motion); "movers": the component assignment
+    # told the truly moving pixels (model.moving_pixels_source), everything learned
     rung: str = "full"
     motion_model: str = "components"  # or "scene_flow" (Dynamo-Depth)
     folder_name: str | None = None  # the output folder, when the rung and K do not name it
@@ -107,8 +108,10 @@ VARIANTS: tuple[Variant, ...] = (
     # the depth claim's ladder: K=1 given the camera's true motion, and given every object's (a perfect decomposition)
     Variant("K=1, true camera motion", 1, ("model.motion_source=true_camera",), "motion", folder_name="true_camera"),
     Variant("true scene motion", 1, ("model.motion_source=true_scene",), "motion", folder_name="true_scene"),
+    # and K=5 whose component assignment is told the truly moving pixels (everything else learned)
+    Variant("K=5, true movers", 5, ("model.moving_pixels_source=ground_truth",), "movers", folder_name="k5_true_movers"),
 )
-RUNGS: tuple[str, ...] = ("full", "depth", "motion")
+RUNGS: tuple[str, ...] = ("full", "depth", "motion", "movers")
 #: the rungs a preset runs unless told (``--rungs``)
 DEFAULT_RUNGS: tuple[str, ...] = ("full", "depth")
 
@@ -337,7 +340,7 @@ class AccuracyResult:
         for variant in self.preset.variants:
             entry: dict[str, Any] = {"depth": {key: {metric: self.depth_statistic(variant, key, metric)
                                                      for metric in SUMMARY_METRICS} for _, key in REGIONS}}
-            if variant.rung == "full" and variant != VARIANTS[0]:
+            if variant.rung in ("full", "movers") and variant != VARIANTS[0]:
                 entry["abs_rel_change_vs_k1"] = {key: self.abs_rel_change(variant, key) for _, key in REGIONS}
                 entry["moving_minus_background"] = self.moving_minus_background(variant)
             if variant.segments:
@@ -504,7 +507,7 @@ class AccuracyResult:
                      "the moving objects' change minus the background's, seed by seed):", "",
                  "| model | " + " | ".join(label for label, _ in REGIONS) + " | moving minus background |",
                  "|---|" + "---|" * (len(REGIONS) + 1)]
-        pairs = [(variant, VARIANTS[0]) for variant in self.preset.variants[1:] if variant.rung == "full"]
+        pairs = [(variant, VARIANTS[0]) for variant in self.preset.variants[1:] if variant.rung in ("full", "movers")]
         if "motion" in self.preset.rungs:  # the depth claim with a perfect decomposition: both given the true motion
             camera, scene = (next(v for v in VARIANTS if v.folder == name) for name in ("true_camera", "true_scene"))
             pairs.append((scene, camera))

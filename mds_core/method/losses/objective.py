@@ -230,10 +230,15 @@ class SelfSupervisedObjective:
     def _motion_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> MotionEvidence | None:
         """What the optical flow between the target and its sources says moves, under the background
         component's motion (:mod:`mds_core.method.motion_evidence`); None when
-        ``loss.motion_evidence_threshold`` is 0."""
-        cfg = self.loss
-        if cfg.motion_evidence_threshold <= 0:
+        ``loss.motion_evidence_threshold`` is 0. On the oracle rung "movers", what the scene's labels say."""
+        if self.model.moving_pixels_source == "ground_truth":
+            return self._labelled_evidence(batch, output, depth)
+        if self.loss.motion_evidence_threshold <= 0:
             return None
+        return self._flow_evidence(batch, output, depth)
+
+    def _flow_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> MotionEvidence:
+        cfg = self.loss
         width = batch.target.shape[-1]
         flow = batch.optical_flow
         threshold, window = cfg.motion_evidence_threshold * width, self._assignment_window(width)
@@ -245,6 +250,17 @@ class SelfSupervisedObjective:
                                      batch.intrinsics, depth, threshold, window, None if flow is None else flow.source(s))
                      for s, src in enumerate(output.sources)]
         return MotionEvidence.across_sources(found)
+
+    def _labelled_evidence(self, batch: Batch, output: ModelOutput, depth: Tensor) -> MotionEvidence:
+        """The oracle rung "movers": the moving and static pixels from the scene's labels; whether the camera
+        stood still from the flow's evidence (none when ``loss.motion_evidence_threshold`` is 0)."""
+        if batch.motion is None:
+            raise ValueError("model.moving_pixels_source is ground_truth: the batch needs the scene's motion labels")
+        if self.loss.motion_evidence_threshold > 0:
+            still = self._flow_evidence(batch, output, depth).still
+        else:
+            still = torch.zeros(batch.target.shape[0], dtype=torch.bool, device=batch.target.device)
+        return MotionEvidence.labelled(batch.motion, batch.target.shape[-2:], still)
 
     def _component_terms(self, output: ModelOutput, errors: Tensor, identity: Tensor | None,
                          evidence: MotionEvidence | None = None) -> tuple[Tensor, Tensor]:
