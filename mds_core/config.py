@@ -84,9 +84,9 @@ class ModelConfig:
     # motion alone (K=1 with the true pose).
     motion_source: MotionSource = "network"
     # Oracle rung "movers" (docs/accuracy.md, the depth claim's ladder), for training on generated scenes:
-    # the component assignment learns which pixels move from the scene's labels instead of the optical
-    # flow's motion evidence (mds_core.method.true_motion.true_movers): the pose+mask network and the
-    # depth network still learn everything else.
+    # the component assignment is told which pixels move and which do not by the scene's labels instead of
+    # the optical flow's motion evidence (mds_core.method.motion_evidence.MotionEvidence.labelled): the
+    # pose+mask network and the depth network still learn everything else.
     moving_pixels_source: MovingPixelsSource = "evidence"
     # The true motions' translations (metres) are multiplied by this: the depth network then learns depth in
     # metres times it. Its sigmoid starts near 0.2 units (a pixel's depth of 2 m at 0.1) and spans
