@@ -10,6 +10,8 @@ Rungs, combinable:
 
 * ``--set model.depth_source=ground_truth model.ground_truth_depth_scale=0.01``: ground-truth depth;
 * ``--stages R,F,M,J``: the four stages' shares (default Dynamo-Depth's 1,1,5,20);
+* ``--stage-lr-factors R,F,M,J``: the four stages' learning-rate factors (default 1,1,1,0.5): at the release's
+  1e-4 the complete flow leaves the image within ten steps of its stage (docs/accuracy.md);
 * ``--flow-from-translation``: the complete-flow decoder starts as the ego-motion's translation
   (its seed maps the translation through, its refinements start at zero): the static world's flow of a
   camera that does not turn, instead of a random field;
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--set", nargs="*", default=[], help="config overrides section.key=value")
     parser.add_argument("--stages", help="the stages' shares, e.g. 1,5,5,16")
+    parser.add_argument("--stage-lr-factors", help="the stages' learning-rate factors, e.g. 1,0.1,0.1,0.05")
     parser.add_argument("--flow-from-translation", action="store_true")
     parser.add_argument("--mask-teacher", type=float, default=0.0)
     args = parser.parse_args()
@@ -67,6 +70,10 @@ def main() -> None:
         shares = [float(share) for share in args.stages.split(",")]
         config.stages = [dataclasses.replace(stage, fraction=share)
                          for stage, share in zip(SCENE_FLOW_STAGES, shares, strict=True)]
+    if args.stage_lr_factors:
+        factors = [float(factor) for factor in args.stage_lr_factors.split(",")]
+        config.stages = [dataclasses.replace(stage, learning_rate_factor=factor)
+                         for stage, factor in zip(config.stages or SCENE_FLOW_STAGES, factors, strict=True)]
     init_from = None
     if args.flow_from_translation:
         torch.manual_seed(config.seed)
@@ -82,7 +89,7 @@ def main() -> None:
     report = run_evaluation(EvaluationRequest(checkpoint=str(result.checkpoint), data=str(data / "heldout"), device="cpu"))
     report.save(out / "evaluation.json")
     summary = report.to_json_dict(include_curve=False)
-    line = {"run": out.name, "set": args.set, "stages": args.stages or "1,1,5,20",
+    line = {"run": out.name, "set": args.set, "stages": args.stages or "1,1,5,20", "stage_lr_factors": args.stage_lr_factors or "1,1,1,0.5",
             "flow_from_translation": args.flow_from_translation, "mask_teacher": args.mask_teacher,
             "minutes": round((time.perf_counter() - started) / 60, 1)}
     for key in ("mask/all", "mask/relative"):
