@@ -89,7 +89,8 @@ def main() -> None:
     report = run_evaluation(EvaluationRequest(checkpoint=str(result.checkpoint), data=str(data / "heldout"), device="cpu"))
     report.save(out / "evaluation.json")
     summary = report.to_json_dict(include_curve=False)
-    line = {"run": out.name, "set": args.set, "stages": args.stages or "1,1,5,20", "stage_lr_factors": args.stage_lr_factors or "1,1,1,0.5",
+    line = {"run": out.name, "set": args.set, "stages": args.stages or "1,1,5,20",
+            "stage_lr_factors": args.stage_lr_factors or "1,1,1,0.5",
             "flow_from_translation": args.flow_from_translation, "mask_teacher": args.mask_teacher,
             "minutes": round((time.perf_counter() - started) / 60, 1)}
     for key in ("mask/all", "mask/relative"):
