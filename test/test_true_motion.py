@@ -87,18 +87,23 @@ def test_a_mirrored_sample_has_the_mirrored_motions(tmp_path):
     np.testing.assert_allclose(np.flip(error, axis=-1), original, atol=1e-4)
 
 
+def _rung_batch(tmp_path, *overrides: str):
+    """A tiny training config on a generated city drive with ``overrides``, and a training batch of two of its samples."""
+    _city_drive(tmp_path / "data", frames=5)
+    config = apply_overrides(TrainConfig(), [
+        f"data.root={tmp_path / 'data'}", "model.height=64", "model.width=96", "model.depth_encoder=resnet18",
+        "model.pose_mask_encoder=resnet18", *overrides])
+    dataset = build_dataset(config.data, config.model, training=True)
+    return config, collate_samples([dataset[0], dataset[1]])
+
+
 def test_the_depth_network_trains_on_the_true_motion(tmp_path):
     """A few steps of the rung: batches carry the true motion (padded to the largest object count), the pose+mask
     network gets no gradient, the depth network does."""
     from mds_core.method.losses.objective import SelfSupervisedObjective
     from mds_core.method.motion_models import create_model
 
-    _city_drive(tmp_path / "data", frames=5)
-    config = apply_overrides(TrainConfig(), [
-        f"data.root={tmp_path / 'data'}", "model.height=64", "model.width=96", "model.depth_encoder=resnet18",
-        "model.pose_mask_encoder=resnet18", "model.num_components=1", "model.motion_source=true_scene"])
-    dataset = build_dataset(config.data, config.model, training=True)
-    batch = collate_samples([dataset[0], dataset[1]])
+    config, batch = _rung_batch(tmp_path, "model.num_components=1", "model.motion_source=true_scene")
     assert batch.true_motion is not None and batch.true_motion.transforms.shape[:2] == (2, 2)
     model = create_model(config.model)
     output = model(batch.network_images, config.data.source_offsets, None, true_motion=batch.true_motion)
@@ -157,12 +162,7 @@ def test_the_movers_rung_teaches_the_assignment_the_labelled_movers(tmp_path):
     from mds_core.method.motion_evidence import MotionEvidence
     from mds_core.method.motion_models import create_model
 
-    _city_drive(tmp_path / "data", frames=5)
-    config = apply_overrides(TrainConfig(), [
-        f"data.root={tmp_path / 'data'}", "model.height=64", "model.width=96", "model.depth_encoder=resnet18",
-        "model.pose_mask_encoder=resnet18", "model.num_components=3", "model.moving_pixels_source=ground_truth"])
-    dataset = build_dataset(config.data, config.model, training=True)
-    batch = collate_samples([dataset[0], dataset[1]])
+    config, batch = _rung_batch(tmp_path, "model.num_components=3", "model.moving_pixels_source=ground_truth")
     assert batch.motion is not None
     labels = torch.stack([m[0] for m in batch.motion])
     assert labels.shape[-2:] == (64, 96) and bool((labels == 1).any()) and bool((labels == 2).any())
