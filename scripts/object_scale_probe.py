@@ -20,14 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from mds_core.evaluation.evaluate import EvaluationRequest, evaluation_frames
-from mds_core.evaluation.metrics import REGION_LABELS
+from mds_core.evaluation.metrics import REGION_LABELS, EvalSettings
 from mds_core.inference.predictor import Predictor, resize_disparity_to_depth
+
+RANGE = EvalSettings()  # the valid ground truth and the clamp of mds eval
+
+
+def valid_depth(gt: np.ndarray) -> np.ndarray:
+    return (gt > RANGE.min_depth) & (gt < RANGE.max_depth)
 
 
 def object_errors(pred: np.ndarray, gt: np.ndarray, instances: np.ndarray, motion: np.ndarray,
                   min_pixels: int) -> list[dict[str, float | str]]:
     """Per labelled object of one image (``pred`` already median-scaled): region, scale ratio, abs_rel, shape abs_rel."""
-    valid = (gt > 1e-3) & (gt < 80.0)
+    valid = valid_depth(gt)
     regions = {REGION_LABELS["moving"]: "moving", REGION_LABELS["static_movable"]: "parked"}
     objects = []
     for instance in np.unique(instances[valid & (instances > 0)]):
@@ -57,8 +63,8 @@ def probe(checkpoint: Path, data: Path, min_pixels: int) -> dict[str, object]:
         oracle = None if predictor.model.uses_depth_network else gt
         prediction = predictor.predict(sequence.image(index), intrinsics, previous, ground_truth_depth=oracle)
         pred = resize_disparity_to_depth(prediction.disparity, gt.shape[::-1], cfg.min_depth, cfg.max_depth)
-        valid = (gt > 1e-3) & (gt < 80.0)
-        pred = np.clip(pred * np.median(gt[valid]) / np.median(pred[valid]), 1e-3, 80.0)
+        valid = valid_depth(gt)
+        pred = np.clip(pred * np.median(gt[valid]) / np.median(pred[valid]), RANGE.min_depth, RANGE.max_depth)
         objects += object_errors(pred, gt, situation.instances, motion, min_pixels)
     summary: dict[str, object] = {"checkpoint": str(checkpoint)}
     for region in ("moving", "parked"):
