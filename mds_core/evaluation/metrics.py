@@ -32,14 +32,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mds_core.motion_labels import MOTION_MOVING, MOTION_PARKED, MOTION_STATIC, MOTION_UNLABELLED
+
 #: Region name -> motion label value.
-REGION_LABELS: dict[str, int] = {"moving": 1, "static_movable": 2, "static_background": 0}
+REGION_LABELS: dict[str, int] = {"moving": MOTION_MOVING, "static_movable": MOTION_PARKED,
+                                 "static_background": MOTION_STATIC}
 #: The moving region split by kind (``DepthEvaluator.add(..., with_camera=...)``).
 MOVER_KIND_REGIONS: tuple[str, ...] = ("moving_relative", "moving_with_camera")
 #: Every region of :class:`DepthEvaluation`, in report order.
 DEPTH_REGIONS: tuple[str, ...] = ("moving", *MOVER_KIND_REGIONS, "static_movable", "static_background")
 #: Label value for unlabelled pixels (never counted in any region).
-IGNORE_LABEL = 255
+IGNORE_LABEL = MOTION_UNLABELLED
 
 _METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 

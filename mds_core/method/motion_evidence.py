@@ -57,9 +57,7 @@ from torch import Tensor
 
 from mds_core.method.geometry import pixel_grid
 from mds_core.method.window import window_mean
-
-#: motion labels of generated scenes (mds_core.data.sample.Sample.motion)
-LABEL_STATIC, LABEL_MOVING, LABEL_PARKED = 0, 1, 2
+from mds_core.motion_labels import MOTION_MOVING, MOTION_PARKED, MOTION_STATIC
 
 #: Forward-backward consistency (as in UnFlow): a flow vector is trusted where
 #: ``|f(p) + b(p + f(p))|^2 < FB_RELATIVE (|f|^2 + |b|^2) + FB_ABSOLUTE`` (pixels^2).
@@ -156,7 +154,7 @@ class MotionEvidence:
         255 unlabelled: neither), resized (nearest) to ``size``; ``still`` ``(B,)`` as the flow saw it."""
         resized = torch.stack([F.interpolate(m[None].float(), size=size, mode="nearest")[0, 0] for m in labels])
         resized = resized.to(still.device)
-        return MotionEvidence(moving=resized == LABEL_MOVING, static=(resized == LABEL_STATIC) | (resized == LABEL_PARKED),
+        return MotionEvidence(moving=resized == MOTION_MOVING, static=(resized == MOTION_STATIC) | (resized == MOTION_PARKED),
                               still=still)
 
 

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MOTION_STATIC = 0  # static background (road, buildings, poles) and sky
-MOTION_MOVING = 1  # pixel of an independently moving object
-MOTION_PARKED = 2  # pixel of a static movable object (parked car)
-MOTION_UNLABELLED = 255  # reserved; the generator labels every pixel
+from mds_core.motion_labels import MOTION_MOVING, MOTION_PARKED, MOTION_STATIC, MOTION_UNLABELLED
+
+__all__ = ["MOTION_MOVING", "MOTION_PARKED", "MOTION_STATIC", "MOTION_UNLABELLED", "SynthFrame"]
 
 
 @dataclass
